@@ -1,0 +1,46 @@
+"""Typed configuration, built once in launch.py and passed down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from model import ModelConfig
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_ASR_MODEL = "tiny.en"
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    """Speech recognition: a faster-whisper size name or a local CTranslate2 folder."""
+
+    model: str = DEFAULT_ASR_MODEL
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one person can ask of the app at once."""
+
+    queue_size: int = 8
+    max_files_per_message: int = 8
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything launch.py decided; environment variables LOUPE_* give the defaults."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    limits: Limits = field(default_factory=Limits)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    desktop: bool = False
+    share: bool = False
+    auth: tuple[str, str] | None = None
+
+
+def env_default(name: str, fallback: str) -> str:
+    """A flag's default from the LOUPE_<NAME> environment variable."""
+    return os.environ.get(f"LOUPE_{name.upper()}", fallback)

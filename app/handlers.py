@@ -1,0 +1,137 @@
+"""The functions page events and API endpoints call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from model import (
+    ChatRequest,
+    Engine,
+    EngineError,
+    EngineStatus,
+    Finished,
+    GenerationOptions,
+    Message,
+    TextChunk,
+    Timing,
+)
+
+from .config import AppConfig
+from .media import MediaError, load_attachments
+
+DEMO_NOTE = "Demo model: random weights, so replies are noise. It shows the plumbing works."
+
+
+@dataclass
+class Reply:
+    """A reply as it grows."""
+
+    answer: str = ""
+    thinking: str = ""
+    timing: Timing | None = None
+    error: str | None = None
+    cancelled: bool = False
+
+
+class ChatHandlers:
+    """Turns page and API input into engine requests and streams replies back."""
+
+    def __init__(self, engine: Engine, config: AppConfig):
+        self.engine = engine
+        self.config = config
+        self.last_timing: Timing | None = None  # the app's most recent reply, for the status line
+
+    def user_message(self, value: dict[str, Any]) -> Message:
+        """A MultimodalTextbox value {"text", "files"} as a model Message (MediaError if bad)."""
+        paths = [file_path(item) for item in value.get("files") or []]
+        images, audio = load_attachments(paths, self.config.limits.max_files_per_message)
+        return Message("user", (value.get("text") or "").strip(), tuple(images), tuple(audio))
+
+    def health(self) -> dict[str, Any]:
+        """The /health document (see the README)."""
+        status = self.engine.status()
+        info = status.info
+        model_config = self.config.model
+        health: dict[str, Any] = {
+            "status": {"ready": "ok", "loading": "loading", "error": "error"}[status.load_state],
+            "model": info.name if info else model_config.model_id,
+            "demo": info.demo if info else model_config.demo,
+            "device": info.device if info else model_config.device,
+            "quantization": info.quantization if info else model_config.quant,
+            "engine": {"state": "busy" if status.busy else "idle", "queue": status.queued},
+            "asr_model": self.config.asr.model,
+        }
+        if status.error:
+            health["error"] = status.error
+        if status.fallback_reason:
+            health["fallback_reason"] = status.fallback_reason
+        return health
+
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[Reply]:
+        """Yields the growing reply; cancels the request if the consumer stops early."""
+        reply = Reply()
+        reply_stream = self.engine.submit(ChatRequest(tuple(messages), options))
+        try:
+            for event in reply_stream:
+                if isinstance(event, TextChunk):
+                    if event.thinking:
+                        reply.thinking += event.text
+                    else:
+                        reply.answer += event.text
+                elif isinstance(event, Finished):
+                    reply.timing, reply.cancelled = event.timing, event.cancelled
+                    self.last_timing = event.timing
+                elif isinstance(event, EngineError):
+                    reply.error = event.message
+                yield reply
+        finally:
+            # Gradio's Stop closes this generator: stop the model too, not just the page.
+            reply_stream.cancel()
+
+
+def conversation(system_prompt: str, history: list[Message], latest: Message) -> list[Message]:
+    """The messages to send: the system prompt (if any), earlier turns, the new message."""
+    system = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
+    return [*system, *history, latest]
+
+
+def status_text(status: EngineStatus, last: Timing | None) -> str:
+    """One line about the model, and the last reply's speed."""
+    if status.load_state == "loading":
+        return f"Loading the model: {status.progress}"
+    if status.load_state == "error" or status.info is None:
+        return f"No model loaded: {status.error}"
+    info = status.info
+    kind = "demo" if info.demo else "real"
+    line = f"{info.name} ({kind}) on {info.device}, {info.quantization}"
+    if last is not None and last.tokens:
+        line += (f" · last reply: first token {last.time_to_first_token_s:.2f} s, "
+                 f"{last.tokens_per_s:.1f} tokens/s")
+    return line
+
+
+def banner_text(status: EngineStatus) -> str:
+    """What the top of the page must say, if anything: loading, fallback or failure."""
+    if status.load_state == "loading":
+        return f"⏳ The model is loading: {status.progress}. You can type your message meanwhile."
+    if status.load_state == "error":
+        return f"⚠️ No model could be loaded. {status.error}"
+    if status.fallback_reason:
+        return (f"⚠️ Running the demo model instead of Gemma 4 12B. {status.fallback_reason} "
+                "To get the real weights run `hf download google/gemma-4-12B-it`, "
+                "or start Loupe with `--model PATH`. " + DEMO_NOTE)
+    if status.info is not None and status.info.demo:
+        return "ℹ️ " + DEMO_NOTE
+    return ""
+
+
+def file_path(item: Any) -> str:
+    """Gradio passes files as paths, dicts with a path, or FileData-like objects."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        return item["path"]
+    return item.path
+

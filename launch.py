@@ -1,0 +1,80 @@
+"""Start Loupe: parse flags, start the model engine, serve the page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.config import DEFAULT_HOST, DEFAULT_PORT, AppConfig, AsrConfig, Limits, env_default
+from model import DEFAULT_MODEL_ID, Engine, ModelConfig, folder_problem
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="launch.py",
+        description="Loupe: a local assistant that sees, hears and answers, with Gemma 4 12B.",
+    )
+    parser.add_argument("--model", default=None, metavar="ID_OR_PATH",
+                        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL_ID}; "
+                             "falls back to the demo model when it cannot be loaded)")
+    parser.add_argument("--demo", action="store_true",
+                        help="use the miniature random-weight model (no download; replies are noise)")
+    parser.add_argument("--host", default=env_default("host", DEFAULT_HOST),
+                        help="address to listen on (default %(default)s: this machine only)")
+    parser.add_argument("--port", type=int, default=int(env_default("port", str(DEFAULT_PORT))),
+                        help="port to listen on (default %(default)s)")
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"],
+                        default=env_default("device", "auto"),
+                        help="where the model runs (default %(default)s: CUDA when present)")
+    parser.add_argument("--quant", choices=["4bit", "8bit", "none"],
+                        default=env_default("quant", "4bit"),
+                        help="weight quantization with bitsandbytes (default %(default)s)")
+    parser.add_argument("--asr-model", default=env_default("asr_model", "tiny.en"),
+                        metavar="NAME_OR_PATH",
+                        help="faster-whisper model size or local folder (default %(default)s)")
+    parser.add_argument("--desktop", action="store_true", help="open the page in the default browser once it is served")
+    parser.add_argument("--share", action="store_true",
+                        help="make a public Gradio share link (off by default)")
+    parser.add_argument("--auth", default=None, metavar="USER:PASS",
+                        help="require this user name and password on the page")
+    parser.add_argument("--queue-size", type=int, default=Limits.queue_size,
+                        help="requests that may wait for the model (default %(default)s)")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> AppConfig:
+    """AppConfig from flags; raises SystemExit with one sentence on bad values."""
+    auth = None
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            raise SystemExit("--auth takes USER:PASS, for example --auth ana:correct-horse.")
+        auth = (user, password)
+    chosen = args.model or env_default("model", "")
+    model = ModelConfig(model_id=chosen or DEFAULT_MODEL_ID, demo=args.demo, device=args.device,
+                        quant=args.quant, fallback_to_demo=not chosen and not args.demo)
+    return AppConfig(model=model, asr=AsrConfig(args.asr_model),
+                     limits=Limits(queue_size=args.queue_size), host=args.host, port=args.port,
+                     desktop=args.desktop, share=args.share, auth=auth)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = build_config(parse_args(argv))
+    problem = None if config.model.demo else folder_problem(config.model.model_id)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    from app.handlers import ChatHandlers
+    from app.server import serve
+
+    engine = Engine(config.model, queue_size=config.limits.queue_size)
+    engine.start()
+    try:
+        serve(ChatHandlers(engine, config), config)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Loading and driving the Gemma 4 model: the public names the app may use.
+
+Nothing heavy loads at import time; torch and transformers are imported by the worker process.
+"""
+
+from .config import DEFAULT_MODEL_ID, ModelConfig
+from .engine import Engine, EngineStatus, ReplyStream
+from .events import EngineError, Finished, ReplyEvent, TextChunk, Timing
+from .loader import ModelInfo, folder_problem
+from .messages import (
+    DEFAULT_IMAGE_TOKENS,
+    IMAGE_TOKEN_BUDGETS,
+    AudioClip,
+    ChatRequest,
+    GenerationOptions,
+    Message,
+)
+
+__all__ = [
+    "DEFAULT_IMAGE_TOKENS",
+    "DEFAULT_MODEL_ID",
+    "IMAGE_TOKEN_BUDGETS",
+    "AudioClip",
+    "ChatRequest",
+    "Engine",
+    "EngineError",
+    "EngineStatus",
+    "Finished",
+    "GenerationOptions",
+    "Message",
+    "ModelConfig",
+    "ModelInfo",
+    "ReplyEvent",
+    "ReplyStream",
+    "TextChunk",
+    "Timing",
+    "folder_problem",
+]

@@ -1,0 +1,229 @@
+"""The engine: a supervised worker process that owns the model, fed from a bounded queue.
+
+`Engine.submit` returns a `ReplyStream` at once. A dispatcher thread hands requests to the worker
+one at a time, in arrival order, and relays what the worker streams back. If the worker dies,
+the running request ends with an EngineError and a fresh worker is started for the next one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from .config import ModelConfig
+from .events import EngineError, Finished, ReplyEvent, TextChunk, Timing
+from .loader import ModelInfo
+from .messages import ChatRequest
+from .worker import serve
+
+DEFAULT_QUEUE_SIZE = 8
+WORKER_EXIT_S = 5.0
+BUSY = "Loupe is busy, try again in a moment."
+WORKER_CRASHED = ("The model worker stopped unexpectedly; it is restarting, so please send the "
+                  "message again in a moment.")
+LoadState = Literal["loading", "ready", "error"]
+
+
+class ReplyStream:
+    """The events of one reply, in order; iterate it, or cancel it from any thread."""
+
+    def __init__(self, request_id: int, engine: Engine | None):
+        self.request_id = request_id
+        self._engine = engine
+        self._events: queue.Queue[ReplyEvent] = queue.Queue()
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop this reply: dropped if still waiting, stopped within one decoding step if running."""
+        self.cancelled.set()
+        if self._engine is not None:
+            self._engine._cancel_running(self)
+
+    def _put(self, event: ReplyEvent) -> None:
+        self._events.put(event)
+
+    def __iter__(self) -> Iterator[ReplyEvent]:
+        while True:
+            event = self._events.get()
+            yield event
+            if not isinstance(event, TextChunk):
+                return
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """A snapshot for /health and the status line."""
+
+    load_state: LoadState
+    progress: str
+    info: ModelInfo | None
+    busy: bool
+    queued: int
+    error: str | None = None
+    fallback_reason: str | None = None
+
+
+class Engine:
+    """Owns the worker process. Create, `start()`, then `submit()` from any thread."""
+
+    def __init__(self, config: ModelConfig, queue_size: int = DEFAULT_QUEUE_SIZE):
+        self._config = config
+        self._ctx = multiprocessing.get_context("spawn")  # no fork: CUDA and threads
+        self._queue: queue.Queue[tuple[ReplyStream, ChatRequest] | None] = queue.Queue(queue_size)
+        # The id of the request the person stopped; the worker compares it at every step.
+        self._cancel_id = self._ctx.Value("q", 0, lock=False)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._running: ReplyStream | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn = None
+        self._load_state: LoadState = "loading"
+        self._progress = "Starting the model worker"
+        self._info: ModelInfo | None = None
+        self._error: str | None = None
+        self._fallback_reason: str | None = None
+        self._thread = threading.Thread(target=self._dispatch, name="loupe-engine", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker and return at once; the model loads in the background."""
+        self._thread.start()
+
+    def status(self) -> EngineStatus:
+        with self._lock:
+            return EngineStatus(self._load_state, self._progress, self._info,
+                                busy=self._running is not None, queued=self._queue.qsize(),
+                                error=self._error, fallback_reason=self._fallback_reason)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id, while one runs."""
+        process = self._process
+        return process.pid if process is not None else None
+
+    def submit(self, request: ChatRequest) -> ReplyStream:
+        """Queue a request; a full queue or a failed load answers with an EngineError at once."""
+        stream = ReplyStream(next(self._ids), self)
+        if self._load_state == "error":
+            stream._put(EngineError("unavailable", self._error or "No model is loaded."))
+            return stream
+        try:
+            self._queue.put_nowait((stream, request))
+        except queue.Full:
+            stream._put(EngineError("busy", BUSY))
+        return stream
+
+    def close(self) -> None:
+        """Stop the dispatcher and the worker process."""
+        self._drain(EngineError("unavailable", "Loupe is shutting down."))
+        self._queue.put(None)
+        self._stop_worker()
+
+    # -- dispatcher thread -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        config = self._config
+        while True:
+            if self._process is None:
+                failure = self._start_worker(config)
+                if failure and config.fallback_to_demo:
+                    self._set(fallback_reason=failure)
+                    config = config.as_demo()
+                    continue
+                if failure:
+                    self._set(load_state="error", error=failure, progress="")
+                    self._drain(EngineError("unavailable", failure))
+                    return
+            item = self._queue.get()
+            if item is None:
+                return
+            self._run(*item)
+
+    def _run(self, stream: ReplyStream, request: ChatRequest) -> None:
+        with self._lock:
+            if stream.cancelled.is_set():
+                stream._put(Finished(Timing(0.0, 0.0, 0), cancelled=True))
+                return
+            self._running = stream
+        try:
+            self._conn.send((stream.request_id, request))
+            while not self._relay(stream, self._conn.recv()):
+                pass
+        except (EOFError, OSError):
+            stream._put(EngineError("worker_crashed", WORKER_CRASHED))
+            self._stop_worker()
+        finally:
+            with self._lock:
+                self._running = None
+
+    @staticmethod
+    def _relay(stream: ReplyStream, message: tuple) -> bool:
+        """Pass one worker message on; True when the reply is over."""
+        kind = message[0]
+        if kind == "chunk":
+            stream._put(TextChunk(message[2], thinking=message[3]))
+            return False
+        if kind == "done":
+            stream._put(Finished(message[2], cancelled=message[3]))
+        else:
+            stream._put(EngineError(message[2], message[3]))
+        return True
+
+    def _start_worker(self, config: ModelConfig) -> str | None:
+        """Start a worker and wait until it has loaded; the failure sentence, or None."""
+        self._set(load_state="loading", progress="Starting the model worker")
+        parent_conn, child_conn = self._ctx.Pipe()
+        process = self._ctx.Process(target=serve, args=(config, child_conn, self._cancel_id),
+                                    name="loupe-model-worker", daemon=True)
+        process.start()
+        child_conn.close()  # so recv() raises EOFError once the worker is gone
+        self._process, self._conn = process, parent_conn
+        while True:
+            try:
+                message = parent_conn.recv()
+            except (EOFError, OSError):
+                self._stop_worker()
+                return (f"The model worker stopped while loading (exit code {process.exitcode}); "
+                        "the machine may be out of memory.")
+            if message[0] == "progress":
+                self._set(progress=message[1])
+            elif message[0] == "loaded":
+                self._set(load_state="ready", info=message[1], progress="Ready", error=None)
+                return None
+            else:
+                self._stop_worker()
+                return message[1]
+
+    def _stop_worker(self) -> None:
+        process, self._process = self._process, None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # an idle worker exits when its connection closes
+        if process is not None:
+            process.join(timeout=WORKER_EXIT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    def _cancel_running(self, stream: ReplyStream) -> None:
+        with self._lock:
+            if self._running is stream:
+                self._cancel_id.value = stream.request_id
+
+    def _drain(self, error: EngineError) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[0]._put(error)
+
+    def _set(self, **fields: object) -> None:
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self, f"_{name}", value)

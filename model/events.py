@@ -1,0 +1,49 @@
+"""What a reply stream yields: text chunks, then one Finished or one EngineError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ErrorKind = Literal[
+    "busy",  # the waiting queue is full
+    "unavailable",  # no model could be loaded
+    "bad_input",  # the message could not be turned into model inputs
+    "out_of_memory",
+    "generation_failed",
+    "worker_crashed",  # the worker process died mid-request; it is restarted
+]
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    """New text of the reply; `thinking` marks the model's reasoning, shown apart."""
+
+    text: str
+    thinking: bool = False
+
+
+@dataclass(frozen=True)
+class Timing:
+    time_to_first_token_s: float
+    tokens_per_s: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The reply is complete, or was stopped on request (`cancelled`)."""
+
+    timing: Timing
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class EngineError:
+    """The reply failed; `message` is one sentence for the person."""
+
+    kind: ErrorKind
+    message: str
+
+
+ReplyEvent = TextChunk | Finished | EngineError

@@ -1,0 +1,256 @@
+"""Loads Gemma 4 and its processor: the only place that knows about quantization and devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ModelConfig
+
+Progress = Callable[[str], None]
+
+# Full module paths: a bare "embed_vision" matches nothing, and any list replaces the default
+# lm_head skip. The embedders are small; quantizing them costs accuracy and saves little.
+UNQUANTIZED_MODULES = ["lm_head", "model.embed_vision", "model.embed_audio"]
+MODEL_TYPE = "gemma4_unified"
+MIN_TRANSFORMERS = "5.10.1"
+HUB_TIMEOUT_S = 5.0
+GIB = 1024**3
+# Resident bytes per parameter, embeddings and output head kept in bf16 (12B: ~7.7 GB in NF4),
+# plus a margin for activations and the KV cache of an ordinary conversation.
+BYTES_PER_PARAM = {"4bit": 0.65, "8bit": 1.1, "none": 2.0}
+RUNTIME_MARGIN_BYTES = 1 * GIB
+
+
+class LoadError(Exception):
+    """A model could not be loaded; the message is one sentence a person can act on."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is loaded, as shown in the status line and /health."""
+
+    name: str
+    demo: bool
+    device: str
+    quantization: str
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+    info: ModelInfo
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a person (library messages can run to pages)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` means CUDA when PyTorch sees a GPU, else the CPU."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise LoadError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine.")
+    return requested
+
+
+def quantization_config(quant: str) -> Any:
+    """The BitsAndBytesConfig for `quant`, or None for bf16 weights."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quant == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+            llm_int8_skip_modules=UNQUANTIZED_MODULES,
+        )
+    if quant == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
+    return None
+
+
+def _check_transformers() -> None:
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if MODEL_TYPE not in CONFIG_MAPPING_NAMES:
+        raise LoadError(
+            f"transformers {transformers.__version__} is too old for Gemma 4 unified models; "
+            f"install transformers>={MIN_TRANSFORMERS} (pip install -r requirements.txt)."
+        )
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """Hub ids are `org/name`; anything else with a slash or a leading ./~ is a folder."""
+    return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or "\\" in model_id
+
+
+def folder_problem(model_id: str) -> str | None:
+    """Why `model_id`, meant as a local folder, cannot be a model; None if fine or a hub id.
+
+    Cheap (no torch, no network), so launch.py can refuse a bad --model before serving.
+    """
+    folder = Path(model_id).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            return (f"{folder} has no config.json, so it is not a model folder; pass the folder "
+                    "that holds config.json and the .safetensors files.")
+        return None
+    if _looks_like_path(model_id):
+        return (f"There is no model folder at {model_id}; pass an existing folder or a "
+                "Hugging Face model id such as google/gemma-4-12B-it.")
+    return None
+
+
+def _safetensors_parameters(folder: Path) -> int:
+    """Parameter count from the safetensors headers, without reading any weights."""
+    total = 0
+    for file in folder.glob("*.safetensors"):
+        with open(file, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(header_len))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in entry["shape"]:
+                    count *= dim
+                total += count
+    return total
+
+
+def _hub_parameters(repo_id: str) -> int:
+    """Where the weights are still on the hub: their count, or a LoadError naming the way out."""
+    from huggingface_hub import get_safetensors_metadata
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    fix = f"download them with `hf download {repo_id}` on a machine with a network, or pass --model PATH"
+    if offline:
+        raise LoadError(f"The weights for {repo_id} are not on this machine and HF_HUB_OFFLINE is set; {fix}.")
+    try:
+        metadata = get_safetensors_metadata(repo_id)
+    except GatedRepoError:
+        raise LoadError(f"{repo_id} is gated: accept its licence on huggingface.co and run `hf auth login`.")
+    except RepositoryNotFoundError:
+        raise LoadError(f"There is no model called {repo_id} on the Hugging Face hub; check the name.")
+    except Exception:
+        raise LoadError(f"The weights for {repo_id} are not on this machine and the Hugging Face hub "
+                        f"cannot be reached; {fix}.")
+    return sum(metadata.parameter_count.values())
+
+
+def locate(config: ModelConfig) -> tuple[str, int]:
+    """The folder or hub id to load from, and the checkpoint's parameter count.
+
+    Raises LoadError when the weights are neither on disk nor reachable.
+    """
+    if config.demo:
+        from .miniature import ensure_miniature
+
+        folder = ensure_miniature(config.cache_root)
+        return str(folder), _safetensors_parameters(folder)
+    problem = folder_problem(config.model_id)
+    if problem:
+        raise LoadError(problem)
+    folder = Path(config.model_id).expanduser()
+    if folder.is_dir():
+        return str(folder), _safetensors_parameters(folder)
+    from huggingface_hub import snapshot_download
+
+    try:
+        cached = Path(snapshot_download(config.model_id, local_files_only=True))
+    except Exception:
+        return config.model_id, _hub_parameters(config.model_id)
+    return str(cached), _safetensors_parameters(cached)
+
+
+def _free_bytes(device: str) -> int:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info()[0]
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def check_memory(parameters: int, quant: str, device: str) -> None:
+    """Refuse early, in one sentence, when the weights cannot fit."""
+    needed = parameters * BYTES_PER_PARAM[quant] + RUNTIME_MARGIN_BYTES
+    free = _free_bytes(device)
+    if needed > free:
+        where = "GPU memory" if device == "cuda" else "RAM"
+        smaller = " or a smaller --quant" if quant != "4bit" else ""
+        raise LoadError(
+            f"This model needs about {needed / GIB:.1f} GiB of {where} in {quant} but only "
+            f"{free / GIB:.1f} GiB is free; close other programs{smaller}, or run with --demo."
+        )
+
+
+class _ProgressBars:
+    """Mirrors transformers' and the hub's tqdm bars (download, weight loading) to `progress`."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def __call__(self, factory: Any, args: tuple, kwargs: dict) -> Any:
+        bar = factory(*args, **kwargs)
+        update, report, last = bar.update, self.progress, [-1]
+
+        def update_and_report(n: float = 1) -> Any:
+            result = update(n)
+            if bar.total:
+                percent = int(100 * bar.n / bar.total)
+                if percent != last[0]:
+                    last[0] = percent
+                    report(f"{bar.desc or 'Loading'}: {percent}%")
+            return result
+
+        bar.update = update_and_report
+        return bar
+
+
+def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
+    """Check, then load the processor and model. Raises LoadError with one clear sentence."""
+    _check_transformers()
+    device = resolve_device(config.device)
+    progress("Looking for the model weights")
+    source, parameters = locate(config)
+    check_memory(parameters, config.quant, device)
+
+    import torch
+    from transformers import AutoModelForMultimodalLM, AutoProcessor
+    from transformers.utils import logging as hf_logging
+
+    name = "Loupe miniature (random weights)" if config.demo else config.model_id
+    progress(f"Loading {name} ({parameters / 1e9:.2f}B parameters) in {config.quant} on {device}")
+    previous_hook = hf_logging.set_tqdm_hook(_ProgressBars(progress))
+    try:
+        processor = AutoProcessor.from_pretrained(source)
+        model = AutoModelForMultimodalLM.from_pretrained(
+            source,
+            quantization_config=quantization_config(config.quant),
+            device_map={"": device},
+            dtype=torch.bfloat16,  # never fp16: Gemma overflows in it
+        )
+    except Exception as exc:
+        raise LoadError(f"Loading {name} failed: {first_line(exc)}") from exc
+    finally:
+        hf_logging.set_tqdm_hook(previous_hook)
+    model.eval()
+    progress("Model loaded")
+    return LoadedModel(model, processor, ModelInfo(name, config.demo, device, config.quant))

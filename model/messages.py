@@ -1,0 +1,65 @@
+"""What a chat request is made of: messages with images and audio, and generation options.
+
+These types cross the process boundary to the worker, so they hold only picklable data
+(PIL images, numpy arrays, plain values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+Role = Literal["system", "user", "assistant"]
+IMAGE_TOKEN_BUDGETS = (70, 140, 280, 560, 1120)
+DEFAULT_IMAGE_TOKENS = 280
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """A waveform at its own sample rate; shape (samples,) or (samples, channels)."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation. Media are shown to the model before the text."""
+
+    role: Role
+    text: str = ""
+    images: tuple[Image.Image, ...] = ()
+    audio: tuple[AudioClip, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Sampling and prompt settings; defaults are the model's own generation config."""
+
+    temperature: float = 1.0
+    top_p: float = 0.95
+    top_k: int = 64
+    max_new_tokens: int = 512
+    thinking: bool = False
+    image_tokens: int = DEFAULT_IMAGE_TOKENS
+
+    def __post_init__(self) -> None:
+        if self.image_tokens not in IMAGE_TOKEN_BUDGETS:
+            raise ValueError(f"image_tokens must be one of {IMAGE_TOKEN_BUDGETS}")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A conversation to answer; the last message is the person's newest turn."""
+
+    messages: tuple[Message, ...]
+    options: GenerationOptions = field(default_factory=GenerationOptions)

@@ -1,0 +1,65 @@
+"""Turns generated token ids into answer and thinking text, a few characters at a time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transformers.generation.streamers import BaseStreamer
+
+THOUGHT_HEADER = "thought\n"  # what the model writes right after <|channel>
+
+
+class ReplyStreamer(BaseStreamer):
+    """A per-token callback for `generate`.
+
+    Thinking (between `<|channel>` and `<channel|>`) and the answer are decoded separately and
+    passed to `emit(text, thinking)` as soon as they form whole characters. Counts tokens and
+    notes when the first one arrived, for timing.
+    """
+
+    def __init__(self, tokenizer: Any, emit: Callable[[str, bool], None]):
+        self.tokenizer = tokenizer
+        self.emit = emit
+        self.channel_open_id = tokenizer.convert_tokens_to_ids("<|channel>")
+        self.channel_close_id = tokenizer.convert_tokens_to_ids("<channel|>")
+        self.thinking = False
+        self.ids: dict[bool, list[int]] = {False: [], True: []}
+        self.sent_chars = {False: 0, True: 0}
+        self.prompt_skipped = False
+        self.tokens = 0
+        self.first_token_at: float | None = None
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_skipped:  # generate() first passes the prompt ids
+            self.prompt_skipped = True
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        for token in value.reshape(-1).tolist():
+            self.tokens += 1
+            if token == self.channel_open_id:
+                self.thinking = True
+            elif token == self.channel_close_id:
+                self.thinking = False
+            else:
+                self.ids[self.thinking].append(token)
+                self._flush(self.thinking)
+
+    def end(self) -> None:
+        for thinking in (False, True):
+            self._flush(thinking, final=True)
+
+    def _flush(self, thinking: bool, final: bool = False) -> None:
+        text = self.tokenizer.decode(self.ids[thinking], skip_special_tokens=True)
+        if thinking:
+            if THOUGHT_HEADER.startswith(text) and not final:
+                return  # the header may still be arriving
+            text = text.removeprefix(THOUGHT_HEADER)
+        if text.endswith("\ufffd") and not final:
+            return  # half of a multi-byte character
+        new = text[self.sent_chars[thinking]:]
+        if new:
+            self.sent_chars[thinking] = len(text)
+            self.emit(new, thinking)
