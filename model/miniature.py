@@ -1,0 +1,240 @@
+"""A miniature Gemma 4 unified checkpoint with random weights, for tests and the demo mode.
+
+Same model and processor classes as google/gemma-4-12B-it, the same control tokens and prompt
+format, but a 64-wide, 6-layer decoder and a ~600-token tokenizer trained here on a few
+sentences. It is built once into the cache folder (about 2 MB) and reused. Its replies are
+noise: it proves the plumbing, not the quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import default_cache_root
+
+MINIATURE_SEED = 1234
+
+# The real tokenizer's control tokens. pad, eos and bos keep their real ids (0, 1, 2); the rest
+# get the next ids in this order.
+CONTROL_TOKENS = tuple(
+    "<pad> <eos> <bos> <|tool> <tool|> <|tool_call> <tool_call|> <|tool_response> <|think|> "
+    "<|channel> <channel|> <|turn> <turn|> <|image> <|audio> <|image|> <|audio|> <image|> "
+    "<audio|> <|video|>".split()
+)
+NAMED_TOKENS = {  # the tokenizer attributes the processor (and the real tokenizer) name
+    "image_token": "<|image|>",
+    "boi_token": "<|image>",
+    "eoi_token": "<image|>",
+    "audio_token": "<|audio|>",
+    "boa_token": "<|audio>",
+    "eoa_token": "<audio|>",
+    "sot_token": "<|turn>",
+    "soc_token": "<|channel>",
+    "think_token": "<|think|>",
+}
+VOCAB_SIZE = 600
+# The largest merged-patch coordinate: an image one patch high at the largest budget (1120).
+MAX_SOFT_TOKENS = 1120
+
+# Gemma 4 prompt format. `enable_thinking` puts <|think|> at the start of the system turn; with
+# thinking off, the generation prompt closes an empty thought channel.
+CHAT_TEMPLATE = r"""{%- macro render(content) -%}
+{%- if content is string -%}{{ content }}
+{%- else -%}{%- for item in content -%}
+{%- if item['type'] == 'text' -%}{{ item['text'] }}
+{%- elif item['type'] == 'image' -%}{{ '<|image|>' }}
+{%- elif item['type'] == 'audio' -%}{{ '<|audio|>' }}
+{%- elif item['type'] == 'video' -%}{{ '<|video|>' }}
+{%- endif -%}{%- endfor -%}{%- endif -%}
+{%- endmacro -%}
+{%- set thinking = enable_thinking is defined and enable_thinking -%}
+{{- bos_token -}}
+{%- if messages and messages[0]['role'] == 'system' -%}
+{{- '<|turn>system\n' + ('<|think|>' if thinking else '') + render(messages[0]['content']) -}}
+{{- '<turn|>\n' -}}
+{%- set messages = messages[1:] -%}
+{%- elif thinking -%}
+{{- '<|turn>system\n<|think|><turn|>\n' -}}
+{%- endif -%}
+{%- for message in messages -%}
+{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}
+{{- '<|turn>' + role + '\n' + render(message['content']) + '<turn|>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+{{- '<|turn>model\n' -}}
+{%- if not thinking -%}{{- '<|channel>thought\n<channel|>' -}}{%- endif -%}
+{%- endif -%}"""
+
+# Training text for the tokenizer: the words a demo conversation is likely to contain.
+CORPUS = (
+    "Describe this image in detail.",
+    "What is written on the screenshot?",
+    "Transcribe the audio clip and summarise what the speaker says.",
+    "The picture shows a red bicycle leaning against a stone wall.",
+    "A cat is sleeping on a blue sofa next to the window.",
+    "The chart compares sales for the first and second quarter of the year.",
+    "There are three people standing in front of an old building.",
+    "The speaker talks about the weather and the train timetable.",
+    "Please answer in one short sentence.",
+    "Think step by step before you give the final answer.",
+    "I can see a table with a laptop, a cup of coffee and some papers.",
+    "The text in the image says: open every day from nine to five.",
+    "This is a random miniature model, so its answers are noise.",
+    "Hello! How can I help you today?",
+    "Thank you, that was very helpful.",
+    "What colour is the car in the photo?",
+    "How many birds are sitting on the wire?",
+    "The recording is about two seconds long and contains a tone.",
+    "Summarise the document and list the main points.",
+    "The user interface has a button, a text box and a menu.",
+    "Explain what the error message means and how to fix it.",
+    "The map shows the river, the bridge and the city centre.",
+    "She said the meeting will start at ten o'clock tomorrow morning.",
+    "Translate the sentence into French, German and Spanish.",
+    "The graph rises quickly, then it falls slowly towards zero.",
+    "Read the numbers on the receipt and add them up.",
+    "The dog runs across the green field after a yellow ball.",
+    "Is there anything unusual or dangerous in this scene?",
+    "The model writes its thoughts in a channel before the answer.",
+    "Call the weather tool with the city name and read the response.",
+    "Images are cut into patches and audio into short frames.",
+    "Write a short poem about the sea, the wind and the light.",
+)
+
+
+def miniature_dir(cache_root: Path | None = None) -> Path:
+    """The miniature checkpoint's folder: named by a hash of this builder, so edits rebuild it."""
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    return root / f"gemma4-miniature-{version}"
+
+
+def ensure_miniature(
+    cache_root: Path | None = None, progress: Callable[[str], None] | None = None
+) -> Path:
+    """The miniature checkpoint's folder, built on first use (atomically) and reused after."""
+    report = progress or (lambda message: None)
+    target = miniature_dir(cache_root)
+    if target.is_dir():
+        report(f"Using the miniature checkpoint in {target}.")
+        return target
+    report(f"Building the miniature checkpoint (random weights) in {target}.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        _build(staging, report)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():  # not a lost race with another process: a real failure
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report(f"Miniature checkpoint ready in {target}.")
+    return target
+
+
+def _build(folder: Path, report: Callable[[str], None]) -> None:
+    """Write tokenizer, processor, config, generation config and random weights into `folder`."""
+    import torch
+    from transformers import (
+        Gemma4UnifiedAudioConfig,
+        Gemma4UnifiedAudioFeatureExtractor,
+        Gemma4UnifiedConfig,
+        Gemma4UnifiedForConditionalGeneration,
+        Gemma4UnifiedImageProcessor,
+        Gemma4UnifiedProcessor,
+        Gemma4UnifiedTextConfig,
+        Gemma4UnifiedVideoProcessor,
+        Gemma4UnifiedVisionConfig,
+        GenerationConfig,
+    )
+
+    report("Training the miniature tokenizer.")
+    tokenizer = _train_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in CONTROL_TOKENS}
+    feature_extractor = Gemma4UnifiedAudioFeatureExtractor()
+    processor = Gemma4UnifiedProcessor(
+        feature_extractor=feature_extractor,
+        image_processor=Gemma4UnifiedImageProcessor(),
+        tokenizer=tokenizer,
+        video_processor=Gemma4UnifiedVideoProcessor(),
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(folder)
+
+    text_config = Gemma4UnifiedTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=6,  # five sliding-window layers, then one full-attention layer
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        global_head_dim=64,
+        num_global_key_value_heads=1,
+        attention_k_eq_v=True,
+        sliding_window=64,
+        final_logit_softcapping=30.0,
+    )
+    config = Gemma4UnifiedConfig(
+        text_config=text_config,
+        vision_config=Gemma4UnifiedVisionConfig(
+            mm_embed_dim=64, output_proj_dims=64, mm_posemb_size=MAX_SOFT_TOKENS
+        ),
+        audio_config=Gemma4UnifiedAudioConfig(
+            audio_embed_dim=feature_extractor.audio_samples_per_token
+        ),
+        boi_token_id=ids["<|image>"],
+        eoi_token_id=ids["<image|>"],
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        boa_token_id=ids["<|audio>"],
+        eoa_token_index=ids["<audio|>"],
+        audio_token_id=ids["<|audio|>"],
+    )
+    report(f"Creating random weights (seed {MINIATURE_SEED}).")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(MINIATURE_SEED)
+        model = Gemma4UnifiedForConditionalGeneration(config).to(torch.bfloat16)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["<bos>"],
+        eos_token_id=[ids["<eos>"], ids["<turn|>"], ids["<|tool_response>"]],
+        pad_token_id=ids["<pad>"],
+        do_sample=True,
+        temperature=1.0,
+        top_p=0.95,
+        top_k=64,
+    )
+    report("Saving the miniature checkpoint.")
+    model.save_pretrained(folder)
+
+
+def _train_tokenizer():
+    """A byte-level BPE tokenizer (any text encodes) with the Gemma 4 control tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=list(CONTROL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(CORPUS, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        add_bos_token=True,
+        extra_special_tokens=NAMED_TOKENS,
+    )
