@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from app.config import DEFAULT_HOST, DEFAULT_PORT, AppConfig, AsrConfig, Limits, env_default
@@ -14,31 +15,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="launch.py",
         description="Loupe: a local assistant that sees, hears and answers, with Gemma 4 12B.",
     )
-    parser.add_argument("--model", default=None, metavar="ID_OR_PATH",
-                        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL_ID}; "
-                             "falls back to the demo model when it cannot be loaded)")
-    parser.add_argument("--demo", action="store_true",
-                        help="use the miniature random-weight model (no download; replies are noise)")
-    parser.add_argument("--host", default=env_default("host", DEFAULT_HOST),
-                        help="address to listen on (default %(default)s: this machine only)")
-    parser.add_argument("--port", type=int, default=int(env_default("port", str(DEFAULT_PORT))),
-                        help="port to listen on (default %(default)s)")
-    parser.add_argument("--device", choices=["auto", "cuda", "cpu"],
-                        default=env_default("device", "auto"),
-                        help="where the model runs (default %(default)s: CUDA when present)")
-    parser.add_argument("--quant", choices=["4bit", "8bit", "none"],
-                        default=env_default("quant", "4bit"),
-                        help="weight quantization with bitsandbytes (default %(default)s)")
-    parser.add_argument("--asr-model", default=env_default("asr_model", "tiny.en"),
-                        metavar="NAME_OR_PATH",
-                        help="faster-whisper model size or local folder (default %(default)s)")
-    parser.add_argument("--desktop", action="store_true", help="open the page in the default browser once it is served")
-    parser.add_argument("--share", action="store_true",
-                        help="make a public Gradio share link (off by default)")
-    parser.add_argument("--auth", default=None, metavar="USER:PASS",
-                        help="require this user name and password on the page")
-    parser.add_argument("--queue-size", type=int, default=Limits.queue_size,
-                        help="requests that may wait for the model (default %(default)s)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="ID_OR_PATH",
+        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL_ID}; "
+        "falls back to the demo model when it cannot be loaded)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the miniature random-weight model (no download; replies are noise)",
+    )
+    parser.add_argument(
+        "--host",
+        default=env_default("host", DEFAULT_HOST),
+        help="address to listen on (default %(default)s: this machine only)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env_default("port", str(DEFAULT_PORT))),
+        help="port to listen on (default %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cuda", "cpu"],
+        default=env_default("device", "auto"),
+        help="where the model runs (default %(default)s: CUDA when present)",
+    )
+    parser.add_argument(
+        "--quant",
+        choices=["4bit", "8bit", "none"],
+        default=env_default("quant", "4bit"),
+        help="weight quantization with bitsandbytes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--asr-model",
+        default=env_default("asr_model", "tiny.en"),
+        metavar="NAME_OR_PATH",
+        help="faster-whisper model size or local folder (default %(default)s)",
+    )
+    parser.add_argument(
+        "--desktop",
+        action="store_true",
+        help="open the page in the default browser once it is served",
+    )
+    parser.add_argument(
+        "--share", action="store_true", help="make a public Gradio share link (off by default)"
+    )
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASS",
+        help="require this user name and password on the page",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=Limits.queue_size,
+        help="requests that may wait for the model (default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,11 +88,23 @@ def build_config(args: argparse.Namespace) -> AppConfig:
             raise SystemExit("--auth takes USER:PASS, for example --auth ana:correct-horse.")
         auth = (user, password)
     chosen = args.model or env_default("model", "")
-    model = ModelConfig(model_id=chosen or DEFAULT_MODEL_ID, demo=args.demo, device=args.device,
-                        quant=args.quant, fallback_to_demo=not chosen and not args.demo)
-    return AppConfig(model=model, asr=AsrConfig(args.asr_model),
-                     limits=Limits(queue_size=args.queue_size), host=args.host, port=args.port,
-                     desktop=args.desktop, share=args.share, auth=auth)
+    model = ModelConfig(
+        model_id=chosen or DEFAULT_MODEL_ID,
+        demo=args.demo,
+        device=args.device,
+        quant=args.quant,
+        fallback_to_demo=not chosen and not args.demo,
+    )
+    return AppConfig(
+        model=model,
+        asr=AsrConfig(args.asr_model),
+        limits=Limits(queue_size=args.queue_size),
+        host=args.host,
+        port=args.port,
+        desktop=args.desktop,
+        share=args.share,
+        auth=auth,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     from app.handlers import ChatHandlers
     from app.server import serve
 

@@ -19,7 +19,7 @@ from model import (
 )
 
 from .config import AppConfig
-from .media import MediaError, load_attachments
+from .media import load_attachments
 
 DEMO_NOTE = "Demo model: random weights, so replies are noise. It shows the plumbing works."
 
@@ -107,8 +107,10 @@ def status_text(status: EngineStatus, last: Timing | None) -> str:
     kind = "demo" if info.demo else "real"
     line = f"{info.name} ({kind}) on {info.device}, {info.quantization}"
     if last is not None and last.tokens:
-        line += (f" · last reply: first token {last.time_to_first_token_s:.2f} s, "
-                 f"{last.tokens_per_s:.1f} tokens/s")
+        line += (
+            f" · last reply: first token {last.time_to_first_token_s:.2f} s, "
+            f"{last.tokens_per_s:.1f} tokens/s"
+        )
     return line
 
 
@@ -119,9 +121,11 @@ def banner_text(status: EngineStatus) -> str:
     if status.load_state == "error":
         return f"⚠️ No model could be loaded. {status.error}"
     if status.fallback_reason:
-        return (f"⚠️ Running the demo model instead of Gemma 4 12B. {status.fallback_reason} "
-                "To get the real weights run `hf download google/gemma-4-12B-it`, "
-                "or start Loupe with `--model PATH`. " + DEMO_NOTE)
+        return (
+            f"⚠️ Running the demo model instead of Gemma 4 12B. {status.fallback_reason} "
+            "To get the real weights run `hf download google/gemma-4-12B-it`, "
+            "or start Loupe with `--model PATH`. " + DEMO_NOTE
+        )
     if status.info is not None and status.info.demo:
         return "ℹ️ " + DEMO_NOTE
     return ""
@@ -134,4 +138,3 @@ def file_path(item: Any) -> str:
     if isinstance(item, dict):
         return item["path"]
     return item.path
-

@@ -10,8 +10,9 @@ from PIL import Image, ImageOps
 from model import AudioClip
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
-AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac",
-                            ".webm"})
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"}
+)
 
 
 class MediaError(ValueError):
@@ -71,7 +72,9 @@ def _float_frames(container, stream):  # noqa: ANN001, ANN202 - PyAV objects
 def load_attachments(paths: list[str], max_files: int) -> tuple[list[Image.Image], list[AudioClip]]:
     """Sort a message's files into images and audio by their kind; MediaError names a bad one."""
     if len(paths) > max_files:
-        raise MediaError(f"One message can carry at most {max_files} files; this one has {len(paths)}.")
+        raise MediaError(
+            f"One message can carry at most {max_files} files; this one has {len(paths)}."
+        )
     images, audio = [], []
     for path in paths:
         suffix = Path(path).suffix.lower()
@@ -80,5 +83,7 @@ def load_attachments(paths: list[str], max_files: int) -> tuple[list[Image.Image
         elif suffix in AUDIO_SUFFIXES:
             audio.append(load_audio(path))
         else:
-            raise MediaError(f"{Path(path).name} is neither an image nor an audio file Loupe can use.")
+            raise MediaError(
+                f"{Path(path).name} is neither an image nor an audio file Loupe can use."
+            )
     return images, audio

@@ -18,8 +18,11 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     page = build_ui(handlers)
     page.queue(default_concurrency_limit=config.limits.queue_size + 1)
     if config.host not in LOOPBACK and config.auth is None:
-        print(f"Warning: Loupe is open to the network on {config.host} without --auth; "
-              "anyone who can reach this machine can use it.", flush=True)
+        print(
+            f"Warning: Loupe is open to the network on {config.host} without --auth; "
+            "anyone who can reach this machine can use it.",
+            flush=True,
+        )
     _, local_url, _ = page.launch(
         server_name=config.host,
         server_port=config.port,

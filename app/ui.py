@@ -20,35 +20,53 @@ from .handlers import (
 )
 
 STATUS_REFRESH_S = 1.0
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+LATEX = [
+    {"left": "$$", "right": "$$", "display": True},
+    {"left": "$", "right": "$", "display": False},
+]
 
 
 def build_ui(handlers: ChatHandlers) -> gr.Blocks:
     """The chat page, plus the named API endpoint /chat."""
     with gr.Blocks(title="Loupe") as page:
         banner = gr.Markdown(banner_text(handlers.engine.status()), elem_id="banner")
-        chatbot = gr.Chatbot(label="Conversation", height=520, latex_delimiters=LATEX,
-                             elem_id="chat")
+        chatbot = gr.Chatbot(
+            label="Conversation", height=520, latex_delimiters=LATEX, elem_id="chat"
+        )
         history = gr.State([])  # list[Message]: what the model sees, images and audio included
         box = gr.MultimodalTextbox(
-            file_count="multiple", file_types=["image", "audio"], stop_btn=True,
+            file_count="multiple",
+            file_types=["image", "audio"],
+            stop_btn=True,
             placeholder="Ask about an image, a recording, or anything. Attach or paste files.",
-            show_label=False, autofocus=True, elem_id="message",
+            show_label=False,
+            autofocus=True,
+            elem_id="message",
         )
         with gr.Accordion("Settings", open=False):
-            system_prompt = gr.Textbox(label="System prompt", lines=2)
+            system_prompt = gr.Textbox("", label="System prompt", lines=2)
             with gr.Row():
                 temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature")
                 top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p")
                 top_k = gr.Slider(0, 200, value=64, step=1, label="Top-k")
             with gr.Row():
                 max_new_tokens = gr.Slider(16, 4096, value=512, step=16, label="Max new tokens")
-                image_tokens = gr.Dropdown(list(IMAGE_TOKEN_BUDGETS), value=DEFAULT_IMAGE_TOKENS,
-                                           label="Image detail (tokens per image)")
+                image_tokens = gr.Dropdown(
+                    list(IMAGE_TOKEN_BUDGETS),
+                    value=DEFAULT_IMAGE_TOKENS,
+                    label="Image detail (tokens per image)",
+                )
                 thinking = gr.Checkbox(label="Thinking", value=False)
         status = gr.Markdown(status_text(handlers.engine.status(), None), elem_id="status")
-        settings = [system_prompt, temperature, top_p, top_k, max_new_tokens, thinking,
-                    image_tokens]
+        settings = [
+            system_prompt,
+            temperature,
+            top_p,
+            top_k,
+            max_new_tokens,
+            thinking,
+            image_tokens,
+        ]
 
         def respond(value: dict, turns: list[Message], shown: list, *options: Any) -> Iterator:
             try:
@@ -70,20 +88,39 @@ def build_ui(handlers: ChatHandlers) -> gr.Blocks:
                 yield [*shown, *_shown_reply(reply)], value, turns, gr.skip()
                 return
             turns = [*turns, latest, Message("assistant", reply.answer)]
-            yield ([*shown, *_shown_reply(reply)], None, turns,
-                   status_text(handlers.engine.status(), handlers.last_timing))
+            yield (
+                [*shown, *_shown_reply(reply)],
+                None,
+                turns,
+                status_text(handlers.engine.status(), handlers.last_timing),
+            )
 
-        chat_event = box.submit(respond, [box, history, chatbot, *settings],
-                                [chatbot, box, history, status], api_visibility="private")
+        chat_event = box.submit(
+            respond,
+            [box, history, chatbot, *settings],
+            [chatbot, box, history, status],
+            api_visibility="private",
+        )
         box.stop(None, cancels=[chat_event], api_visibility="private")
 
-        def chat(message: dict, *options: Any) -> Iterator[str]:
+        def chat(
+            message: dict,
+            system_prompt: str,
+            temperature: float,
+            top_p: float,
+            top_k: int,
+            max_new_tokens: int,
+            thinking: bool,
+            image_tokens: int,
+        ) -> Iterator[str]:
             """Answer one message (text, images, audio files); streams the reply as it grows."""
             try:
                 latest = handlers.user_message(message)
             except MediaError as exc:
                 raise gr.Error(str(exc)) from None
-            system, generation = _options(*options)
+            system, generation = _options(
+                system_prompt, temperature, top_p, top_k, max_new_tokens, thinking, image_tokens
+            )
             for reply in handlers.stream(conversation(system, [], latest), generation):
                 if reply.error:
                     raise gr.Error(reply.error)
@@ -98,21 +135,35 @@ def build_ui(handlers: ChatHandlers) -> gr.Blocks:
             engine_status = handlers.engine.status()
             return banner_text(engine_status), status_text(engine_status, handlers.last_timing)
 
-        gr.Timer(STATUS_REFRESH_S).tick(refresh, None, [banner, status], api_visibility="private",
-                                        show_progress="hidden")
+        gr.Timer(STATUS_REFRESH_S).tick(
+            refresh, None, [banner, status], api_visibility="private", show_progress="hidden"
+        )
     return page
 
 
-def _options(system_prompt: str, temperature: float, top_p: float, top_k: int,
-             max_new_tokens: int, thinking: bool, image_tokens: int) -> tuple[str, GenerationOptions]:
+def _options(
+    system_prompt: str,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    max_new_tokens: int,
+    thinking: bool,
+    image_tokens: int,
+) -> tuple[str, GenerationOptions]:
     return system_prompt or "", GenerationOptions(
-        temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
-        max_new_tokens=int(max_new_tokens), thinking=bool(thinking), image_tokens=int(image_tokens),
+        temperature=float(temperature),
+        top_p=float(top_p),
+        top_k=int(top_k),
+        max_new_tokens=int(max_new_tokens),
+        thinking=bool(thinking),
+        image_tokens=int(image_tokens),
     )
 
 
 def _shown_user(value: dict) -> list[dict]:
-    files = [{"role": "user", "content": {"path": file_path(item)}} for item in value.get("files") or []]
+    files = [
+        {"role": "user", "content": {"path": file_path(item)}} for item in value.get("files") or []
+    ]
     text = (value.get("text") or "").strip()
     return files + ([{"role": "user", "content": text}] if text else [])
 
@@ -120,8 +171,13 @@ def _shown_user(value: dict) -> list[dict]:
 def _shown_reply(reply: Reply) -> list[dict]:
     shown = []
     if reply.thinking:
-        shown.append({"role": "assistant", "content": reply.thinking,
-                      "metadata": {"title": "Thinking", "status": "done"}})
+        shown.append(
+            {
+                "role": "assistant",
+                "content": reply.thinking,
+                "metadata": {"title": "Thinking", "status": "done"},
+            }
+        )
     answer = reply.answer
     if reply.error:
         answer = f"{answer}\n\n⚠️ {reply.error}".strip()

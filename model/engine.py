@@ -8,6 +8,7 @@ the running request ends with an EngineError and a fresh worker is started for t
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import queue
 import threading
@@ -21,11 +22,14 @@ from .loader import ModelInfo
 from .messages import ChatRequest
 from .worker import serve
 
+log = logging.getLogger("loupe.engine")
 DEFAULT_QUEUE_SIZE = 8
 WORKER_EXIT_S = 5.0
 BUSY = "Loupe is busy, try again in a moment."
-WORKER_CRASHED = ("The model worker stopped unexpectedly; it is restarting, so please send the "
-                  "message again in a moment.")
+WORKER_CRASHED = (
+    "The model worker stopped unexpectedly; it is restarting, so please send the "
+    "message again in a moment."
+)
 LoadState = Literal["loading", "ready", "error"]
 
 
@@ -39,7 +43,7 @@ class ReplyStream:
         self.cancelled = threading.Event()
 
     def cancel(self) -> None:
-        """Stop this reply: dropped if still waiting, stopped within one decoding step if running."""
+        """Stop this reply: dropped while waiting, stopped within one decoding step if running."""
         self.cancelled.set()
         if self._engine is not None:
             self._engine._cancel_running(self)
@@ -95,9 +99,15 @@ class Engine:
 
     def status(self) -> EngineStatus:
         with self._lock:
-            return EngineStatus(self._load_state, self._progress, self._info,
-                                busy=self._running is not None, queued=self._queue.qsize(),
-                                error=self._error, fallback_reason=self._fallback_reason)
+            return EngineStatus(
+                self._load_state,
+                self._progress,
+                self._info,
+                busy=self._running is not None,
+                queued=self._queue.qsize(),
+                error=self._error,
+                fallback_reason=self._fallback_reason,
+            )
 
     @property
     def worker_pid(self) -> int | None:
@@ -131,10 +141,17 @@ class Engine:
             if self._process is None:
                 failure = self._start_worker(config)
                 if failure and config.fallback_to_demo:
+                    log.warning(
+                        "%s Falling back to the demo model (random weights). Get the real "
+                        "weights with `hf download %s`, or pass --model PATH.",
+                        failure,
+                        config.model_id,
+                    )
                     self._set(fallback_reason=failure)
                     config = config.as_demo()
                     continue
                 if failure:
+                    log.error("%s", failure)
                     self._set(load_state="error", error=failure, progress="")
                     self._drain(EngineError("unavailable", failure))
                     return
@@ -154,6 +171,10 @@ class Engine:
             while not self._relay(stream, self._conn.recv()):
                 pass
         except (EOFError, OSError):
+            log.error(
+                "The model worker stopped mid-reply (exit code %s); restarting it.",
+                self._process.exitcode if self._process else None,
+            )
             stream._put(EngineError("worker_crashed", WORKER_CRASHED))
             self._stop_worker()
         finally:
@@ -177,8 +198,12 @@ class Engine:
         """Start a worker and wait until it has loaded; the failure sentence, or None."""
         self._set(load_state="loading", progress="Starting the model worker")
         parent_conn, child_conn = self._ctx.Pipe()
-        process = self._ctx.Process(target=serve, args=(config, child_conn, self._cancel_id),
-                                    name="loupe-model-worker", daemon=True)
+        process = self._ctx.Process(
+            target=serve,
+            args=(config, child_conn, self._cancel_id),
+            name="loupe-model-worker",
+            daemon=True,
+        )
         process.start()
         child_conn.close()  # so recv() raises EOFError once the worker is gone
         self._process, self._conn = process, parent_conn
@@ -187,11 +212,20 @@ class Engine:
                 message = parent_conn.recv()
             except (EOFError, OSError):
                 self._stop_worker()
-                return (f"The model worker stopped while loading (exit code {process.exitcode}); "
-                        "the machine may be out of memory.")
+                return (
+                    f"The model worker stopped while loading (exit code {process.exitcode}); "
+                    "the machine may be out of memory."
+                )
             if message[0] == "progress":
+                log.info("%s", message[1])
                 self._set(progress=message[1])
             elif message[0] == "loaded":
+                log.info(
+                    "Ready: %s on %s, %s",
+                    message[1].name,
+                    message[1].device,
+                    message[1].quantization,
+                )
                 self._set(load_state="ready", info=message[1], progress="Ready", error=None)
                 return None
             else:

@@ -61,7 +61,9 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise LoadError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine.")
+        raise LoadError(
+            "--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine."
+        )
     return requested
 
 
@@ -107,12 +109,16 @@ def folder_problem(model_id: str) -> str | None:
     folder = Path(model_id).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
-            return (f"{folder} has no config.json, so it is not a model folder; pass the folder "
-                    "that holds config.json and the .safetensors files.")
+            return (
+                f"{folder} has no config.json, so it is not a model folder; pass the folder "
+                "that holds config.json and the .safetensors files."
+            )
         return None
     if _looks_like_path(model_id):
-        return (f"There is no model folder at {model_id}; pass an existing folder or a "
-                "Hugging Face model id such as google/gemma-4-12B-it.")
+        return (
+            f"There is no model folder at {model_id}; pass an existing folder or a "
+            "Hugging Face model id such as google/gemma-4-12B-it."
+        )
     return None
 
 
@@ -138,18 +144,26 @@ def _hub_parameters(repo_id: str) -> int:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    fix = f"download them with `hf download {repo_id}` on a machine with a network, or pass --model PATH"
+    fix = f"download them with `hf download {repo_id}` or pass --model PATH"
     if offline:
-        raise LoadError(f"The weights for {repo_id} are not on this machine and HF_HUB_OFFLINE is set; {fix}.")
+        raise LoadError(
+            f"The weights for {repo_id} are not on this machine and HF_HUB_OFFLINE is set; {fix}."
+        )
     try:
         metadata = get_safetensors_metadata(repo_id)
     except GatedRepoError:
-        raise LoadError(f"{repo_id} is gated: accept its licence on huggingface.co and run `hf auth login`.")
+        raise LoadError(
+            f"{repo_id} is gated: accept its licence on huggingface.co and run `hf auth login`."
+        ) from None
     except RepositoryNotFoundError:
-        raise LoadError(f"There is no model called {repo_id} on the Hugging Face hub; check the name.")
-    except Exception:
-        raise LoadError(f"The weights for {repo_id} are not on this machine and the Hugging Face hub "
-                        f"cannot be reached; {fix}.")
+        raise LoadError(
+            f"There is no model called {repo_id} on the Hugging Face hub; check the name."
+        ) from None
+    except Exception as exc:
+        raise LoadError(
+            f"The weights for {repo_id} are not on this machine and the Hugging Face hub "
+            f"cannot be reached; {fix}."
+        ) from exc
     return sum(metadata.parameter_count.values())
 
 
@@ -209,18 +223,21 @@ class _ProgressBars:
 
     def __call__(self, factory: Any, args: tuple, kwargs: dict) -> Any:
         bar = factory(*args, **kwargs)
-        update, report, last = bar.update, self.progress, [-1]
+        display = getattr(bar, "display", None)
+        if display is None:  # progress bars are switched off
+            return bar
+        last_percent = [-1]
 
-        def update_and_report(n: float = 1) -> Any:
-            result = update(n)
+        def display_and_report(*display_args: Any, **display_kwargs: Any) -> Any:
+            # tqdm redraws through display() both from update() and while iterating.
             if bar.total:
                 percent = int(100 * bar.n / bar.total)
-                if percent != last[0]:
-                    last[0] = percent
-                    report(f"{bar.desc or 'Loading'}: {percent}%")
-            return result
+                if percent != last_percent[0]:
+                    last_percent[0] = percent
+                    self.progress(f"{bar.desc or 'Loading'}: {percent}%")
+            return display(*display_args, **display_kwargs)
 
-        bar.update = update_and_report
+        bar.display = display_and_report
         return bar
 
 

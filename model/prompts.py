@@ -28,16 +28,18 @@ def normalise_audio(clip: AudioClip) -> np.ndarray:
     if rate != AUDIO_SAMPLE_RATE_HZ:
         common = gcd(rate, AUDIO_SAMPLE_RATE_HZ)
         samples = resample_poly(samples, AUDIO_SAMPLE_RATE_HZ // common, rate // common)
-    return np.ascontiguousarray(samples[: int(MAX_AUDIO_CLIP_S * AUDIO_SAMPLE_RATE_HZ)],
-                                dtype=np.float32)
+    return np.ascontiguousarray(
+        samples[: int(MAX_AUDIO_CLIP_S * AUDIO_SAMPLE_RATE_HZ)], dtype=np.float32
+    )
 
 
 def template_messages(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
     """The chat-template form: a content list per turn, images then audio then text."""
     rendered = []
     for message in messages:
-        content: list[dict[str, Any]] = [{"type": "image", "image": image.convert("RGB")}
-                                         for image in message.images]
+        content: list[dict[str, Any]] = [
+            {"type": "image", "image": image.convert("RGB")} for image in message.images
+        ]
         content += [{"type": "audio", "audio": normalise_audio(clip)} for clip in message.audio]
         if message.text:
             content.append({"type": "text", "text": message.text})
@@ -53,21 +55,28 @@ def _template_kwargs(options: GenerationOptions) -> dict[str, Any]:
     }
 
 
-def render_prompt(processor: Any, messages: tuple[Message, ...] | list[Message],
-                  options: GenerationOptions) -> str:
+def render_prompt(
+    processor: Any, messages: tuple[Message, ...] | list[Message], options: GenerationOptions
+) -> str:
     """The prompt text before placeholder expansion (for inspection and tests)."""
-    return processor.apply_chat_template(template_messages(messages), tokenize=False,
-                                         **_template_kwargs(options))
+    return processor.apply_chat_template(
+        template_messages(messages), tokenize=False, **_template_kwargs(options)
+    )
 
 
-def build_inputs(processor: Any, messages: tuple[Message, ...] | list[Message],
-                 options: GenerationOptions) -> Any:
+def build_inputs(
+    processor: Any, messages: tuple[Message, ...] | list[Message], options: GenerationOptions
+) -> Any:
     """Tokenised inputs for `generate`: every processor output, `mm_token_type_ids` included.
 
     Control tokens typed by a person are encoded as plain text, so a message cannot open a turn
     or smuggle in image placeholders.
     """
     return processor.apply_chat_template(
-        template_messages(messages), tokenize=True, return_dict=True, return_tensors="pt",
-        sanitize_control_tokens=True, **_template_kwargs(options),
+        template_messages(messages),
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        sanitize_control_tokens=True,
+        **_template_kwargs(options),
     )

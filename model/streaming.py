@@ -59,7 +59,7 @@ class ReplyStreamer(BaseStreamer):
             text = text.removeprefix(THOUGHT_HEADER)
         if text.endswith("\ufffd") and not final:
             return  # half of a multi-byte character
-        new = text[self.sent_chars[thinking]:]
+        new = text[self.sent_chars[thinking] :]
         if new:
             self.sent_chars[thinking] = len(text)
             self.emit(new, thinking)

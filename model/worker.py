@@ -31,7 +31,12 @@ def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
         conn.send(("load_failed", str(exc)))
         return
     except Exception as exc:  # anything else still deserves a sentence, not a dead page
-        conn.send(("load_failed", f"Loading the model failed unexpectedly ({type(exc).__name__}: {first_line(exc)})."))
+        conn.send(
+            (
+                "load_failed",
+                f"Loading the model failed unexpectedly ({type(exc).__name__}: {first_line(exc)}).",
+            )
+        )
         return
     conn.send(("loaded", loaded.info))
     while True:
@@ -53,12 +58,14 @@ class _CancelCheck:
         import torch
 
         self.cancelled = self.cancel_id.value == self.request_id
-        return torch.full((input_ids.shape[0],), self.cancelled, dtype=torch.bool,
-                          device=input_ids.device)
+        return torch.full(
+            (input_ids.shape[0],), self.cancelled, dtype=torch.bool, device=input_ids.device
+        )
 
 
-def answer(loaded: Any, request_id: int, request: ChatRequest, conn: Connection,
-           cancel_id: Any) -> None:
+def answer(
+    loaded: Any, request_id: int, request: ChatRequest, conn: Connection, cancel_id: Any
+) -> None:
     """Generate one reply, streaming chunks; every failure becomes an ("error", ...) message."""
     import torch
     from transformers import StoppingCriteriaList
@@ -72,8 +79,14 @@ def answer(loaded: Any, request_id: int, request: ChatRequest, conn: Connection,
         inputs = build_inputs(loaded.processor, request.messages, options)
         inputs = inputs.to(loaded.model.device, dtype=torch.bfloat16)  # casts only float tensors
     except Exception as exc:
-        conn.send(("error", request_id, "bad_input",
-                   f"This message could not be prepared for the model: {first_line(exc)}"))
+        conn.send(
+            (
+                "error",
+                request_id,
+                "bad_input",
+                f"This message could not be prepared for the model: {first_line(exc)}",
+            )
+        )
         return
     streamer = ReplyStreamer(
         loaded.processor.tokenizer,
@@ -95,13 +108,25 @@ def answer(loaded: Any, request_id: int, request: ChatRequest, conn: Connection,
             )
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
-        conn.send(("error", request_id, "out_of_memory",
-                   "The model ran out of memory on this message; try a lower image detail, "
-                   "fewer images or shorter audio."))
+        conn.send(
+            (
+                "error",
+                request_id,
+                "out_of_memory",
+                "The model ran out of memory on this message; try a lower image detail, "
+                "fewer images or shorter audio.",
+            )
+        )
         return
     except Exception as exc:
-        conn.send(("error", request_id, "generation_failed",
-                   f"The model failed while answering ({type(exc).__name__}: {first_line(exc)})."))
+        conn.send(
+            (
+                "error",
+                request_id,
+                "generation_failed",
+                f"The model failed while answering ({type(exc).__name__}: {first_line(exc)}).",
+            )
+        )
         return
     conn.send(("done", request_id, _timing(started, streamer), cancel.cancelled))
 

@@ -18,9 +18,12 @@ from tests.conftest import photo, tone
 def _history() -> list[Message]:
     return [
         Message("system", "You are Loupe."),
-        Message("user", "Compare these and say what you hear.",
-                images=(photo(seed=1), photo(seed=2)),
-                audio=(AudioClip(tone(1.0), AUDIO_SAMPLE_RATE_HZ),)),
+        Message(
+            "user",
+            "Compare these and say what you hear.",
+            images=(photo(seed=1), photo(seed=2)),
+            audio=(AudioClip(tone(1.0), AUDIO_SAMPLE_RATE_HZ),),
+        ),
         Message("assistant", "The first is brighter."),
         Message("user", "Why?"),
     ]
@@ -68,8 +71,9 @@ def test_image_budget_sets_the_number_of_image_tokens(processor):
 def test_long_audio_is_capped_at_30_seconds(processor):
     clip = AudioClip(tone(45.0), AUDIO_SAMPLE_RATE_HZ)
     assert normalise_audio(clip).shape == (int(MAX_AUDIO_CLIP_S * AUDIO_SAMPLE_RATE_HZ),)
-    inputs = build_inputs(processor, [Message("user", "Listen.", audio=(clip,))],
-                          GenerationOptions())
+    inputs = build_inputs(
+        processor, [Message("user", "Listen.", audio=(clip,))], GenerationOptions()
+    )
     audio_id = processor.tokenizer.convert_tokens_to_ids("<|audio|>")
     assert inputs["input_ids"][0].tolist().count(audio_id) == 750
 

@@ -1,0 +1,42 @@
+"""What the page says about the model: banner and status line for each engine state."""
+
+from __future__ import annotations
+
+from app.handlers import banner_text, status_text
+from model import EngineStatus, ModelInfo, Timing
+
+DEMO = ModelInfo("Loupe miniature (random weights)", True, "cpu", "4bit")
+REAL = ModelInfo("google/gemma-4-12B-it", False, "cuda", "4bit")
+
+
+def test_fallback_banner_gives_the_reason_and_the_fix():
+    status = EngineStatus(
+        "ready",
+        "Ready",
+        DEMO,
+        busy=False,
+        queued=0,
+        fallback_reason="The weights are not on this machine.",
+    )
+    banner = banner_text(status)
+    assert "The weights are not on this machine." in banner
+    assert "hf download google/gemma-4-12B-it" in banner and "--model PATH" in banner
+    assert "random weights" in banner
+
+
+def test_loading_and_failure_banners():
+    assert "loading: Loading weights: 40%" in banner_text(
+        EngineStatus("loading", "Loading weights: 40%", None, False, 0)
+    )
+    assert "No model could be loaded. Out of disk." in banner_text(
+        EngineStatus("error", "", None, False, 0, error="Out of disk.")
+    )
+    assert banner_text(EngineStatus("ready", "Ready", REAL, False, 0)) == ""
+
+
+def test_status_line_names_model_mode_device_and_speed():
+    line = status_text(EngineStatus("ready", "Ready", REAL, False, 0), Timing(0.41, 23.456, 100))
+    assert line == (
+        "google/gemma-4-12B-it (real) on cuda, 4bit · last reply: first token 0.41 s, 23.5 tokens/s"
+    )
+    assert "(demo)" in status_text(EngineStatus("ready", "Ready", DEMO, False, 0), None)
