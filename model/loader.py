@@ -167,7 +167,7 @@ def _hub_parameters(repo_id: str) -> int:
     return sum(metadata.parameter_count.values())
 
 
-def locate(config: ModelConfig) -> tuple[str, int]:
+def locate(config: ModelConfig, progress: Progress | None = None) -> tuple[str, int]:
     """The folder or hub id to load from, and the checkpoint's parameter count.
 
     Raises LoadError when the weights are neither on disk nor reachable.
@@ -175,7 +175,7 @@ def locate(config: ModelConfig) -> tuple[str, int]:
     if config.demo:
         from .miniature import ensure_miniature
 
-        folder = ensure_miniature(config.cache_root)
+        folder = ensure_miniature(config.cache_root, progress)
         return str(folder), _safetensors_parameters(folder)
     problem = folder_problem(config.model_id)
     if problem:
@@ -215,30 +215,20 @@ def check_memory(parameters: int, quant: str, device: str) -> None:
         )
 
 
-class _ProgressBars:
-    """Mirrors transformers' and the hub's tqdm bars (download, weight loading) to `progress`."""
+def _reporting_tqdm(progress: Progress) -> type:
+    """A tqdm class that also tells `progress` each whole percent (downloads, weight loading)."""
+    from tqdm.auto import tqdm
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
-
-    def __call__(self, factory: Any, args: tuple, kwargs: dict) -> Any:
-        bar = factory(*args, **kwargs)
-        display = getattr(bar, "display", None)
-        if display is None:  # progress bars are switched off
-            return bar
-        last_percent = [-1]
-
-        def display_and_report(*display_args: Any, **display_kwargs: Any) -> Any:
+    class ReportingTqdm(tqdm):
+        def display(self, *args: Any, **kwargs: Any) -> Any:
             # tqdm redraws through display() both from update() and while iterating.
-            if bar.total:
-                percent = int(100 * bar.n / bar.total)
-                if percent != last_percent[0]:
-                    last_percent[0] = percent
-                    self.progress(f"{bar.desc or 'Loading'}: {percent}%")
-            return display(*display_args, **display_kwargs)
+            percent = int(100 * self.n / self.total) if self.total else None
+            if percent is not None and percent != getattr(self, "_reported_percent", None):
+                self._reported_percent = percent
+                progress(f"{self.desc or 'Loading'}: {percent}%")
+            return super().display(*args, **kwargs)
 
-        bar.display = display_and_report
-        return bar
+    return ReportingTqdm
 
 
 def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
@@ -246,20 +236,28 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
     _check_transformers()
     device = resolve_device(config.device)
     progress("Looking for the model weights")
-    source, parameters = locate(config)
+    source, parameters = locate(config, progress)
     check_memory(parameters, config.quant, device)
 
     import torch
+    from tqdm.auto import tqdm as tqdm_auto
     from transformers import AutoModelForMultimodalLM, AutoProcessor
     from transformers.utils import logging as hf_logging
 
     name = "Loupe miniature (random weights)" if config.demo else config.model_id
     progress(f"Loading {name} ({parameters / 1e9:.2f}B parameters) in {config.quant} on {device}")
-    previous_hook = hf_logging.set_tqdm_hook(_ProgressBars(progress))
+    bars = _reporting_tqdm(progress)
+    previous_hook = hf_logging.set_tqdm_hook(
+        # transformers passes an empty stand-in as the factory when progress bars are off
+        lambda factory, args, kwargs: (
+            bars(*args, **kwargs) if issubclass(factory, tqdm_auto) else factory(*args, **kwargs)
+        )
+    )
     try:
         processor = AutoProcessor.from_pretrained(source)
         model = AutoModelForMultimodalLM.from_pretrained(
             source,
+            tqdm_class=bars,
             quantization_config=quantization_config(config.quant),
             device_map={"": device},
             dtype=torch.bfloat16,  # never fp16: Gemma overflows in it
