@@ -11,13 +11,13 @@ from model import DEFAULT_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS, GenerationOptions, 
 
 from .handlers import (
     ChatHandlers,
-    MediaError,
     Reply,
     banner_text,
     conversation,
     file_path,
     status_text,
 )
+from .media import MediaError
 
 STATUS_REFRESH_S = 1.0
 LATEX = [

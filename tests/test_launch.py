@@ -42,11 +42,13 @@ def _health_when_loaded(process: subprocess.Popen, url: str) -> dict:
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read()
         try:
-            health = httpx.get(f"{url}/health", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
-            health = {"status": "starting"}
-        if health["status"] not in ("starting", "loading"):
-            return health
+            response = httpx.get(f"{url}/health", timeout=2)
+        except httpx.HTTPError:
+            response = None  # not listening yet
+        if response is not None and response.status_code == 200:
+            health = response.json()
+            if health["status"] != "loading":
+                return health
         time.sleep(0.5)
     raise AssertionError(f"no loaded model after {START_S} s")
 
