@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("loupe").addHandler(console)
+    logging.getLogger("loupe").setLevel(logging.INFO)
     from app.handlers import ChatHandlers
     from app.server import serve
 

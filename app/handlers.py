@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model import (
+    DEMO_FALLBACK_NOTE,
     ChatRequest,
     Engine,
     EngineError,
@@ -121,11 +122,7 @@ def banner_text(status: EngineStatus) -> str:
     if status.load_state == "error":
         return f"⚠️ No model could be loaded. {status.error}"
     if status.fallback_reason:
-        return (
-            f"⚠️ Running the demo model instead of Gemma 4 12B. {status.fallback_reason} "
-            "To get the real weights run `hf download google/gemma-4-12B-it`, "
-            "or start Loupe with `--model PATH`. " + DEMO_NOTE
-        )
+        return f"⚠️ Gemma 4 12B could not be loaded. {status.fallback_reason} {DEMO_FALLBACK_NOTE}"
     if status.info is not None and status.info.demo:
         return "ℹ️ " + DEMO_NOTE
     return ""

@@ -4,7 +4,7 @@ Nothing heavy loads at import time; torch and transformers are imported by the w
 """
 
 from .config import DEFAULT_MODEL_ID, ModelConfig
-from .engine import Engine, EngineStatus, ReplyStream
+from .engine import DEMO_FALLBACK_NOTE, Engine, EngineStatus, ReplyStream
 from .events import EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .loader import ModelInfo, folder_problem
 from .messages import (
@@ -17,6 +17,7 @@ from .messages import (
 )
 
 __all__ = [
+    "DEMO_FALLBACK_NOTE",
     "DEFAULT_IMAGE_TOKENS",
     "DEFAULT_MODEL_ID",
     "IMAGE_TOKEN_BUDGETS",

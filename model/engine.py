@@ -30,6 +30,7 @@ WORKER_CRASHED = (
     "The model worker stopped unexpectedly; it is restarting, so please send the "
     "message again in a moment."
 )
+DEMO_FALLBACK_NOTE = "Running the demo model instead: random weights, so its replies are noise."
 LoadState = Literal["loading", "ready", "error"]
 
 
@@ -141,12 +142,7 @@ class Engine:
             if self._process is None:
                 failure = self._start_worker(config)
                 if failure and config.fallback_to_demo:
-                    log.warning(
-                        "%s Falling back to the demo model (random weights). Get the real "
-                        "weights with `hf download %s`, or pass --model PATH.",
-                        failure,
-                        config.model_id,
-                    )
+                    log.warning("%s %s", failure, DEMO_FALLBACK_NOTE)
                     self._set(fallback_reason=failure)
                     config = config.as_demo()
                     continue
@@ -217,7 +213,8 @@ class Engine:
                     "the machine may be out of memory."
                 )
             if message[0] == "progress":
-                log.info("%s", message[1])
+                if not message[1].endswith("%"):  # percentages: the console has tqdm's bars
+                    log.info("%s", message[1])
                 self._set(progress=message[1])
             elif message[0] == "loaded":
                 log.info(

@@ -245,7 +245,8 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
     from transformers.utils import logging as hf_logging
 
     name = "Loupe miniature (random weights)" if config.demo else config.model_id
-    progress(f"Loading {name} ({parameters / 1e9:.2f}B parameters) in {config.quant} on {device}")
+    size = f"{parameters / 1e9:.1f}B" if parameters >= 1e8 else f"{parameters / 1e6:.1f}M"
+    progress(f"Loading {name} ({size} parameters) in {config.quant} on {device}")
     bars = _reporting_tqdm(progress)
     previous_hook = hf_logging.set_tqdm_hook(
         # transformers passes an empty stand-in as the factory when progress bars are off

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.handlers import banner_text, status_text
-from model import EngineStatus, ModelInfo, Timing
+from model import EngineStatus, ModelConfig, ModelInfo, Timing
+from model.loader import LoadError, locate
 
 DEMO = ModelInfo("Loupe miniature (random weights)", True, "cpu", "4bit")
 REAL = ModelInfo("google/gemma-4-12B-it", False, "cuda", "4bit")
 
 
 def test_fallback_banner_gives_the_reason_and_the_fix():
-    status = EngineStatus(
-        "ready",
-        "Ready",
-        DEMO,
-        busy=False,
-        queued=0,
-        fallback_reason="The weights are not on this machine.",
-    )
+    reason = locate_failure()
+    status = EngineStatus("ready", "Ready", DEMO, busy=False, queued=0, fallback_reason=reason)
     banner = banner_text(status)
-    assert "The weights are not on this machine." in banner
+    assert reason in banner
     assert "hf download google/gemma-4-12B-it" in banner and "--model PATH" in banner
     assert "random weights" in banner
 
@@ -40,3 +37,13 @@ def test_status_line_names_model_mode_device_and_speed():
         "google/gemma-4-12B-it (real) on cuda, 4bit · last reply: first token 0.41 s, 23.5 tokens/s"
     )
     assert "(demo)" in status_text(EngineStatus("ready", "Ready", DEMO, False, 0), None)
+
+
+def locate_failure() -> str:
+    """The loader's own sentence for weights that are missing with no hub to fetch them from."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_HOME", "/nonexistent-hf-home")
+        with pytest.raises(LoadError) as error:
+            locate(ModelConfig())
+    return str(error.value)

@@ -128,4 +128,4 @@ def test_default_model_unavailable_falls_back_to_demo_and_says_why(miniature: Pa
     assert health["status"] == "ok" and health["demo"] is True
     assert "hf download google/gemma-4-12B-it" in health["fallback_reason"]
     assert "Traceback" not in output
-    assert "Falling back to the demo model" in output and "hf download" in output
+    assert "Running the demo model instead" in output and "hf download" in output
