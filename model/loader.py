@@ -144,7 +144,7 @@ def _hub_parameters(repo_id: str) -> int:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    fix = f"download them with `hf download {repo_id}` or pass --model PATH"
+    fix = f"download them with `hf download {repo_id}` or pass `--model PATH`"
     if offline:
         raise LoadError(
             f"The weights for {repo_id} are not on this machine and HF_HUB_OFFLINE is set; {fix}."
