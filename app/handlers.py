@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import gradio as gr
+
 from model import (
     DEMO_FALLBACK_NOTE,
     ChatRequest,
@@ -20,7 +22,7 @@ from model import (
 )
 
 from .config import AppConfig
-from .media import load_attachments
+from .media import MediaError, load_attachments
 
 DEMO_NOTE = "Demo model: random weights, so replies are noise. It shows the plumbing works."
 
@@ -49,6 +51,59 @@ class ChatHandlers:
         paths = [file_path(item) for item in value.get("files") or []]
         images, audio = load_attachments(paths, self.config.limits.max_files_per_message)
         return Message("user", (value.get("text") or "").strip(), tuple(images), tuple(audio))
+
+    def respond(
+        self, value: dict, turns: list[Message], shown: list[dict], *settings: Any
+    ) -> Iterator[tuple]:
+        """The page's send: streams (chat shown, input box, model history, status line)."""
+        try:
+            latest = self.user_message(value)
+        except MediaError as exc:
+            gr.Warning(str(exc))
+            yield shown, value, turns, gr.skip()
+            return
+        if not (latest.text or latest.images or latest.audio):
+            yield shown, value, turns, gr.skip()
+            return
+        system_prompt, options = generation_options(*settings)
+        shown = [*shown, *shown_user_message(value)]
+        reply = Reply()
+        for reply in self.stream(conversation(system_prompt, turns, latest), options):
+            yield [*shown, *shown_reply(reply)], None, turns, gr.skip()
+        if reply.error:  # give back what the person wrote, to send again
+            yield [*shown, *shown_reply(reply)], value, turns, gr.skip()
+            return
+        turns = [*turns, latest, Message("assistant", reply.answer)]
+        status = status_text(self.engine.status(), self.last_timing)
+        yield [*shown, *shown_reply(reply)], None, turns, status
+
+    def chat(
+        self,
+        message: dict,
+        system_prompt: str,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        max_new_tokens: int,
+        thinking: bool,
+        image_tokens: int,
+    ) -> Iterator[str]:
+        """Answer one message (text, images, audio files); streams the reply as it grows."""
+        try:
+            latest = self.user_message(message)
+        except MediaError as exc:
+            raise gr.Error(str(exc)) from None
+        settings = (temperature, top_p, top_k, max_new_tokens, thinking, image_tokens)
+        system_prompt, options = generation_options(system_prompt, *settings)
+        for reply in self.stream(conversation(system_prompt, [], latest), options):
+            if reply.error:
+                raise gr.Error(reply.error)
+            yield reply.answer
+
+    def refresh(self) -> tuple[str, str]:
+        """The banner and status line, as they stand now."""
+        status = self.engine.status()
+        return banner_text(status), status_text(status, self.last_timing)
 
     def health(self) -> dict[str, Any]:
         """The /health document (see the README)."""
@@ -92,6 +147,26 @@ class ChatHandlers:
             reply_stream.cancel()
 
 
+def generation_options(
+    system_prompt: str,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    max_new_tokens: int,
+    thinking: bool,
+    image_tokens: int,
+) -> tuple[str, GenerationOptions]:
+    """The settings panel's values (in its order) as a system prompt and GenerationOptions."""
+    return system_prompt or "", GenerationOptions(
+        temperature=float(temperature),
+        top_p=float(top_p),
+        top_k=int(top_k),
+        max_new_tokens=int(max_new_tokens),
+        thinking=bool(thinking),
+        image_tokens=int(image_tokens),
+    )
+
+
 def conversation(system_prompt: str, history: list[Message], latest: Message) -> list[Message]:
     """The messages to send: the system prompt (if any), earlier turns, the new message."""
     system = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
@@ -126,6 +201,35 @@ def banner_text(status: EngineStatus) -> str:
     if status.info is not None and status.info.demo:
         return "ℹ️ " + DEMO_NOTE
     return ""
+
+
+def shown_user_message(value: dict) -> list[dict]:
+    """Chatbot entries for what the person sent: each file, then the text."""
+    files = [
+        {"role": "user", "content": {"path": file_path(item)}} for item in value.get("files") or []
+    ]
+    text = (value.get("text") or "").strip()
+    return files + ([{"role": "user", "content": text}] if text else [])
+
+
+def shown_reply(reply: Reply) -> list[dict]:
+    """Chatbot entries for a reply: a collapsed Thinking section (if any), then the answer."""
+    shown = []
+    if reply.thinking:
+        shown.append(
+            {
+                "role": "assistant",
+                "content": reply.thinking,
+                "metadata": {"title": "Thinking", "status": "done"},
+            }
+        )
+    answer = reply.answer
+    if reply.error:
+        answer = f"{answer}\n\n⚠️ {reply.error}".strip()
+    elif reply.cancelled:
+        answer = f"{answer} *(stopped)*".strip()
+    shown.append({"role": "assistant", "content": answer or "…"})
+    return shown
 
 
 def file_path(item: Any) -> str:

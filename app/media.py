@@ -27,7 +27,9 @@ def load_image(path: str | Path) -> Image.Image:
             opened.load()  # decode fully now, so a truncated file fails here
             image = ImageOps.exif_transpose(opened)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise MediaError(f"{name} is not an image Loupe can read ({exc}).") from exc
+        if "truncated" in str(exc):
+            raise MediaError(f"{name} is cut short: the image file is incomplete.") from exc
+        raise MediaError(f"{name} is not an image Loupe can read.") from exc
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

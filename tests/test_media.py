@@ -10,7 +10,7 @@ import soundfile
 from PIL import Image
 
 from app.media import MediaError, load_attachments, load_audio, load_image
-from tests.conftest import tone
+from tests.conftest import photo, tone
 
 
 def test_transparent_png_is_composited_onto_white(tmp_path: Path):
@@ -28,11 +28,21 @@ def test_exif_rotated_photo_comes_out_upright(tmp_path: Path):
     assert load_image(path).size == (20, 40)
 
 
-def test_truncated_image_is_refused_in_one_sentence(tmp_path: Path):
-    path = tmp_path / "cut.png"
-    Image.new("RGB", (64, 64), "green").save(path)
-    path.write_bytes(path.read_bytes()[:60])
-    with pytest.raises(MediaError, match=r"^cut\.png is not an image Loupe can read"):
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_image_is_refused_in_one_sentence(tmp_path: Path, suffix: str):
+    path = tmp_path / f"cut{suffix}"
+    photo(200, 200).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(
+        MediaError, match=rf"^cut\{suffix} is cut short: the image file is incomplete\.$"
+    ):
+        load_image(path)
+
+
+def test_random_bytes_named_png_are_refused(tmp_path: Path):
+    path = tmp_path / "noise.png"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(MediaError, match=r"^noise\.png is not an image Loupe can read\.$"):
         load_image(path)
 
 
