@@ -7,7 +7,7 @@ import logging
 import sys
 
 from app.config import DEFAULT_HOST, DEFAULT_PORT, AppConfig, AsrConfig, Limits, env_default
-from model import DEFAULT_MODEL_ID, Engine, ModelConfig, folder_problem
+from model import DEFAULT_MODEL_ID, Engine, ModelConfig, SpeechRecognizer, folder_problem
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -119,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("loupe").setLevel(logging.INFO)
     from app.handlers import ChatHandlers
     from app.server import serve
+    from app.voice import Voice
 
     engine = Engine(config.model, queue_size=config.limits.queue_size)
     engine.start()
+    recognizer = SpeechRecognizer(config.asr.model)
+    recognizer.start_loading()
     try:
-        serve(ChatHandlers(engine, config), config)
+        serve(ChatHandlers(engine, Voice(recognizer), config), config)
     except KeyboardInterrupt:
         pass
     return 0

@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv, lint, and run the test suite on the CPU.
+# Install everything the tests need, lint, and run the test suite on the CPU.
+# System packages (Debian): espeak-ng and sox make speech fixtures; Chromium runs the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")"
+SYSTEM_PACKAGES=(espeak-ng sox libsox-fmt-all chromium)
+missing=()
+for package in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -r requirements-dev.txt
 .venv/bin/ruff check .

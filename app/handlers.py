@@ -19,10 +19,12 @@ from model import (
     Message,
     TextChunk,
     Timing,
+    split_at_pauses,
 )
 
 from .config import AppConfig
-from .media import MediaError, load_attachments
+from .media import MediaError, file_path, is_audio_file, load_attachments
+from .voice import TRANSCRIBE, Voice
 
 DEMO_NOTE = "Demo model: random weights, so replies are noise. It shows the plumbing works."
 
@@ -41,8 +43,9 @@ class Reply:
 class ChatHandlers:
     """Turns page and API input into engine requests and streams replies back."""
 
-    def __init__(self, engine: Engine, config: AppConfig):
+    def __init__(self, engine: Engine, voice: Voice, config: AppConfig):
         self.engine = engine
+        self.voice = voice
         self.config = config
         self.last_timing: Timing | None = None  # the app's most recent reply, for the status line
 
@@ -50,12 +53,24 @@ class ChatHandlers:
         """A MultimodalTextbox value {"text", "files"} as a model Message (MediaError if bad)."""
         paths = [file_path(item) for item in value.get("files") or []]
         images, audio = load_attachments(paths, self.config.limits.max_files_per_message)
-        return Message("user", (value.get("text") or "").strip(), tuple(images), tuple(audio))
+        # The model takes at most 30 s per clip: longer recordings become several clips.
+        clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
+        return Message("user", (value.get("text") or "").strip(), tuple(images), clips)
 
     def respond(
-        self, value: dict, turns: list[Message], shown: list[dict], *settings: Any
+        self, value: dict, turns: list[Message], shown: list[dict], route: str, *settings: Any
     ) -> Iterator[tuple]:
-        """The page's send: streams (chat shown, input box, model history, status line)."""
+        """The page's send: streams (chat shown, input box, model history, status line).
+
+        With the Transcribe voice route, audio files are first turned into text in the box for
+        the person to check; with the other, they go to the model with captions of what was heard.
+        """
+        audio_paths = [
+            path for path in map(file_path, value.get("files") or []) if is_audio_file(path)
+        ]
+        if route == TRANSCRIBE and audio_paths:
+            yield shown, self.voice.into_box(value, audio_paths), turns, gr.skip()
+            return
         try:
             latest = self.user_message(value)
         except MediaError as exc:
@@ -66,7 +81,8 @@ class ChatHandlers:
             yield shown, value, turns, gr.skip()
             return
         system_prompt, options = generation_options(*settings)
-        shown = [*shown, *shown_user_message(value)]
+        captions = [self.voice.caption(path) for path in audio_paths]
+        shown = [*shown, *shown_user_message(value, captions)]
         reply = Reply()
         for reply in self.stream(conversation(system_prompt, turns, latest), options):
             yield [*shown, *shown_reply(reply)], None, turns, gr.skip()
@@ -203,13 +219,13 @@ def banner_text(status: EngineStatus) -> str:
     return ""
 
 
-def shown_user_message(value: dict) -> list[dict]:
-    """Chatbot entries for what the person sent: each file, then the text."""
-    files = [
-        {"role": "user", "content": {"path": file_path(item)}} for item in value.get("files") or []
-    ]
+def shown_user_message(value: dict, captions: list[str]) -> list[dict]:
+    """Chatbot entries for what the person sent: each file, captions of audio, then the text."""
+    paths = [file_path(item) for item in value.get("files") or []]
+    entries = [{"role": "user", "content": {"path": path}} for path in paths]
+    entries += [{"role": "user", "content": caption} for caption in captions]
     text = (value.get("text") or "").strip()
-    return files + ([{"role": "user", "content": text}] if text else [])
+    return entries + ([{"role": "user", "content": text}] if text else [])
 
 
 def shown_reply(reply: Reply) -> list[dict]:
@@ -230,12 +246,3 @@ def shown_reply(reply: Reply) -> list[dict]:
         answer = f"{answer} *(stopped)*".strip()
     shown.append({"role": "assistant", "content": answer or "…"})
     return shown
-
-
-def file_path(item: Any) -> str:
-    """Gradio passes files as paths, dicts with a path, or FileData-like objects."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict):
-        return item["path"]
-    return item.path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -71,6 +72,19 @@ def _float_frames(container, stream):  # noqa: ANN001, ANN202 - PyAV objects
     yield from resampler.resample(None)
 
 
+def file_path(item: Any) -> str:
+    """Gradio passes files as paths, dicts with a path, or FileData-like objects."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        return item["path"]
+    return item.path
+
+
+def is_audio_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in AUDIO_SUFFIXES
+
+
 def load_attachments(paths: list[str], max_files: int) -> tuple[list[Image.Image], list[AudioClip]]:
     """Sort a message's files into images and audio by their kind; MediaError names a bad one."""
     if len(paths) > max_files:
@@ -82,7 +96,7 @@ def load_attachments(paths: list[str], max_files: int) -> tuple[list[Image.Image
         suffix = Path(path).suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             images.append(load_image(path))
-        elif suffix in AUDIO_SUFFIXES:
+        elif is_audio_file(path):
             audio.append(load_audio(path))
         else:
             raise MediaError(

@@ -7,7 +7,7 @@ import webbrowser
 
 from .config import AppConfig
 from .handlers import ChatHandlers
-from .ui import build_ui
+from .ui import PUSH_TO_TALK_JS, build_ui
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -15,7 +15,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     """Serve until interrupted. The model keeps loading in the background meanwhile."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    page = build_ui(handlers)
+    page = build_ui(handlers, desktop=config.desktop)
     page.queue(default_concurrency_limit=config.limits.queue_size + 1)
     if config.host not in LOOPBACK and config.auth is None:
         print(
@@ -29,6 +29,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         share=config.share,
         auth=config.auth,
         ssr_mode=False,
+        js=PUSH_TO_TALK_JS.read_text() if config.desktop else None,
         enable_monitoring=False,
         prevent_thread_lock=True,
         inbrowser=False,

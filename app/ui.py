@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from model import DEFAULT_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
 
 from .handlers import ChatHandlers
+from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
 
 STATUS_REFRESH_S = 1.0
+PUSH_TO_TALK_KEY = "F8"  # the key assets/push_to_talk.js listens for
+PUSH_TO_TALK_JS = Path(__file__).resolve().parent.parent / "assets" / "push_to_talk.js"
 LATEX = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "$", "right": "$", "display": False},
 ]
 
 
-def build_ui(handlers: ChatHandlers) -> gr.Blocks:
-    """The chat page, plus the named API endpoint /chat."""
+def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
+    """The chat page, plus the named API endpoints /chat and /transcribe."""
     banner_now, status_now = handlers.refresh()
     with gr.Blocks(title="Loupe") as page:
         banner = gr.Markdown(banner_now, elem_id="banner")
@@ -33,6 +38,22 @@ def build_ui(handlers: ChatHandlers) -> gr.Blocks:
             autofocus=True,
             elem_id="message",
         )
+        with gr.Row(equal_height=True):
+            microphone = gr.Audio(
+                sources=["microphone"], type="filepath", label="Voice", elem_id="microphone"
+            )
+            voice_route = gr.Radio(
+                list(VOICE_ROUTES),
+                value=DEFAULT_VOICE_ROUTE,
+                label="Recordings and audio files",
+                elem_id="voice-route",
+            )
+            gr.Button(
+                f"🎙 Hold to talk ({PUSH_TO_TALK_KEY})", visible=desktop, elem_id="push-to-talk"
+            )
+            # Pressed and released by the page's script while the talk button or key is held.
+            talk_down = gr.Button(visible="hidden", elem_id="push-to-talk-down")
+            talk_up = gr.Button(visible="hidden", elem_id="push-to-talk-up")
         with gr.Accordion("Settings", open=False):
             system_prompt = gr.Textbox("", label="System prompt", lines=2)
             with gr.Row():
@@ -60,16 +81,30 @@ def build_ui(handlers: ChatHandlers) -> gr.Blocks:
 
         chat_event = box.submit(
             handlers.respond,
-            [box, history, chatbot, *settings],
+            [box, history, chatbot, voice_route, *settings],
             [chatbot, box, history, status],
             api_visibility="private",
         )
         box.stop(None, cancels=[chat_event], api_visibility="private")
 
-        with gr.Column(visible=False):  # inputs and output of the /chat API endpoint
+        microphone.stop_recording(
+            handlers.voice.take_recording,
+            [microphone, box, voice_route],
+            [box, microphone],
+            api_visibility="private",
+        )
+        talk_down.click(handlers.voice.start_local, api_visibility="private")
+        talk_up.click(handlers.voice.stop_local, [box, voice_route], box, api_visibility="private")
+
+        with gr.Column(visible=False):  # inputs and outputs of the API endpoints
             api_message = gr.MultimodalTextbox(file_count="multiple")
             api_reply = gr.Textbox()
+            api_audio = gr.Audio(type="filepath")
+            api_transcript = gr.Textbox()
         api_message.submit(handlers.chat, [api_message, *settings], api_reply, api_name="chat")
+        api_audio.upload(
+            handlers.voice.transcribe_endpoint, api_audio, api_transcript, api_name="transcribe"
+        )
 
         gr.Timer(STATUS_REFRESH_S).tick(
             handlers.refresh,

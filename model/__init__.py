@@ -3,6 +3,8 @@
 Nothing heavy loads at import time; torch and transformers are imported by the worker process.
 """
 
+from .asr import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
+from .audio import split_at_pauses
 from .config import DEFAULT_MODEL_ID, ModelConfig
 from .engine import DEMO_FALLBACK_NOTE, Engine, EngineStatus, ReplyStream
 from .events import EngineError, Finished, ReplyEvent, TextChunk, Timing
@@ -31,6 +33,11 @@ __all__ = [
     "Message",
     "ModelConfig",
     "ModelInfo",
+    "NO_SPEECH",
+    "AsrError",
+    "SpeechRecognizer",
+    "Transcript",
+    "split_at_pauses",
     "ReplyEvent",
     "ReplyStream",
     "TextChunk",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,12 +139,11 @@ def _safetensors_parameters(folder: Path) -> int:
 
 def _hub_parameters(repo_id: str) -> int:
     """Where the weights are still on the hub: their count, or a LoadError naming the way out."""
-    from huggingface_hub import get_safetensors_metadata
+    from huggingface_hub import constants, get_safetensors_metadata
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     fix = f"download them with `hf download {repo_id}` or pass `--model PATH`"
-    if offline:
+    if constants.HF_HUB_OFFLINE:  # read from the environment when huggingface_hub loads
         raise LoadError(
             f"The weights for {repo_id} are not on this machine and HF_HUB_OFFLINE is set; {fix}."
         )

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-from math import gcd
 from typing import Any
 
 import numpy as np
 
+from .audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S, to_model_rate
 from .messages import AudioClip, GenerationOptions, Message
-
-AUDIO_SAMPLE_RATE_HZ = 16_000
-# The processor's audio_seq_length (750 tokens x 40 ms) is the model's limit per clip, but the
-# processor does not enforce it: longer clips must be cut here.
-MAX_AUDIO_CLIP_S = 30.0
 
 
 def normalise_audio(clip: AudioClip) -> np.ndarray:
     """16 kHz mono float32, at most MAX_AUDIO_CLIP_S long. Shape (samples,)."""
-    from scipy.signal import resample_poly
-
-    samples = np.asarray(clip.samples, dtype=np.float32)
-    if samples.ndim == 2:  # (samples, channels)
-        samples = samples.mean(axis=1)
-    rate = clip.sample_rate
     # Cut before resampling so a long clip costs no more than 30 s of work.
-    samples = samples[: int(MAX_AUDIO_CLIP_S * rate)]
-    if rate != AUDIO_SAMPLE_RATE_HZ:
-        common = gcd(rate, AUDIO_SAMPLE_RATE_HZ)
-        samples = resample_poly(samples, AUDIO_SAMPLE_RATE_HZ // common, rate // common)
-    return np.ascontiguousarray(
-        samples[: int(MAX_AUDIO_CLIP_S * AUDIO_SAMPLE_RATE_HZ)], dtype=np.float32
-    )
+    head = AudioClip(clip.samples[: int(MAX_AUDIO_CLIP_S * clip.sample_rate)], clip.sample_rate)
+    return to_model_rate(head)[: int(MAX_AUDIO_CLIP_S * AUDIO_SAMPLE_RATE_HZ)]
 
 
 def template_messages(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import soundfile
@@ -13,7 +20,10 @@ from PIL import Image
 
 from model import Engine, ModelConfig
 
+ROOT = Path(__file__).resolve().parent.parent
 ENGINE_READY_S = 180
+APP_START_S = 240
+QUESTION = "what color is the car in this picture"
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +45,36 @@ def processor(miniature: Path):
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(miniature)
+
+
+@pytest.fixture
+def no_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty Hugging Face cache and no hub (as HF_HUB_OFFLINE=1 at start-up would give)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """The real speech recognizer (faster-whisper tiny.en), loaded once."""
+    from model import SpeechRecognizer
+
+    recognizer = SpeechRecognizer()
+    recognizer.start_loading()
+    return recognizer
+
+
+def speak(text: str, path: Path, gap_s: float = 0.0) -> Path:
+    """Synthetic speech from espeak-ng (22.05 kHz WAV); `gap_s` of silence after it."""
+    assert shutil.which("espeak-ng"), "espeak-ng is needed (./test.sh installs it)"
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
+    if gap_s:
+        samples, rate = soundfile.read(path, dtype="float32")
+        silence = np.zeros(int(gap_s * rate), dtype=np.float32)
+        soundfile.write(path, np.concatenate([samples, silence]), rate)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +122,74 @@ def image_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def spoken_question(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speak(QUESTION, tmp_path_factory.mktemp("speech") / "question.wav")
+
+
 @pytest.fixture
 def audio_file(tmp_path: Path) -> Path:
     path = tmp_path / "tone.wav"
     soundfile.write(path, tone(2.0, rate=44_100, channels=2), 44_100)
     return path
+
+
+def start_app(*flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`python launch.py` on a free port; its console goes to a file (see stop_app)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    console = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(
+        [sys.executable, "launch.py", "--port", str(port), *flags],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    process.console = console
+    return process, f"http://127.0.0.1:{port}"
+
+
+def health_when_loaded(process: subprocess.Popen, url: str) -> dict:
+    """Poll /health until the model has loaded (or failed); the last document."""
+    deadline = time.monotonic() + APP_START_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, console_text(process)
+        try:
+            response = httpx.get(f"{url}/health", timeout=2)
+        except httpx.HTTPError:
+            response = None  # not listening yet
+        if response is not None and response.status_code == 200:
+            health = response.json()
+            if health["status"] != "loading":
+                return health
+        time.sleep(0.5)
+    raise AssertionError(f"no loaded model after {APP_START_S} s")
+
+
+def console_text(process: subprocess.Popen) -> str:
+    process.console.seek(0)
+    return process.console.read()
+
+
+def stop_app(process: subprocess.Popen) -> str:
+    """Stop the app; everything it printed."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return console_text(process)
+
+
+@pytest.fixture(scope="session")
+def demo_app(miniature: Path) -> Iterator[tuple[str, dict]]:
+    """One `launch.py --demo` for the session: its URL and its first loaded /health."""
+    process, url = start_app("--demo")
+    try:
+        yield url, health_when_loaded(process, url)
+    finally:
+        stop_app(process)

@@ -2,74 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-ROOT = Path(__file__).resolve().parent.parent
-START_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(*flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "launch.py", "--port", str(port), *flags],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _health_when_loaded(process: subprocess.Popen, url: str) -> dict:
-    deadline = time.monotonic() + START_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            response = httpx.get(f"{url}/health", timeout=2)
-        except httpx.HTTPError:
-            response = None  # not listening yet
-        if response is not None and response.status_code == 200:
-            health = response.json()
-            if health["status"] != "loading":
-                return health
-        time.sleep(0.5)
-    raise AssertionError(f"no loaded model after {START_S} s")
-
-
-def _stop(process: subprocess.Popen) -> str:
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
-
-
-@pytest.fixture(scope="module")
-def demo_app(miniature: Path) -> Iterator[str]:
-    process, url = _start("--demo")
-    try:
-        yield url, _health_when_loaded(process, url)
-    finally:
-        _stop(process)
+from tests.conftest import QUESTION, ROOT, health_when_loaded, start_app, stop_app
 
 
 def test_health_reports_the_demo_model(demo_app):
@@ -120,12 +60,19 @@ def test_a_missing_model_folder_is_one_sentence_and_no_traceback():
 
 
 def test_default_model_unavailable_falls_back_to_demo_and_says_why(miniature: Path, tmp_path: Path):
-    process, url = _start(env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    process, url = start_app(env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
     try:
-        health = _health_when_loaded(process, url)
+        health = health_when_loaded(process, url)
     finally:
-        output = _stop(process)
+        output = stop_app(process)
     assert health["status"] == "ok" and health["demo"] is True
     assert "hf download google/gemma-4-12B-it" in health["fallback_reason"]
     assert "Traceback" not in output
     assert "Running the demo model instead" in output and "hf download" in output
+
+
+def test_transcribe_endpoint_returns_the_words(demo_app, spoken_question: Path):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    text = client.predict(handle_file(spoken_question), api_name="/transcribe")
+    assert text.lower().strip(" .?") == QUESTION

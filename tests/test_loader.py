@@ -53,9 +53,7 @@ def test_a_missing_folder_is_named_in_one_sentence(tmp_path: Path):
     assert folder_problem("google/gemma-4-12B-it") is None  # a hub id, not a folder
 
 
-def test_weights_missing_and_hub_unreachable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_weights_missing_and_hub_unreachable(no_hub):
     with pytest.raises(LoadError) as error:
         locate(ModelConfig())
     message = str(error.value)

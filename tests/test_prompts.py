@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from model import AudioClip, GenerationOptions, Message
-from model.prompts import (
-    AUDIO_SAMPLE_RATE_HZ,
-    MAX_AUDIO_CLIP_S,
-    build_inputs,
-    normalise_audio,
-    render_prompt,
-)
+from model.audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S
+from model.prompts import build_inputs, normalise_audio, render_prompt
 from tests.conftest import photo, tone
 
 

@@ -1,0 +1,96 @@
+"""Voice: recordings and audio files become text in the box, or audio for Gemma with a caption."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import soundfile
+
+from model import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
+
+from .media import file_path
+from .push_to_talk import MicrophoneUnavailable, PushToTalk
+
+TRANSCRIBE = "Transcribe into the box"
+SEND_AUDIO = "Send audio to Gemma"
+VOICE_ROUTES = (TRANSCRIBE, SEND_AUDIO)
+# Transcribing first lets the person see and correct what was heard before anything is sent.
+DEFAULT_VOICE_ROUTE = TRANSCRIBE
+
+
+class Voice:
+    """The page's speech front end: one shared recognizer, and the local microphone."""
+
+    def __init__(self, recognizer: SpeechRecognizer, push_to_talk: PushToTalk | None = None):
+        self.recognizer = recognizer
+        self.push_to_talk = push_to_talk or PushToTalk()
+        self._recordings = Path(tempfile.mkdtemp(prefix="loupe-recordings-"))
+
+    def transcribe(self, path: str) -> Transcript:
+        """The transcript of an audio file (AsrError with one sentence if it cannot be read)."""
+        return self.recognizer.transcribe(path)
+
+    def transcribe_endpoint(self, audio: str) -> str:
+        """/transcribe: an audio file -> its transcript ("" when no speech is heard)."""
+        if not audio:
+            raise gr.Error("Send an audio file to transcribe.")
+        try:
+            return self.transcribe(audio).text
+        except AsrError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def caption(self, path: str) -> str:
+        """What was heard in audio sent to the model as audio, shown beside the message."""
+        try:
+            transcript = self.transcribe(path)
+        except AsrError as exc:
+            return f"🎤 {exc}"
+        return f"🎤 Heard: “{transcript.text}”" if transcript.heard else f"🎤 {NO_SPEECH}"
+
+    def into_box(self, value: dict, audio_paths: list[str]) -> dict:
+        """The box with these audio files replaced by their transcripts, for checking first."""
+        texts = []
+        for path in audio_paths:
+            try:
+                transcript = self.transcribe(path)
+            except AsrError as exc:
+                gr.Warning(str(exc))
+                continue
+            if transcript.heard:
+                texts.append(transcript.text)
+            else:
+                gr.Warning(f"{Path(path).name}: {NO_SPEECH}")
+        kept = [item for item in value.get("files") or [] if file_path(item) not in audio_paths]
+        text = " ".join(part for part in [(value.get("text") or "").strip(), *texts] if part)
+        return {"text": text, "files": kept}
+
+    def take_recording(self, recording: str | None, value: dict | None, route: str) -> tuple:
+        """A finished recording goes into the box: as text, or as an audio attachment."""
+        if not recording:
+            return gr.skip(), gr.skip()
+        value = value or {"text": "", "files": []}
+        if route == SEND_AUDIO:
+            files = [*(value.get("files") or []), recording]
+            return {"text": value.get("text") or "", "files": files}, None
+        return self.into_box({**value, "files": [recording]}, [recording]), None
+
+    def start_local(self) -> None:
+        """Push-to-talk pressed: start recording from this machine's microphone."""
+        try:
+            self.push_to_talk.start()
+        except MicrophoneUnavailable as exc:
+            gr.Warning(str(exc))
+
+    def stop_local(self, value: dict | None, route: str) -> Any:
+        """Push-to-talk released: the recording goes the chosen route."""
+        try:
+            clip = self.push_to_talk.stop()
+        except MicrophoneUnavailable as exc:
+            gr.Warning(str(exc))
+            return gr.skip()
+        with tempfile.NamedTemporaryFile(suffix=".wav", dir=self._recordings, delete=False) as file:
+            soundfile.write(file, clip.samples, clip.sample_rate, format="WAV")
+        return self.take_recording(file.name, value, route)[0]
