@@ -86,6 +86,8 @@ class Voice:
 
     def stop_local(self, value: dict | None, route: str) -> Any:
         """Push-to-talk released: the recording goes the chosen route."""
+        if not self.push_to_talk.recording:  # it never started, and start_local said why
+            return gr.skip()
         try:
             clip = self.push_to_talk.stop()
         except MicrophoneUnavailable as exc:

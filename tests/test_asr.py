@@ -5,7 +5,6 @@ The speech is made by espeak-ng and converted by sox, once per module; the model
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import time
@@ -19,35 +18,10 @@ import pytest
 import soundfile
 
 from model.asr import AsrError, SpeechRecognizer
-from tests.conftest import photo
+from tests.conftest import MAX_WER, QUESTION, photo, word_error_rate
 
-SPOKEN = "What color is the car in this picture? Please describe it in a few words."
-# Measured on the development CPU: 0 for every fixture but the 8 kHz one, which hears "is" as
-# "in" (1 of 15 words, 0.067); the first sentence alone was fragile (up to 2 of 8 words wrong
-# with sox's random dither), so the fixtures use both sentences and no dither (`sox -D`).
-# 0.25 passes up to 3 wrong words in 15, room for other CPUs' int8 kernels and espeak-ng or sox
-# versions; audio read at the wrong rate or channel layout gives nothing or WER near 1.
-MAX_WER = 0.25
 LOAD_TIMEOUT_S = 60
 FILES = ("22k-mono.wav", "44k-stereo.wav", "8k.wav", "speech.mp3", "speech.ogg")
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level edit distance over the reference's length, ignoring case and punctuation."""
-    ref, hyp = _words(reference), _words(hypothesis)
-    # distances[j]: edits turning the reference words seen so far into hyp[:j]
-    distances = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        diagonal, distances[0] = distances[0], i
-        for j, hyp_word in enumerate(hyp, 1):
-            substitution = diagonal + (ref_word != hyp_word)
-            diagonal = distances[j]
-            distances[j] = min(distances[j] + 1, distances[j - 1] + 1, substitution)
-    return distances[-1] / len(ref)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
 
 
 def _run(*command: str) -> None:
@@ -73,7 +47,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
             )
     folder = tmp_path_factory.mktemp("speech")
     source = folder / "22k-mono.wav"
-    _run("espeak-ng", "-w", str(source), SPOKEN)  # 22.05 kHz mono, espeak-ng's own rate
+    _run("espeak-ng", "-w", str(source), QUESTION)  # 22.05 kHz mono, espeak-ng's own rate
     # -D: no dither, so the files are the same on every run
     _run("sox", "-D", str(source), "-r", "44100", "-c", "2", str(folder / "44k-stereo.wav"))
     _run("sox", "-D", str(source), "-r", "8000", str(folder / "8k.wav"))
@@ -119,7 +93,7 @@ def test_transcribes_speech_files(
     recognizer: SpeechRecognizer, speech: Path, file_name: str
 ) -> None:
     transcript = recognizer.transcribe(speech / file_name)
-    assert word_error_rate(SPOKEN, transcript.text) < MAX_WER, transcript.text
+    assert word_error_rate(QUESTION, transcript.text) < MAX_WER, transcript.text
     assert transcript.heard and transcript.language == "en"
     spoken_s = soundfile.info(speech / "22k-mono.wav").duration
     assert transcript.duration_s == pytest.approx(spoken_s, abs=0.1)  # mp3 adds a little padding
@@ -132,7 +106,7 @@ def test_transcribes_speech_files(
 def test_transcribes_samples(recognizer: SpeechRecognizer, speech: Path, file_name: str) -> None:
     samples, rate = soundfile.read(speech / file_name, dtype="float32")  # (samples[, channels])
     transcript = recognizer.transcribe(samples, sample_rate=rate)
-    assert word_error_rate(SPOKEN, transcript.text) < MAX_WER, transcript.text
+    assert word_error_rate(QUESTION, transcript.text) < MAX_WER, transcript.text
     assert transcript.duration_s == pytest.approx(len(samples) / rate, abs=0.01)
 
 
@@ -156,7 +130,7 @@ def test_hears_nothing_in_silence_or_noise(
 def test_one_transcription_at_a_time(recognizer: SpeechRecognizer, speech: Path) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         texts = list(pool.map(lambda _: recognizer.transcribe(speech / "22k-mono.wav").text, "ab"))
-    assert texts[0] == texts[1] and word_error_rate(SPOKEN, texts[0]) < MAX_WER
+    assert texts[0] == texts[1] and word_error_rate(QUESTION, texts[0]) < MAX_WER
 
 
 def _corrupt(path: Path) -> None:

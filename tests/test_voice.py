@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 import soundfile
@@ -13,9 +14,9 @@ from app.handlers import ChatHandlers
 from app.push_to_talk import NO_MICROPHONE, NO_PORTAUDIO, MicrophoneUnavailable, PushToTalk
 from app.voice import SEND_AUDIO, TRANSCRIBE, Voice
 from model import AudioClip, GenerationOptions, split_at_pauses
-from model.audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S
+from model.audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S, to_model_rate
 from model.prompts import build_inputs, render_prompt
-from tests.conftest import QUESTION, speak
+from tests.conftest import MAX_WER, QUESTION, speak, word_error_rate
 
 SENTENCES = [
     "the red car is parked next to the old stone bridge",
@@ -25,10 +26,6 @@ SENTENCES = [
 ]
 LONG_RECORDING_S = 75.0
 SETTINGS = ("", 1.0, 0.95, 64, 16, False, 280)
-
-
-def words(text: str) -> list[str]:
-    return "".join(c for c in text.lower() if c.isalnum() or c.isspace()).split()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +55,7 @@ def test_transcribe_route_puts_the_words_in_the_box(voice: Voice, spoken_questio
         str(spoken_question), {"text": "", "files": []}, TRANSCRIBE
     )
     assert microphone is None and box["files"] == []
-    assert words(box["text"]) == words(QUESTION)
+    assert word_error_rate(QUESTION, box["text"]) < MAX_WER, box["text"]
 
 
 def test_send_audio_route_attaches_the_recording(voice: Voice, spoken_question: Path):
@@ -75,7 +72,7 @@ def test_an_uploaded_file_in_transcribe_mode_is_turned_into_text_not_sent(
     value = {"text": "", "files": [str(spoken_question)]}
     [(shown, box, turns, _)] = list(handlers.respond(value, [], [], TRANSCRIBE, *SETTINGS))
     assert shown == [] and turns == []  # nothing went to the model yet
-    assert words(box["text"]) == words(QUESTION) and box["files"] == []
+    assert word_error_rate(QUESTION, box["text"]) < MAX_WER and box["files"] == []
 
 
 def test_audio_sent_to_gemma_carries_a_caption_of_what_was_heard(
@@ -86,7 +83,8 @@ def test_audio_sent_to_gemma_carries_a_caption_of_what_was_heard(
     *_, (shown, box, turns, _) = handlers.respond(value, [], [], SEND_AUDIO, *SETTINGS)
     assert shown[0] == {"role": "user", "content": {"path": str(spoken_question)}}
     caption = shown[1]["content"]
-    assert caption.startswith("🎤 Heard: ") and words(caption) == words(f"heard {QUESTION}")
+    assert caption.startswith("🎤 Heard: “") and caption.endswith("”")
+    assert word_error_rate(QUESTION, caption.removeprefix("🎤 Heard: ")) < MAX_WER, caption
     assert box is None and len(turns[0].audio) == 1
 
 
@@ -166,3 +164,24 @@ def test_push_to_talk_without_a_microphone_says_so():
     assert str(error.value) in (NO_PORTAUDIO, NO_MICROPHONE)
     with pytest.raises(MicrophoneUnavailable, match="Nothing was recorded"):
         PushToTalk().stop()
+
+
+def test_push_to_talk_release_after_a_failed_start_adds_no_second_message(recognizer):
+    voice = Voice(recognizer)
+    voice.start_local()  # warns once: no PortAudio or no microphone on this machine
+    assert not voice.push_to_talk.recording
+    assert voice.stop_local({"text": "kept", "files": []}, TRANSCRIBE) == gr.skip()
+
+
+def test_push_to_talk_speech_lands_in_the_box(recognizer, spoken_question: Path):
+    speech = to_model_rate(AudioClip(*soundfile.read(spoken_question, dtype="float32")))
+
+    class SpeakingStream(FakeInputStream):
+        def start(self) -> None:
+            for block in np.array_split(speech, 20):
+                self.callback(block[:, None], len(block), None, None)
+
+    voice = Voice(recognizer, PushToTalk(open_stream=SpeakingStream))
+    voice.start_local()
+    box = voice.stop_local({"text": "", "files": []}, TRANSCRIBE)
+    assert word_error_rate(QUESTION, box["text"]) < MAX_WER, box["text"]
