@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from app.config import DEFAULT_HOST, DEFAULT_PORT, AppConfig, AsrConfig, Limits, env_default
+from app.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    AppConfig,
+    AsrConfig,
+    Limits,
+    default_data_dir,
+    env_default,
+)
 from model import DEFAULT_MODEL_ID, Engine, ModelConfig, SpeechRecognizer, folder_problem
 
 
@@ -59,7 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--desktop",
         action="store_true",
-        help="open the page in the default browser once it is served",
+        help="open Loupe in its own window (pywebview, else the browser), with screen capture "
+        "and push-to-talk",
     )
     parser.add_argument(
         "--share", action="store_true", help="make a public Gradio share link (off by default)"
@@ -69,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="USER:PASS",
         help="require this user name and password on the page",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="where conversations and their files are kept (default %(default)s)",
     )
     parser.add_argument(
         "--queue-size",
@@ -104,6 +120,7 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         desktop=args.desktop,
         share=args.share,
         auth=auth,
+        data_dir=args.data_dir,
     )
 
 
@@ -118,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("loupe").addHandler(console)
     logging.getLogger("loupe").setLevel(logging.INFO)
     from app.handlers import ChatHandlers
+    from app.history import History
     from app.server import serve
     from app.voice import Voice
 
@@ -125,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     engine.start()
     recognizer = SpeechRecognizer(config.asr.model)
     recognizer.start_loading()
+    history = History(config.data_dir)
     try:
-        serve(ChatHandlers(engine, Voice(recognizer), config), config)
+        serve(ChatHandlers(engine, Voice(recognizer), history, config), config)
     except KeyboardInterrupt:
         pass
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from model import ModelConfig
 
@@ -39,6 +40,12 @@ class AppConfig:
     desktop: bool = False
     share: bool = False
     auth: tuple[str, str] | None = None
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
+
+
+def default_data_dir() -> Path:
+    """Where conversations and their files are kept: LOUPE_DATA_DIR, else ~/.loupe."""
+    return Path(os.environ.get("LOUPE_DATA_DIR") or Path.home() / ".loupe")
 
 
 def env_default(name: str, fallback: str) -> str:

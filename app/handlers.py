@@ -3,95 +3,143 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from model import (
-    DEMO_FALLBACK_NOTE,
     ChatRequest,
     Engine,
     EngineError,
-    EngineStatus,
     Finished,
     GenerationOptions,
     Message,
+    ReplyStream,
     TextChunk,
     Timing,
     split_at_pauses,
 )
 
 from .config import AppConfig
+from .display import Reply, shown_conversation, shown_reply
+from .history import Attachment, Conversation, History, StoredMessage
 from .media import MediaError, file_path, is_audio_file, load_attachments
+from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 
-DEMO_NOTE = "Demo model: random weights, so replies are noise. It shows the plumbing works."
-
-
-@dataclass
-class Reply:
-    """A reply as it grows."""
-
-    answer: str = ""
-    thinking: str = ""
-    timing: Timing | None = None
-    error: str | None = None
-    cancelled: bool = False
+GONE = "This conversation no longer exists; start a new chat."
 
 
 class ChatHandlers:
-    """Turns page and API input into engine requests and streams replies back."""
+    """Turns page and API input into engine requests, streams replies back and keeps them."""
 
-    def __init__(self, engine: Engine, voice: Voice, config: AppConfig):
+    def __init__(self, engine: Engine, voice: Voice, history: History, config: AppConfig):
         self.engine = engine
         self.voice = voice
+        self.history = history
         self.config = config
         self.last_timing: Timing | None = None  # the app's most recent reply, for the status line
+        self._running: dict[str, ReplyStream] = {}  # conversation id -> the reply being written
 
-    def user_message(self, value: dict[str, Any]) -> Message:
-        """A MultimodalTextbox value {"text", "files"} as a model Message (MediaError if bad)."""
-        paths = [file_path(item) for item in value.get("files") or []]
-        images, audio = load_attachments(paths, self.config.limits.max_files_per_message)
-        # The model takes at most 30 s per clip: longer recordings become several clips.
-        clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
-        return Message("user", (value.get("text") or "").strip(), tuple(images), clips)
+    # -- the page --------------------------------------------------------------------------
 
     def respond(
-        self, value: dict, turns: list[Message], shown: list[dict], route: str, *settings: Any
+        self, value: dict, conversation_id: str, route: str, *settings: Any
     ) -> Iterator[tuple]:
-        """The page's send: streams (chat shown, input box, model history, status line).
+        """Send: streams (chat, input box, conversation id, status line, side list, title).
 
         With the Transcribe voice route, audio files are first turned into text in the box for
         the person to check; with the other, they go to the model with captions of what was heard.
         """
-        audio_paths = [
-            path for path in map(file_path, value.get("files") or []) if is_audio_file(path)
-        ]
+        paths = [file_path(item) for item in value.get("files") or []]
+        audio_paths = [path for path in paths if is_audio_file(path)]
         if route == TRANSCRIBE and audio_paths:
-            yield shown, self.voice.into_box(value, audio_paths), turns, gr.skip()
+            box = self.voice.into_box(value, audio_paths)
+            yield gr.skip(), box, conversation_id, gr.skip(), gr.skip(), gr.skip()
             return
         try:
-            latest = self.user_message(value)
+            message = self.stored_user_message(value)
         except MediaError as exc:
             gr.Warning(str(exc))
-            yield shown, value, turns, gr.skip()
+            yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip()
             return
-        if not (latest.text or latest.images or latest.audio):
-            yield shown, value, turns, gr.skip()
+        if not (message.text or message.attachments):
+            yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip()
             return
-        system_prompt, options = generation_options(*settings)
-        captions = [self.voice.caption(path) for path in audio_paths]
-        shown = [*shown, *shown_user_message(value, captions)]
-        reply = Reply()
-        for reply in self.stream(conversation(system_prompt, turns, latest), options):
-            yield [*shown, *shown_reply(reply)], None, turns, gr.skip()
-        if reply.error:  # give back what the person wrote, to send again
-            yield [*shown, *shown_reply(reply)], value, turns, gr.skip()
+        if not self.history.get(conversation_id or ""):
+            conversation_id = self.history.create()
+        self.history.append(conversation_id, message)
+        yield from self._page_reply(conversation_id, settings)
+
+    def regenerate(self, conversation_id: str, *settings: Any) -> Iterator[tuple]:
+        """Answer the last message again, replacing the last answer."""
+        if self._drop_last_answer(conversation_id):
+            yield from self._page_reply(conversation_id, settings)
+
+    def edit(self, conversation_id: str, edit: gr.EditData, *settings: Any) -> Iterator[tuple]:
+        """A message the person edited in the chat: resend it from there."""
+        conversation = self.history.get(conversation_id or "")
+        if conversation is None:
             return
-        turns = [*turns, latest, Message("assistant", reply.answer)]
-        status = status_text(self.engine.status(), self.last_timing)
-        yield [*shown, *shown_reply(reply)], None, turns, status
+        _, positions = shown_conversation(conversation)
+        position = positions[edit.index]
+        if conversation.messages[position].role != "user" or not isinstance(edit.value, str):
+            gr.Warning("Only the text of your own messages can be edited.")
+            shown = self._shown(conversation_id)
+            yield shown, gr.skip(), conversation_id, gr.skip(), gr.skip(), gr.skip()
+            return
+        self.history.edit_text(conversation_id, position, edit.value)
+        yield from self._page_reply(conversation_id, settings)
+
+    def stop(self, conversation_id: str) -> None:
+        """Stop: the model stops within one decoding step; the reply ends marked stopped."""
+        reply_stream = self._running.get(conversation_id)
+        if reply_stream is not None:
+            reply_stream.cancel()
+
+    def open_conversation(self, conversation_id: str | None) -> tuple:
+        """A conversation picked in the side list: (chat shown, conversation id, title box)."""
+        conversation = self.history.get(conversation_id or "")
+        if conversation is None:
+            return [], "", ""
+        return shown_conversation(conversation)[0], conversation.id, conversation.title
+
+    def new_chat(self) -> tuple:
+        """(chat shown, conversation id, title box, conversation list) for a fresh chat."""
+        return [], "", "", self.conversation_list(None)
+
+    def rename(self, conversation_id: str, title: str) -> Any:
+        if self.history.get(conversation_id or ""):
+            self.history.rename(conversation_id, title)
+        return self.conversation_list(conversation_id)
+
+    def delete(self, conversation_id: str) -> tuple:
+        if conversation_id:
+            self.history.delete(conversation_id)
+        return self.new_chat()
+
+    def export_files(self, conversation_id: str) -> list[str]:
+        """Markdown and JSON copies of the conversation, for download."""
+        conversation = self.history.get(conversation_id or "")
+        if conversation is None:
+            raise gr.Error("Open or start a conversation to export it.")
+        return [str(path) for path in self.history.export(conversation.id)]
+
+    def conversation_list(self, selected: str | None) -> Any:
+        choices = [(title, conversation_id) for conversation_id, title in self.history.list()]
+        return gr.update(choices=choices, value=selected or None)
+
+    def health(self) -> dict[str, Any]:
+        """The /health document (see the README)."""
+        return health_document(self.engine.status(), self.config)
+
+    def refresh(self) -> tuple[str, str]:
+        """The banner and status line, as they stand now."""
+        status = self.engine.status()
+        return banner_text(status), status_text(status, self.last_timing)
+
+    # -- the API -----------------------------------------------------------------------------
 
     def chat(
         self,
@@ -103,48 +151,111 @@ class ChatHandlers:
         max_new_tokens: int,
         thinking: bool,
         image_tokens: int,
+        conversation_id: str,
     ) -> Iterator[str]:
-        """Answer one message (text, images, audio files); streams the reply as it grows."""
+        """Answer a message (text, images, audio files); streams the reply as it grows.
+
+        With a `conversation_id` (from /new_conversation) the exchange is kept in that
+        conversation and earlier turns are part of the prompt; without one it stands alone.
+        """
         try:
-            latest = self.user_message(message)
+            stored = self.stored_user_message(message)
         except MediaError as exc:
             raise gr.Error(str(exc)) from None
-        settings = (temperature, top_p, top_k, max_new_tokens, thinking, image_tokens)
-        system_prompt, options = generation_options(system_prompt, *settings)
-        for reply in self.stream(conversation(system_prompt, [], latest), options):
+        settings = (
+            system_prompt,
+            temperature,
+            top_p,
+            top_k,
+            max_new_tokens,
+            thinking,
+            image_tokens,
+        )
+        if conversation_id:
+            if not self.history.get(conversation_id):
+                raise gr.Error(GONE)
+            self.history.append(conversation_id, stored)
+            yield from self._api_reply(conversation_id, settings)
+            return
+        system, options = generation_options(*settings)
+        conversation = Conversation("", "", 0, 0, (stored,))
+        for reply in self.stream(self.model_messages(conversation, system), options):
             if reply.error:
                 raise gr.Error(reply.error)
             yield reply.answer
 
-    def refresh(self) -> tuple[str, str]:
-        """The banner and status line, as they stand now."""
-        status = self.engine.status()
-        return banner_text(status), status_text(status, self.last_timing)
+    def new_conversation(self) -> str:
+        """Start a conversation that /chat can continue; its id."""
+        return self.history.create()
 
-    def health(self) -> dict[str, Any]:
-        """The /health document (see the README)."""
-        status = self.engine.status()
-        info = status.info
-        model_config = self.config.model
-        health: dict[str, Any] = {
-            "status": {"ready": "ok", "loading": "loading", "error": "error"}[status.load_state],
-            "model": info.name if info else model_config.model_id,
-            "demo": info.demo if info else model_config.demo,
-            "device": info.device if info else model_config.device,
-            "quantization": info.quantization if info else model_config.quant,
-            "engine": {"state": "busy" if status.busy else "idle", "queue": status.queued},
-            "asr_model": self.config.asr.model,
-        }
-        if status.error:
-            health["error"] = status.error
-        if status.fallback_reason:
-            health["fallback_reason"] = status.fallback_reason
-        return health
+    def regenerate_api(self, conversation_id: str, max_new_tokens: int = 512) -> Iterator[str]:
+        """Answer the conversation's last message again; streams the new reply."""
+        if not self._drop_last_answer(conversation_id):
+            raise gr.Error(GONE)
+        yield from self._api_reply(conversation_id, _default_settings(max_new_tokens))
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[Reply]:
-        """Yields the growing reply; cancels the request if the consumer stops early."""
+    def edit_api(
+        self, conversation_id: str, message_index: int, text: str, max_new_tokens: int = 512
+    ) -> Iterator[str]:
+        """Replace the text of message `message_index` (one of yours, counted from 0) and
+        answer again from there; streams the new reply."""
+        conversation = self.history.get(conversation_id)
+        if conversation is None:
+            raise gr.Error(GONE)
+        index = int(message_index)
+        if not 0 <= index < len(conversation.messages) or (
+            conversation.messages[index].role != "user"
+        ):
+            raise gr.Error(f"Message {index} is not one of your messages in this conversation.")
+        self.history.edit_text(conversation_id, index, text)
+        yield from self._api_reply(conversation_id, _default_settings(max_new_tokens))
+
+    def export_api(self, conversation_id: str, format: str = "markdown") -> str:
+        """The conversation as Markdown ("markdown") or JSON ("json")."""
+        if self.history.get(conversation_id) is None:
+            raise gr.Error(GONE)
+        markdown, json_file = self.history.export(conversation_id)
+        return (json_file if format == "json" else markdown).read_text()
+
+    # -- shared ----------------------------------------------------------------------------
+
+    def stored_user_message(self, value: dict[str, Any]) -> StoredMessage:
+        """A MultimodalTextbox value as a message to keep; MediaError names a file it can't use.
+
+        Audio sent as audio gets a caption of what the speech recogniser heard.
+        """
+        paths = [file_path(item) for item in value.get("files") or []]
+        load_attachments(paths, self.config.limits.max_files_per_message)  # refuse bad files now
+        attachments = tuple(
+            Attachment("audio", path, _name(path), self.voice.caption(path))
+            if is_audio_file(path)
+            else Attachment("image", path, _name(path))
+            for path in paths
+        )
+        return StoredMessage("user", (value.get("text") or "").strip(), attachments)
+
+    def model_messages(self, conversation: Conversation, system_prompt: str) -> list[Message]:
+        """What the model sees: the system prompt, then every turn with its images and audio."""
+        messages = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
+        for stored in conversation.messages:
+            paths = [attachment.path for attachment in stored.attachments]
+            images, audio = load_attachments(paths, max_files=len(paths))
+            # The model takes at most 30 s per clip: longer recordings become several clips.
+            clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
+            messages.append(Message(stored.role, stored.text, tuple(images), clips))
+        return messages
+
+    def stream(
+        self, messages: list[Message], options: GenerationOptions, owner: str = ""
+    ) -> Iterator[Reply]:
+        """Yields the growing reply; cancels the request if the consumer stops early.
+
+        A reply with an `owner` (its conversation) can also be stopped with `stop(owner)`.
+        """
         reply = Reply()
         reply_stream = self.engine.submit(ChatRequest(tuple(messages), options))
+        if owner:
+            self._running[owner] = reply_stream
         try:
             for event in reply_stream:
                 if isinstance(event, TextChunk):
@@ -159,8 +270,65 @@ class ChatHandlers:
                     reply.error = event.message
                 yield reply
         finally:
-            # Gradio's Stop closes this generator: stop the model too, not just the page.
+            # A client that goes away closes this generator: stop the model too.
             reply_stream.cancel()
+            if self._running.get(owner) is reply_stream:
+                del self._running[owner]
+
+    def answer(self, conversation_id: str, settings: tuple) -> Iterator[tuple[list, Reply]]:
+        """Reply to the stored conversation: yields (chat shown, reply) as it grows, and keeps
+        the answer, marked interrupted if it was stopped (also when the page goes away)."""
+        conversation = self.history.get(conversation_id)
+        shown, _ = shown_conversation(conversation)
+        system_prompt, options = generation_options(*settings)
+        reply = Reply()
+        try:
+            messages = self.model_messages(conversation, system_prompt)
+        except MediaError as exc:  # a file of this conversation went missing from the disk
+            reply.error = str(exc)
+            yield [*shown, *shown_reply(reply)], reply
+            return
+        try:
+            for reply in self.stream(messages, options, owner=conversation_id):
+                yield [*shown, *shown_reply(reply)], reply
+        finally:
+            # A failed reply is shown, not kept (Regenerate retries it). A stopped one is kept,
+            # marked interrupted, also when the page went away mid-reply.
+            if reply.error is None and (reply.timing or reply.answer or reply.thinking):
+                status = "complete" if reply.timing and not reply.cancelled else "interrupted"
+                self.history.append(
+                    conversation_id,
+                    StoredMessage("assistant", reply.answer, (), reply.thinking, status),
+                )
+
+    def _page_reply(self, conversation_id: str, settings: tuple) -> Iterator[tuple]:
+        # The side list and the title box change once, at the start; the status line at the end.
+        listed = self.conversation_list(conversation_id)
+        title = self.history.get(conversation_id).title
+        for shown, _ in self.answer(conversation_id, settings):
+            yield shown, None, conversation_id, gr.skip(), listed, title
+            listed = title = gr.skip()
+        status = status_text(self.engine.status(), self.last_timing)
+        listed = self.conversation_list(conversation_id)
+        yield gr.skip(), gr.skip(), conversation_id, status, listed, gr.skip()
+
+    def _api_reply(self, conversation_id: str, settings: tuple) -> Iterator[str]:
+        for _, reply in self.answer(conversation_id, settings):
+            if reply.error:
+                raise gr.Error(reply.error)
+            yield reply.answer
+
+    def _drop_last_answer(self, conversation_id: str) -> bool:
+        """Forget the last answer (if the conversation ends with one); False if it is gone."""
+        conversation = self.history.get(conversation_id or "")
+        if conversation is None or not conversation.messages:
+            return False
+        if conversation.messages[-1].role == "assistant":
+            self.history.truncate(conversation_id, len(conversation.messages) - 1)
+        return True
+
+    def _shown(self, conversation_id: str) -> list[dict]:
+        return shown_conversation(self.history.get(conversation_id))[0]
 
 
 def generation_options(
@@ -183,66 +351,18 @@ def generation_options(
     )
 
 
-def conversation(system_prompt: str, history: list[Message], latest: Message) -> list[Message]:
-    """The messages to send: the system prompt (if any), earlier turns, the new message."""
-    system = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
-    return [*system, *history, latest]
+def _default_settings(max_new_tokens: int) -> tuple:
+    defaults = GenerationOptions(max_new_tokens=int(max_new_tokens))
+    return (
+        "",
+        defaults.temperature,
+        defaults.top_p,
+        defaults.top_k,
+        defaults.max_new_tokens,
+        defaults.thinking,
+        defaults.image_tokens,
+    )
 
 
-def status_text(status: EngineStatus, last: Timing | None) -> str:
-    """One line about the model, and the last reply's speed."""
-    if status.load_state == "loading":
-        return f"Loading the model: {status.progress}"
-    if status.load_state == "error" or status.info is None:
-        return f"No model loaded: {status.error}"
-    info = status.info
-    kind = "demo" if info.demo else "real"
-    line = f"{info.name} ({kind}) on {info.device}, {info.quantization}"
-    if last is not None and last.tokens:
-        line += (
-            f" · last reply: first token {last.time_to_first_token_s:.2f} s, "
-            f"{last.tokens_per_s:.1f} tokens/s"
-        )
-    return line
-
-
-def banner_text(status: EngineStatus) -> str:
-    """What the top of the page must say, if anything: loading, fallback or failure."""
-    if status.load_state == "loading":
-        return f"⏳ The model is loading: {status.progress}. You can type your message meanwhile."
-    if status.load_state == "error":
-        return f"⚠️ No model could be loaded. {status.error}"
-    if status.fallback_reason:
-        return f"⚠️ Gemma 4 12B could not be loaded. {status.fallback_reason} {DEMO_FALLBACK_NOTE}"
-    if status.info is not None and status.info.demo:
-        return "ℹ️ " + DEMO_NOTE
-    return ""
-
-
-def shown_user_message(value: dict, captions: list[str]) -> list[dict]:
-    """Chatbot entries for what the person sent: each file, captions of audio, then the text."""
-    paths = [file_path(item) for item in value.get("files") or []]
-    entries = [{"role": "user", "content": {"path": path}} for path in paths]
-    entries += [{"role": "user", "content": caption} for caption in captions]
-    text = (value.get("text") or "").strip()
-    return entries + ([{"role": "user", "content": text}] if text else [])
-
-
-def shown_reply(reply: Reply) -> list[dict]:
-    """Chatbot entries for a reply: a collapsed Thinking section (if any), then the answer."""
-    shown = []
-    if reply.thinking:
-        shown.append(
-            {
-                "role": "assistant",
-                "content": reply.thinking,
-                "metadata": {"title": "Thinking", "status": "done"},
-            }
-        )
-    answer = reply.answer
-    if reply.error:
-        answer = f"{answer}\n\n⚠️ {reply.error}".strip()
-    elif reply.cancelled:
-        answer = f"{answer} *(stopped)*".strip()
-    shown.append({"role": "assistant", "content": answer or "…"})
-    return shown
+def _name(path: str) -> str:
+    return Path(path).name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -79,6 +80,14 @@ def file_path(item: Any) -> str:
     if isinstance(item, dict):
         return item["path"]
     return item.path
+
+
+def with_file(value: dict | None, path: str | None) -> Any:
+    """The message box's value with one more attachment (a snapshot, a recording)."""
+    if not path:
+        return gr.skip()
+    value = value or {}
+    return {"text": value.get("text") or "", "files": [*(value.get("files") or []), path]}
 
 
 def is_audio_file(path: str | Path) -> bool:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import webbrowser
 
 from .config import AppConfig
+from .desktop import open_window
 from .handlers import ChatHandlers
 from .ui import PUSH_TO_TALK_JS, build_ui
 
@@ -37,9 +37,10 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     )
     page.app.add_api_route("/health", handlers.health, methods=["GET"])
     print(f"Loupe is running on {local_url}", flush=True)
-    if config.desktop:
-        webbrowser.open(local_url)
     try:
-        page.block_thread()
+        if config.desktop:
+            open_window(local_url, page.block_thread)
+        else:
+            page.block_thread()
     finally:
         handlers.engine.close()

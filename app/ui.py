@@ -8,53 +8,90 @@ import gradio as gr
 
 from model import DEFAULT_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
 
+from .desktop import capture_screen
 from .handlers import ChatHandlers
+from .media import with_file
 from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
 
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STATUS_REFRESH_S = 1.0
 PUSH_TO_TALK_KEY = "F8"  # the key assets/push_to_talk.js listens for
-PUSH_TO_TALK_JS = Path(__file__).resolve().parent.parent / "assets" / "push_to_talk.js"
+PUSH_TO_TALK_JS = ASSETS / "push_to_talk.js"
 LATEX = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "$", "right": "$", "display": False},
 ]
+EXAMPLES = [
+    {
+        "text": "What does this error mean, and how do I fix it?",
+        "files": [str(ASSETS / "example-error.png")],
+    },
+    {"text": "Describe this photo.", "files": [str(ASSETS / "example-photo.jpg")]},
+]
 
 
 def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
-    """The chat page, plus the named API endpoints /chat and /transcribe."""
+    """The chat page, plus the named API endpoints (see the README)."""
     banner_now, status_now = handlers.refresh()
     with gr.Blocks(title="Loupe") as page:
+        conversation_id = gr.State("")
+        with gr.Sidebar(label="Conversations", elem_id="sidebar"):
+            new_chat = gr.Button("New chat", variant="primary", elem_id="new-chat")
+            conversations = gr.Radio(
+                [], label="Saved conversations", elem_id="conversations", interactive=True
+            )
+            title = gr.Textbox(label="Title of this conversation", elem_id="title")
+            with gr.Row():
+                rename = gr.Button("Rename", size="sm")
+                delete = gr.Button("Delete", size="sm", variant="stop")
+            export = gr.Button("Export as Markdown and JSON", size="sm")
+            exported = gr.File(label="Exports", file_count="multiple", interactive=False)
+
         banner = gr.Markdown(banner_now, elem_id="banner")
         chatbot = gr.Chatbot(
-            label="Conversation", height=520, latex_delimiters=LATEX, elem_id="chat"
+            label="Conversation",
+            height=520,
+            latex_delimiters=LATEX,
+            editable="user",
+            elem_id="chat",
+            placeholder="Ask about a screenshot, a photo or a recording, or just chat.",
         )
-        history = gr.State([])  # list[Message]: what the model sees, images and audio included
         box = gr.MultimodalTextbox(
             file_count="multiple",
             file_types=["image", "audio"],
             stop_btn=True,
-            placeholder="Ask about an image, a recording, or anything. Attach or paste files.",
+            placeholder="Type, attach, drop or paste images and audio; Enter sends.",
             show_label=False,
             autofocus=True,
             elem_id="message",
         )
+        with gr.Row():
+            regenerate = gr.Button("Regenerate", size="sm", elem_id="regenerate")
+            capture = gr.Button(
+                "Capture screen", size="sm", visible=desktop, elem_id="capture-screen"
+            )
         with gr.Row(equal_height=True):
+            webcam = gr.Image(
+                sources=["webcam"], type="filepath", label="Webcam snapshot", elem_id="webcam"
+            )
             microphone = gr.Audio(
                 sources=["microphone"], type="filepath", label="Voice", elem_id="microphone"
             )
-            voice_route = gr.Radio(
-                list(VOICE_ROUTES),
-                value=DEFAULT_VOICE_ROUTE,
-                label="Recordings and audio files",
-                elem_id="voice-route",
-            )
-            gr.Button(
-                f"🎙 Hold to talk ({PUSH_TO_TALK_KEY})", visible=desktop, elem_id="push-to-talk"
-            )
-            # Pressed and released by the page's script while the talk button or key is held.
-            talk_down = gr.Button(visible="hidden", elem_id="push-to-talk-down")
-            talk_up = gr.Button(visible="hidden", elem_id="push-to-talk-up")
-        with gr.Accordion("Settings", open=False):
+            with gr.Column():
+                voice_route = gr.Radio(
+                    list(VOICE_ROUTES),
+                    value=DEFAULT_VOICE_ROUTE,
+                    label="Recordings and audio files",
+                    elem_id="voice-route",
+                )
+                gr.Button(
+                    f"Hold to talk ({PUSH_TO_TALK_KEY})", visible=desktop, elem_id="push-to-talk"
+                )
+                # Pressed and released by the page's script while the talk button or key is held.
+                talk_down = gr.Button(visible="hidden", elem_id="push-to-talk-down")
+                talk_up = gr.Button(visible="hidden", elem_id="push-to-talk-up")
+        gr.Examples(EXAMPLES, inputs=[box], label="Try an example")
+        with gr.Accordion("Settings", open=False, elem_id="settings"):
             system_prompt = gr.Textbox("", label="System prompt", lines=2)
             with gr.Row():
                 temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature")
@@ -65,7 +102,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
                 image_tokens = gr.Dropdown(
                     list(IMAGE_TOKEN_BUDGETS),
                     value=DEFAULT_IMAGE_TOKENS,
-                    label="Image detail (tokens per image)",
+                    label="Image detail (tokens per image: more reads small text better)",
                 )
                 thinking = gr.Checkbox(label="Thinking", value=False)
         status = gr.Markdown(status_now, elem_id="status")
@@ -78,15 +115,57 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             thinking,
             image_tokens,
         ]
+        reply_outputs = [chatbot, box, conversation_id, status, conversations, title]
 
-        chat_event = box.submit(
+        box.submit(
             handlers.respond,
-            [box, history, chatbot, voice_route, *settings],
-            [chatbot, box, history, status],
+            [box, conversation_id, voice_route, *settings],
+            reply_outputs,
             api_visibility="private",
         )
-        box.stop(None, cancels=[chat_event], api_visibility="private")
+        gr.on(
+            [regenerate.click, chatbot.retry],
+            handlers.regenerate,
+            [conversation_id, *settings],
+            reply_outputs,
+            api_name="page_regenerate",
+            api_visibility="private",
+        )
+        chatbot.edit(
+            handlers.edit,
+            [conversation_id, *settings],
+            reply_outputs,
+            api_name="page_edit",
+            api_visibility="private",
+        )
+        # Stop asks the model to stop; the reply then ends by itself, shown and kept as stopped.
+        box.stop(handlers.stop, conversation_id, api_visibility="private", queue=False)
 
+        conversations.input(
+            handlers.open_conversation,
+            conversations,
+            [chatbot, conversation_id, title],
+            api_visibility="private",
+        )
+        new_chat.click(
+            handlers.new_chat,
+            None,
+            [chatbot, conversation_id, title, conversations],
+            api_visibility="private",
+        )
+        rename.click(
+            handlers.rename, [conversation_id, title], conversations, api_visibility="private"
+        )
+        delete.click(
+            handlers.delete,
+            conversation_id,
+            [chatbot, conversation_id, title, conversations],
+            api_visibility="private",
+        )
+        export.click(handlers.export_files, conversation_id, exported, api_visibility="private")
+
+        webcam.input(with_file, [box, webcam], box, api_visibility="private")
+        capture.click(capture_screen, box, box, api_visibility="private")
         microphone.stop_recording(
             handlers.voice.take_recording,
             [microphone, box, voice_route],
@@ -98,14 +177,27 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
 
         with gr.Column(visible=False):  # inputs and outputs of the API endpoints
             api_message = gr.MultimodalTextbox(file_count="multiple")
+            api_conversation = gr.Textbox("")
             api_reply = gr.Textbox()
             api_audio = gr.Audio(type="filepath")
             api_transcript = gr.Textbox()
-        api_message.submit(handlers.chat, [api_message, *settings], api_reply, api_name="chat")
+        api_message.submit(
+            handlers.chat, [api_message, *settings, api_conversation], api_reply, api_name="chat"
+        )
         api_audio.upload(
             handlers.voice.transcribe_endpoint, api_audio, api_transcript, api_name="transcribe"
         )
+        gr.api(handlers.new_conversation, api_name="new_conversation")
+        gr.api(handlers.regenerate_api, api_name="regenerate")
+        gr.api(handlers.edit_api, api_name="edit")
+        gr.api(handlers.export_api, api_name="export")
 
+        page.load(
+            lambda: handlers.conversation_list(None),
+            None,
+            conversations,
+            api_visibility="private",
+        )
         gr.Timer(STATUS_REFRESH_S).tick(
             handlers.refresh,
             None,

@@ -11,7 +11,7 @@ import soundfile
 
 from model import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
 
-from .media import file_path
+from .media import file_path, with_file
 from .push_to_talk import MicrophoneUnavailable, PushToTalk
 
 TRANSCRIBE = "Transcribe into the box"
@@ -71,11 +71,9 @@ class Voice:
         """A finished recording goes into the box: as text, or as an audio attachment."""
         if not recording:
             return gr.skip(), gr.skip()
-        value = value or {"text": "", "files": []}
         if route == SEND_AUDIO:
-            files = [*(value.get("files") or []), recording]
-            return {"text": value.get("text") or "", "files": files}, None
-        return self.into_box({**value, "files": [recording]}, [recording]), None
+            return with_file(value, recording), None
+        return self.into_box(with_file(value, recording), [recording]), None
 
     def start_local(self) -> None:
         """Push-to-talk pressed: start recording from this machine's microphone."""

@@ -37,6 +37,8 @@ MAX_WER = 0.25
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("loupe-cache")
     os.environ["LOUPE_CACHE_DIR"] = str(root)  # for app processes the tests start
+    # Conversations of the apps the tests start stay out of the person's own data folder.
+    os.environ["LOUPE_DATA_DIR"] = str(tmp_path_factory.mktemp("loupe-data"))
     return root
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 
@@ -14,6 +17,7 @@ from tests.conftest import (
     QUESTION,
     ROOT,
     health_when_loaded,
+    photo,
     start_app,
     stop_app,
     word_error_rate,
@@ -84,3 +88,80 @@ def test_transcribe_endpoint_returns_the_words(demo_app, spoken_question: Path):
     client = Client(url, verbose=False)
     text = client.predict(handle_file(spoken_question), api_name="/transcribe")
     assert word_error_rate(QUESTION, text) < MAX_WER, text
+
+
+def test_two_images_and_text_stream_a_reply(demo_app, image_file: Path, tmp_path: Path):
+    url, _ = demo_app
+    second = tmp_path / "second.png"
+    photo(200, 300, seed=7).save(second)
+    client = Client(url, verbose=False)
+    files = [handle_file(image_file), handle_file(second)]
+    job = client.submit({"text": "Compare these two.", "files": files}, api_name="/chat")
+    assert job.result(timeout=120)
+    assert len(job.outputs()) >= 2
+
+
+def test_stop_mid_stream_leaves_the_worker_idle_within_2_s(demo_app):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    job = client.submit(
+        {"text": "Talk at length.", "files": []}, max_new_tokens=4000, api_name="/chat"
+    )
+    deadline = time.monotonic() + 60
+    while len(job.outputs()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert httpx.get(f"{url}/health").json()["engine"]["state"] == "busy"
+    job.cancel()
+    stopped = time.monotonic()
+    while httpx.get(f"{url}/health").json()["engine"]["state"] != "idle":
+        assert time.monotonic() - stopped < 2.0, "the model kept generating after Stop"
+        time.sleep(0.05)
+
+
+def test_regenerate_and_edit_produce_new_replies(demo_app):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    first = client.predict(
+        {"text": "Hello", "files": []},
+        conversation_id=conversation_id,
+        max_new_tokens=24,
+        api_name="/chat",
+    )
+    again = client.predict(conversation_id, 24, api_name="/regenerate")
+    edited = client.predict(conversation_id, 0, "Hello again", 24, api_name="/edit")
+    assert first and again and edited and len({first, again, edited}) == 3
+    exported = json.loads(client.predict(conversation_id, "json", api_name="/export"))
+    assert [m["text"] for m in exported["messages"]] == ["Hello again", edited]
+
+
+def test_a_conversation_with_an_image_survives_a_restart_and_exports(
+    miniature: Path, image_file: Path, tmp_path: Path
+):
+    data = {"LOUPE_DATA_DIR": str(tmp_path / "data")}
+    process, url = start_app("--demo", env=data)
+    try:
+        health_when_loaded(process, url)
+        client = Client(url, verbose=False)
+        conversation_id = client.predict(api_name="/new_conversation")
+        reply = client.predict(
+            {"text": "What is this?", "files": [handle_file(image_file)]},
+            conversation_id=conversation_id,
+            max_new_tokens=16,
+            api_name="/chat",
+        )
+    finally:
+        stop_app(process)
+    process, url = start_app("--demo", env=data)
+    try:
+        health_when_loaded(process, url)
+        client = Client(url, verbose=False)
+        markdown = client.predict(conversation_id, api_name="/export")
+        exported = json.loads(client.predict(conversation_id, "json", api_name="/export"))
+    finally:
+        stop_app(process)
+    question, answer = exported["messages"]
+    image = Path(question["attachments"][0]["path"])
+    assert image.is_file() and image.read_bytes() == image_file.read_bytes()
+    assert (question["text"], answer["text"]) == ("What is this?", reply)
+    assert markdown.startswith("# What is this?") and image.as_uri() in markdown

@@ -11,6 +11,7 @@ import soundfile
 
 from app.config import AppConfig
 from app.handlers import ChatHandlers
+from app.history import Conversation, History
 from app.push_to_talk import NO_MICROPHONE, NO_PORTAUDIO, MicrophoneUnavailable, PushToTalk
 from app.voice import SEND_AUDIO, TRANSCRIBE, Voice
 from model import AudioClip, GenerationOptions, split_at_pauses
@@ -65,27 +66,33 @@ def test_send_audio_route_attaches_the_recording(voice: Voice, spoken_question: 
     assert box == {"text": "Listen:", "files": [str(spoken_question)]}
 
 
+@pytest.fixture
+def handlers(engine, voice: Voice, tmp_path: Path) -> ChatHandlers:
+    return ChatHandlers(engine, voice, History(tmp_path), AppConfig())
+
+
 def test_an_uploaded_file_in_transcribe_mode_is_turned_into_text_not_sent(
-    engine, voice: Voice, spoken_question: Path
+    handlers: ChatHandlers, spoken_question: Path
 ):
-    handlers = ChatHandlers(engine, voice, AppConfig())
     value = {"text": "", "files": [str(spoken_question)]}
-    [(shown, box, turns, _)] = list(handlers.respond(value, [], [], TRANSCRIBE, *SETTINGS))
-    assert shown == [] and turns == []  # nothing went to the model yet
+    [(shown, box, conversation_id, *_)] = handlers.respond(value, "", TRANSCRIBE, *SETTINGS)
+    assert conversation_id == "" and handlers.history.list() == []  # nothing sent yet
     assert word_error_rate(QUESTION, box["text"]) < MAX_WER and box["files"] == []
 
 
 def test_audio_sent_to_gemma_carries_a_caption_of_what_was_heard(
-    engine, voice: Voice, spoken_question: Path
+    handlers: ChatHandlers, spoken_question: Path
 ):
-    handlers = ChatHandlers(engine, voice, AppConfig())
     value = {"text": "", "files": [str(spoken_question)]}
-    *_, (shown, box, turns, _) = handlers.respond(value, [], [], SEND_AUDIO, *SETTINGS)
-    assert shown[0] == {"role": "user", "content": {"path": str(spoken_question)}}
+    updates = list(handlers.respond(value, "", SEND_AUDIO, *SETTINGS))
+    shown, box, conversation_id, *_ = updates[-2]  # the last update that shows the chat
+    kept = handlers.history.get(conversation_id).messages[0].attachments[0]
+    assert shown[0] == {"role": "user", "content": {"path": kept.path}}
     caption = shown[1]["content"]
+    assert caption == kept.caption
     assert caption.startswith("🎤 Heard: “") and caption.endswith("”")
     assert word_error_rate(QUESTION, caption.removeprefix("🎤 Heard: ")) < MAX_WER, caption
-    assert box is None and len(turns[0].audio) == 1
+    assert box is None
 
 
 def test_silence_sent_as_audio_is_captioned_no_speech(voice: Voice, tmp_path: Path):
@@ -109,10 +116,10 @@ def test_a_75_s_recording_is_split_at_pauses_into_clips_the_model_accepts(long_r
 
 
 def test_the_long_recording_reaches_the_model_as_several_clips_in_one_message(
-    engine, voice: Voice, long_recording: Path, processor
+    handlers: ChatHandlers, long_recording: Path, processor
 ):
-    handlers = ChatHandlers(engine, voice, AppConfig())
-    message = handlers.user_message({"text": "Summarise this.", "files": [str(long_recording)]})
+    kept = handlers.stored_user_message({"text": "Summarise this.", "files": [str(long_recording)]})
+    [message] = handlers.model_messages(Conversation("", "", 0, 0, (kept,)), system_prompt="")
     assert len(message.audio) == 3
     prompt = render_prompt(processor, [message], GenerationOptions())
     assert "<|turn>user\n<|audio|><|audio|><|audio|>Summarise this.<turn|>" in prompt

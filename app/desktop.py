@@ -1,0 +1,43 @@
+"""Desktop mode: the page in its own window, and screen capture into the next message."""
+
+from __future__ import annotations
+
+import tempfile
+import webbrowser
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from .media import with_file
+
+WINDOW_TITLE = "Loupe"
+
+
+def capture_screen(value: dict | None) -> Any:
+    """Grab the whole screen into the message box (needs a desktop session)."""
+    from PIL import ImageGrab
+
+    try:
+        shot = ImageGrab.grab()
+    except OSError as exc:  # no display, or the platform's grabber is missing
+        raise gr.Error(f"The screen could not be captured: {exc}.") from None
+    with tempfile.NamedTemporaryFile(prefix="screen-", suffix=".png", delete=False) as file:
+        shot.save(file, format="PNG")
+    return with_file(value, file.name)
+
+
+def open_window(url: str, serve_forever: Callable[[], None]) -> None:
+    """Show the page in a native window when pywebview is installed, else in the browser.
+
+    pywebview must own the main thread, so the server keeps serving from its own threads
+    until the window closes; in the browser case `serve_forever` blocks instead.
+    """
+    try:
+        import webview
+    except ImportError:
+        webbrowser.open(url)
+        serve_forever()
+        return
+    webview.create_window(WINDOW_TITLE, url, width=1200, height=900)
+    webview.start()

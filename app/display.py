@@ -1,0 +1,66 @@
+"""Chatbot entries: a stored conversation and a growing reply, as the page shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model import Timing
+
+from .history import Conversation, StoredMessage
+
+THINKING_TITLE = "Thinking"
+INTERRUPTED = "*(stopped)*"
+
+
+@dataclass
+class Reply:
+    """A reply as it grows."""
+
+    answer: str = ""
+    thinking: str = ""
+    timing: Timing | None = None
+    error: str | None = None
+    cancelled: bool = False
+
+
+def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], list[int]]:
+    """The chatbot entries of a conversation, and for each entry its message's position."""
+    entries: list[dict] = []
+    positions: list[int] = []
+    for position, message in enumerate(conversation.messages if conversation else ()):
+        shown = shown_user(message) if message.role == "user" else shown_answer(message)
+        entries += shown
+        positions += [position] * len(shown)
+    return entries, positions
+
+
+def shown_user(message: StoredMessage) -> list[dict]:
+    """What the person sent: each file, the captions of audio, then the text."""
+    entries = [{"role": "user", "content": {"path": a.path}} for a in message.attachments]
+    entries += [{"role": "user", "content": a.caption} for a in message.attachments if a.caption]
+    return entries + ([{"role": "user", "content": message.text}] if message.text else [])
+
+
+def shown_answer(message: StoredMessage) -> list[dict]:
+    reply = Reply(message.text, message.thinking, cancelled=message.status == "interrupted")
+    return shown_reply(reply)
+
+
+def shown_reply(reply: Reply) -> list[dict]:
+    """A reply: a collapsed Thinking section (if any), then the answer."""
+    entries = []
+    if reply.thinking:
+        entries.append(
+            {
+                "role": "assistant",
+                "content": reply.thinking,
+                "metadata": {"title": THINKING_TITLE, "status": "done"},
+            }
+        )
+    answer = reply.answer
+    if reply.error:
+        answer = f"{answer}\n\n⚠️ {reply.error}".strip()
+    elif reply.cancelled:
+        answer = f"{answer} {INTERRUPTED}".strip()
+    entries.append({"role": "assistant", "content": answer or "…"})
+    return entries

@@ -1,0 +1,261 @@
+"""Conversations on disk: SQLite in WAL mode, one commit per message, files copied alongside."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    thinking TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'complete',
+    created REAL NOT NULL,
+    UNIQUE (conversation_id, position)
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    file TEXT NOT NULL,
+    name TEXT NOT NULL,
+    caption TEXT NOT NULL DEFAULT ''
+);
+"""
+NEW_TITLE = "New chat"
+TITLE_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file kept with a message; `path` is absolute, inside the data folder."""
+
+    kind: str  # "image" or "audio"
+    path: str
+    name: str
+    caption: str = ""  # for audio sent as audio: what the speech recogniser heard
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    role: str  # "user" or "assistant"
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    thinking: str = ""
+    status: str = "complete"  # or "interrupted": stopped before it was finished
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    title: str
+    created: float
+    updated: float
+    messages: tuple[StoredMessage, ...] = field(default_factory=tuple)
+
+
+class History:
+    """All conversations of this Loupe, in `data_dir` (conversations.db and files/)."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.files_dir = self.data_dir / "files"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.data_dir / "conversations.db", check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def create(self, title: str = NEW_TITLE) -> str:
+        conversation_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?)", (conversation_id, title, now, now)
+            )
+        return conversation_id
+
+    def append(
+        self,
+        conversation_id: str,
+        message: StoredMessage,
+    ) -> None:
+        """Add a message at the end; its files are copied into the data folder. One commit."""
+        copies = [self._keep(conversation_id, attachment) for attachment in message.attachments]
+        now = time.time()
+        with self._lock, self._db:
+            (position,) = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+            cursor = self._db.execute(
+                "INSERT INTO messages (conversation_id, position, role, text, thinking, status,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    position,
+                    message.role,
+                    message.text,
+                    message.thinking,
+                    message.status,
+                    now,
+                ),
+            )
+            self._db.executemany(
+                "INSERT INTO attachments (message_id, kind, file, name, caption)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(cursor.lastrowid, a.kind, a.path, a.name, a.caption) for a in copies],
+            )
+            if position == 0 and message.role == "user" and message.text.strip():
+                self._db.execute(
+                    "UPDATE conversations SET title = ? WHERE id = ? AND title = ?",
+                    (_title(message.text), conversation_id, NEW_TITLE),
+                )
+            self._db.execute(
+                "UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id)
+            )
+
+    def truncate(self, conversation_id: str, keep: int) -> None:
+        """Forget every message from position `keep` on (regenerate, edit and resend)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND position >= ?",
+                (conversation_id, keep),
+            )
+
+    def edit_text(self, conversation_id: str, position: int, text: str) -> None:
+        """New text for one message; every later message is forgotten (it answered the old)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE messages SET text = ? WHERE conversation_id = ? AND position = ?",
+                (text, conversation_id, position),
+            )
+            self._db.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND position > ?",
+                (conversation_id, position),
+            )
+
+    def export(self, conversation_id: str) -> tuple[Path, Path]:
+        """Write the conversation as Markdown and JSON under exports/; the two files."""
+        conversation = self.get(conversation_id)
+        folder = self.data_dir / "exports" / conversation_id
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = "".join(c if c.isalnum() or c in " -_" else "_" for c in conversation.title)
+        markdown = folder / f"{stem.strip() or 'conversation'}.md"
+        json_file = markdown.with_suffix(".json")
+        markdown.write_text(export_markdown(conversation))
+        json_file.write_text(export_json(conversation))
+        return markdown, json_file
+
+    def get(self, conversation_id: str) -> Conversation | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, title, created, updated FROM conversations WHERE id = ?",
+                (conversation_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            messages = self._db.execute(
+                "SELECT id, role, text, thinking, status FROM messages"
+                " WHERE conversation_id = ? ORDER BY position",
+                (conversation_id,),
+            ).fetchall()
+            files = self._db.execute(
+                "SELECT a.message_id, a.kind, a.file, a.name, a.caption FROM attachments a"
+                " JOIN messages m ON m.id = a.message_id WHERE m.conversation_id = ?"
+                " ORDER BY a.id",
+                (conversation_id,),
+            ).fetchall()
+        by_message: dict[int, list[Attachment]] = {}
+        for message_id, kind, file, name, caption in files:
+            path = str(self.files_dir / file)
+            by_message.setdefault(message_id, []).append(Attachment(kind, path, name, caption))
+        stored = tuple(
+            StoredMessage(role, text, tuple(by_message.get(message_id, ())), thinking, status)
+            for message_id, role, text, thinking, status in messages
+        )
+        return Conversation(*row, messages=stored)
+
+    def list(self) -> list[tuple[str, str]]:
+        """(id, title) of every conversation, the most recently used first."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT id, title FROM conversations ORDER BY updated DESC"
+            ).fetchall()
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?",
+                (title.strip() or NEW_TITLE, conversation_id),
+            )
+
+    def delete(self, conversation_id: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        shutil.rmtree(self.files_dir / conversation_id, ignore_errors=True)
+
+    def _keep(self, conversation_id: str, attachment: Attachment) -> Attachment:
+        """A copy of the file in this conversation's folder; stored relative to files/."""
+        folder = self.files_dir / conversation_id
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{uuid.uuid4().hex[:12]}{Path(attachment.path).suffix.lower()}"
+        shutil.copyfile(attachment.path, target)
+        return Attachment(
+            attachment.kind,
+            str(target.relative_to(self.files_dir)),
+            attachment.name,
+            attachment.caption,
+        )
+
+
+def export_markdown(conversation: Conversation) -> str:
+    """The conversation as Markdown; files are linked by their path in the data folder."""
+    lines = [f"# {conversation.title}", ""]
+    for message in conversation.messages:
+        lines.append("## You" if message.role == "user" else "## Loupe")
+        lines.append("")
+        for attachment in message.attachments:
+            if attachment.kind == "image":
+                lines.append(f"![{attachment.name}]({Path(attachment.path).as_uri()})")
+            else:
+                lines.append(f"[🔊 {attachment.name}]({Path(attachment.path).as_uri()})")
+            if attachment.caption:
+                lines.append(f"> {attachment.caption}")
+        if message.thinking:
+            lines += [
+                "<details><summary>Thinking</summary>",
+                "",
+                message.thinking,
+                "",
+                "</details>",
+            ]
+        text = message.text + (" *(interrupted)*" if message.status == "interrupted" else "")
+        lines += [text, ""]
+    return "\n".join(lines)
+
+
+def export_json(conversation: Conversation) -> str:
+    """The conversation as JSON; files are referenced by their absolute path."""
+    return json.dumps(asdict(conversation), indent=2, ensure_ascii=False)
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

@@ -1,0 +1,101 @@
+"""The page's chat flows on the real engine: send, regenerate, edit, stop, reopen, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from app.config import AppConfig
+from app.handlers import ChatHandlers
+from app.history import History
+from app.voice import SEND_AUDIO, Voice
+
+# The settings panel: system prompt, temperature, top-p, top-k, max new tokens, thinking, detail.
+SETTINGS = ("", 1.0, 0.95, 64, 24, False, 280)
+LONG = ("", 1.0, 0.95, 64, 4000, False, 280)
+
+
+@pytest.fixture
+def handlers(engine, recognizer, tmp_path: Path) -> ChatHandlers:
+    return ChatHandlers(engine, Voice(recognizer), History(tmp_path / "data"), AppConfig())
+
+
+def _send(handlers: ChatHandlers, value: dict, conversation_id: str = "", settings=SETTINGS):
+    return list(handlers.respond(value, conversation_id, SEND_AUDIO, *settings))
+
+
+def test_send_streams_into_the_chat_and_keeps_the_conversation(
+    handlers: ChatHandlers, image_file: Path
+):
+    updates = _send(handlers, {"text": "What is this?", "files": [str(image_file)]})
+    assert len(updates) >= 4  # the reply grew in the chat pane
+    assert updates[0][5] == "What is this?"  # the title box names the new conversation
+    shown, box, conversation_id, *_ = updates[-2]
+    assert box is None and conversation_id
+    assert shown[0]["content"]["path"].endswith(".png") and shown[1]["content"] == "What is this?"
+    assert shown[-1]["role"] == "assistant" and shown[-1]["content"]
+    _, _, _, status, listed, _ = updates[-1]
+    assert "tokens/s" in status
+    assert listed["choices"] == [("What is this?", conversation_id)]
+    question, answer = handlers.history.get(conversation_id).messages
+    assert len(question.attachments) == 1 and answer.status == "complete"
+    assert answer.text == shown[-1]["content"]
+
+    follow_up = _send(handlers, {"text": "And the colours?", "files": []}, conversation_id)
+    assert follow_up[-1][2] == conversation_id
+    assert len(handlers.history.get(conversation_id).messages) == 4
+
+
+def test_an_unreadable_file_loses_nothing(handlers: ChatHandlers, tmp_path: Path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    value = {"text": "Read this", "files": [str(broken)]}
+    [(shown, box, conversation_id, *_)] = _send(handlers, value)
+    assert shown == gr.skip() and box == value and conversation_id == ""
+    assert handlers.history.list() == []
+
+
+def test_regenerate_replaces_the_last_answer(handlers: ChatHandlers):
+    conversation_id = _send(handlers, {"text": "Tell me a story.", "files": []})[-1][2]
+    before = handlers.history.get(conversation_id).messages
+    updates = list(handlers.regenerate(conversation_id, *SETTINGS))
+    after = handlers.history.get(conversation_id).messages
+    assert len(updates) >= 2 and len(after) == len(before) == 2
+    assert after[0] == before[0]
+    assert after[1].text != before[1].text  # sampled afresh from random weights
+
+
+def test_edit_resends_from_the_edited_message(handlers: ChatHandlers):
+    conversation_id = _send(handlers, {"text": "First question", "files": []})[-1][2]
+    _send(handlers, {"text": "Second question", "files": []}, conversation_id)
+    # Chat entries: question, answer, question, answer; the person edits entry 0.
+    edit = gr.EditData(
+        None, {"index": 0, "previous_value": "First question", "value": "Better first question"}
+    )
+    list(handlers.edit(conversation_id, edit, *SETTINGS))
+    messages = handlers.history.get(conversation_id).messages
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[0].text == "Better first question" and messages[1].status == "complete"
+
+
+def test_stop_keeps_the_partial_answer_marked_interrupted(handlers: ChatHandlers):
+    updates = handlers.respond({"text": "Talk at length.", "files": []}, "", SEND_AUDIO, *LONG)
+    for _ in range(4):
+        shown, _, conversation_id, *_ = next(updates)
+    updates.close()  # what Gradio's Stop does to the event
+    answer = handlers.history.get(conversation_id).messages[-1]
+    assert answer.status == "interrupted" and answer.text
+    assert answer.text.startswith(shown[-1]["content"].rstrip("…"))
+    reopened, opened_id, title = handlers.open_conversation(conversation_id)
+    assert opened_id == conversation_id and title == "Talk at length."
+    assert reopened[-1]["content"].endswith("*(stopped)*")
+
+
+def test_rename_delete_and_new_chat(handlers: ChatHandlers):
+    conversation_id = _send(handlers, {"text": "Plans", "files": []})[-1][2]
+    listed = handlers.rename(conversation_id, "Holiday plans")
+    assert listed["choices"] == [("Holiday plans", conversation_id)]
+    shown, current, title, listed = handlers.delete(conversation_id)
+    assert (shown, current, title, listed["choices"]) == ([], "", "", [])

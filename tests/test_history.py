@@ -1,0 +1,84 @@
+"""Conversations in SQLite on disk, with their files, and their exports."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from app.history import Attachment, History, StoredMessage, export_json, export_markdown
+
+
+def _user(text: str, *files: Path) -> StoredMessage:
+    return StoredMessage("user", text, tuple(Attachment("image", str(f), f.name) for f in files))
+
+
+def test_a_conversation_with_an_image_survives_reopening(tmp_path: Path, image_file: Path):
+    history = History(tmp_path / "data")
+    conversation_id = history.create()
+    history.append(conversation_id, _user("What is in this picture?", image_file))
+    history.append(conversation_id, StoredMessage("assistant", "A cat.", thinking="Fur, whiskers."))
+    image_file.unlink()  # the upload goes away; the kept copy must not
+
+    reopened = History(tmp_path / "data").get(conversation_id)
+    assert reopened.title == "What is in this picture?"
+    question, answer = reopened.messages
+    [kept] = question.attachments
+    assert Path(kept.path).is_file() and kept.name == "photo.png"
+    assert Path(kept.path).is_relative_to(tmp_path / "data" / "files")
+    assert (answer.text, answer.thinking, answer.status) == ("A cat.", "Fur, whiskers.", "complete")
+
+
+def test_the_database_is_in_wal_mode(tmp_path: Path):
+    History(tmp_path)
+    with sqlite3.connect(tmp_path / "conversations.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_truncate_and_edit_forget_what_came_after(tmp_path: Path):
+    history = History(tmp_path)
+    conversation_id = history.create()
+    for text in ("one", "two", "three", "four"):
+        role = "user" if text in ("one", "three") else "assistant"
+        history.append(conversation_id, StoredMessage(role, text))
+    history.truncate(conversation_id, 3)
+    assert [m.text for m in history.get(conversation_id).messages] == ["one", "two", "three"]
+    history.edit_text(conversation_id, 0, "uno")
+    assert [m.text for m in history.get(conversation_id).messages] == ["uno"]
+    history.append(conversation_id, StoredMessage("assistant", "dos"))
+    assert [m.text for m in history.get(conversation_id).messages] == ["uno", "dos"]
+
+
+def test_list_rename_and_delete(tmp_path: Path, image_file: Path):
+    history = History(tmp_path)
+    first, second = history.create(), history.create()
+    history.append(first, _user("about a photo", image_file))  # now the most recent
+    assert history.list() == [(first, "about a photo"), (second, "New chat")]
+    history.rename(second, "  Holiday plans ")
+    assert dict(history.list())[second] == "Holiday plans"
+    kept = Path(history.get(first).messages[0].attachments[0].path)
+    history.delete(first)
+    assert history.get(first) is None and not kept.exists()
+    assert history.list() == [(second, "Holiday plans")]
+
+
+def test_exports_carry_the_text_and_reference_the_images(tmp_path: Path, image_file: Path):
+    history = History(tmp_path)
+    conversation_id = history.create()
+    history.append(conversation_id, _user("Describe it", image_file))
+    history.append(conversation_id, StoredMessage("assistant", "Noise.", status="interrupted"))
+    conversation = history.get(conversation_id)
+    image = conversation.messages[0].attachments[0].path
+
+    markdown = export_markdown(conversation)
+    assert markdown.startswith("# Describe it\n")
+    assert f"![photo.png]({Path(image).as_uri()})" in markdown
+    assert "## Loupe\n\nNoise. *(interrupted)*" in markdown
+
+    data = json.loads(export_json(conversation))
+    assert data["id"] == conversation_id
+    assert data["messages"][0]["attachments"][0]["path"] == image
+    assert data["messages"][1]["status"] == "interrupted"
+
+    markdown_file, json_file = history.export(conversation_id)
+    assert markdown_file.read_text() == markdown and json.loads(json_file.read_text()) == data
