@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install everything the tests need, lint, and run the test suite on the CPU.
-# System packages (Debian): espeak-ng and sox make speech fixtures; Chromium runs the browser tests.
+# System packages (Debian): espeak-ng and sox make speech fixtures; Chromium runs the browser
+# tests; Xvfb is a screen for the screen-capture test.
 set -euo pipefail
 cd "$(dirname "$0")"
-SYSTEM_PACKAGES=(espeak-ng sox libsox-fmt-all chromium)
+SYSTEM_PACKAGES=(espeak-ng sox libsox-fmt-all chromium xvfb)
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

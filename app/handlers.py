@@ -22,9 +22,10 @@ from model import (
 )
 
 from .config import AppConfig
+from .describe import AI_NOTICE, DEFAULT_LEVEL, description_messages
 from .display import Reply, shown_conversation, shown_reply
 from .history import Attachment, Conversation, History, StoredMessage
-from .media import MediaError, file_path, is_audio_file, load_attachments
+from .media import MediaError, file_path, is_audio_file, load_attachments, load_image
 from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 
@@ -183,6 +184,20 @@ class ChatHandlers:
             if reply.error:
                 raise gr.Error(reply.error)
             yield reply.answer
+
+    def describe(self, image: str, level: str = DEFAULT_LEVEL) -> Iterator[str]:
+        """Describe an image at a level (brief, detailed, alt_text, read_text, diagram);
+        streams the description, which always starts by saying it is AI-generated."""
+        if not image:
+            raise gr.Error("Send an image to describe.")
+        try:
+            messages = description_messages(load_image(image), level)
+        except (MediaError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        for reply in self.stream(messages, GenerationOptions()):
+            if reply.error:
+                raise gr.Error(reply.error)
+            yield f"{AI_NOTICE} {reply.answer}"
 
     def new_conversation(self) -> str:
         """Start a conversation that /chat can continue; its id."""

@@ -8,6 +8,7 @@ import gradio as gr
 
 from model import DEFAULT_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
 
+from .describe import DEFAULT_LEVEL, LEVELS
 from .desktop import capture_screen
 from .handlers import ChatHandlers
 from .media import with_file
@@ -181,11 +182,17 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_reply = gr.Textbox()
             api_audio = gr.Audio(type="filepath")
             api_transcript = gr.Textbox()
+            api_image = gr.Image(type="filepath")
+            api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL)
+            api_description = gr.Textbox()
         api_message.submit(
             handlers.chat, [api_message, *settings, api_conversation], api_reply, api_name="chat"
         )
         api_audio.upload(
             handlers.voice.transcribe_endpoint, api_audio, api_transcript, api_name="transcribe"
+        )
+        api_image.upload(
+            handlers.describe, [api_image, api_level], api_description, api_name="describe"
         )
         gr.api(handlers.new_conversation, api_name="new_conversation")
         gr.api(handlers.regenerate_api, api_name="regenerate")

@@ -165,3 +165,14 @@ def test_a_conversation_with_an_image_survives_a_restart_and_exports(
     assert image.is_file() and image.read_bytes() == image_file.read_bytes()
     assert (question["text"], answer["text"]) == ("What is this?", reply)
     assert markdown.startswith("# What is this?") and image.as_uri() in markdown
+
+
+def test_describe_streams_a_description_that_says_it_is_ai_generated(demo_app, image_file: Path):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    job = client.submit(handle_file(image_file), "brief", api_name="/describe")
+    description = job.result(timeout=120)
+    assert description.startswith("AI description, may be wrong: ")
+    assert len(job.outputs()) >= 2
+    with pytest.raises(Exception, match="The level must be one of brief, detailed"):
+        client.predict(handle_file(image_file), "poem", api_name="/describe")

@@ -1,0 +1,45 @@
+"""Desktop mode's screen capture, on a real X server (Xvfb) and with none."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from app.desktop import capture_screen
+
+SCREEN = (800, 600)
+
+
+@pytest.fixture
+def x_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    assert shutil.which("Xvfb"), "Xvfb is needed: ./test.sh installs Debian's xvfb"
+    display = ":93"
+    server = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # Xvfb takes a moment to accept connections
+    monkeypatch.setenv("DISPLAY", display)
+    yield display
+    server.terminate()
+    server.wait()
+
+
+def test_capture_screen_attaches_the_whole_screen(x_display: str):
+    box = capture_screen({"text": "What is on my screen?", "files": ["earlier.png"]})
+    assert box["text"] == "What is on my screen?" and box["files"][0] == "earlier.png"
+    with Image.open(box["files"][1]) as shot:
+        assert shot.size == SCREEN
+
+
+def test_capture_screen_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(gr.Error, match="The screen could not be captured"):
+        capture_screen({"text": "", "files": []})
