@@ -118,13 +118,13 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         ]
         reply_outputs = [chatbot, box, conversation_id, status, conversations, title]
 
-        box.submit(
+        sent = box.submit(
             handlers.respond,
             [box, conversation_id, voice_route, *settings],
             reply_outputs,
             api_visibility="private",
         )
-        gr.on(
+        regenerated = gr.on(
             [regenerate.click, chatbot.retry],
             handlers.regenerate,
             [conversation_id, *settings],
@@ -132,7 +132,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_name="page_regenerate",
             api_visibility="private",
         )
-        chatbot.edit(
+        edited = chatbot.edit(
             handlers.edit,
             [conversation_id, *settings],
             reply_outputs,
@@ -141,18 +141,22 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         )
         # Stop asks the model to stop; the reply then ends by itself, shown and kept as stopped.
         box.stop(handlers.stop, conversation_id, api_visibility="private", queue=False)
+        # Leaving a conversation while its reply is written ends that reply (kept as stopped).
+        replies = [sent, regenerated, edited]
 
         conversations.input(
             handlers.open_conversation,
             conversations,
             [chatbot, conversation_id, title],
             api_visibility="private",
+            cancels=replies,
         )
         new_chat.click(
             handlers.new_chat,
             None,
             [chatbot, conversation_id, title, conversations],
             api_visibility="private",
+            cancels=replies,
         )
         rename.click(
             handlers.rename, [conversation_id, title], conversations, api_visibility="private"
@@ -162,6 +166,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             conversation_id,
             [chatbot, conversation_id, title, conversations],
             api_visibility="private",
+            cancels=replies,
         )
         export.click(handlers.export_files, conversation_id, exported, api_visibility="private")
 

@@ -132,8 +132,6 @@ def test_an_upload_and_a_pasted_screenshot_go_with_the_question(page, image_file
 
 
 def test_watch_a_reply_grow_then_stop_it(page, demo_app):
-    import httpx
-
     url, _ = demo_app
     question = long_greedy_question(url)
     page.click("#settings")
@@ -151,10 +149,17 @@ def test_watch_a_reply_grow_then_stop_it(page, demo_app):
     page.click("#message button[aria-label='Stop']")
     page.locator("#chat", has_text="(stopped)").wait_for(timeout=REPLY_TIMEOUT_MS)
     shoot(page, "3-stopped")
-    deadline = time.monotonic() + 2
+    wait_until_idle(url, timeout_s=2.0)  # the model stopped, not just the page
+
+
+def wait_until_idle(url: str, timeout_s: float = REPLY_TIMEOUT_MS / 1000) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
     while httpx.get(f"{url}/health").json()["engine"]["state"] != "idle":
-        assert time.monotonic() < deadline, "the model kept generating after Stop"
+        assert time.monotonic() < deadline, f"the model was still generating after {timeout_s} s"
         time.sleep(0.05)
+    time.sleep(0.5)  # the page's handler saves the reply just after the model finishes
 
 
 def long_greedy_question(url: str) -> str:
@@ -182,11 +187,12 @@ def long_greedy_question(url: str) -> str:
     raise AssertionError(f"the demo model ends every probe question within {PROBE_TOKENS} tokens")
 
 
-def test_a_saved_conversation_opens_from_the_side_list(page):
+def test_a_saved_conversation_opens_from_the_side_list(page, demo_app):
     page.fill("#message textarea", "Remember this conversation")
     page.keyboard.press("Enter")
     page.locator("#conversations", has_text="Remember this conversation").wait_for()
     page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
+    wait_until_idle(demo_app[0])
     page.click("#new-chat")
     page.wait_for_function("document.querySelectorAll('#chat .message').length === 0")
     page.get_by_label("Remember this conversation").first.check()
