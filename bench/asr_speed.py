@@ -1,25 +1,15 @@
-"""Speech-recognition figures on this CPU: faster-whisper tiny.en (int8) load time and speed.
+"""Speech recognition: faster-whisper tiny.en (int8) load time and real-time factor.
 
-Makes a 10 s and a 60 s speech clip with espeak-ng, then times `SpeechRecognizer.transcribe`
-on each file (decoding, voice detection and the model; warm: one run first is discarded).
-The real-time factor is transcription time over clip length (below 1 is faster than real
-time). Load time is for fresh SpeechRecognizer objects; the first one also imports
-faster-whisper. Each figure is the median of the runs, with min and max. Writes
-bench/results/asr-cpu.json and prints it.
-
-    .venv/bin/python bench/asr_speed.py [--runs 3]
+Makes speech clips of the asked lengths with espeak-ng, then times `SpeechRecognizer.transcribe`
+on each file (decoding, voice detection and the model). The real-time factor is transcription
+time over clip length (below 1 is faster than real time). Load time is for fresh
+SpeechRecognizer objects; the first one also imports faster-whisper.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from model.asr import BEAM_SIZE, DEFAULT_ASR_MODEL, SpeechRecognizer
 
-from model.asr import BEAM_SIZE, DEFAULT_ASR_MODEL, SpeechRecognizer  # noqa: E402
+from .harness import Figure, figure, repeat, seconds
 
 RATE_HZ = 16_000
-CLIP_LENGTHS_S = (10, 60)
+SETTINGS = f"{DEFAULT_ASR_MODEL}, int8 on the CPU, beam {BEAM_SIZE}, VAD on"
 TEXT = (
     "Loupe looks at pictures and listens to questions about them. You can hold a receipt up to "
     "the camera and ask what the total was, or take a screenshot of an error and ask what it "
@@ -49,20 +38,6 @@ TEXT = (
 )
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def wait_until_ready(recognizer: SpeechRecognizer, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while recognizer.state == "loading" and time.monotonic() < deadline:
@@ -71,8 +46,8 @@ def wait_until_ready(recognizer: SpeechRecognizer, timeout_s: float = 120) -> No
         raise RuntimeError(recognizer.error or f"the speech model is still {recognizer.state}")
 
 
-def make_clips(folder: Path) -> dict[int, Path]:
-    """Speech clips of exactly CLIP_LENGTHS_S seconds, 16 kHz mono; the text repeats if short."""
+def make_clips(folder: Path, lengths_s: tuple[int, ...]) -> dict[int, Path]:
+    """Speech clips of exactly these lengths, 16 kHz mono; the text repeats if short."""
     spoken = folder / "spoken.wav"
     subprocess.run(["espeak-ng", "-w", str(folder / "espeak.wav"), TEXT], check=True)
     subprocess.run(
@@ -80,70 +55,42 @@ def make_clips(folder: Path) -> dict[int, Path]:
     )
     samples, _ = soundfile.read(spoken, dtype="float32")
     pause = np.zeros(RATE_HZ // 2, dtype=np.float32)
-    longest = max(CLIP_LENGTHS_S) * RATE_HZ
+    longest = max(lengths_s) * RATE_HZ
     repeats = -(-longest // (len(samples) + len(pause)))  # ceiling division
     speech = np.concatenate([samples, pause] * repeats)
     clips = {}
-    for length_s in CLIP_LENGTHS_S:
+    for length_s in lengths_s:
         clips[length_s] = folder / f"speech-{length_s}s.wav"
         soundfile.write(clips[length_s], speech[: length_s * RATE_HZ], RATE_HZ)
     return clips
 
 
-def measure_loads(runs: int) -> tuple[dict[str, float], SpeechRecognizer]:
-    loads = []
-    for _ in range(runs):
-        recognizer = SpeechRecognizer(DEFAULT_ASR_MODEL, device="cpu")
-        recognizer.start_loading()
-        wait_until_ready(recognizer)
-        loads.append(recognizer.load_seconds)
-    return {**summary(loads), "first": loads[0]}, recognizer
-
-
-def measure_clip(recognizer: SpeechRecognizer, clip: Path, length_s: int, runs: int) -> dict:
-    recognizer.transcribe(clip)  # warm-up
-    seconds, words = [], 0
-    for _ in range(runs):
-        started = time.perf_counter()
-        transcript = recognizer.transcribe(clip)
-        seconds.append(time.perf_counter() - started)
-        words = len(transcript.text.split())
-    return {
-        "audio_s": length_s,
-        "words_heard": words,
-        "transcribe_s": summary(seconds),
-        "real_time_factor": summary([s / length_s for s in seconds]),
-    }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+def measure(lengths_s: tuple[int, ...], runs: int) -> list[Figure]:
+    """Load time, and transcription time and real-time factor for each clip length."""
     folder = Path(tempfile.mkdtemp(prefix="loupe-asr-bench-"))
     try:
-        clips = make_clips(folder)
-        load_s, recognizer = measure_loads(args.runs)
-        results = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_name()}",
-            "model": DEFAULT_ASR_MODEL,
-            "device": "cpu",
-            "compute_type": "int8",
-            "beam_size": BEAM_SIZE,
-            "vad_filter": True,
-            "runs": args.runs,
-            "load_s": load_s,
-            "clips": {
-                f"{length_s}s": measure_clip(recognizer, clip, length_s, args.runs)
-                for length_s, clip in clips.items()
-            },
-        }
+        clips = make_clips(folder, lengths_s)
+        loads, recognizer = [], None
+        for _ in range(runs + 1):
+            recognizer = SpeechRecognizer(DEFAULT_ASR_MODEL, device="cpu")
+            recognizer.start_loading()
+            wait_until_ready(recognizer)
+            loads.append(recognizer.load_seconds)
+        figures = [
+            figure("speech recognition", "first load", "s", loads[0]),
+            figure("speech recognition", "load", "s", loads[1:]),
+        ]
+        for length_s, clip in clips.items():
+            took = repeat(lambda c=clip: seconds(lambda: recognizer.transcribe(c)), runs)
+            figures.append(figure("speech recognition", f"transcribe {length_s} s", "s", took))
+            figures.append(
+                figure(
+                    "speech recognition",
+                    f"real-time factor, {length_s} s",
+                    "x",
+                    [t / length_s for t in took],
+                )
+            )
+        return figures
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    out = ROOT / "bench" / "results" / "asr-cpu.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -53,8 +53,23 @@ class ReplyStream:
         self._events.put(event)
 
     def __iter__(self) -> Iterator[ReplyEvent]:
+        """Events in order; text chunks that queued up while the reader was busy come as one.
+
+        So a reader slower than the model (a web page) makes fewer, larger updates and falls
+        no further behind, while a fast one still gets every token at once.
+        """
+        waiting: ReplyEvent | None = None
         while True:
-            event = self._events.get()
+            event, waiting = waiting or self._events.get(), None
+            while isinstance(event, TextChunk):
+                try:
+                    following = self._events.get_nowait()
+                except queue.Empty:
+                    break
+                if not (isinstance(following, TextChunk) and following.thinking == event.thinking):
+                    waiting = following
+                    break
+                event = TextChunk(event.text + following.text, event.thinking, event.sent_at)
             yield event
             if not isinstance(event, TextChunk):
                 return
@@ -182,7 +197,7 @@ class Engine:
         """Pass one worker message on; True when the reply is over."""
         kind = message[0]
         if kind == "chunk":
-            stream._put(TextChunk(message[2], thinking=message[3]))
+            stream._put(TextChunk(message[2], thinking=message[3], sent_at=message[4]))
             return False
         if kind == "done":
             stream._put(Finished(message[2], cancelled=message[3]))

@@ -17,10 +17,14 @@ ErrorKind = Literal[
 
 @dataclass(frozen=True)
 class TextChunk:
-    """New text of the reply; `thinking` marks the model's reasoning, shown apart."""
+    """New text of the reply; `thinking` marks the model's reasoning, shown apart.
+
+    `sent_at` is when the worker sent it (`time.time()`, for measuring the delay to the page).
+    """
 
     text: str
     thinking: bool = False
+    sent_at: float = 0.0
 
 
 @dataclass(frozen=True)

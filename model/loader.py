@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ModelConfig
+from .drafter import kv_sharing_fix, load_drafter
 
 Progress = Callable[[str], None]
 
@@ -24,6 +27,9 @@ GIB = 1024**3
 # plus a margin for activations and the KV cache of an ordinary conversation.
 BYTES_PER_PARAM = {"4bit": 0.65, "8bit": 1.1, "none": 2.0}
 RUNTIME_MARGIN_BYTES = 1 * GIB
+# On the CPU the model leaves this many cores to the web server: PyTorch's threads spin while
+# they wait, and a server that has to preempt them delays every streamed token.
+CORES_LEFT_TO_THE_PAGE = 1
 
 
 class LoadError(Exception):
@@ -38,6 +44,7 @@ class ModelInfo:
     demo: bool
     device: str
     quantization: str
+    drafter: bool = False  # the multi-token-prediction drafter is loaded
 
 
 @dataclass
@@ -45,6 +52,7 @@ class LoadedModel:
     model: Any
     processor: Any
     info: ModelInfo
+    drafter: Any = None
 
 
 def first_line(exc: BaseException) -> str:
@@ -190,6 +198,28 @@ def locate(config: ModelConfig, progress: Progress | None = None) -> tuple[str, 
     return str(cached), _safetensors_parameters(cached)
 
 
+def locate_drafter(config: ModelConfig) -> str | None:
+    """The drafter's folder when it is on this machine (never downloaded), else None.
+
+    It sits beside a local model folder as `<folder>-assistant`, or in the Hugging Face cache
+    as `<model id>-assistant`.
+    """
+    from .drafter import DRAFTER_SUFFIX
+
+    if config.demo:
+        return None
+    folder = Path(config.model_id).expanduser()
+    if folder.is_dir():
+        beside = folder.with_name(folder.name + DRAFTER_SUFFIX)
+        return str(beside) if (beside / "config.json").is_file() else None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(config.model_id + DRAFTER_SUFFIX, local_files_only=True)
+    except Exception:
+        return None
+
+
 def _free_bytes(device: str) -> int:
     if device == "cuda":
         import torch
@@ -200,9 +230,13 @@ def _free_bytes(device: str) -> int:
     return psutil.virtual_memory().available
 
 
-def check_memory(parameters: int, quant: str, device: str) -> None:
-    """Refuse early, in one sentence, when the weights cannot fit."""
-    needed = parameters * BYTES_PER_PARAM[quant] + RUNTIME_MARGIN_BYTES
+def check_memory(parameters: int, quant: str, device: str, drafter_parameters: int = 0) -> None:
+    """Refuse early, in one sentence, when the weights cannot fit (the drafter stays in bf16)."""
+    needed = (
+        parameters * BYTES_PER_PARAM[quant]
+        + drafter_parameters * BYTES_PER_PARAM["none"]
+        + RUNTIME_MARGIN_BYTES
+    )
     free = _free_bytes(device)
     if needed > free:
         where = "GPU memory" if device == "cuda" else "RAM"
@@ -235,12 +269,17 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
     device = resolve_device(config.device)
     progress("Looking for the model weights")
     source, parameters = locate(config, progress)
-    check_memory(parameters, config.quant, device)
+    drafter_source = locate_drafter(config)
+    drafter_parameters = _safetensors_parameters(Path(drafter_source)) if drafter_source else 0
+    check_memory(parameters, config.quant, device, drafter_parameters)
 
     import torch
     from tqdm.auto import tqdm as tqdm_auto
     from transformers import AutoModelForMultimodalLM, AutoProcessor
     from transformers.utils import logging as hf_logging
+
+    if device == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - CORES_LEFT_TO_THE_PAGE))
 
     name = "Loupe miniature (random weights)" if config.demo else config.model_id
     size = f"{parameters / 1e9:.1f}B" if parameters >= 1e8 else f"{parameters / 1e6:.1f}M"
@@ -252,19 +291,79 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
             bars(*args, **kwargs) if issubclass(factory, tqdm_auto) else factory(*args, **kwargs)
         )
     )
+    # Only a target built with the fix can hand its keys and values to the drafter.
+    pairing = kv_sharing_fix() if drafter_source else contextlib.nullcontext()
+    drafter = None
     try:
-        processor = AutoProcessor.from_pretrained(source)
-        model = AutoModelForMultimodalLM.from_pretrained(
-            source,
-            tqdm_class=bars,
-            quantization_config=quantization_config(config.quant),
-            device_map={"": device},
-            dtype=torch.bfloat16,  # never fp16: Gemma overflows in it
-        )
+        with pairing:
+            processor = AutoProcessor.from_pretrained(source)
+            model = AutoModelForMultimodalLM.from_pretrained(
+                source,
+                tqdm_class=bars,
+                quantization_config=quantization_config(config.quant),
+                device_map={"": device},
+                dtype=torch.bfloat16,  # never fp16: Gemma overflows in it
+            )
+            if drafter_source:
+                progress("Loading the multi-token-prediction drafter")
+                drafter = load_drafter(drafter_source, device)
     except Exception as exc:
         raise LoadError(f"Loading {name} failed: {first_line(exc)}") from exc
     finally:
         hf_logging.set_tqdm_hook(previous_hook)
     model.eval()
     progress("Model loaded")
-    return LoadedModel(model, processor, ModelInfo(name, config.demo, device, config.quant))
+    info = ModelInfo(name, config.demo, device, config.quant, drafter=bool(drafter_source))
+    return LoadedModel(model, processor, info, drafter)
+
+
+def build_random(model_config: Any, quant: str, device: str, seed: int = 0) -> Any:
+    """A random-weight model of `model_config`'s shape, made directly on `device` in `quant`.
+
+    For measuring a model whose weights are not here (`bench --shape 12b`). The model is laid
+    out on the meta device, then filled one module at a time on `device`: each quantized linear
+    layer's bf16 weight is drawn there and quantized at once, so the model never exists whole in
+    bf16, and nothing of it on the CPU unless `device` is the CPU.
+    """
+    import bitsandbytes as bnb
+    import torch
+    from transformers import AutoModelForMultimodalLM
+    from transformers.integrations.bitsandbytes import replace_with_bnb_linear
+
+    torch.manual_seed(seed)
+    with torch.device("meta"):
+        model = AutoModelForMultimodalLM.from_config(model_config, dtype=torch.bfloat16)
+    settings = quantization_config(quant)
+    if settings is not None:
+        model = replace_with_bnb_linear(model, UNQUANTIZED_MODULES, settings)
+    std = model_config.get_text_config().initializer_range
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, bnb.nn.Linear4bit | bnb.nn.Linear8bitLt):
+                shape = (module.out_features, module.in_features)
+                weight = torch.empty(shape, dtype=torch.bfloat16, device=device).normal_(0, std)
+                module.weight = _quantized(weight, module, device)
+            else:
+                module.to_empty(device=device, recurse=False)
+                model._init_weights(module)
+    model.tie_weights()
+    return model.eval()
+
+
+def _quantized(weight: Any, module: Any, device: str) -> Any:
+    """`weight` (bf16, on `device`) as the quantized parameter of bitsandbytes linear `module`."""
+    import bitsandbytes as bnb
+
+    if isinstance(module, bnb.nn.Linear4bit):
+        old = module.weight
+        return bnb.nn.Params4bit(
+            weight,
+            requires_grad=False,
+            blocksize=old.blocksize,
+            compress_statistics=old.compress_statistics,
+            quant_type=old.quant_type,
+            quant_storage=old.quant_storage,
+            module=module,
+        ).to(device)  # quantizes
+    int8, scales, _ = bnb.functional.int8_vectorwise_quant(weight.half())
+    return bnb.nn.Int8Params(int8, requires_grad=False, has_fp16_weights=False, CB=int8, SCB=scales)

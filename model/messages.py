@@ -41,7 +41,12 @@ class Message:
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """Sampling and prompt settings; defaults are the model's own generation config."""
+    """Sampling and prompt settings; defaults are the model's own generation config.
+
+    `min_new_tokens` holds the stop tokens back until that many tokens are out (benchmarks force
+    a length with it, so random weights can be timed). `speculative` lets the multi-token-
+    prediction drafter propose tokens when one is loaded; the model still decides every token.
+    """
 
     temperature: float = 1.0
     top_p: float = 0.95
@@ -49,12 +54,16 @@ class GenerationOptions:
     max_new_tokens: int = 512
     thinking: bool = False
     image_tokens: int = DEFAULT_IMAGE_TOKENS
+    min_new_tokens: int = 0
+    speculative: bool = True
 
     def __post_init__(self) -> None:
         if self.image_tokens not in IMAGE_TOKEN_BUDGETS:
             raise ValueError(f"image_tokens must be one of {IMAGE_TOKEN_BUDGETS}")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+        if self.min_new_tokens < 0:
+            raise ValueError("min_new_tokens must not be negative")
 
 
 @dataclass(frozen=True)

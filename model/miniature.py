@@ -215,6 +215,54 @@ def _build(folder: Path, report: Callable[[str], None]) -> None:
     model.save_pretrained(folder)
 
 
+def build_miniature_drafter(target: Path, folder: Path) -> Path:
+    """A random multi-token-prediction drafter for the miniature checkpoint in `target`.
+
+    Same class as google/gemma-4-12B-it-assistant: two layers (one of each attention type) that
+    read the target's keys and values, with query heads sized to match them. Tests and the
+    benchmark put it beside a model folder as `<folder>-assistant`, where the loader finds it.
+    """
+    import torch
+    from transformers import (
+        AutoConfig,
+        Gemma4UnifiedAssistantConfig,
+        Gemma4UnifiedAssistantForCausalLM,
+        Gemma4UnifiedTextConfig,
+    )
+
+    from .drafter import kv_sharing_fix
+
+    target_text = AutoConfig.from_pretrained(target).text_config
+    # Each drafter layer attends to the keys and values of the target's layers of its type.
+    sliding, full = (
+        target_text.per_layer_config[target_text.layer_types.index(kind)]
+        for kind in ("sliding_attention", "full_attention")
+    )
+    config = Gemma4UnifiedAssistantConfig(
+        text_config=Gemma4UnifiedTextConfig(
+            vocab_size=target_text.vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            layer_types=["sliding_attention", "full_attention"],
+            num_attention_heads=2,
+            num_key_value_heads=sliding.num_key_value_heads,
+            head_dim=sliding.head_dim,
+            global_head_dim=full.head_dim,
+            num_global_key_value_heads=full.num_key_value_heads,
+            attention_k_eq_v=True,
+            sliding_window=target_text.sliding_window,
+            final_logit_softcapping=30.0,
+        ),
+        backbone_hidden_size=target_text.hidden_size,
+    )
+    with torch.random.fork_rng(devices=[]), kv_sharing_fix():
+        torch.manual_seed(MINIATURE_SEED)
+        drafter = Gemma4UnifiedAssistantForCausalLM(config).to(torch.bfloat16)
+    drafter.save_pretrained(folder)
+    return folder
+
+
 def _train_tokenizer():
     """A byte-level BPE tokenizer (any text encodes) with the Gemma 4 control tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

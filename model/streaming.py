@@ -15,8 +15,10 @@ class ReplyStreamer(BaseStreamer):
     """A per-token callback for `generate`.
 
     Thinking (between `<|channel>` and `<channel|>`) and the answer are decoded separately and
-    passed to `emit(text, thinking)` as soon as they form whole characters. Counts tokens and
-    notes when the first one arrived, for timing.
+    passed to `emit(text, thinking)` as soon as they form whole characters. Each token decodes
+    only the ids since the previous step's (with that step's for context), so a token costs the
+    same at the end of a long reply as at its start. Counts tokens and notes when the first one
+    arrived, for timing.
     """
 
     def __init__(self, tokenizer: Any, emit: Callable[[str, bool], None]):
@@ -26,6 +28,9 @@ class ReplyStreamer(BaseStreamer):
         self.channel_close_id = tokenizer.convert_tokens_to_ids("<channel|>")
         self.thinking = False
         self.ids: dict[bool, list[int]] = {False: [], True: []}
+        # Decoded so far, and where the last decoded step's ids start and end in `ids`.
+        self.text = {False: "", True: ""}
+        self.decoded = {False: (0, 0), True: (0, 0)}
         self.sent_chars = {False: 0, True: 0}
         self.prompt_skipped = False
         self.tokens = 0
@@ -52,13 +57,21 @@ class ReplyStreamer(BaseStreamer):
             self._flush(thinking, final=True)
 
     def _flush(self, thinking: bool, final: bool = False) -> None:
-        text = self.tokenizer.decode(self.ids[thinking], skip_special_tokens=True)
+        ids = self.ids[thinking]
+        start, end = self.decoded[thinking]
+        window = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
+        if window.endswith("\ufffd") and not final:
+            return  # half of a multi-byte character
+        # The previous step's ids lead the window so that a word boundary decodes as it would
+        # in the whole reply (a leading space is dropped only at the start of a decode).
+        known = self.tokenizer.decode(ids[start:end], skip_special_tokens=True)
+        self.text[thinking] += window[len(known) :]
+        self.decoded[thinking] = (end, len(ids))
+        text = self.text[thinking]
         if thinking:
             if THOUGHT_HEADER.startswith(text) and not final:
                 return  # the header may still be arriving
             text = text.removeprefix(THOUGHT_HEADER)
-        if text.endswith("\ufffd") and not final:
-            return  # half of a multi-byte character
         new = text[self.sent_chars[thinking] :]
         if new:
             self.sent_chars[thinking] = len(text)

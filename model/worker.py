@@ -5,22 +5,27 @@ here never takes the web server down. Talks to its parent through one `Connectio
 
 parent -> worker: (request_id, ChatRequest)
 worker -> parent: ("progress", sentence) | ("loaded", ModelInfo) | ("load_failed", sentence)
-                  | ("chunk", request_id, text, thinking) | ("done", request_id, Timing, cancelled)
+                  | ("chunk", request_id, text, thinking, sent_at)
+                  | ("done", request_id, Timing, cancelled)
                   | ("error", request_id, kind, sentence)
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import time
+from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .config import ModelConfig
 from .events import Timing
 from .loader import LoadError, first_line, load
-from .messages import ChatRequest
+from .messages import ChatRequest, GenerationOptions, Message
 
 SAMPLING_FLOOR = 1e-5  # temperatures below this mean greedy decoding
+PREPARED_INPUTS_KEPT = 4  # processed requests kept, so "answer again" skips the processor
 
 
 def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
@@ -39,12 +44,48 @@ def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
         )
         return
     conn.send(("loaded", loaded.info))
+    prepared = PreparedInputs(loaded.processor, loaded.model.device)
     while True:
         try:
             request_id, request = conn.recv()
         except (EOFError, OSError):
             return
-        answer(loaded, request_id, request, conn, cancel_id)
+        answer(loaded, request_id, request, conn, cancel_id, prepared)
+
+
+class PreparedInputs:
+    """Model inputs (on the model's device) of the last few requests, keyed by their content.
+
+    The same conversation with the same prompt settings (a regenerated reply) is looked up
+    instead of being templated, tokenised, cut into patches and copied to the device again.
+    """
+
+    def __init__(self, processor: Any, device: Any, kept: int = PREPARED_INPUTS_KEPT):
+        self.processor = processor
+        self.device = device
+        self.kept = kept
+        self.entries: OrderedDict[bytes, Any] = OrderedDict()
+        self.misses = 0
+
+    def get(self, messages: tuple[Message, ...], options: GenerationOptions) -> Any:
+        import torch
+
+        from .prompts import build_inputs
+
+        # Only what reaches the processor: images and audio pickle as their pixels and samples.
+        key = hashlib.sha256(
+            pickle.dumps((messages, options.thinking, options.image_tokens))
+        ).digest()
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        self.misses += 1
+        inputs = build_inputs(self.processor, messages, options)
+        inputs = inputs.to(self.device, dtype=torch.bfloat16)  # casts only float tensors
+        self.entries[key] = inputs
+        if len(self.entries) > self.kept:
+            self.entries.popitem(last=False)
+        return inputs
 
 
 class _CancelCheck:
@@ -64,20 +105,23 @@ class _CancelCheck:
 
 
 def answer(
-    loaded: Any, request_id: int, request: ChatRequest, conn: Connection, cancel_id: Any
+    loaded: Any,
+    request_id: int,
+    request: ChatRequest,
+    conn: Connection,
+    cancel_id: Any,
+    prepared: PreparedInputs,
 ) -> None:
     """Generate one reply, streaming chunks; every failure becomes an ("error", ...) message."""
     import torch
     from transformers import StoppingCriteriaList
 
-    from .prompts import build_inputs
     from .streaming import ReplyStreamer
 
     started = time.perf_counter()
     options = request.options
     try:
-        inputs = build_inputs(loaded.processor, request.messages, options)
-        inputs = inputs.to(loaded.model.device, dtype=torch.bfloat16)  # casts only float tensors
+        inputs = prepared.get(request.messages, options)
     except Exception as exc:
         conn.send(
             (
@@ -90,10 +134,11 @@ def answer(
         return
     streamer = ReplyStreamer(
         loaded.processor.tokenizer,
-        emit=lambda text, thinking: conn.send(("chunk", request_id, text, thinking)),
+        emit=lambda text, thinking: conn.send(("chunk", request_id, text, thinking, time.time())),
     )
     cancel = _CancelCheck(cancel_id, request_id)
     sample = options.temperature >= SAMPLING_FLOOR
+    drafter = loaded.drafter if options.speculative else None
     try:
         with torch.inference_mode():
             loaded.model.generate(
@@ -101,6 +146,8 @@ def answer(
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([cancel]),
                 max_new_tokens=options.max_new_tokens,
+                min_new_tokens=options.min_new_tokens or None,
+                assistant_model=drafter,
                 do_sample=sample,
                 temperature=options.temperature if sample else None,
                 top_p=options.top_p if sample else None,

@@ -1,0 +1,1 @@
+"""Loupe's benchmarks: run them with `python -m bench` (see bench/README.md)."""

@@ -1,0 +1,80 @@
+"""The benchmark harness: its quick mode end to end, and the 12B shape's construction path."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from tests.conftest import ROOT, photo
+
+QUICK_RUN_S = 600
+
+
+def test_quick_mode_writes_json_a_table_and_a_plot(tmp_path: Path):
+    subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=QUICK_RUN_S,
+        capture_output=True,
+    )
+    (document,) = tmp_path.glob("*.json")
+    results = json.loads(document.read_text())
+    figures = results["figures"]
+    stages = {figure["stage"] for figure in figures}
+    for stage in ("load 4bit", "time to first token 4bit", "decode 4bit", "settings", "engine"):
+        assert stage in stages, stage
+    assert {"app", "gradio alone", "speech recognition"} <= stages
+    assert all(math.isfinite(f["median"]) and f["median"] >= 0 for f in figures)
+    rates = [f for f in figures if f["unit"] == "tokens/s"]
+    assert rates and all(f["median"] > 0 for f in rates)
+    ratios = {f["stage"]: f["median"] for f in figures if f["unit"] == "ratio"}
+    assert set(ratios) == {"engine", "app"} and all(0 < r < 10 for r in ratios.values())
+    assert results["machine"]["cpu"] and results["notes"]
+    table = document.with_suffix(".md").read_text()
+    assert "| stage | figure | median | min | max | unit | runs |" in table
+    assert table.count("\n| ") >= len(figures)
+    assert document.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_12b_shape_is_built_quantized_in_place(processor):
+    """The real configuration (counted on the meta device) and, shrunk, the same build path."""
+    import bitsandbytes as bnb
+    from transformers import AutoModelForMultimodalLM
+
+    from bench.shapes import GEMMA4_12B_PARAMETERS, gemma4_12b_config
+    from model.loader import build_random
+    from model.messages import GenerationOptions, Message
+    from model.prompts import build_inputs
+
+    with torch.device("meta"):
+        full = AutoModelForMultimodalLM.from_config(gemma4_12b_config(processor))
+    parameters = sum(p.numel() for p in full.parameters())
+    assert abs(parameters - GEMMA4_12B_PARAMETERS) / GEMMA4_12B_PARAMETERS < 0.005
+
+    model = build_random(gemma4_12b_config(processor, shrink=16), "4bit", "cpu")
+    tensors = [*model.parameters(), *model.buffers()]
+    assert not any(t.is_meta for t in tensors)
+    quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(quantized) > 40 and all(m.weight.bnb_quantized for m in quantized)
+    assert model.lm_head.weight.dtype == torch.bfloat16  # kept unquantized, tied to the input
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert model.model.embed_vision.patch_dense.weight.dtype == torch.bfloat16
+    message = Message("user", "What is in this picture?", images=(photo(),))
+    inputs = build_inputs(processor, (message,), GenerationOptions()).to(dtype=torch.bfloat16)
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    assert output.sequences.shape[1] == inputs["input_ids"].shape[1] + 4
+    assert all(torch.isfinite(logits).all() for logits in output.logits)
