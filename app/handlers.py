@@ -71,12 +71,12 @@ class ChatHandlers:
         if not self.history.get(conversation_id or ""):
             conversation_id = self.history.create()
         self.history.append(conversation_id, message)
-        yield from self._page_reply(conversation_id, settings)
+        yield from self._page_reply(conversation_id, *generation_options(*settings))
 
     def regenerate(self, conversation_id: str, *settings: Any) -> Iterator[tuple]:
         """Answer the last message again, replacing the last answer."""
         if self._drop_last_answer(conversation_id):
-            yield from self._page_reply(conversation_id, settings)
+            yield from self._page_reply(conversation_id, *generation_options(*settings))
 
     def edit(self, conversation_id: str, edit: gr.EditData, *settings: Any) -> Iterator[tuple]:
         """A message the person edited in the chat: resend it from there."""
@@ -91,7 +91,7 @@ class ChatHandlers:
             yield shown, gr.skip(), conversation_id, gr.skip(), gr.skip(), gr.skip()
             return
         self.history.edit_text(conversation_id, position, edit.value)
-        yield from self._page_reply(conversation_id, settings)
+        yield from self._page_reply(conversation_id, *generation_options(*settings))
 
     def stop(self, conversation_id: str) -> None:
         """Stop: the model stops within one decoding step; the reply ends marked stopped."""
@@ -163,22 +163,15 @@ class ChatHandlers:
             stored = self.stored_user_message(message)
         except MediaError as exc:
             raise gr.Error(str(exc)) from None
-        settings = (
-            system_prompt,
-            temperature,
-            top_p,
-            top_k,
-            max_new_tokens,
-            thinking,
-            image_tokens,
+        system, options = generation_options(
+            system_prompt, temperature, top_p, top_k, max_new_tokens, thinking, image_tokens
         )
         if conversation_id:
             if not self.history.get(conversation_id):
                 raise gr.Error(GONE)
             self.history.append(conversation_id, stored)
-            yield from self._api_reply(conversation_id, settings)
+            yield from self._api_reply(conversation_id, system, options)
             return
-        system, options = generation_options(*settings)
         conversation = Conversation("", "", 0, 0, (stored,))
         for reply in self.stream(self.model_messages(conversation, system), options):
             if reply.error:
@@ -207,7 +200,7 @@ class ChatHandlers:
         """Answer the conversation's last message again; streams the new reply."""
         if not self._drop_last_answer(conversation_id):
             raise gr.Error(GONE)
-        yield from self._api_reply(conversation_id, _default_settings(max_new_tokens))
+        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens))
 
     def edit_api(
         self, conversation_id: str, message_index: int, text: str, max_new_tokens: int = 512
@@ -223,7 +216,7 @@ class ChatHandlers:
         ):
             raise gr.Error(f"Message {index} is not one of your messages in this conversation.")
         self.history.edit_text(conversation_id, index, text)
-        yield from self._api_reply(conversation_id, _default_settings(max_new_tokens))
+        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens))
 
     def export_api(self, conversation_id: str, format: str = "markdown") -> str:
         """The conversation as Markdown ("markdown") or JSON ("json")."""
@@ -290,12 +283,13 @@ class ChatHandlers:
             if self._running.get(owner) is reply_stream:
                 del self._running[owner]
 
-    def answer(self, conversation_id: str, settings: tuple) -> Iterator[tuple[list, Reply]]:
+    def answer(
+        self, conversation_id: str, system_prompt: str, options: GenerationOptions
+    ) -> Iterator[tuple[list, Reply]]:
         """Reply to the stored conversation: yields (chat shown, reply) as it grows, and keeps
         the answer, marked interrupted if it was stopped (also when the page goes away)."""
         conversation = self.history.get(conversation_id)
         shown, _ = shown_conversation(conversation)
-        system_prompt, options = generation_options(*settings)
         reply = Reply()
         try:
             messages = self.model_messages(conversation, system_prompt)
@@ -316,19 +310,23 @@ class ChatHandlers:
                     StoredMessage("assistant", reply.answer, (), reply.thinking, status),
                 )
 
-    def _page_reply(self, conversation_id: str, settings: tuple) -> Iterator[tuple]:
+    def _page_reply(
+        self, conversation_id: str, system_prompt: str, options: GenerationOptions
+    ) -> Iterator[tuple]:
         # The side list and the title box change once, at the start; the status line at the end.
         listed = self.conversation_list(conversation_id)
         title = self.history.get(conversation_id).title
-        for shown, _ in self.answer(conversation_id, settings):
+        for shown, _ in self.answer(conversation_id, system_prompt, options):
             yield shown, None, conversation_id, gr.skip(), listed, title
             listed = title = gr.skip()
         status = status_text(self.engine.status(), self.last_timing)
         listed = self.conversation_list(conversation_id)
         yield gr.skip(), gr.skip(), conversation_id, status, listed, gr.skip()
 
-    def _api_reply(self, conversation_id: str, settings: tuple) -> Iterator[str]:
-        for _, reply in self.answer(conversation_id, settings):
+    def _api_reply(
+        self, conversation_id: str, system_prompt: str, options: GenerationOptions
+    ) -> Iterator[str]:
+        for _, reply in self.answer(conversation_id, system_prompt, options):
             if reply.error:
                 raise gr.Error(reply.error)
             yield reply.answer
@@ -366,17 +364,9 @@ def generation_options(
     )
 
 
-def _default_settings(max_new_tokens: int) -> tuple:
-    defaults = GenerationOptions(max_new_tokens=int(max_new_tokens))
-    return (
-        "",
-        defaults.temperature,
-        defaults.top_p,
-        defaults.top_k,
-        defaults.max_new_tokens,
-        defaults.thinking,
-        defaults.image_tokens,
-    )
+def _length_only(max_new_tokens: int) -> GenerationOptions:
+    """The API's regenerate and edit: the model's own defaults, the length asked for."""
+    return GenerationOptions(max_new_tokens=int(max_new_tokens))
 
 
 def _name(path: str) -> str:
