@@ -92,6 +92,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Limits.queue_size,
         help="requests that may wait for the model (default %(default)s)",
     )
+    limits = parser.add_argument_group("limits on what one message may carry")
+    limits.add_argument(
+        "--max-files",
+        type=int,
+        default=int(env_default("max_files", str(Limits.max_files_per_message))),
+        metavar="N",
+        help="files per message (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-file-mb",
+        type=int,
+        default=int(env_default("max_file_mb", str(Limits.max_file_mb))),
+        metavar="MB",
+        help="size of one uploaded file (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-image-mp",
+        type=float,
+        default=float(env_default("max_image_mp", str(Limits.max_image_mp))),
+        metavar="MEGAPIXELS",
+        help="pixels in one image, checked before decoding it (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-audio-s",
+        type=float,
+        default=float(env_default("max_audio_s", str(Limits.max_audio_s))),
+        metavar="SECONDS",
+        help="length of one recording (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-message-chars",
+        type=int,
+        default=int(env_default("max_message_chars", str(Limits.max_message_chars))),
+        metavar="N",
+        help="characters in one message (default %(default)s)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[name for name in env_default("allowed_hosts", "").split(",") if name],
+        metavar="NAME",
+        help="a host name the page may also be reached by (repeatable); requests naming any "
+        "other host are refused",
+    )
     return parser.parse_args(argv)
 
 
@@ -114,14 +158,32 @@ def build_config(args: argparse.Namespace) -> AppConfig:
     return AppConfig(
         model=model,
         asr=AsrConfig(args.asr_model),
-        limits=Limits(queue_size=args.queue_size),
+        limits=build_limits(args),
         host=args.host,
         port=args.port,
         desktop=args.desktop,
         share=args.share,
         auth=auth,
         data_dir=args.data_dir,
+        allowed_hosts=tuple(name.strip().lower() for name in args.allowed_host),
     )
+
+
+def build_limits(args: argparse.Namespace) -> Limits:
+    """Limits from flags; raises SystemExit with one sentence unless each one is above zero."""
+    limits = Limits(
+        queue_size=args.queue_size,
+        max_files_per_message=args.max_files,
+        max_file_mb=args.max_file_mb,
+        max_image_mp=args.max_image_mp,
+        max_audio_s=args.max_audio_s,
+        max_message_chars=args.max_message_chars,
+    )
+    for name, value in vars(limits).items():
+        if not value > 0:
+            flag = "--max-files" if name == "max_files_per_message" else f"--{name}"
+            raise SystemExit(f"{flag.replace('_', '-')} must be above zero, not {value}.")
+    return limits
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,10 +22,20 @@ class AsrConfig:
 
 @dataclass(frozen=True)
 class Limits:
-    """How much one person can ask of the app at once."""
+    """How much one person can ask of the app at once; every limit on input lives here."""
 
     queue_size: int = 8
     max_files_per_message: int = 8
+    # Five minutes of 48 kHz stereo WAV (about 55 MB) fits; so does a 25-megapixel PNG.
+    max_file_mb: int = 100
+    # Refused from the header, before decoding: a small file can declare billions of pixels.
+    max_image_mp: float = 25.0
+    # Recordings are split at pauses into the model's 30 s clips; five minutes is ten or more
+    # clips (about 7,500 tokens), a long voice note but far from filling the context window.
+    max_audio_s: float = 300.0
+    # About 25,000 tokens: room in Gemma 4's 128K-token window for the rest of the conversation
+    # and the answer, and a prompt the CPU can still read in reasonable time.
+    max_message_chars: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class AppConfig:
     share: bool = False
     auth: tuple[str, str] | None = None
     data_dir: Path = field(default_factory=lambda: default_data_dir())
+    # Host names the page may be reached by besides the bound host and localhost (see server.py).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def default_data_dir() -> Path:

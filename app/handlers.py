@@ -25,7 +25,14 @@ from .config import AppConfig
 from .describe import AI_NOTICE, DEFAULT_LEVEL, description_messages
 from .display import Reply, shown_conversation, shown_reply
 from .history import Attachment, Conversation, History, StoredMessage
-from .media import MediaError, file_path, is_audio_file, load_attachments, load_image
+from .media import (
+    MediaError,
+    attachment_kinds,
+    file_path,
+    load_attachments,
+    load_image,
+    message_text,
+)
 from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 
@@ -54,12 +61,13 @@ class ChatHandlers:
         the person to check; with the other, they go to the model with captions of what was heard.
         """
         paths = [file_path(item) for item in value.get("files") or []]
-        audio_paths = [path for path in paths if is_audio_file(path)]
-        if route == TRANSCRIBE and audio_paths:
-            box = self.voice.into_box(value, audio_paths)
-            yield gr.skip(), box, conversation_id, gr.skip(), gr.skip(), gr.skip()
-            return
         try:
+            kinds = attachment_kinds(paths, self.config.limits)
+            audio_paths = [path for path, kind in zip(paths, kinds, strict=True) if kind == "audio"]
+            if route == TRANSCRIBE and audio_paths:
+                box = self.voice.into_box(value, audio_paths)
+                yield gr.skip(), box, conversation_id, gr.skip(), gr.skip(), gr.skip()
+                return
             message = self.stored_user_message(value)
         except MediaError as exc:
             gr.Warning(str(exc))
@@ -85,12 +93,16 @@ class ChatHandlers:
             return
         _, positions = shown_conversation(conversation)
         position = positions[edit.index]
-        if conversation.messages[position].role != "user" or not isinstance(edit.value, str):
-            gr.Warning("Only the text of your own messages can be edited.")
+        try:
+            if conversation.messages[position].role != "user" or not isinstance(edit.value, str):
+                raise MediaError("Only the text of your own messages can be edited.")
+            text = message_text(edit.value, self.config.limits)
+        except MediaError as exc:
+            gr.Warning(str(exc))
             shown = self._shown(conversation_id)
             yield shown, gr.skip(), conversation_id, gr.skip(), gr.skip(), gr.skip()
             return
-        self.history.edit_text(conversation_id, position, edit.value)
+        self.history.edit_text(conversation_id, position, text)
         yield from self._page_reply(conversation_id, *generation_options(*settings))
 
     def stop(self, conversation_id: str) -> None:
@@ -184,7 +196,7 @@ class ChatHandlers:
         if not image:
             raise gr.Error("Send an image to describe.")
         try:
-            messages = description_messages(load_image(image), level)
+            messages = description_messages(load_image(image, self.config.limits), level)
         except (MediaError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         for reply in self.stream(messages, GenerationOptions()):
@@ -215,6 +227,10 @@ class ChatHandlers:
             conversation.messages[index].role != "user"
         ):
             raise gr.Error(f"Message {index} is not one of your messages in this conversation.")
+        try:
+            text = message_text(text, self.config.limits)
+        except MediaError as exc:
+            raise gr.Error(str(exc)) from None
         self.history.edit_text(conversation_id, index, text)
         yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens))
 
@@ -232,22 +248,24 @@ class ChatHandlers:
 
         Audio sent as audio gets a caption of what the speech recogniser heard.
         """
+        text = message_text(value.get("text"), self.config.limits)
         paths = [file_path(item) for item in value.get("files") or []]
-        load_attachments(paths, self.config.limits.max_files_per_message)  # refuse bad files now
+        kinds = attachment_kinds(paths, self.config.limits)
+        load_attachments(paths, self.config.limits)  # so a damaged file is refused, not kept
         attachments = tuple(
             Attachment("audio", path, _name(path), self.voice.caption(path))
-            if is_audio_file(path)
+            if kind == "audio"
             else Attachment("image", path, _name(path))
-            for path in paths
+            for path, kind in zip(paths, kinds, strict=True)
         )
-        return StoredMessage("user", (value.get("text") or "").strip(), attachments)
+        return StoredMessage("user", text, attachments)
 
     def model_messages(self, conversation: Conversation, system_prompt: str) -> list[Message]:
         """What the model sees: the system prompt, then every turn with its images and audio."""
         messages = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
         for stored in conversation.messages:
             paths = [attachment.path for attachment in stored.attachments]
-            images, audio = load_attachments(paths, max_files=len(paths))
+            images, audio = load_attachments(paths, self.config.limits)
             # The model takes at most 30 s per clip: longer recordings become several clips.
             clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
             messages.append(Message(stored.role, stored.text, tuple(images), clips))

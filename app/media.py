@@ -1,76 +1,346 @@
-"""Image and audio intake: decode uploaded files into what the model package takes."""
+"""Intake of what people send: images, audio and message text, checked, decoded and limited.
+
+A file's kind is decided by its content, never by its name: an image named .wav is an image,
+an executable named .png is refused. Every refusal is a MediaError with one sentence.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model import AudioClip
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
-AUDIO_SUFFIXES = frozenset(
-    {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"}
-)
+from .config import Limits
+
+Kind = Literal["image", "audio"]
+
+# The image formats PIL may parse; others (PSD, ICNS, EPS via Ghostscript, ...) are refused so
+# that only well-trodden decoders ever see an upload. (JPEG includes cameras' MPO files.)
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
+# 16-bit greyscale modes: PIL's convert("RGB") would clip them to white, so they are scaled.
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+# How much of a file is read to tell which audio container it is.
+SNIFF_BYTES = 64
+# A decoded recording shorter than its header says by more than this fraction (and by more than
+# TRUNCATION_SLACK_S) is cut short. The slack absorbs encoder padding and estimated durations.
+TRUNCATION_FRACTION = 0.9
+TRUNCATION_SLACK_S = 0.5
 
 
 class MediaError(ValueError):
-    """A file could not be used; the message is one sentence for the person."""
+    """Input that cannot be used; the message is one sentence for the person."""
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """An upright RGB image; transparency is composited onto white."""
-    name = Path(path).name
+# -- text -----------------------------------------------------------------------------------------
+
+
+def message_text(text: str | None, limits: Limits) -> str:
+    """A message's text as it is kept and sent: trimmed, valid UTF-8, no NUL, within the limit.
+
+    Lone surrogates (possible in JSON and in browsers' strings, impossible to encode as UTF-8)
+    become U+FFFD; surrogate pairs become the character they stand for.
+    """
+    text = (text or "").replace("\x00", "")
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").strip()
+    if len(text) > limits.max_message_chars:
+        raise MediaError(
+            f"This message is {len(text):,} characters long; Loupe takes at most "
+            f"{limits.max_message_chars:,} characters in one message."
+        )
+    return text
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def attachment_kinds(paths: list[str], limits: Limits) -> list[Kind]:
+    """Each file's kind, after the checks that need no decoding: count, size, type by content,
+    megapixels and duration from the headers."""
+    if len(paths) > limits.max_files_per_message:
+        raise MediaError(
+            f"One message can carry at most {limits.max_files_per_message} files; "
+            f"this one has {len(paths)}."
+        )
+    return [file_kind(path, limits) for path in paths]
+
+
+def file_kind(path: str | Path, limits: Limits) -> Kind:
+    """ "image" or "audio", by what the file holds; MediaError if it is neither or too large."""
+    path = Path(path)
+    _check_size(path, limits)
     try:
-        with Image.open(path) as opened:
+        with _open_image(path, limits):
+            return "image"
+    except MediaError as exc:
+        if not isinstance(exc.__cause__, UnidentifiedImageError):
+            raise  # an image, but a bad one: say why
+    if _audio_format(path) is None:
+        raise MediaError(f"{path.name} is neither an image nor an audio file Loupe can use.")
+    with _open_audio(path, limits):
+        return "audio"
+
+
+def load_attachments(paths: list[str], limits: Limits) -> tuple[list[Image.Image], list[AudioClip]]:
+    """Files decoded into images and audio, sorted by content; MediaError names a bad one.
+
+    The count is checked by attachment_kinds when a message arrives, not here: a kept
+    conversation stays readable if the limit is lowered later."""
+    images, audio = [], []
+    for path in paths:
+        if file_kind(path, limits) == "image":
+            images.append(load_image(path, limits))
+        else:
+            audio.append(load_audio(path, limits))
+    return images, audio
+
+
+def _check_size(path: Path, limits: Limits) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MediaError(f"{path.name} could not be read.") from exc
+    if size == 0:
+        raise MediaError(f"{path.name} is empty.")
+    if size > limits.max_file_mb * 1024 * 1024:
+        raise MediaError(
+            f"{path.name} is {size / 1024 / 1024:.0f} MB; Loupe takes files up to "
+            f"{limits.max_file_mb} MB."
+        )
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def load_image(path: str | Path, limits: Limits) -> Image.Image:
+    """An upright RGB image: the first frame of an animation, transparency composited onto
+    white, 16-bit greyscale scaled to 8 bits."""
+    path = Path(path)
+    _check_size(path, limits)
+    with _open_image(path, limits) as opened:
+        try:
             opened.load()  # decode fully now, so a truncated file fails here
-            image = ImageOps.exif_transpose(opened)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        if "truncated" in str(exc):
-            raise MediaError(f"{name} is cut short: the image file is incomplete.") from exc
-        raise MediaError(f"{name} is not an image Loupe can read.") from exc
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            return _upright_rgb(opened)
+        except Exception as exc:  # PIL's decoders raise many types for damaged files
+            cut_short = "truncated" in str(exc) or isinstance(exc, EOFError)
+            problem = (
+                "is cut short: the image file is incomplete"
+                if cut_short
+                else ("is not an image Loupe can read")
+            )
+            raise MediaError(f"{path.name} {problem}.") from exc
+
+
+def _open_image(path: Path, limits: Limits) -> Image.Image:
+    """The image with only its header read; refuses it by pixel count before any decoding."""
+    try:
+        opened = Image.open(path, formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError as exc:  # PIL's own ceiling, far above ours
+        raise MediaError(_too_many_pixels(path.name, None, limits)) from exc
+    except Exception as exc:  # UnidentifiedImageError, or a plugin's own error type
+        raise MediaError(f"{path.name} is not an image Loupe can read.") from exc
+    width, height = opened.size
+    if width * height > limits.max_image_mp * 1_000_000:
+        opened.close()
+        raise MediaError(_too_many_pixels(path.name, width * height, limits))
+    if width < 1 or height < 1:
+        opened.close()
+        raise MediaError(f"{path.name} is not an image Loupe can read.")
+    return opened
+
+
+def _too_many_pixels(name: str, pixels: int | None, limits: Limits) -> str:
+    size = f"{pixels / 1_000_000:.0f} megapixels" if pixels else "too many pixels"
+    return f"{name} has {size}; Loupe takes images up to {limits.max_image_mp:g} megapixels."
+
+
+def _upright_rgb(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in SIXTEEN_BIT_MODES:
+        scaled = np.asarray(image, dtype=np.float32) / 257.0  # 0..65535 -> 0..255
+        image = Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8), "L")
+    elif image.mode in ("I", "F"):
+        image = Image.fromarray(_to_8_bits(np.asarray(image, dtype=np.float64)), "L")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
 
 
-def load_audio(path: str | Path) -> AudioClip:
-    """The file's audio as float32 samples, shape (samples, channels), at its own rate."""
-    import av
+def _to_8_bits(values: np.ndarray) -> np.ndarray:
+    """32-bit integer or float pixels as 8 bits, by the range they use: 0..1, 0..255, 0..65535,
+    or else their own minimum to maximum."""
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    if low >= 0 and high <= 1.0:
+        values = values * 255
+    elif low >= 0 and high > 255 and high <= 65535:
+        values = values / 257
+    elif low < 0 or high > 65535:
+        values = (values - low) * (255 / (high - low or 1))
+    return values.round().clip(0, 255).astype(np.uint8)
 
-    name = Path(path).name
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise MediaError(f"{name} has no audio in it.")
-            stream = container.streams.audio[0]
-            planes = [frame.to_ndarray() for frame in _float_frames(container, stream)]
-            rate = stream.rate
-    except MediaError:
-        raise
-    except Exception as exc:  # PyAV raises many types for corrupt input
-        raise MediaError(f"{name} is not an audio file Loupe can read.") from exc
-    if not planes or not rate:
-        raise MediaError(f"{name} holds no audio.")
+
+# -- audio ----------------------------------------------------------------------------------------
+
+
+def load_audio(path: str | Path, limits: Limits) -> AudioClip:
+    """The file's audio as float32 samples, shape (samples, channels), at its own rate."""
+    path = Path(path)
+    _check_size(path, limits)
+    with _open_audio(path, limits) as container:
+        stream = container.streams.audio[0]
+        rate = stream.rate
+        declared_s = _declared_seconds(container, stream)
+        planes, samples_so_far = [], 0
+        cut_short = MediaError(f"{path.name} is cut short: the audio file is incomplete.")
+        if container.format.name == "wav" and _wav_cut_short(path):
+            raise cut_short
+        try:
+            for plane in _float_frames(container, stream):
+                planes.append(plane)
+                samples_so_far += plane.shape[1]
+                # Without a duration in the header, stop decoding as soon as it is too long.
+                if samples_so_far > limits.max_audio_s * rate:
+                    raise MediaError(_too_long(path.name, None, limits))
+        except MediaError:
+            raise
+        except Exception as exc:  # PyAV raises many types for corrupt input
+            if samples_so_far:  # good audio, then damage: most often a file cut short
+                raise cut_short from exc
+            raise MediaError(f"{path.name} is not an audio file Loupe can read.") from exc
+    if not planes or not rate or samples_so_far == 0:
+        raise MediaError(f"{path.name} holds no audio.")
+    decoded_s = samples_so_far / rate
+    if declared_s and decoded_s < min(
+        declared_s * TRUNCATION_FRACTION, declared_s - TRUNCATION_SLACK_S
+    ):
+        raise cut_short
     samples = np.concatenate(planes, axis=1).T  # (channels, n) planes -> (n, channels)
-    if samples.shape[0] == 0:
-        raise MediaError(f"{name} holds no audio.")
     return AudioClip(np.ascontiguousarray(samples, dtype=np.float32), rate)
 
 
-def _float_frames(container, stream):  # noqa: ANN001, ANN202 - PyAV objects
-    """Decoded frames as planar float32, keeping the file's rate and channels."""
+def _audio_format(path: Path) -> str | None:
+    """The FFmpeg demuxer for this file, from its first bytes; None if it is no audio file
+    Loupe takes. Naming the demuxer keeps FFmpeg from guessing (and from following
+    playlists such as HLS, which can read other files)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(SNIFF_BYTES)
+            if head.startswith(b"ID3") and len(head) >= 10:
+                # An ID3 tag can sit in front of MP3 or FLAC; look past it.
+                size = int.from_bytes(bytes(b & 0x7F for b in head[6:10]), "big")
+                file.seek(10 + size)
+                after = file.read(SNIFF_BYTES)
+                return "flac" if after.startswith(b"fLaC") else "mp3"
+    except OSError:
+        return None
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"  # also WebM, what browsers record
+    if head[4:8] == b"ftyp":
+        return "mov"  # MP4 and M4A
+    if len(head) >= 4 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return "aac"  # ADTS framing: sync, then layer bits 00
+    if len(head) >= 4 and _mpeg_audio_frame(head[:4]):
+        return "mp3"
+    return None
+
+
+def _mpeg_audio_frame(header: bytes) -> bool:
+    """Whether four bytes are a valid MPEG audio frame header (an MP3 without an ID3 tag)."""
+    word = int.from_bytes(header, "big")
+    sync, version, layer = word >> 21, (word >> 19) & 3, (word >> 17) & 3
+    bitrate, sample_rate = (word >> 12) & 15, (word >> 10) & 3
+    return sync == 0x7FF and version != 1 and layer != 0 and bitrate != 15 and sample_rate != 3
+
+
+def _wav_cut_short(path: Path) -> bool:
+    """Whether a WAV file holds fewer sample bytes than its data chunk declares. FFmpeg goes by
+    the file's length and does not tell; streaming writers declare 0 or 0xFFFFFFFF."""
+    with path.open("rb") as file:
+        if file.read(12)[:4] != b"RIFF":
+            return False
+        while len(header := file.read(8)) == 8:
+            kind, size = header[:4], int.from_bytes(header[4:], "little")
+            if kind == b"data":
+                present = path.stat().st_size - file.tell()
+                return 0 < size < 0xFFFFFFFF and size > present
+            file.seek(size + size % 2, 1)  # chunks are padded to an even length
+    return False
+
+
+@contextmanager
+def _open_audio(path: Path, limits: Limits) -> Iterator[Any]:
+    """An FFmpeg container with an audio stream, refused by duration before decoding."""
+    import av
+
+    demuxer = _audio_format(path)
+    if demuxer is None:
+        raise MediaError(f"{path.name} is not an audio file Loupe can read.")
+    try:
+        container = av.open(str(path), format=demuxer)
+    except Exception as exc:  # PyAV raises many types for corrupt input
+        raise MediaError(f"{path.name} is not an audio file Loupe can read.") from exc
+    with container:
+        if not container.streams.audio:
+            raise MediaError(f"{path.name} has no audio in it.")
+        declared_s = _declared_seconds(container, container.streams.audio[0])
+        if declared_s and declared_s > limits.max_audio_s:
+            raise MediaError(_too_long(path.name, declared_s, limits))
+        yield container
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    """The duration the file's header declares, if it declares one."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def _too_long(name: str, seconds: float | None, limits: Limits) -> str:
+    length = f"lasts {_minutes(seconds)}" if seconds else "is longer than that"
+    limit = _minutes(limits.max_audio_s)
+    if seconds:
+        return f"{name} {length}; Loupe takes recordings up to {limit}."
+    return f"{name} is longer than {limit}, the longest recording Loupe takes."
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min".replace(".0 min", " min")
+
+
+def _float_frames(container: Any, stream: Any) -> Iterator[np.ndarray]:
+    """Decoded audio as planar float32 arrays shaped (channels, n), keeping rate and channels."""
     import av
 
     resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
     for frame in container.decode(stream):
-        yield from resampler.resample(frame)
-    yield from resampler.resample(None)
+        for resampled in resampler.resample(frame):
+            yield resampled.to_ndarray()
+    for resampled in resampler.resample(None):
+        yield resampled.to_ndarray()
+
+
+# -- Gradio values --------------------------------------------------------------------------------
 
 
 def file_path(item: Any) -> str:
@@ -88,27 +358,3 @@ def with_file(value: dict | None, path: str | None) -> Any:
         return gr.skip()
     value = value or {}
     return {"text": value.get("text") or "", "files": [*(value.get("files") or []), path]}
-
-
-def is_audio_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in AUDIO_SUFFIXES
-
-
-def load_attachments(paths: list[str], max_files: int) -> tuple[list[Image.Image], list[AudioClip]]:
-    """Sort a message's files into images and audio by their kind; MediaError names a bad one."""
-    if len(paths) > max_files:
-        raise MediaError(
-            f"One message can carry at most {max_files} files; this one has {len(paths)}."
-        )
-    images, audio = [], []
-    for path in paths:
-        suffix = Path(path).suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            images.append(load_image(path))
-        elif is_audio_file(path):
-            audio.append(load_audio(path))
-        else:
-            raise MediaError(
-                f"{Path(path).name} is neither an image nor an audio file Loupe can use."
-            )
-    return images, audio

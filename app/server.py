@@ -1,8 +1,17 @@
-"""Serves the page with safe settings and adds GET /health."""
+"""Serves the page with safe settings: /health, upload limits, a guard on Host and Origin."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+from urllib.parse import urlsplit
+
+from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import AppConfig
 from .desktop import open_window
@@ -10,6 +19,60 @@ from .handlers import ChatHandlers
 from .ui import PUSH_TO_TALK_JS, build_ui
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."
+FOREIGN_ORIGIN = "Loupe does not take requests from other web sites."
+
+
+class HostGuard:
+    """ASGI middleware refusing requests (403) that name a host Loupe does not serve, which is
+    how DNS rebinding reaches a local server, and requests a web page of another origin sends
+    (cross-site request forgery). Gradio itself accepts any Host."""
+
+    def __init__(self, app: ASGIApp, hosts: set[str], any_ip: bool) -> None:
+        self.app = app
+        self.hosts = hosts  # a live set: the share link's host joins it once it exists
+        self.any_ip = any_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        problem = self.problem(Headers(scope=scope))
+        if problem is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
+        else:
+            await PlainTextResponse(problem, status_code=403)(scope, receive, send)
+
+    def problem(self, headers: Headers) -> str | None:
+        """Why the request is refused, or None."""
+        host = headers.get("host", "")
+        if not self.allows(_split(f"//{host}")[1]):
+            return FOREIGN_HOST
+        origin = headers.get("origin")
+        # A browser names the page that sent a request; only Loupe's own page may.
+        if origin is not None and _split(origin)[0] != host.lower():
+            return FOREIGN_ORIGIN
+        return None
+
+    def allows(self, name: str) -> bool:
+        name = name.lower().rstrip(".")
+        if name in self.hosts:
+            return True
+        # An address typed as digits cannot be rebound: rebinding needs a name the attacker owns.
+        return self.any_ip and _is_ip(name)
+
+
+def allowed_hosts(config: AppConfig) -> tuple[set[str], bool]:
+    """The host names the page answers to, and whether any IP address is fine too (when it
+    listens beyond this machine, people reach it by the machine's address or name)."""
+    hosts = {*LOOPBACK, config.host.lower(), *config.allowed_hosts}
+    open_to_network = config.host not in LOOPBACK
+    if open_to_network:
+        name = socket.gethostname().lower()
+        hosts |= {name, f"{name}.local"}
+    return hosts, open_to_network
 
 
 def serve(handlers: ChatHandlers, config: AppConfig) -> None:
@@ -23,7 +86,8 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             "anyone who can reach this machine can use it.",
             flush=True,
         )
-    _, local_url, _ = page.launch(
+    hosts, any_ip = allowed_hosts(config)
+    _, local_url, share_url = page.launch(
         server_name=config.host,
         server_port=config.port,
         share=config.share,
@@ -31,11 +95,21 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         ssr_mode=False,
         js=PUSH_TO_TALK_JS.read_text() if config.desktop else None,
         enable_monitoring=False,
+        max_file_size=config.limits.max_file_mb * 1024 * 1024,
+        num_workers=0,  # Gradio's static file workers would serve outside the guard
+        app_kwargs={
+            "middleware": [Middleware(HostGuard, hosts=hosts, any_ip=any_ip)],
+            # Routed before Gradio's own, so /health answers from the first request.
+            "routes": [APIRoute("/health", handlers.health, methods=["GET"])],
+        },
         prevent_thread_lock=True,
         inbrowser=False,
         quiet=True,
     )
-    page.app.add_api_route("/health", handlers.health, methods=["GET"])
+    if share_url:
+        # The share link's tunnel passes the public host name through.
+        hosts.add(urlsplit(share_url).hostname or "")
+        print(f"Loupe's public share link: {share_url}", flush=True)
     print(f"Loupe is running on {local_url}", flush=True)
     try:
         if config.desktop:
@@ -44,3 +118,20 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             page.block_thread()
     finally:
         handlers.engine.close()
+
+
+def _split(url: str) -> tuple[str, str]:
+    """(host:port, host name) of a URL, lower-case; empty for ones that do not parse."""
+    try:
+        parts = urlsplit(url)
+        return parts.netloc.lower(), parts.hostname or ""
+    except ValueError:  # for example an unclosed IPv6 bracket
+        return "", ""
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

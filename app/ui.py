@@ -34,7 +34,9 @@ EXAMPLES = [
 def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     """The chat page, plus the named API endpoints (see the README)."""
     banner_now, status_now = handlers.refresh()
-    with gr.Blocks(title="Loupe") as page:
+    # Uploads are copied into the conversation they belong to, so Gradio's temporary copies
+    # can go: every 10 minutes those over an hour old, and all of them when the server stops.
+    with gr.Blocks(title="Loupe", delete_cache=(600, 3600)) as page:
         conversation_id = gr.State("")
         with gr.Sidebar(label="Conversations", elem_id="sidebar"):
             new_chat = gr.Button("New chat", variant="primary", elem_id="new-chat")

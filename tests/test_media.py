@@ -1,7 +1,11 @@
-"""Uploaded files -> images and audio the model package takes."""
+"""Intake of what people send: every item of the bad-input list gets one sentence or a sensible
+result, and what is accepted goes through the real processor."""
 
 from __future__ import annotations
 
+import struct
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,23 +13,72 @@ import pytest
 import soundfile
 from PIL import Image
 
-from app.media import MediaError, load_attachments, load_audio, load_image
+from app.config import Limits
+from app.media import (
+    MediaError,
+    attachment_kinds,
+    file_kind,
+    load_attachments,
+    load_audio,
+    load_image,
+    message_text,
+)
+from model import GenerationOptions, Message
+from model.prompts import build_inputs
 from tests.conftest import photo, tone
 
-
-def test_transparent_png_is_composited_onto_white(tmp_path: Path):
-    path = tmp_path / "clear.png"
-    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(path)
-    image = load_image(path)
-    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255)
+LIMITS = Limits()
+RED = (255, 0, 0)
 
 
-def test_exif_rotated_photo_comes_out_upright(tmp_path: Path):
-    path = tmp_path / "rotated.jpg"
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
-    Image.new("RGB", (40, 20), "blue").save(path, exif=exif)
-    assert load_image(path).size == (20, 40)
+def png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose header declares width x height greyscale pixels (a decompression bomb:
+    its few rows of data would be inflated into the whole canvas)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 4)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def through_processor(processor, images=(), audio=()) -> None:
+    """The model's processor takes what intake gave (the shapes a real request would have)."""
+    message = Message("user", "What is this?", tuple(images), tuple(audio))
+    inputs = build_inputs(processor, [message], GenerationOptions())
+    assert inputs["input_ids"].shape[1] > 0
+    if images:
+        assert inputs["pixel_values"].shape[0] == len(images)
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height"), [(10_000, 10_000), (20_000, 20_000)])
+def test_decompression_bomb_is_refused_from_its_header(tmp_path: Path, width: int, height: int):
+    # 100 megapixels is over Loupe's limit; 400 is over PIL's own ceiling too, which PIL raises.
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_declaring(width, height))
+    assert path.stat().st_size < 10_000
+    with pytest.raises(
+        MediaError, match=r"^bomb\.png has .*; Loupe takes images up to 25 megapixels\.$"
+    ):
+        file_kind(path, LIMITS)
+    with pytest.raises(MediaError, match="megapixels"):
+        load_image(path, LIMITS)
+
+
+def test_megapixel_limit_follows_the_limits(tmp_path: Path):
+    path = tmp_path / "wide.png"
+    photo(2000, 600).save(path)  # 1.2 megapixels
+    assert load_image(path, LIMITS).size == (2000, 600)
+    with pytest.raises(MediaError, match=r"^wide\.png has 1 megapixels; .* up to 1 megapixels\.$"):
+        load_image(path, Limits(max_image_mp=1))
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
@@ -36,43 +89,219 @@ def test_truncated_image_is_refused_in_one_sentence(tmp_path: Path, suffix: str)
     with pytest.raises(
         MediaError, match=rf"^cut\{suffix} is cut short: the image file is incomplete\.$"
     ):
-        load_image(path)
+        load_image(path, LIMITS)
 
 
 def test_random_bytes_named_png_are_refused(tmp_path: Path):
     path = tmp_path / "noise.png"
-    path.write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(MediaError, match=r"^noise\.png is not an image Loupe can read\.$"):
-        load_image(path)
+    for seed in range(20):
+        path.write_bytes(np.random.default_rng(seed).integers(0, 256, 4096, np.uint8).tobytes())
+        with pytest.raises(MediaError, match=r"^noise\.png is not an image Loupe can read\.$"):
+            load_image(path, LIMITS)
+        # Some random bytes begin like an MP3 frame; those fail as audio instead.
+        with pytest.raises(
+            MediaError,
+            match=r"^noise\.png is (neither an image nor an audio file Loupe can use"
+            r"|not an audio file Loupe can read)\.$",
+        ):
+            file_kind(path, LIMITS)
+
+
+def test_an_executable_named_png_is_refused(tmp_path: Path):
+    path = tmp_path / "cat.png"
+    path.write_bytes(Path(sys.executable).resolve().read_bytes()[:65_536])
+    with pytest.raises(
+        MediaError, match=r"^cat\.png is neither an image nor an audio file Loupe can use\.$"
+    ):
+        attachment_kinds([str(path)], LIMITS)
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path: Path):
+    path = tmp_path / "blink.gif"
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "lime", "blue")]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert load_image(path, LIMITS).getpixel((8, 8)) == RED
+
+
+def test_cmyk_jpeg_comes_out_rgb(tmp_path: Path):
+    path = tmp_path / "print.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path, quality=95)
+    pixel = load_image(path, LIMITS).getpixel((8, 8))
+    assert pixel[0] > 230 and pixel[1] < 25 and pixel[2] < 25, pixel
+
+
+def test_16_bit_greyscale_keeps_its_shades(tmp_path: Path):
+    path = tmp_path / "scan.png"
+    ramp = (np.arange(64, dtype=np.uint16) * 1040).reshape(1, 64).repeat(8, axis=0)  # 0..65520
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    image = load_image(path, LIMITS)
+    assert image.mode == "RGB"
+    shades = [image.getpixel((x, 4))[0] for x in range(64)]
+    assert shades[0] == 0 and shades[32] == round(32 * 1040 / 257) and shades[-1] == 255
+    assert shades == sorted(shades)  # a ramp, not clipped to white
+
+
+def test_palette_with_transparency_and_alpha_are_composited_onto_white(tmp_path: Path):
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.paste(0, (0, 0, 4, 8))  # the left half: index 0, declared transparent
+    palette.save(tmp_path / "palette.png", transparency=0)
+    image = load_image(tmp_path / "palette.png", LIMITS)
+    assert image.getpixel((1, 1)) == (255, 255, 255) and image.getpixel((6, 1)) == RED
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert load_image(tmp_path / "clear.png", LIMITS).getpixel((0, 0)) == (255, 255, 255)
+    Image.new("LA", (8, 8), (0, 128)).save(tmp_path / "half.png")
+    assert load_image(tmp_path / "half.png", LIMITS).getpixel((0, 0)) == (127, 127, 127)
+
+
+def test_exif_rotated_photo_comes_out_upright(tmp_path: Path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    Image.new("RGB", (40, 20), "blue").save(path, exif=exif)
+    assert load_image(path, LIMITS).size == (20, 40)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10_000, 20), (20, 10_000)])
+def test_tiny_and_extreme_images_go_through_the_processor(tmp_path: Path, processor, size):
+    path = tmp_path / "odd.png"
+    Image.new("RGB", size, "red").save(path)
+    image = load_image(path, LIMITS)
+    assert image.size == size
+    through_processor(processor, images=[image])
+
+
+def test_an_image_named_wav_is_taken_as_an_image(tmp_path: Path, processor):
+    path = tmp_path / "photo.wav"
+    photo(64, 48).save(path, format="PNG")
+    assert file_kind(path, LIMITS) == "image"
+    images, audio = load_attachments([str(path)], LIMITS)
+    assert len(images) == 1 and not audio
+    through_processor(processor, images=images)
+
+
+# -- audio ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg"])
 def test_audio_keeps_its_rate_and_channels(tmp_path: Path, suffix: str):
     path = tmp_path / f"tone{suffix}"
     soundfile.write(path, tone(1.5, rate=44_100, channels=2), 44_100)
-    clip = load_audio(path)
+    clip = load_audio(path, LIMITS)
     assert clip.sample_rate == 44_100 and clip.samples.shape[1] == 2
     assert clip.samples.dtype == np.float32
     assert abs(clip.duration_s - 1.5) < 0.05
     assert 0.25 < np.abs(clip.samples).max() < 0.35
 
 
-def test_non_audio_named_wav_and_empty_file_are_refused(tmp_path: Path):
-    fake = tmp_path / "fake.wav"
-    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+def test_empty_and_header_only_audio_are_refused(tmp_path: Path):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    for path in (fake, empty):
-        with pytest.raises(MediaError, match=rf"^{path.name} "):
-            load_audio(path)
+    with pytest.raises(MediaError, match=r"^empty\.wav is empty\.$"):
+        attachment_kinds([str(empty)], LIMITS)
+    header_only = tmp_path / "header.wav"
+    soundfile.write(header_only, np.zeros(0, dtype=np.float32), 16_000)
+    assert header_only.stat().st_size == 44
+    with pytest.raises(MediaError, match=r"^header\.wav holds no audio\.$"):
+        load_audio(header_only, LIMITS)
 
 
-def test_attachments_are_sorted_and_limited(tmp_path: Path, image_file: Path, audio_file: Path):
-    images, audio = load_attachments([str(image_file), str(audio_file)], max_files=4)
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_truncated_audio_is_refused(tmp_path: Path, suffix: str):
+    path = tmp_path / f"cut{suffix}"
+    soundfile.write(path, tone(4.0, rate=16_000), 16_000)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(
+        MediaError, match=rf"^cut\{suffix} is cut short: the audio file is incomplete\.$"
+    ):
+        load_audio(path, LIMITS)
+
+
+def test_non_audio_named_wav_is_refused(tmp_path: Path):
+    fake = tmp_path / "fake.wav"
+    fake.write_text("RIFF? no: these are just words in a text file.\n" * 20)
+    with pytest.raises(MediaError, match=r"^fake\.wav is not an audio file Loupe can read\.$"):
+        load_audio(fake, LIMITS)
+    with pytest.raises(MediaError, match=r"^fake\.wav is neither an image nor an audio file"):
+        file_kind(fake, LIMITS)
+
+
+def test_audio_named_png_is_taken_as_audio(tmp_path: Path):
+    path = tmp_path / "voice.png"
+    soundfile.write(path, tone(1.0), 16_000, format="WAV")
+    assert file_kind(path, LIMITS) == "audio"
+    images, audio = load_attachments([str(path)], LIMITS)
+    assert not images and len(audio) == 1
+
+
+def test_ten_minutes_of_audio_are_refused_without_decoding_them(tmp_path: Path):
+    # attachment_kinds only opens files: the length comes from the container.
+    path = tmp_path / "lecture.wav"
+    soundfile.write(path, np.zeros(600 * 8_000, dtype=np.int16), 8_000, subtype="PCM_16")
+    with pytest.raises(
+        MediaError, match=r"^lecture\.wav lasts 10 min; Loupe takes recordings up to 5 min\.$"
+    ):
+        attachment_kinds([str(path)], LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "loudness"), [(8_000, 1, 1.0), (44_100, 2, 1.0), (16_000, 1, 0.0)]
+)
+def test_8_khz_stereo_and_silence_go_through_the_processor(
+    tmp_path: Path, processor, rate: int, channels: int, loudness: float
+):
+    path = tmp_path / "clip.wav"
+    soundfile.write(path, loudness * tone(2.0, rate=rate, channels=channels), rate)
+    clip = load_audio(path, LIMITS)
+    assert clip.sample_rate == rate and clip.samples.shape == (2 * rate, channels)
+    through_processor(processor, audio=[clip])
+
+
+def test_the_duration_limit_follows_the_limits(tmp_path: Path):
+    path = tmp_path / "tone.wav"
+    soundfile.write(path, tone(3.0), 16_000)
+    assert load_audio(path, Limits(max_audio_s=5)).duration_s == pytest.approx(3.0)
+    with pytest.raises(MediaError, match=r"^tone\.wav lasts 3 s; .* up to 2 s\.$"):
+        load_audio(path, Limits(max_audio_s=2))
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def test_file_size_and_count_limits(tmp_path: Path, image_file: Path, audio_file: Path):
+    images, audio = load_attachments([str(image_file), str(audio_file)], LIMITS)
     assert len(images) == 1 and len(audio) == 1
-    with pytest.raises(MediaError, match="at most 2 files; this one has 3"):
-        load_attachments([str(image_file), str(audio_file), str(image_file)], max_files=2)
-    notes = tmp_path / "notes.txt"
-    notes.write_text("hello")
-    with pytest.raises(MediaError, match="neither an image nor an audio file"):
-        load_attachments([str(notes)], max_files=4)
+    two = Limits(max_files_per_message=2)
+    with pytest.raises(
+        MediaError, match=r"^One message can carry at most 2 files; this one has 3\.$"
+    ):
+        attachment_kinds([str(image_file), str(audio_file), str(image_file)], two)
+    big = tmp_path / "big.png"
+    photo(1200, 1200).save(big)  # about 4 MB of noise
+    with pytest.raises(MediaError, match=r"^big\.png is 4 MB; Loupe takes files up to 1 MB\.$"):
+        attachment_kinds([str(big)], Limits(max_file_mb=1))
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def test_a_message_over_the_character_limit_is_refused():
+    assert message_text("a" * LIMITS.max_message_chars, LIMITS) == "a" * LIMITS.max_message_chars
+    with pytest.raises(
+        MediaError,
+        match=r"^This message is 200,000 characters long; Loupe takes at most 100,000 "
+        r"characters in one message\.$",
+    ):
+        message_text("x" * 200_000, LIMITS)
+
+
+def test_lone_surrogates_are_replaced_and_nul_bytes_removed():
+    text = message_text("a\ud800b\udfffc \ud83d\ude00 nul:\x00:", LIMITS)
+    assert text == "a\ufffdb\ufffdc 😀 nul::"
+    text.encode("utf-8")  # no longer raises
+
+
+def test_right_to_left_and_emoji_are_kept_intact():
+    text = "שלום עולם \u200f مرحبا 👩🏽‍💻🇫🇷"
+    assert message_text(f"  {text}\n", LIMITS) == text
