@@ -224,6 +224,9 @@ def load_audio(path: str | Path, limits: Limits) -> AudioClip:
     ):
         raise cut_short
     samples = np.concatenate(planes, axis=1).T  # (channels, n) planes -> (n, channels)
+    # Float files can hold NaN, infinities or peaks past full scale; one NaN would spread
+    # through the whole audio encoder.
+    samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     return AudioClip(np.ascontiguousarray(samples, dtype=np.float32), rate)
 
 
@@ -315,17 +318,19 @@ def _declared_seconds(container: Any, stream: Any) -> float | None:
 
 
 def _too_long(name: str, seconds: float | None, limits: Limits) -> str:
-    length = f"lasts {_minutes(seconds)}" if seconds else "is longer than that"
-    limit = _minutes(limits.max_audio_s)
+    limit = _duration(limits.max_audio_s)
     if seconds:
-        return f"{name} {length}; Loupe takes recordings up to {limit}."
+        return f"{name} lasts {_duration(seconds)}; Loupe takes recordings up to {limit}."
     return f"{name} is longer than {limit}, the longest recording Loupe takes."
 
 
-def _minutes(seconds: float) -> str:
+def _duration(seconds: float) -> str:
+    """A length as people say it: 45 s, 5 min, 7.5 min, 3 h."""
     if seconds < 120:
         return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min".replace(".0 min", " min")
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min".replace(".0 min", " min")
+    return f"{seconds / 3600:.0f} h"
 
 
 def _float_frames(container: Any, stream: Any) -> Iterator[np.ndarray]:

@@ -305,3 +305,24 @@ def test_lone_surrogates_are_replaced_and_nul_bytes_removed():
 def test_right_to_left_and_emoji_are_kept_intact():
     text = "שלום עולם \u200f مرحبا 👩🏽‍💻🇫🇷"
     assert message_text(f"  {text}\n", LIMITS) == text
+
+
+def test_a_recording_without_a_length_in_its_header_stops_decoding_at_the_limit(tmp_path: Path):
+    # Browsers record WebM with no duration in the header; the limit applies while decoding.
+    import av
+
+    path = tmp_path / "recorded.webm"
+    rate, samples = 48_000, tone(3.0, rate=48_000)
+    with av.open(str(path), "w", format="webm", options={"live": "1"}) as container:
+        stream = container.add_stream("libopus", rate=rate, layout="mono")
+        for start in range(0, len(samples), 960):
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 960], "flt", "mono")
+            frame.rate, frame.pts = rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert load_audio(path, LIMITS).duration_s == pytest.approx(3.0, abs=0.05)
+    with pytest.raises(
+        MediaError,
+        match=r"^recorded\.webm is longer than 2 s, the longest recording Loupe takes\.$",
+    ):
+        load_audio(path, Limits(max_audio_s=2))
