@@ -174,7 +174,7 @@ class ChatHandlers:
         try:
             stored = self.stored_user_message(message)
         except MediaError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused(exc) from None
         system, options = generation_options(
             system_prompt, temperature, top_p, top_k, max_new_tokens, thinking, image_tokens
         )
@@ -198,7 +198,7 @@ class ChatHandlers:
         try:
             messages = description_messages(load_image(image, self.config.limits), level)
         except (MediaError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused(exc) from None
         for reply in self.stream(messages, GenerationOptions()):
             if reply.error:
                 raise gr.Error(reply.error)
@@ -230,7 +230,7 @@ class ChatHandlers:
         try:
             text = message_text(text, self.config.limits)
         except MediaError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused(exc) from None
         self.history.edit_text(conversation_id, index, text)
         yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens))
 
@@ -380,6 +380,12 @@ def generation_options(
         thinking=bool(thinking),
         image_tokens=int(image_tokens),
     )
+
+
+def refused(exc: Exception) -> gr.Error:
+    """Input the app refused, as the error the person sees: their sentence, and no traceback
+    in the console (a refusal is not a fault)."""
+    return gr.Error(str(exc), print_exception=False)
 
 
 def _length_only(max_new_tokens: int) -> GenerationOptions:

@@ -6,6 +6,7 @@ an executable named .png is refused. Every refusal is a MediaError with one sent
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,11 @@ SNIFF_BYTES = 64
 # TRUNCATION_SLACK_S) is cut short. The slack absorbs encoder padding and estimated durations.
 TRUNCATION_FRACTION = 0.9
 TRUNCATION_SLACK_S = 0.5
+
+
+# PIL warns from 89 megapixels; Loupe's own limit (max_image_mp) refuses such images in a
+# sentence, so the warning would only repeat it in the console.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class MediaError(ValueError):

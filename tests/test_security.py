@@ -1,0 +1,251 @@
+"""A launched --demo app under attack and bad input: foreign Host and Origin headers, path
+traversal against Gradio's file routes, oversize and too many uploads, renamed executables;
+each refused in one sentence, and the app keeps serving."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from app.server import FOREIGN_HOST, FOREIGN_ORIGIN
+from tests.conftest import health_when_loaded, photo, start_app, stop_app
+from tests.test_media import png_declaring
+
+MAX_FILE_MB = 1
+MAX_FILES = 2
+ALLOWED = "loupe.example"
+
+
+@pytest.fixture(scope="module")
+def strict_app(miniature: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A --demo app with small upload limits and one extra allowed host name."""
+    data = tmp_path_factory.mktemp("strict-data")
+    flags = ["--demo", "--max-file-mb", str(MAX_FILE_MB), "--max-files", str(MAX_FILES)]
+    process, url = start_app(*flags, "--allowed-host", ALLOWED, env={"LOUPE_DATA_DIR": str(data)})
+    try:
+        health_when_loaded(process, url)
+        yield url
+    finally:
+        output = stop_app(process)
+        assert "Traceback" not in output, output
+
+
+def raw_get(url: str, target: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET with the request target sent byte for byte (httpx would resolve ../ itself)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("GET", target, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def still_serving(url: str) -> None:
+    """The app answers a plain message after whatever came before."""
+    reply = Client(url, verbose=False).predict(
+        {"text": "Hello", "files": []}, max_new_tokens=16, api_name="/chat"
+    )
+    assert isinstance(reply, str)
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+# -- Host and Origin ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.nip.io", "[::2]"])
+@pytest.mark.parametrize("target", ["/", "/health", "/config", "/gradio_api/info"])
+def test_a_foreign_host_header_is_refused(strict_app: str, host: str, target: str):
+    status, body = raw_get(strict_app, target, {"Host": host})
+    assert (status, body.decode()) == (403, FOREIGN_HOST)
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "[::1]", ALLOWED, ALLOWED.upper()])
+def test_own_and_allowed_host_names_are_served(strict_app: str, name: str):
+    port = urlsplit(strict_app).port
+    status, body = raw_get(strict_app, "/health", {"Host": f"{name}:{port}"})
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://evil.example", "null", "http://127.0.0.1:1", "http://localhost.evil"]
+)
+def test_a_request_from_a_foreign_web_page_is_refused(strict_app: str, origin: str):
+    response = httpx.get(f"{strict_app}/config", headers={"Origin": origin})
+    assert (response.status_code, response.text) == (403, FOREIGN_ORIGIN)
+    # A cross-site POST that would start a reply: refused before Gradio sees it.
+    response = httpx.post(
+        f"{strict_app}/gradio_api/queue/join",
+        headers={"Origin": origin},
+        json={"data": [{"text": "hi", "files": []}], "fn_index": 0, "session_hash": "x"},
+    )
+    assert response.status_code == 403
+
+
+def test_the_page_itself_is_served_with_its_own_origin(strict_app: str):
+    response = httpx.get(f"{strict_app}/config", headers={"Origin": strict_app})
+    assert response.status_code == 200
+
+
+def test_monitoring_is_off(strict_app: str):
+    for target in ("/monitoring", "/monitoring/summary", "/gradio_api/monitoring"):
+        assert httpx.get(f"{strict_app}{target}").status_code in (403, 404)
+
+
+# -- path traversal -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("private") / "secret.txt"
+    path.write_text("SECRET-7f3a9c")
+    return path
+
+
+def traversal_targets(secret: Path) -> list[str]:
+    absolute = str(secret)
+    up = "../" * 12
+    return [
+        f"/gradio_api/file={absolute}",
+        f"/gradio_api/file={quote(absolute, safe='')}",
+        "/gradio_api/file=/etc/passwd",
+        f"/gradio_api/file={up}etc/passwd",
+        f"/gradio_api/file={up}{absolute.lstrip('/')}",
+        "/gradio_api/file=" + "%2e%2e%2f" * 12 + "etc%2fpasswd",
+        "/gradio_api/file=" + "%252e%252e%252f" * 12 + "etc%252fpasswd",
+        "/gradio_api/file=" + "..%5c" * 12 + "etc%5cpasswd",
+        "/gradio_api/file=//etc/passwd",
+        "/gradio_api/file=file:///etc/passwd",
+        "/gradio_api/file=launch.py",
+        "/gradio_api/file=./app/config.py",
+        f"/gradio_api/file/{up}etc/passwd",
+        "/gradio_api/file/" + "%2e%2e/" * 12 + "etc/passwd",
+        f"/static/{up}etc/passwd",
+        "/static/" + "%2e%2e%2f" * 12 + "etc%2fpasswd",
+        f"/assets/{up}etc/passwd",
+        "/assets/" + "%2e%2e%2f" * 12 + "etc%2fpasswd",
+        f"/svelte/{up}etc/passwd",
+        f"/gradio_api/proxy=file://{absolute}",
+    ]
+
+
+def test_path_traversal_against_file_routes_is_refused(strict_app: str, secrets: Path):
+    targets = traversal_targets(secrets)
+    for target in targets:
+        status, body = raw_get(strict_app, target)
+        assert status != 200, (target, body[:200])
+        assert b"SECRET-7f3a9c" not in body and b"root:" not in body, target
+    still_serving(strict_app)
+
+
+def test_files_of_a_kept_conversation_are_not_served_by_path(strict_app: str, image_file: Path):
+    client = Client(strict_app, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    client.predict(
+        {"text": "Keep this", "files": [handle_file(image_file)]},
+        conversation_id=conversation_id,
+        max_new_tokens=16,
+        api_name="/chat",
+    )
+    exported = json.loads(client.predict(conversation_id, "json", api_name="/export"))
+    kept = Path(exported["messages"][0]["attachments"][0]["path"])
+    assert kept.is_file()  # the data folder holds it ...
+    for target in (f"/gradio_api/file={kept}", f"/gradio_api/file={quote(str(kept), safe='')}"):
+        status, body = raw_get(strict_app, target)  # ... and no route hands it out
+        assert status != 200 and body != kept.read_bytes(), target
+
+
+# -- uploads --------------------------------------------------------------------------------------
+
+
+def test_an_oversize_upload_is_refused(strict_app: str, tmp_path: Path):
+    big = tmp_path / "big.png"
+    photo(800, 800).save(big)  # about 1.9 MB of noise
+    assert big.stat().st_size > MAX_FILE_MB * 1024 * 1024
+    with big.open("rb") as file:
+        response = httpx.post(f"{strict_app}/gradio_api/upload", files={"files": file})
+    assert response.status_code == 413, response.text
+    assert f"maximum allowed size of {MAX_FILE_MB * 1024 * 1024} bytes" in response.text
+    with pytest.raises(Exception, match="exceeds the maximum file size of 1048576 bytes"):
+        Client(strict_app, verbose=False).predict(
+            {"text": "Look", "files": [handle_file(big)]}, api_name="/chat"
+        )
+    still_serving(strict_app)
+
+
+def test_too_many_files_in_one_message_are_refused(strict_app: str, image_file: Path):
+    files = [handle_file(image_file)] * (MAX_FILES + 1)
+    with pytest.raises(
+        Exception, match=rf"One message can carry at most {MAX_FILES} files; this one has 3\."
+    ):
+        Client(strict_app, verbose=False).predict({"text": "", "files": files}, api_name="/chat")
+    still_serving(strict_app)
+
+
+def test_a_renamed_executable_is_refused(strict_app: str, tmp_path: Path):
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(Path(sys.executable).resolve().read_bytes()[:65_536])
+    with pytest.raises(
+        Exception, match=r"holiday\.png is neither an image nor an audio file Loupe can use\."
+    ):
+        Client(strict_app, verbose=False).predict(
+            {"text": "What is this?", "files": [handle_file(fake)]}, api_name="/chat"
+        )
+    still_serving(strict_app)
+
+
+# -- bad input through /chat ----------------------------------------------------------------------
+
+
+def test_bad_input_through_chat_is_one_sentence_and_the_app_keeps_serving(
+    strict_app: str, tmp_path: Path
+):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_declaring(10_000, 10_000))
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(b"RIFF\x24\x00\x01\x00WAVEfmt " + bytes(40))
+    client = Client(strict_app, verbose=False)
+    cases = [
+        ({"text": "", "files": [handle_file(bomb)]}, r"bomb\.png has 100 megapixels"),
+        ({"text": "", "files": [handle_file(cut)]}, r"cut\.wav is not an audio file Loupe"),
+        ({"text": "x" * 200_000, "files": []}, r"This message is 200,000 characters long"),
+    ]
+    for message, sentence in cases:
+        with pytest.raises(Exception, match=sentence) as refused:
+            client.predict(message, api_name="/chat")
+        assert "Traceback" not in str(refused.value)
+    still_serving(strict_app)
+
+
+def call_with_raw_json(url: str, api_name: str, data: list) -> str:
+    """Call an endpoint with JSON as a browser may send it: lone surrogates escaped as \\ud800,
+    which gradio_client cannot encode. The server's last message."""
+    body = json.dumps({"data": data})  # ASCII, with escapes
+    headers = {"Content-Type": "application/json"}
+    event = httpx.post(f"{url}/gradio_api/call/{api_name}", content=body, headers=headers)
+    event_id = event.json()["event_id"]
+    with httpx.stream("GET", f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=60) as stream:
+        lines = [line for line in stream.iter_lines() if line]
+    assert lines[-2] == "event: complete", lines[-4:]
+    return lines[-1]
+
+
+def test_lone_surrogates_and_nul_are_cleaned_and_kept(strict_app: str):
+    client = Client(strict_app, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    message = {"text": "hi \ud800 there\x00 שלום 👋", "files": []}
+    settings = ["", 1.0, 0.95, 64, 16, False, 280]
+    call_with_raw_json(strict_app, "chat", [message, *settings, conversation_id])
+    call_with_raw_json(strict_app, "edit", [conversation_id, 0, "again \udfff\x00", 16])
+    exported = json.loads(client.predict(conversation_id, "json", api_name="/export"))
+    assert exported["messages"][0]["text"] == "again \ufffd"
+    assert exported["title"].startswith("hi \ufffd there שלום 👋")
