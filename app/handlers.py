@@ -190,6 +190,16 @@ class ChatHandlers:
                 raise gr.Error(reply.error)
             yield reply.answer
 
+    def transcribe(self, audio: str) -> str:
+        """/transcribe: an audio file -> its transcript ("" when no speech is heard)."""
+        if audio:
+            try:
+                if attachment_kinds([audio], self.config.limits) != ["audio"]:
+                    raise MediaError(f"{_name(audio)} is not an audio file Loupe can read.")
+            except MediaError as exc:
+                raise refused(exc) from None
+        return self.voice.transcribe_endpoint(audio)
+
     def describe(self, image: str, level: str = DEFAULT_LEVEL) -> Iterator[str]:
         """Describe an image at a level (brief, detailed, alt_text, read_text, diagram);
         streams the description, which always starts by saying it is AI-generated."""

@@ -189,15 +189,14 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_reply = gr.Textbox()
             api_audio = gr.Audio(type="filepath")
             api_transcript = gr.Textbox()
-            api_image = gr.Image(type="filepath")
+            # A plain file: gr.Image would decode (and re-encode) it before intake could check it.
+            api_image = gr.File(type="filepath")
             api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL)
             api_description = gr.Textbox()
         api_message.submit(
             handlers.chat, [api_message, *settings, api_conversation], api_reply, api_name="chat"
         )
-        api_audio.upload(
-            handlers.voice.transcribe_endpoint, api_audio, api_transcript, api_name="transcribe"
-        )
+        api_audio.upload(handlers.transcribe, api_audio, api_transcript, api_name="transcribe")
         api_image.upload(
             handlers.describe, [api_image, api_level], api_description, api_name="describe"
         )

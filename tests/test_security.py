@@ -194,12 +194,17 @@ def test_too_many_files_in_one_message_are_refused(strict_app: str, image_file: 
 def test_a_renamed_executable_is_refused(strict_app: str, tmp_path: Path):
     fake = tmp_path / "holiday.png"
     fake.write_bytes(Path(sys.executable).resolve().read_bytes()[:65_536])
+    client = Client(strict_app, verbose=False)
     with pytest.raises(
         Exception, match=r"holiday\.png is neither an image nor an audio file Loupe can use\."
     ):
-        Client(strict_app, verbose=False).predict(
-            {"text": "What is this?", "files": [handle_file(fake)]}, api_name="/chat"
-        )
+        client.predict({"text": "What is this?", "files": [handle_file(fake)]}, api_name="/chat")
+    voice = tmp_path / "voice.wav"
+    voice.write_bytes(fake.read_bytes())
+    with pytest.raises(Exception, match=r"voice\.wav is neither an image nor an audio file"):
+        client.predict(handle_file(voice), api_name="/transcribe")
+    with pytest.raises(Exception, match=r"holiday\.png is not an image Loupe can read\."):
+        client.predict(handle_file(fake), "brief", api_name="/describe")
     still_serving(strict_app)
 
 
