@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,11 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from starlette.datastructures import Headers
 
-from app.server import FOREIGN_HOST, FOREIGN_ORIGIN
+from app.config import AppConfig, Limits
+from app.server import FOREIGN_HOST, FOREIGN_ORIGIN, HostGuard, allowed_hosts
+from launch import build_config, parse_args
 from tests.conftest import health_when_loaded, photo, start_app, stop_app
 from tests.test_media import png_declaring
 
@@ -57,6 +61,35 @@ def still_serving(url: str) -> None:
     )
     assert isinstance(reply, str)
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+# -- flags ----------------------------------------------------------------------------------------
+
+
+def test_limit_flags_and_their_environment_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LOUPE_MAX_FILE_MB", "7")
+    monkeypatch.setenv("LOUPE_ALLOWED_HOSTS", "a.example,B.example")
+    config = build_config(
+        parse_args(["--max-files", "3", "--max-image-mp", "12.5", "--max-audio-s", "60"])
+    )
+    assert config.limits == Limits(
+        max_files_per_message=3, max_file_mb=7, max_image_mp=12.5, max_audio_s=60
+    )
+    assert config.allowed_hosts == ("a.example", "b.example")
+    with pytest.raises(SystemExit, match=r"^--max-message-chars must be above zero, not 0\.$"):
+        build_config(parse_args(["--max-message-chars", "0"]))
+
+
+def test_on_the_network_ip_addresses_and_the_machine_name_are_served():
+    def problem(host_header: str, bound: str) -> str | None:
+        hosts, any_ip = allowed_hosts(AppConfig(host=bound))
+        return HostGuard(None, hosts, any_ip).problem(Headers({"host": host_header}))
+
+    assert problem("192.168.1.20:7860", "127.0.0.1") == FOREIGN_HOST  # loopback: its names only
+    assert problem("192.168.1.20:7860", "0.0.0.0") is None
+    assert problem(f"{socket.gethostname()}:7860", "0.0.0.0") is None
+    assert problem("evil.example:7860", "0.0.0.0") == FOREIGN_HOST
+    assert problem("[::1", "0.0.0.0") == FOREIGN_HOST  # does not parse
 
 
 # -- Host and Origin ------------------------------------------------------------------------------
