@@ -78,7 +78,7 @@ def attachment_kinds(paths: list[str], limits: Limits) -> list[Kind]:
 
 
 def file_kind(path: str | Path, limits: Limits) -> Kind:
-    """ "image" or "audio", by what the file holds; MediaError if it is neither or too large."""
+    """What the file holds, "image" or "audio"; MediaError if neither, or over a limit."""
     path = Path(path)
     _check_size(path, limits)
     try:
@@ -116,7 +116,7 @@ def _check_size(path: Path, limits: Limits) -> None:
         raise MediaError(f"{path.name} is empty.")
     if size > limits.max_file_mb * 1024 * 1024:
         raise MediaError(
-            f"{path.name} is {size / 1024 / 1024:.0f} MB; Loupe takes files up to "
+            f"{path.name} is {size / 1024 / 1024:.3g} MB; Loupe takes files up to "
             f"{limits.max_file_mb} MB."
         )
 
@@ -134,12 +134,10 @@ def load_image(path: str | Path, limits: Limits) -> Image.Image:
             opened.load()  # decode fully now, so a truncated file fails here
             return _upright_rgb(opened)
         except Exception as exc:  # PIL's decoders raise many types for damaged files
-            cut_short = "truncated" in str(exc) or isinstance(exc, EOFError)
-            problem = (
-                "is cut short: the image file is incomplete"
-                if cut_short
-                else ("is not an image Loupe can read")
-            )
+            if "truncated" in str(exc) or isinstance(exc, EOFError):
+                problem = "is cut short: the image file is incomplete"
+            else:
+                problem = "is not an image Loupe can read"
             raise MediaError(f"{path.name} {problem}.") from exc
 
 
@@ -162,7 +160,7 @@ def _open_image(path: Path, limits: Limits) -> Image.Image:
 
 
 def _too_many_pixels(name: str, pixels: int | None, limits: Limits) -> str:
-    size = f"{pixels / 1_000_000:.0f} megapixels" if pixels else "too many pixels"
+    size = f"{pixels / 1_000_000:.3g} megapixels" if pixels else "too many pixels"
     return f"{name} has {size}; Loupe takes images up to {limits.max_image_mp:g} megapixels."
 
 
@@ -308,6 +306,8 @@ def _open_audio(path: Path, limits: Limits) -> Iterator[Any]:
     with container:
         if not container.streams.audio:
             raise MediaError(f"{path.name} has no audio in it.")
+        if container.streams.audio[0].codec_context is None:  # a codec FFmpeg does not know
+            raise MediaError(f"{path.name} is not an audio file Loupe can read.")
         declared_s = _declared_seconds(container, container.streams.audio[0])
         if declared_s and declared_s > limits.max_audio_s:
             raise MediaError(_too_long(path.name, declared_s, limits))

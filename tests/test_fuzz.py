@@ -3,13 +3,15 @@
 
 Inputs are random bytes, and valid small files of every accepted format with bytes overwritten,
 cut off or inserted, so the decoders get past the first check. Derandomized: CI sees the same
-1,000 examples of each kind on every run.
+1,000 examples of each kind on every run. By hand, LOUPE_FUZZ_EXAMPLES=20000 runs that many
+fresh random examples of each kind instead.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -25,10 +27,10 @@ from app.config import Limits
 from app.media import MediaError, file_kind, load_attachments, message_text
 from tests.conftest import photo, tone
 
-EXAMPLES = 1_000
+EXAMPLES = int(os.environ.get("LOUPE_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=EXAMPLES,
-    derandomize=True,
+    max_examples=EXAMPLES or 1_000,
+    derandomize=not EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[
