@@ -33,8 +33,8 @@ class Limits:
     # Recordings are split at pauses into the model's 30 s clips; five minutes is ten or more
     # clips (about 7,500 tokens), a long voice note but far from filling the context window.
     max_audio_s: float = 300.0
-    # About 25,000 tokens: room in Gemma 4's 128K-token window for the rest of the conversation
-    # and the answer, and a prompt the CPU can still read in reasonable time.
+    # About 25,000 tokens: a fraction of the context window, leaving room for the rest of the
+    # conversation and the answer, and a prompt a CPU still reads in minutes, not hours.
     max_message_chars: int = 100_000
 
 

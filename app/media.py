@@ -201,14 +201,13 @@ def load_audio(path: str | Path, limits: Limits) -> AudioClip:
     _check_size(path, limits)
     with _open_audio(path, limits) as container:
         stream = container.streams.audio[0]
-        rate = stream.rate
         declared_s = _declared_seconds(container, stream)
-        planes, samples_so_far = [], 0
+        planes, samples_so_far, rate = [], 0, 0
         cut_short = MediaError(f"{path.name} is cut short: the audio file is incomplete.")
         if container.format.name == "wav" and _wav_cut_short(path):
             raise cut_short
         try:
-            for plane in _float_frames(container, stream):
+            for plane, rate in _float_frames(container, stream, path.name):
                 planes.append(plane)
                 samples_so_far += plane.shape[1]
                 # Without a duration in the header, stop decoding as soon as it is too long.
@@ -220,7 +219,7 @@ def load_audio(path: str | Path, limits: Limits) -> AudioClip:
             if samples_so_far:  # good audio, then damage: most often a file cut short
                 raise cut_short from exc
             raise MediaError(f"{path.name} is not an audio file Loupe can read.") from exc
-    if not planes or not rate or samples_so_far == 0:
+    if not samples_so_far:
         raise MediaError(f"{path.name} holds no audio.")
     decoded_s = samples_so_far / rate
     if declared_s and decoded_s < min(
@@ -339,16 +338,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h"
 
 
-def _float_frames(container: Any, stream: Any) -> Iterator[np.ndarray]:
-    """Decoded audio as planar float32 arrays shaped (channels, n), keeping rate and channels."""
+def _float_frames(container: Any, stream: Any, name: str) -> Iterator[tuple[np.ndarray, int]]:
+    """Decoded audio as planar float32 arrays shaped (channels, n), each with its sample rate:
+    the first frame's channels and rate (which can differ from the header's, as in HE-AAC)."""
     import av
 
-    resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
+    resampler, first = None, None
     for frame in container.decode(stream):
+        layout = (frame.layout.nb_channels, frame.sample_rate)
+        if resampler is None:
+            resampler = av.AudioResampler("fltp", frame.layout.name, frame.sample_rate)
+            first = layout
+        elif layout != first:  # only damaged or spliced files do this, and PyAV cannot follow
+            raise MediaError(f"{name} changes its channels or sample rate part way through.")
         for resampled in resampler.resample(frame):
-            yield resampled.to_ndarray()
-    for resampled in resampler.resample(None):
-        yield resampled.to_ndarray()
+            yield resampled.to_ndarray(), frame.sample_rate
+    for resampled in resampler.resample(None) if resampler else ():
+        yield resampled.to_ndarray(), first[1]
 
 
 # -- Gradio values --------------------------------------------------------------------------------

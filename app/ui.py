@@ -35,7 +35,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     """The chat page, plus the named API endpoints (see the README)."""
     banner_now, status_now = handlers.refresh()
     # Uploads are copied into the conversation they belong to, so Gradio's temporary copies
-    # can go: every 10 minutes those over an hour old, and all of them when the server stops.
+    # can go: every 10 minutes those over an hour old, and all of them on Ctrl+C.
     with gr.Blocks(title="Loupe", delete_cache=(600, 3600)) as page:
         conversation_id = gr.State("")
         with gr.Sidebar(label="Conversations", elem_id="sidebar"):

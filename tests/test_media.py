@@ -328,3 +328,18 @@ def test_a_recording_without_a_length_in_its_header_stops_decoding_at_the_limit(
         match=r"^recorded\.webm is longer than 2 s, the longest recording Loupe takes\.$",
     ):
         load_audio(path, Limits(max_audio_s=2))
+
+
+def test_an_mp3_spliced_from_mono_and_stereo_is_refused(tmp_path: Path):
+    parts = []
+    for channels in (1, 2):
+        part = tmp_path / f"part{channels}.mp3"
+        soundfile.write(part, tone(1.0, rate=16_000, channels=channels), 16_000, format="MP3")
+        parts.append(part.read_bytes())
+    assert load_audio(tmp_path / "part1.mp3", LIMITS).samples.shape[1] == 1
+    spliced = tmp_path / "spliced.mp3"
+    spliced.write_bytes(b"".join(parts))
+    with pytest.raises(
+        MediaError, match=r"^spliced\.mp3 changes its channels or sample rate part way through\.$"
+    ):
+        load_audio(spliced, LIMITS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -287,3 +288,21 @@ def test_lone_surrogates_and_nul_are_cleaned_and_kept(strict_app: str):
     exported = json.loads(client.predict(conversation_id, "json", api_name="/export"))
     assert exported["messages"][0]["text"] == "again \ufffd"
     assert exported["title"].startswith("hi \ufffd there שלום 👋")
+
+
+# -- temporary files ------------------------------------------------------------------------------
+
+
+def test_uploads_are_deleted_when_loupe_stops(miniature: Path, image_file: Path, tmp_path: Path):
+    process, url = start_app("--demo", env={"LOUPE_DATA_DIR": str(tmp_path / "data")})
+    try:
+        health_when_loaded(process, url)
+        with image_file.open("rb") as file:
+            response = httpx.post(f"{url}/gradio_api/upload", files={"files": file})
+        (uploaded,) = [Path(path) for path in response.json()]
+        assert uploaded.is_file()
+        process.send_signal(signal.SIGINT)  # Ctrl+C
+        process.wait(timeout=30)
+    finally:
+        stop_app(process)
+    assert not uploaded.exists()
