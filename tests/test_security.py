@@ -130,9 +130,17 @@ def test_the_page_itself_is_served_with_its_own_origin(strict_app: str):
     assert response.status_code == 200
 
 
-def test_monitoring_is_off(strict_app: str):
+def test_monitoring_and_analytics_are_off(strict_app: str):
     for target in ("/monitoring", "/monitoring/summary", "/gradio_api/monitoring"):
         assert httpx.get(f"{strict_app}{target}").status_code in (403, 404)
+    assert httpx.get(f"{strict_app}/config").json()["analytics_enabled"] is False
+
+
+def test_file_routes_do_not_fetch_local_addresses(strict_app: str):
+    # Server-side request forgery: the app fetching a URL on this machine for the requester.
+    for target in (f"/gradio_api/file={strict_app}/health", f"/gradio_api/proxy={strict_app}/"):
+        status, body = raw_get(strict_app, target)
+        assert status != 200 and b'"status"' not in body, (target, body[:200])
 
 
 # -- path traversal -------------------------------------------------------------------------------
