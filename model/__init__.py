@@ -7,7 +7,7 @@ from .asr import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
 from .audio import split_at_pauses
 from .config import DEFAULT_MODEL_ID, ModelConfig
 from .engine import DEMO_FALLBACK_NOTE, Engine, EngineStatus, ReplyStream
-from .events import EngineError, Finished, ReplyEvent, TextChunk, Timing
+from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .loader import ModelInfo, folder_problem
 from .messages import (
     DEFAULT_IMAGE_TOKENS,
@@ -25,6 +25,7 @@ __all__ = [
     "IMAGE_TOKEN_BUDGETS",
     "AudioClip",
     "ChatRequest",
+    "ContextTrimmed",
     "Engine",
     "EngineError",
     "EngineStatus",
