@@ -21,6 +21,16 @@ class Reply:
     timing: Timing | None = None
     error: str | None = None
     cancelled: bool = False
+    dropped: int = 0  # oldest messages left out: the conversation outgrew the context window
+
+
+def dropped_note(dropped: int) -> str:
+    """What the person is told when the oldest messages were left out of the prompt."""
+    messages = "message was" if dropped == 1 else f"{dropped} messages were"
+    return (
+        f"The conversation is longer than the model can read at once, so its oldest {messages} "
+        "left out of this reply."
+    )
 
 
 def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], list[int]]:
@@ -62,5 +72,7 @@ def shown_reply(reply: Reply) -> list[dict]:
         answer = f"{answer}\n\n⚠️ {reply.error}".strip()
     elif reply.cancelled:
         answer = f"{answer} {INTERRUPTED}".strip()
+    if reply.dropped:
+        answer = f"*{dropped_note(reply.dropped)}*\n\n{answer or '…'}"
     entries.append({"role": "assistant", "content": answer or "…"})
     return entries

@@ -10,6 +10,7 @@ import gradio as gr
 
 from model import (
     ChatRequest,
+    ContextTrimmed,
     Engine,
     EngineError,
     Finished,
@@ -23,7 +24,7 @@ from model import (
 
 from .config import AppConfig
 from .describe import AI_NOTICE, DEFAULT_LEVEL, description_messages
-from .display import Reply, shown_conversation, shown_reply
+from .display import Reply, dropped_note, shown_conversation, shown_reply
 from .history import Attachment, Conversation, History, StoredMessage
 from .media import MediaError, file_path, is_audio_file, load_attachments, load_image
 from .status import banner_text, health_document, status_text
@@ -276,6 +277,9 @@ class ChatHandlers:
                     self.last_timing = event.timing
                 elif isinstance(event, EngineError):
                     reply.error = event.message
+                elif isinstance(event, ContextTrimmed):
+                    reply.dropped = event.dropped
+                    gr.Info(dropped_note(event.dropped))  # the page's toast; a log for the API
                 yield reply
         finally:
             # A client that goes away closes this generator: stop the model too.
