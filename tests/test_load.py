@@ -1,0 +1,186 @@
+"""Load, overflow, cancel and disconnect against a launched `--demo` app, as API clients meet it."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from model.engine import BUSY
+from tests.conftest import health_when_loaded, start_app, stop_app
+from tests.figures import record, spread_s
+
+SESSIONS = 8
+REQUESTS_PER_SESSION = 25
+BURST = 40
+BURST_QUEUE_SIZE = 2
+STOPS_EACH = 50
+IDLE_DEADLINE_S = 2.0
+# Greedy, so the demo model's reply is the same every time: about 350 tokens, several seconds.
+LONG_REPLY = {"text": "Talk at length.", "files": []}
+LONG = {"temperature": 0.0, "max_new_tokens": 4000}
+
+
+def _engine(url: str) -> dict:
+    return httpx.get(f"{url}/health", timeout=5).json()["engine"]
+
+
+def _seconds_to_idle(url: str) -> float:
+    """From now until the model is idle, polled; fails past IDLE_DEADLINE_S."""
+    stopped = time.monotonic()
+    while _engine(url)["state"] != "idle":
+        waited = time.monotonic() - stopped
+        assert waited < IDLE_DEADLINE_S, "the model kept generating after its client went"
+        time.sleep(0.02)
+    return time.monotonic() - stopped
+
+
+@pytest.mark.heavy
+def test_eight_sessions_of_25_requests_all_complete(demo_app):
+    url, _ = demo_app
+
+    def session(number: int) -> tuple[int, list[str]]:
+        client = Client(url, verbose=False)
+        served, errors = 0, []
+        for request in range(REQUESTS_PER_SESSION):
+            message = {"text": f"Question {request} from session {number}.", "files": []}
+            try:
+                reply = client.predict(message, max_new_tokens=16, api_name="/chat")
+            except Exception as exc:  # counted, so the figure says how many and which
+                errors.append(f"{type(exc).__name__}: {exc}")
+            else:
+                served += isinstance(reply, str)
+        return served, errors
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(SESSIONS) as pool:
+        results = list(pool.map(session, range(SESSIONS)))
+    elapsed = time.monotonic() - started
+    served = sum(count for count, _ in results)
+    errors = [error for _, session_errors in results for error in session_errors]
+    record(
+        "load-8x25",
+        {
+            "sessions": SESSIONS,
+            "requests": SESSIONS * REQUESTS_PER_SESSION,
+            "served": served,
+            "errors": len(errors),
+            "wall_s": round(elapsed, 1),
+        },
+    )
+    assert errors == [] and served == SESSIONS * REQUESTS_PER_SESSION
+    assert _engine(url) == {"state": "idle", "queue": 0}
+
+
+@pytest.mark.heavy
+def test_a_burst_past_the_queue_is_told_busy_at_once_and_service_recovers(miniature: Path):
+    process, url = start_app("--demo", "--queue-size", str(BURST_QUEUE_SIZE))
+    try:
+        health_when_loaded(process, url)
+        client = Client(url, verbose=False)
+        ended_at: dict[int, float] = {}
+        jobs = []
+        for number in range(BURST):
+            job = client.submit(LONG_REPLY, **LONG, api_name="/chat")
+            job.add_done_callback(
+                lambda _, number=number: ended_at.setdefault(number, time.monotonic())
+            )
+            jobs.append(job)
+        served, busy, other = [], [], []
+        for number, job in enumerate(jobs):
+            try:
+                job.result(timeout=300)
+            except AppError as exc:
+                (busy if str(exc) == BUSY else other).append(number)
+            except Exception as exc:
+                other.append(f"{type(exc).__name__}: {exc}")
+            else:
+                served.append(number)
+        after = client.predict(
+            {"text": "Hello again.", "files": []}, max_new_tokens=16, api_name="/chat"
+        )
+        health = httpx.get(f"{url}/health", timeout=5).json()
+    finally:
+        stop_app(process)
+    record(
+        "load-burst",
+        {
+            "burst": BURST,
+            "queue_size": BURST_QUEUE_SIZE,
+            "served": len(served),
+            "busy": len(busy),
+            "other_errors": len(other),
+        },
+    )
+    assert other == []
+    assert len(busy) > 0 and len(served) + len(busy) == BURST
+    assert len(served) >= BURST_QUEUE_SIZE + 1  # the running one and the waiting ones
+    # At once: every "busy" came while the first reply was still being written.
+    assert max(ended_at[number] for number in busy) < min(ended_at[number] for number in served)
+    assert isinstance(after, str) and health["engine"] == {"state": "idle", "queue": 0}
+
+
+def _stop_mid_reply(url: str, stop) -> float:
+    """Start a long reply, let it stream, `stop()` it; seconds until the model is idle."""
+    while True:
+        streamed = stop.start()
+        if streamed and _engine(url)["state"] == "busy":
+            break  # mid-reply; otherwise the reply already ended: start another
+    stop()
+    return _seconds_to_idle(url)
+
+
+@pytest.mark.heavy
+def test_50_cancelled_replies_each_leave_the_model_idle_within_2_s(demo_app):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+
+    class Cancel:
+        def start(self) -> bool:
+            self.job = client.submit(LONG_REPLY, **LONG, api_name="/chat")
+            deadline = time.monotonic() + 60
+            while len(self.job.outputs()) < 3 and not self.job.done():
+                assert time.monotonic() < deadline, "no reply streamed"
+                time.sleep(0.02)
+            return not self.job.done()
+
+        def __call__(self) -> None:
+            self.job.cancel()  # what the page's Stop and gradio_client's cancel send
+
+    to_idle = [_stop_mid_reply(url, Cancel()) for _ in range(STOPS_EACH)]
+    record("cancel-50", {"cancelled": len(to_idle), "to_idle": spread_s(to_idle)})
+    assert len(to_idle) == STOPS_EACH
+
+
+@pytest.mark.heavy
+def test_50_clients_that_disconnect_mid_reply_each_leave_the_model_idle_within_2_s(demo_app):
+    url, _ = demo_app
+    inputs = [LONG_REPLY, "", LONG["temperature"], 0.95, 64, LONG["max_new_tokens"], False, 280, ""]
+
+    class Disconnect:
+        def start(self) -> bool:
+            """The HTTP API's two steps: queue the call, then read its event stream."""
+            posted = httpx.post(f"{url}/gradio_api/call/chat", json={"data": inputs}, timeout=10)
+            event_id = posted.json()["event_id"]
+            self.stream = httpx.stream("GET", f"{url}/gradio_api/call/chat/{event_id}", timeout=60)
+            response = self.stream.__enter__()
+            updates = 0
+            for line in response.iter_lines():
+                if line.startswith("event: complete") or line.startswith("event: error"):
+                    return False
+                updates += line.startswith("event: generating")
+                if updates == 3:
+                    return True
+            return False
+
+        def __call__(self) -> None:
+            self.stream.__exit__(None, None, None)  # the client goes away mid-stream
+
+    to_idle = [_stop_mid_reply(url, Disconnect()) for _ in range(STOPS_EACH)]
+    record("disconnect-50", {"disconnected": len(to_idle), "to_idle": spread_s(to_idle)})
+    assert len(to_idle) == STOPS_EACH
