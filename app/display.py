@@ -72,7 +72,10 @@ def shown_reply(reply: Reply) -> list[dict]:
         answer = f"{answer}\n\n⚠️ {reply.error}".strip()
     elif reply.cancelled:
         answer = f"{answer} {INTERRUPTED}".strip()
-    if reply.dropped:
-        answer = f"*{dropped_note(reply.dropped)}*\n\n{answer or '…'}"
-    entries.append({"role": "assistant", "content": answer or "…"})
+    entries.append({"role": "assistant", "content": with_dropped_note(reply, answer or "…")})
     return entries
+
+
+def with_dropped_note(reply: Reply, text: str) -> str:
+    """`text` led by a note, when the oldest messages were left out of the reply's prompt."""
+    return f"*{dropped_note(reply.dropped)}*\n\n{text}" if reply.dropped else text

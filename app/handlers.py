@@ -24,7 +24,7 @@ from model import (
 
 from .config import AppConfig
 from .describe import AI_NOTICE, DEFAULT_LEVEL, description_messages
-from .display import Reply, dropped_note, shown_conversation, shown_reply
+from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
 from .history import Attachment, Conversation, History, StoredMessage
 from .media import MediaError, file_path, is_audio_file, load_attachments, load_image
 from .status import banner_text, health_document, status_text
@@ -333,7 +333,7 @@ class ChatHandlers:
         for _, reply in self.answer(conversation_id, system_prompt, options):
             if reply.error:
                 raise gr.Error(reply.error)
-            yield reply.answer
+            yield with_dropped_note(reply, reply.answer)
 
     def _drop_last_answer(self, conversation_id: str) -> bool:
         """Forget the last answer (if the conversation ends with one); False if it is gone."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +20,9 @@ from tests.figures import record, spread_s
 SESSIONS = 8
 REQUESTS_PER_SESSION = 25
 BURST = 40
-BURST_QUEUE_SIZE = 2
+SMALL_QUEUE = 2
+# Room for a few short turns; the greedy long reply is cut at the window's end (about 185 tokens).
+SMALL_CONTEXT_TOKENS = 200
 STOPS_EACH = 50
 IDLE_DEADLINE_S = 2.0
 # Greedy, so the demo model's reply is the same every time: about 350 tokens, several seconds.
@@ -77,41 +81,50 @@ def test_eight_sessions_of_25_requests_all_complete(demo_app):
     assert _engine(url) == {"state": "idle", "queue": 0}
 
 
-@pytest.mark.heavy
-def test_a_burst_past_the_queue_is_told_busy_at_once_and_service_recovers(miniature: Path):
-    process, url = start_app("--demo", "--queue-size", str(BURST_QUEUE_SIZE))
+@pytest.fixture(scope="module")
+def small_app(miniature: Path) -> Iterator[str]:
+    """A `--demo` app with a short queue and a small context window; its URL."""
+    process, url = start_app(
+        "--demo", "--queue-size", str(SMALL_QUEUE), "--context-tokens", str(SMALL_CONTEXT_TOKENS)
+    )
     try:
         health_when_loaded(process, url)
-        client = Client(url, verbose=False)
-        ended_at: dict[int, float] = {}
-        jobs = []
-        for number in range(BURST):
-            job = client.submit(LONG_REPLY, **LONG, api_name="/chat")
-            job.add_done_callback(
-                lambda _, number=number: ended_at.setdefault(number, time.monotonic())
-            )
-            jobs.append(job)
-        served, busy, other = [], [], []
-        for number, job in enumerate(jobs):
-            try:
-                job.result(timeout=300)
-            except AppError as exc:
-                (busy if str(exc) == BUSY else other).append(number)
-            except Exception as exc:
-                other.append(f"{type(exc).__name__}: {exc}")
-            else:
-                served.append(number)
-        after = client.predict(
-            {"text": "Hello again.", "files": []}, max_new_tokens=16, api_name="/chat"
-        )
-        health = httpx.get(f"{url}/health", timeout=5).json()
+        yield url
     finally:
         stop_app(process)
+
+
+@pytest.mark.heavy
+def test_a_burst_past_the_queue_is_told_busy_at_once_and_service_recovers(small_app: str):
+    url = small_app
+    client = Client(url, verbose=False)
+    ended_at: dict[int, float] = {}
+    jobs = []
+    for number in range(BURST):
+        job = client.submit(LONG_REPLY, **LONG, api_name="/chat")
+        job.add_done_callback(
+            lambda _, number=number: ended_at.setdefault(number, time.monotonic())
+        )
+        jobs.append(job)
+    served, busy, other = [], [], []
+    for number, job in enumerate(jobs):
+        try:
+            job.result(timeout=300)
+        except AppError as exc:
+            (busy if str(exc) == BUSY else other).append(number)
+        except Exception as exc:
+            other.append(f"{type(exc).__name__}: {exc}")
+        else:
+            served.append(number)
+    after = client.predict(
+        {"text": "Hello again.", "files": []}, max_new_tokens=16, api_name="/chat"
+    )
+    health = httpx.get(f"{url}/health", timeout=5).json()
     record(
         "load-burst",
         {
             "burst": BURST,
-            "queue_size": BURST_QUEUE_SIZE,
+            "queue_size": SMALL_QUEUE,
             "served": len(served),
             "busy": len(busy),
             "other_errors": len(other),
@@ -119,7 +132,7 @@ def test_a_burst_past_the_queue_is_told_busy_at_once_and_service_recovers(miniat
     )
     assert other == []
     assert len(busy) > 0 and len(served) + len(busy) == BURST
-    assert len(served) >= BURST_QUEUE_SIZE + 1  # the running one and the waiting ones
+    assert len(served) >= SMALL_QUEUE + 1  # the running one and the waiting ones
     # At once: every "busy" came while the first reply was still being written.
     assert max(ended_at[number] for number in busy) < min(ended_at[number] for number in served)
     assert isinstance(after, str) and health["engine"] == {"state": "idle", "queue": 0}
@@ -184,3 +197,27 @@ def test_50_clients_that_disconnect_mid_reply_each_leave_the_model_idle_within_2
     to_idle = [_stop_mid_reply(url, Disconnect()) for _ in range(STOPS_EACH)]
     record("disconnect-50", {"disconnected": len(to_idle), "to_idle": spread_s(to_idle)})
     assert len(to_idle) == STOPS_EACH
+
+
+def test_an_api_client_is_told_when_old_turns_no_longer_fit(small_app: str):
+    client = Client(small_app, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    replies = []
+    for turn in range(12):  # each turn adds about 30 tokens to a window of 200
+        replies.append(
+            client.predict(
+                {"text": f"Question {turn}: what colour is the car?", "files": []},
+                conversation_id=conversation_id,
+                max_new_tokens=16,
+                api_name="/chat",
+            )
+        )
+        if replies[-1].startswith("*The conversation is longer than the model can read"):
+            break
+    noted = replies[-1]
+    assert noted.startswith("*The conversation is longer than the model can read"), replies
+    exported = json.loads(client.predict(conversation_id, "json", api_name="/export"))
+    saved = exported["messages"]
+    assert len(saved) == 2 * len(replies)  # every turn kept on disk
+    assert saved[0]["text"] == "Question 0: what colour is the car?"
+    assert noted.endswith(saved[-1]["text"]) and not saved[-1]["text"].startswith("*The")
