@@ -38,11 +38,12 @@ WORKER_HUNG = (
 DEMO_FALLBACK_NOTE = "Running the demo model instead: random weights, so its replies are noise."
 LoadState = Literal["loading", "ready", "error"]
 # Imported once into the fork server, so that each worker (also one replacing a crashed one)
-# starts without importing them again: a restart of the demo model takes 0.4 s instead of 8.
+# starts without importing them again: a restart of the demo model takes 1.5 s instead of 8.
+# None of them may touch CUDA while importing (bitsandbytes does, so it is not here): a process
+# forked after CUDA started cannot use the GPU.
 WORKER_PRELOAD = (
     "model.worker",
     "torch",
-    "bitsandbytes",
     "transformers.image_processing_utils",
     "transformers.models.gemma4_unified.modeling_gemma4_unified",
     "transformers.models.gemma4_unified.processing_gemma4_unified",

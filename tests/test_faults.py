@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,7 @@ from model import Engine, Finished, GenerationOptions, ModelConfig
 from model.config import FAULT_TRIGGER
 from model.engine import WORKER_CRASHED, WORKER_HUNG
 from model.worker import OUT_OF_MEMORY
-from tests.conftest import wait_until_ready
+from tests.conftest import ROOT, wait_until_ready
 from tests.figures import record, spread_s
 
 FAULTS_EACH = 20
@@ -109,3 +111,29 @@ def test_a_worker_that_died_while_idle_is_replaced_before_the_next_request(engin
     events = list(engine.submit(_request()))
     assert isinstance(events[-1], Finished), events
     assert engine.worker_pid not in (None, worker)
+
+
+# Imports WORKER_PRELOAD in a fresh interpreter with torch.cuda's entry points watched.
+WATCH_CUDA = """
+import importlib, sys, torch
+from model.engine import WORKER_PRELOAD
+touched = []
+for name in ("is_available", "device_count", "init", "_lazy_init", "get_device_capability"):
+    original = getattr(torch.cuda, name)
+    def watched(*args, _name=name, _original=original, **kwargs):
+        touched.append(_name)
+        return _original(*args, **kwargs)
+    setattr(torch.cuda, name, watched)
+for module in WORKER_PRELOAD:
+    importlib.import_module(module)
+print(",".join(touched))
+"""
+
+
+def test_the_fork_server_imports_nothing_that_touches_cuda():
+    """Workers fork from it; one forked after CUDA started could not use the GPU."""
+    result = subprocess.run(
+        [sys.executable, "-c", WATCH_CUDA], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
