@@ -279,7 +279,7 @@ class ChatHandlers:
                     reply.error = event.message
                 elif isinstance(event, ContextTrimmed):
                     reply.dropped = event.dropped
-                    gr.Info(dropped_note(event.dropped))  # the page's toast; a log for the API
+                    gr.Info(dropped_note(event.dropped))  # a pop-up on the page
                 yield reply
         finally:
             # A client that goes away closes this generator: stop the model too.
