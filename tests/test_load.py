@@ -140,10 +140,8 @@ def test_a_burst_past_the_queue_is_told_busy_at_once_and_service_recovers(small_
 
 def _stop_mid_reply(url: str, stop) -> float:
     """Start a long reply, let it stream, `stop()` it; seconds until the model is idle."""
-    while True:
-        streamed = stop.start()
-        if streamed and _engine(url)["state"] == "busy":
-            break  # mid-reply; otherwise the reply already ended: start another
+    while not (stop.start() and _engine(url)["state"] == "busy"):
+        stop()  # the reply already ended: start another
     stop()
     return _seconds_to_idle(url)
 
@@ -182,14 +180,17 @@ def test_50_clients_that_disconnect_mid_reply_each_leave_the_model_idle_within_2
             event_id = posted.json()["event_id"]
             self.stream = httpx.stream("GET", f"{url}/gradio_api/call/chat/{event_id}", timeout=60)
             response = self.stream.__enter__()
+            # Read with next() and keep the iterator: closing it (leaving a for loop early, or
+            # dropping the last reference) closes the connection, which is the disconnect itself.
+            self.lines = response.iter_lines()
             updates = 0
-            for line in response.iter_lines():
-                if line.startswith("event: complete") or line.startswith("event: error"):
+            while updates < 3:
+                line = next(self.lines, "event: complete")
+                if line.startswith(("event: complete", "event: error")):
+                    self()
                     return False
                 updates += line.startswith("event: generating")
-                if updates == 3:
-                    return True
-            return False
+            return True
 
         def __call__(self) -> None:
             self.stream.__exit__(None, None, None)  # the client goes away mid-stream
