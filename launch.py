@@ -16,7 +16,14 @@ from app.config import (
     default_data_dir,
     env_default,
 )
-from model import DEFAULT_MODEL_ID, Engine, ModelConfig, SpeechRecognizer, folder_problem
+from model import (
+    DEFAULT_HANG_TIMEOUT_S,
+    DEFAULT_MODEL_ID,
+    Engine,
+    ModelConfig,
+    SpeechRecognizer,
+    folder_problem,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,6 +143,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a host name the page may also be reached by (repeatable); requests naming any "
         "other host are refused",
     )
+    parser.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=float(env_default("hang_timeout", str(DEFAULT_HANG_TIMEOUT_S))),
+        metavar="SECONDS",
+        help="a model that sends nothing for this long while answering is restarted "
+        "(default %(default)s; raise it on a slow CPU with long prompts)",
+    )
+    parser.add_argument(
+        "--context-tokens",
+        type=int,
+        default=int(env_default("context_tokens", "0")),
+        metavar="N",
+        help="most tokens a conversation and its reply may take; older turns are left out "
+        "beyond it (default 0: the model's own limit)",
+    )
     return parser.parse_args(argv)
 
 
@@ -147,6 +170,10 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         if not (sep and user and password):
             raise SystemExit("--auth takes USER:PASS, for example --auth ana:correct-horse.")
         auth = (user, password)
+    if args.hang_timeout <= 0:
+        raise SystemExit("--hang-timeout takes a number of seconds above 0, for example 300.")
+    if args.context_tokens < 0:
+        raise SystemExit("--context-tokens takes 0 (the model's own limit) or more tokens.")
     chosen = args.model or env_default("model", "")
     model = ModelConfig(
         model_id=chosen or DEFAULT_MODEL_ID,
@@ -154,6 +181,8 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         device=args.device,
         quant=args.quant,
         fallback_to_demo=not chosen and not args.demo,
+        hang_timeout_s=args.hang_timeout,
+        context_tokens=args.context_tokens,
     )
     return AppConfig(
         model=model,

@@ -21,6 +21,16 @@ class Reply:
     timing: Timing | None = None
     error: str | None = None
     cancelled: bool = False
+    dropped: int = 0  # oldest messages left out: the conversation outgrew the context window
+
+
+def dropped_note(dropped: int) -> str:
+    """What the person is told when the oldest messages were left out of the prompt."""
+    messages = "message was" if dropped == 1 else f"{dropped} messages were"
+    return (
+        f"The conversation is longer than the model can read at once, so its oldest {messages} "
+        "left out of this reply."
+    )
 
 
 def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], list[int]]:
@@ -62,5 +72,10 @@ def shown_reply(reply: Reply) -> list[dict]:
         answer = f"{answer}\n\n⚠️ {reply.error}".strip()
     elif reply.cancelled:
         answer = f"{answer} {INTERRUPTED}".strip()
-    entries.append({"role": "assistant", "content": answer or "…"})
+    entries.append({"role": "assistant", "content": with_dropped_note(reply, answer or "…")})
     return entries
+
+
+def with_dropped_note(reply: Reply, text: str) -> str:
+    """`text` led by a note, when the oldest messages were left out of the reply's prompt."""
+    return f"*{dropped_note(reply.dropped)}*\n\n{text}" if reply.dropped else text

@@ -10,6 +10,7 @@ import gradio as gr
 
 from model import (
     ChatRequest,
+    ContextTrimmed,
     Engine,
     EngineError,
     Finished,
@@ -23,7 +24,7 @@ from model import (
 
 from .config import AppConfig
 from .describe import AI_NOTICE, DEFAULT_LEVEL, description_messages
-from .display import Reply, shown_conversation, shown_reply
+from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
 from .history import Attachment, Conversation, History, StoredMessage
 from .media import (
     MediaError,
@@ -304,6 +305,9 @@ class ChatHandlers:
                     self.last_timing = event.timing
                 elif isinstance(event, EngineError):
                     reply.error = event.message
+                elif isinstance(event, ContextTrimmed):
+                    reply.dropped = event.dropped
+                    gr.Info(dropped_note(event.dropped))  # a pop-up on the page
                 yield reply
         finally:
             # A client that goes away closes this generator: stop the model too.
@@ -357,7 +361,7 @@ class ChatHandlers:
         for _, reply in self.answer(conversation_id, system_prompt, options):
             if reply.error:
                 raise gr.Error(reply.error)
-            yield reply.answer
+            yield with_dropped_note(reply, reply.answer)
 
     def _drop_last_answer(self, conversation_id: str) -> bool:
         """Forget the last answer (if the conversation ends with one); False if it is gone."""

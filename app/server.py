@@ -79,7 +79,9 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     """Serve until interrupted. The model keeps loading in the background meanwhile."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     page = build_ui(handlers, desktop=config.desktop)
-    page.queue(default_concurrency_limit=config.limits.queue_size + 1)
+    # No limit of Gradio's own: the engine's bounded queue is the one limit, so a request past
+    # it is told "busy" at once instead of waiting unseen in Gradio's queue.
+    page.queue(default_concurrency_limit=None)
     if config.host not in LOOPBACK and config.auth is None:
         print(
             f"Warning: Loupe is open to the network on {config.host} without --auth; "

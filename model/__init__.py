@@ -5,9 +5,9 @@ Nothing heavy loads at import time; torch and transformers are imported by the w
 
 from .asr import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
 from .audio import split_at_pauses
-from .config import DEFAULT_MODEL_ID, ModelConfig
+from .config import DEFAULT_HANG_TIMEOUT_S, DEFAULT_MODEL_ID, ModelConfig
 from .engine import DEMO_FALLBACK_NOTE, Engine, EngineStatus, ReplyStream
-from .events import EngineError, Finished, ReplyEvent, TextChunk, Timing
+from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .loader import ModelInfo, folder_problem
 from .messages import (
     DEFAULT_IMAGE_TOKENS,
@@ -20,11 +20,13 @@ from .messages import (
 
 __all__ = [
     "DEMO_FALLBACK_NOTE",
+    "DEFAULT_HANG_TIMEOUT_S",
     "DEFAULT_IMAGE_TOKENS",
     "DEFAULT_MODEL_ID",
     "IMAGE_TOKEN_BUDGETS",
     "AudioClip",
     "ChatRequest",
+    "ContextTrimmed",
     "Engine",
     "EngineError",
     "EngineStatus",

@@ -10,6 +10,11 @@ from typing import Literal
 DEFAULT_MODEL_ID = "google/gemma-4-12B-it"
 Device = Literal["auto", "cuda", "cpu"]
 Quantization = Literal["4bit", "8bit", "none"]
+Fault = Literal["", "out_of_memory", "hang"]
+# Generous: on the CPU a long prompt with images can take minutes before its first token.
+DEFAULT_HANG_TIMEOUT_S = 300.0
+# The text of a message that sets off `ModelConfig.inject_fault` (tests only).
+FAULT_TRIGGER = "[loupe test: inject a fault]"
 
 
 def default_cache_root() -> Path:
@@ -24,6 +29,14 @@ class ModelConfig:
     `demo` selects the miniature random-weight checkpoint. `fallback_to_demo` lets the engine
     load the miniature checkpoint when `model_id` cannot be loaded (used when the person did not
     choose a model explicitly).
+
+    A worker that sends nothing for `hang_timeout_s` while answering is taken as hung, stopped
+    and restarted. `context_tokens` caps what a prompt and its reply may take together (0: the
+    model's own `max_position_embeddings`); older turns are left out to stay within it.
+
+    `inject_fault` exists for the fault tests: only code sets it (no flag, no environment
+    variable, nothing on the page or the API). With it set, the worker fails in that way while
+    answering a request whose last message is exactly FAULT_TRIGGER, after its first token.
     """
 
     model_id: str = DEFAULT_MODEL_ID
@@ -32,6 +45,9 @@ class ModelConfig:
     quant: Quantization = "4bit"
     fallback_to_demo: bool = False
     cache_root: Path | None = None
+    hang_timeout_s: float = DEFAULT_HANG_TIMEOUT_S
+    context_tokens: int = 0
+    inject_fault: Fault = ""
 
     def as_demo(self) -> ModelConfig:
         """The same settings pointed at the miniature checkpoint."""

@@ -2,7 +2,8 @@
 
 `Engine.submit` returns a `ReplyStream` at once. A dispatcher thread hands requests to the worker
 one at a time, in arrival order, and relays what the worker streams back. If the worker dies,
-the running request ends with an EngineError and a fresh worker is started for the next one.
+runs out of memory or sends nothing for `ModelConfig.hang_timeout_s`, the running request ends
+with an EngineError and a fresh worker is started for the next one.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .config import ModelConfig
-from .events import EngineError, Finished, ReplyEvent, TextChunk, Timing
+from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .loader import ModelInfo
 from .messages import ChatRequest
-from .worker import serve
+from .worker import REPLACED_AFTER, serve
 
 log = logging.getLogger("loupe.engine")
 DEFAULT_QUEUE_SIZE = 8
@@ -30,8 +31,38 @@ WORKER_CRASHED = (
     "The model worker stopped unexpectedly; it is restarting, so please send the "
     "message again in a moment."
 )
+WORKER_HUNG = (
+    "The model stopped responding, so Loupe restarted it; please send the message again in a "
+    "moment."
+)
 DEMO_FALLBACK_NOTE = "Running the demo model instead: random weights, so its replies are noise."
 LoadState = Literal["loading", "ready", "error"]
+# Imported once into the fork server, so that each worker (also one replacing a crashed one)
+# starts without importing them again: a restart of the demo model takes 1.5 s instead of 8.
+# None of them may touch CUDA while importing (bitsandbytes does, so it is not here): a process
+# forked after CUDA started cannot use the GPU.
+WORKER_PRELOAD = (
+    "model.worker",
+    "torch",
+    "transformers.image_processing_utils",
+    "transformers.models.gemma4_unified.modeling_gemma4_unified",
+    "transformers.models.gemma4_unified.processing_gemma4_unified",
+)
+
+
+class _WorkerHung(Exception):
+    """The worker sent nothing for ModelConfig.hang_timeout_s while answering."""
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: never a plain fork of this process (it has threads, and
+    forked CUDA breaks), but from a fork server that has only imported WORKER_PRELOAD and never
+    touched CUDA; a fresh interpreter (spawn) where there is none (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WORKER_PRELOAD))
+    return context
 
 
 class ReplyStream:
@@ -71,7 +102,7 @@ class ReplyStream:
                     break
                 event = TextChunk(event.text + following.text, event.thinking, event.sent_at)
             yield event
-            if not isinstance(event, TextChunk):
+            if isinstance(event, Finished | EngineError):
                 return
 
 
@@ -93,7 +124,7 @@ class Engine:
 
     def __init__(self, config: ModelConfig, queue_size: int = DEFAULT_QUEUE_SIZE):
         self._config = config
-        self._ctx = multiprocessing.get_context("spawn")  # no fork: CUDA and threads
+        self._ctx = _worker_context()
         self._queue: queue.Queue[tuple[ReplyStream, ChatRequest] | None] = queue.Queue(queue_size)
         # The id of the request the person stopped; the worker compares it at every step.
         self._cancel_id = self._ctx.Value("q", 0, lock=False)
@@ -152,24 +183,38 @@ class Engine:
     # -- dispatcher thread -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        config = self._config
-        while True:
-            if self._process is None:
-                failure = self._start_worker(config)
-                if failure and config.fallback_to_demo:
-                    log.warning("%s %s", failure, DEMO_FALLBACK_NOTE)
-                    self._set(fallback_reason=failure)
-                    config = config.as_demo()
-                    continue
-                if failure:
-                    log.error("%s", failure)
-                    self._set(load_state="error", error=failure, progress="")
-                    self._drain(EngineError("unavailable", failure))
-                    return
+        config: ModelConfig | None = self._config
+        while config is not None:
+            if not self._worker_alive():
+                config = self._replace_worker(config)
+                continue
             item = self._queue.get()
             if item is None:
                 return
+            if not self._worker_alive():  # it died while idle: a fresh one takes this request
+                config = self._replace_worker(config)
+                if config is None:
+                    item[0]._put(EngineError("unavailable", self._error or "No model is loaded."))
+                    return
             self._run(*item)
+
+    def _worker_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def _replace_worker(self, config: ModelConfig) -> ModelConfig | None:
+        """Start a worker in place of any old one; the config it runs, or None if none loads."""
+        self._stop_worker()
+        failure = self._start_worker(config)
+        if failure and config.fallback_to_demo:
+            log.warning("%s %s", failure, DEMO_FALLBACK_NOTE)
+            self._set(fallback_reason=failure)
+            return self._replace_worker(config.as_demo())
+        if failure:
+            log.error("%s", failure)
+            self._set(load_state="error", error=failure, progress="")
+            self._drain(EngineError("unavailable", failure))
+            return None
+        return config
 
     def _run(self, stream: ReplyStream, request: ChatRequest) -> None:
         with self._lock:
@@ -179,8 +224,23 @@ class Engine:
             self._running = stream
         try:
             self._conn.send((stream.request_id, request))
-            while not self._relay(stream, self._conn.recv()):
-                pass
+            while True:
+                # A worker sends at least a token per step; silence this long means it hangs.
+                if not self._conn.poll(self._config.hang_timeout_s):
+                    raise _WorkerHung
+                message = self._conn.recv()
+                if self._relay(stream, message):
+                    break
+            if message[0] == "error" and message[2] in REPLACED_AFTER:
+                log.error("The model worker stopped after %s; restarting it.", message[2])
+                self._stop_worker()  # it exits by itself; the dispatcher starts a fresh one
+        except _WorkerHung:
+            log.error(
+                "The model worker sent nothing for %s s; stopping and restarting it.",
+                self._config.hang_timeout_s,
+            )
+            stream._put(EngineError("worker_hung", WORKER_HUNG))
+            self._stop_worker(kill=True)
         except (EOFError, OSError):
             log.error(
                 "The model worker stopped mid-reply (exit code %s); restarting it.",
@@ -198,6 +258,9 @@ class Engine:
         kind = message[0]
         if kind == "chunk":
             stream._put(TextChunk(message[2], thinking=message[3], sent_at=message[4]))
+            return False
+        if kind == "trimmed":
+            stream._put(ContextTrimmed(message[2]))
             return False
         if kind == "done":
             stream._put(Finished(message[2], cancelled=message[3]))
@@ -244,13 +307,15 @@ class Engine:
                 self._stop_worker()
                 return message[1]
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, kill: bool = False) -> None:
+        """End the worker: gently (an idle worker exits when its connection closes), or at
+        once with `kill` (a hung one never reads its connection again)."""
         process, self._process = self._process, None
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()  # an idle worker exits when its connection closes
+            conn.close()
         if process is not None:
-            process.join(timeout=WORKER_EXIT_S)
+            process.join(timeout=0 if kill else WORKER_EXIT_S)
             if process.is_alive():
                 process.kill()
                 process.join()

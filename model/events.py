@@ -1,4 +1,5 @@
-"""What a reply stream yields: text chunks, then one Finished or one EngineError."""
+"""What a reply stream yields: maybe a ContextTrimmed, text chunks, then one Finished or one
+EngineError."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ ErrorKind = Literal[
     "out_of_memory",
     "generation_failed",
     "worker_crashed",  # the worker process died mid-request; it is restarted
+    "worker_hung",  # the worker sent nothing for ModelConfig.hang_timeout_s; it is restarted
 ]
+
+
+@dataclass(frozen=True)
+class ContextTrimmed:
+    """The conversation was longer than the model's context window: its `dropped` oldest
+    messages (after the system prompt) were left out of this reply's prompt."""
+
+    dropped: int
 
 
 @dataclass(frozen=True)
@@ -50,4 +60,4 @@ class EngineError:
     message: str
 
 
-ReplyEvent = TextChunk | Finished | EngineError
+ReplyEvent = ContextTrimmed | TextChunk | Finished | EngineError

@@ -64,3 +64,64 @@ def build_inputs(
         sanitize_control_tokens=True,
         **_template_kwargs(options),
     )
+
+
+class ContextOverflow(ValueError):
+    """The newest message alone does not fit in the context window; the message says so."""
+
+
+def context_length(model_config: Any, cap: int = 0) -> int:
+    """Tokens a prompt and its reply may take together: the model's own limit, or `cap` if less."""
+    own = model_config.get_text_config().max_position_embeddings
+    return min(own, cap) if cap else own
+
+
+def reply_room(options: GenerationOptions, context_tokens: int) -> int:
+    """Tokens kept free for the reply: its length limit, but at most a quarter of the window."""
+    return max(1, min(options.max_new_tokens, context_tokens // 4))
+
+
+def fit_to_context(
+    processor: Any,
+    messages: tuple[Message, ...] | list[Message],
+    options: GenerationOptions,
+    context_tokens: int,
+) -> tuple[Any, int]:
+    """Inputs for `generate` that leave `reply_room` in the window, and how many messages were
+    left out to get there.
+
+    When the whole conversation is too long, its oldest turns go, whole (a turn starts at one
+    of the person's messages), until the rest fits; the system prompt and the newest message
+    always stay. Tokens are counted by the processor itself, so images and audio count as the
+    soft tokens they become. Raises ContextOverflow when even the newest turn is too long.
+    """
+    messages = tuple(messages)
+    budget = context_tokens - reply_room(options, context_tokens)
+    inputs = build_inputs(processor, messages, options)
+    if _length(inputs) <= budget:
+        return inputs, 0
+    kept_head = 1 if messages and messages[0].role == "system" else 0
+    # Where a shorter conversation may start: each of the person's messages after the first.
+    starts = [i for i, m in enumerate(messages) if i > kept_head and m.role == "user"]
+    fitting: tuple[Any, int] | None = None
+    low, high = 0, len(starts) - 1
+    while low <= high:  # the fewest dropped turns that fit; dropping more only shortens it
+        middle = (low + high) // 2
+        start = starts[middle]
+        candidate = build_inputs(processor, messages[:kept_head] + messages[start:], options)
+        if _length(candidate) <= budget:
+            fitting, high = (candidate, start - kept_head), middle - 1
+        else:
+            low = middle + 1
+    if fitting is None:
+        newest = messages[:kept_head] + messages[starts[-1] :] if starts else messages
+        tokens = _length(build_inputs(processor, newest, options))
+        raise ContextOverflow(
+            f"This message is too long for the model: it takes {tokens} tokens and at "
+            f"most {budget} fit with room for the reply; shorten it or send fewer or smaller files."
+        )
+    return fitting
+
+
+def _length(inputs: Any) -> int:
+    return int(inputs["input_ids"].shape[-1])

@@ -5,9 +5,12 @@ here never takes the web server down. Talks to its parent through one `Connectio
 
 parent -> worker: (request_id, ChatRequest)
 worker -> parent: ("progress", sentence) | ("loaded", ModelInfo) | ("load_failed", sentence)
+                  | ("trimmed", request_id, dropped_messages)
                   | ("chunk", request_id, text, thinking, sent_at)
                   | ("done", request_id, Timing, cancelled)
                   | ("error", request_id, kind, sentence)
+
+After an error of a kind in REPLACED_AFTER the worker exits, and the engine starts a fresh one.
 """
 
 from __future__ import annotations
@@ -19,13 +22,21 @@ from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .config import ModelConfig
+from .config import FAULT_TRIGGER, Fault, ModelConfig
 from .events import Timing
 from .loader import LoadError, first_line, load
 from .messages import ChatRequest, GenerationOptions, Message
 
 SAMPLING_FLOOR = 1e-5  # temperatures below this mean greedy decoding
 PREPARED_INPUTS_KEPT = 4  # processed requests kept, so "answer again" skips the processor
+# Out of memory, the worker exits instead of carrying on: only a fresh process is sure to give
+# back everything (the caching allocator's fragments, tensors the failed step still holds,
+# library workspaces), and reloading costs the weights' read from the OS cache, seconds.
+REPLACED_AFTER = ("out_of_memory",)
+OUT_OF_MEMORY = (
+    "The model ran out of memory on this message and is restarting; send it again with a "
+    "lower image detail, fewer images or shorter audio."
+)
 
 
 def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
@@ -44,13 +55,17 @@ def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
         )
         return
     conn.send(("loaded", loaded.info))
-    prepared = PreparedInputs(loaded.processor, loaded.model.device)
+    from .prompts import context_length
+
+    context_tokens = context_length(loaded.model.config, config.context_tokens)
+    prepared = PreparedInputs(loaded.processor, loaded.model.device, context_tokens)
     while True:
         try:
             request_id, request = conn.recv()
         except (EOFError, OSError):
             return
-        answer(loaded, request_id, request, conn, cancel_id, prepared)
+        if not answer(loaded, request_id, request, conn, cancel_id, prepared, config.inject_fault):
+            return
 
 
 class PreparedInputs:
@@ -58,34 +73,41 @@ class PreparedInputs:
 
     The same conversation with the same prompt settings (a regenerated reply) is looked up
     instead of being templated, tokenised, cut into patches and copied to the device again.
+    A conversation too long for `context_tokens` loses its oldest turns (prompts.fit_to_context).
     """
 
-    def __init__(self, processor: Any, device: Any, kept: int = PREPARED_INPUTS_KEPT):
+    def __init__(
+        self, processor: Any, device: Any, context_tokens: int, kept: int = PREPARED_INPUTS_KEPT
+    ):
         self.processor = processor
         self.device = device
+        self.context_tokens = context_tokens
         self.kept = kept
         self.entries: OrderedDict[bytes, Any] = OrderedDict()
         self.misses = 0
 
-    def get(self, messages: tuple[Message, ...], options: GenerationOptions) -> Any:
+    def get(self, messages: tuple[Message, ...], options: GenerationOptions) -> tuple[Any, int]:
+        """The inputs, and how many of the oldest messages were left out to fit the window."""
         import torch
 
-        from .prompts import build_inputs
+        from .prompts import fit_to_context, reply_room
 
-        # Only what reaches the processor: images and audio pickle as their pixels and samples.
+        # Only what reaches the processor (images and audio pickle as their pixels and samples),
+        # and the room the reply needs, which decides what fits.
+        room = reply_room(options, self.context_tokens)
         key = hashlib.sha256(
-            pickle.dumps((messages, options.thinking, options.image_tokens))
+            pickle.dumps((messages, options.thinking, options.image_tokens, room))
         ).digest()
         if key in self.entries:
             self.entries.move_to_end(key)
             return self.entries[key]
         self.misses += 1
-        inputs = build_inputs(self.processor, messages, options)
+        inputs, dropped = fit_to_context(self.processor, messages, options, self.context_tokens)
         inputs = inputs.to(self.device, dtype=torch.bfloat16)  # casts only float tensors
-        self.entries[key] = inputs
+        self.entries[key] = inputs, dropped
         if len(self.entries) > self.kept:
             self.entries.popitem(last=False)
-        return inputs
+        return inputs, dropped
 
 
 class _CancelCheck:
@@ -104,6 +126,22 @@ class _CancelCheck:
         )
 
 
+class _InjectedFault:
+    """A StoppingCriteria for the fault tests (ModelConfig.inject_fault): after the first token,
+    raises the out-of-memory error CUDA would, or never returns, as a stuck kernel would not."""
+
+    def __init__(self, fault: Fault):
+        self.fault = fault
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        if self.fault == "out_of_memory":
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by a fault test)")
+        while True:
+            time.sleep(60)
+
+
 def answer(
     loaded: Any,
     request_id: int,
@@ -111,17 +149,25 @@ def answer(
     conn: Connection,
     cancel_id: Any,
     prepared: PreparedInputs,
-) -> None:
-    """Generate one reply, streaming chunks; every failure becomes an ("error", ...) message."""
+    inject_fault: Fault = "",
+) -> bool:
+    """Generate one reply, streaming chunks; every failure becomes an ("error", ...) message.
+
+    False when this worker must be replaced (an error in REPLACED_AFTER).
+    """
     import torch
     from transformers import StoppingCriteriaList
 
+    from .prompts import ContextOverflow
     from .streaming import ReplyStreamer
 
     started = time.perf_counter()
     options = request.options
     try:
-        inputs = prepared.get(request.messages, options)
+        inputs, dropped = prepared.get(request.messages, options)
+    except ContextOverflow as exc:
+        conn.send(("error", request_id, "bad_input", str(exc)))
+        return True
     except Exception as exc:
         conn.send(
             (
@@ -131,12 +177,19 @@ def answer(
                 f"This message could not be prepared for the model: {first_line(exc)}",
             )
         )
-        return
+        return True
+    if dropped:
+        conn.send(("trimmed", request_id, dropped))
     streamer = ReplyStreamer(
         loaded.processor.tokenizer,
         emit=lambda text, thinking: conn.send(("chunk", request_id, text, thinking, time.time())),
     )
     cancel = _CancelCheck(cancel_id, request_id)
+    criteria = [cancel]
+    if inject_fault and request.messages[-1].text == FAULT_TRIGGER:
+        criteria.append(_InjectedFault(inject_fault))
+    # Never past the end of the window, whatever length was asked for.
+    room = prepared.context_tokens - int(inputs["input_ids"].shape[-1])
     sample = options.temperature >= SAMPLING_FLOOR
     drafter = loaded.drafter if options.speculative else None
     try:
@@ -144,8 +197,8 @@ def answer(
             loaded.model.generate(
                 **inputs,
                 streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([cancel]),
-                max_new_tokens=options.max_new_tokens,
+                stopping_criteria=StoppingCriteriaList(criteria),
+                max_new_tokens=min(options.max_new_tokens, room),
                 min_new_tokens=options.min_new_tokens or None,
                 assistant_model=drafter,
                 do_sample=sample,
@@ -154,17 +207,8 @@ def answer(
                 top_k=options.top_k if sample else None,
             )
     except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        conn.send(
-            (
-                "error",
-                request_id,
-                "out_of_memory",
-                "The model ran out of memory on this message; try a lower image detail, "
-                "fewer images or shorter audio.",
-            )
-        )
-        return
+        conn.send(("error", request_id, "out_of_memory", OUT_OF_MEMORY))
+        return False
     except Exception as exc:
         conn.send(
             (
@@ -174,8 +218,9 @@ def answer(
                 f"The model failed while answering ({type(exc).__name__}: {first_line(exc)}).",
             )
         )
-        return
+        return True
     conn.send(("done", request_id, _timing(started, streamer), cancel.cancelled))
+    return True
 
 
 def _timing(started: float, streamer: Any) -> Timing:

@@ -11,6 +11,7 @@ import torch
 
 from model import ChatRequest, GenerationOptions, Message, ModelConfig
 from model.messages import AudioClip
+from model.prompts import context_length
 from tests.conftest import photo, tone
 
 NEW_TOKENS = 64  # with each prompt below, past the miniature's 64-token sliding window
@@ -117,7 +118,9 @@ def test_loader_finds_the_drafter_beside_the_model_and_the_worker_uses_it(
             request,
             SimpleNamespace(send=sent.append),
             SimpleNamespace(value=0),
-            PreparedInputs(loaded.processor, loaded.model.device),
+            PreparedInputs(
+                loaded.processor, loaded.model.device, context_length(loaded.model.config)
+            ),
         )
         assert sent[-1][0] == "done" and sent[-1][2].tokens == 24, sent[-1]
         if speculative:

@@ -11,6 +11,7 @@ import torch
 from model import ChatRequest, Finished, GenerationOptions, Message, TextChunk
 from model.engine import ReplyStream
 from model.messages import IMAGE_TOKEN_BUDGETS
+from model.prompts import context_length
 from model.streaming import ReplyStreamer
 from tests.conftest import photo
 
@@ -45,7 +46,7 @@ def test_min_new_tokens_forces_the_reply_length_and_chunks_carry_their_send_time
     sent = reply(
         loaded,
         picture_request(max_new_tokens=40, min_new_tokens=40),
-        PreparedInputs(loaded.processor, loaded.model.device),
+        PreparedInputs(loaded.processor, loaded.model.device, context_length(loaded.model.config)),
     )
     assert sent[-1][0] == "done" and sent[-1][2].tokens == 40
     chunks = [message for message in sent if message[0] == "chunk"]
@@ -63,7 +64,9 @@ def test_a_repeated_request_skips_the_processor(loaded, monkeypatch):
     monkeypatch.setattr(
         model.prompts, "build_inputs", lambda *args: calls.append(1) or build_inputs(*args)
     )
-    prepared = PreparedInputs(loaded.processor, loaded.model.device)
+    prepared = PreparedInputs(
+        loaded.processor, loaded.model.device, context_length(loaded.model.config)
+    )
     first = reply(loaded, picture_request(max_new_tokens=12), prepared)
     again = reply(loaded, picture_request(max_new_tokens=12), prepared)  # equal, not the same
     assert len(calls) == 1
