@@ -7,7 +7,7 @@ import os
 from .config import AppConfig
 from .desktop import open_window
 from .handlers import ChatHandlers
-from .ui import PUSH_TO_TALK_JS, build_ui
+from .ui import PAGE_CSS, build_ui, page_js
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -29,7 +29,8 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         share=config.share,
         auth=config.auth,
         ssr_mode=False,
-        js=PUSH_TO_TALK_JS.read_text() if config.desktop else None,
+        js=page_js(config.desktop),
+        css_paths=[PAGE_CSS],
         enable_monitoring=False,
         prevent_thread_lock=True,
         inbrowser=False,
