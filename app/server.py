@@ -31,6 +31,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         ssr_mode=False,
         js=page_js(config.desktop),
         css_paths=[PAGE_CSS],
+        allowed_paths=[str(config.data_dir)],  # the images of saved conversations
         enable_monitoring=False,
         prevent_thread_lock=True,
         inbrowser=False,
