@@ -65,7 +65,6 @@
   const watch = () => {
     const chatLog = $("#chat [role='log']");
     if (chatLog && chatLog.getAttribute("aria-live") !== "off") chatLog.setAttribute("aria-live", "off");
-    nameUnnamedControls();
     const now = busy();
     if (now && !generating) {
       generating = true;
@@ -89,6 +88,9 @@
     }
   };
   setInterval(watch, POLL_MS);
+  // Gradio redraws its controls at any time: fix each redraw before anything reads it.
+  new MutationObserver(nameUnnamedControls).observe(document.body, { childList: true, subtree: true });
+  nameUnnamedControls();
 
   // -- focus -----------------------------------------------------------------------------
   const messageBox = () => $("#message textarea");
@@ -172,6 +174,9 @@
       if (control.textContent.trim() || control.getAttribute("aria-label")?.trim()) return;
       const name =
         control.getAttribute("title")?.trim() ||
+        // Gradio draws a chat image with alt="" inside this button (it drops the message's
+        // alt_text), so the button's name is the image's text alternative.
+        (control.closest("#chat .user .image-container") && "Open the image you sent") ||
         (control.closest(".image-container, .image-preview") && "Open image") ||
         (control.closest(".scroll-down-button-container") && "Scroll to the latest message") ||
         control.querySelector("img")?.alt;
@@ -181,6 +186,11 @@
     document.querySelectorAll("#chat .thought-group .title button").forEach((arrow) => {
       arrow.setAttribute("aria-hidden", "true");
       arrow.setAttribute("tabindex", "-1");
+    });
+    // The message box's thumbnails say they are list items in a row that is no list (it holds
+    // the upload button too): each is a labelled group instead.
+    document.querySelectorAll("#message [role='listitem']").forEach((item) => {
+      item.setAttribute("role", "group");
     });
     // Gradio labels an empty file box's icon; a label needs a role to be read.
     document.querySelectorAll("div.empty[aria-label]:not([role])").forEach((box) => {
@@ -193,6 +203,7 @@
   }
 
   window.loupe = {
+    latestText: () => answerText(latestAnswer()),
     readLatest: () => speak(answerText(latestAnswer())),
     stopReading,
     announce,
