@@ -104,7 +104,7 @@ def attach_by_keyboard(page, image: Path) -> None:
     page.keyboard.press("Alt+Shift+M")  # to the message box
     tab_to(page, "#message button[aria-label='Upload a file']", "Shift+Tab")
     with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
+        page.keyboard.press("Space")
     chooser.value.set_files(str(image))
     page.locator("#message .thumbnail-item").first.wait_for()
 
