@@ -89,8 +89,8 @@
   };
   setInterval(watch, POLL_MS);
   // Gradio redraws its controls at any time: fix each redraw before anything reads it.
-  new MutationObserver(nameUnnamedControls).observe(document.body, { childList: true, subtree: true });
-  nameUnnamedControls();
+  new MutationObserver(repairControls).observe(document.body, { childList: true, subtree: true });
+  repairControls();
 
   // -- focus -----------------------------------------------------------------------------
   const messageBox = () => $("#message textarea");
@@ -168,8 +168,8 @@
     }
   });
 
-  // -- names for Gradio's controls that come without one ----------------------------------
-  function nameUnnamedControls() {
+  // -- Gradio's controls: names where they lack one, radio groups, roles ------------------
+  function repairControls() {
     document.querySelectorAll("button, [role='button']").forEach((control) => {
       if (control.textContent.trim() || control.getAttribute("aria-label")?.trim()) return;
       const name =
@@ -186,6 +186,16 @@
     document.querySelectorAll("#chat .thought-group .title button").forEach((arrow) => {
       arrow.setAttribute("aria-hidden", "true");
       arrow.setAttribute("tabindex", "-1");
+    });
+    // Gradio names each radio button apart, which breaks the group: the arrow keys would not
+    // move between choices and each would be its own Tab stop. One name per group mends both.
+    document.querySelectorAll("fieldset, [role='radiogroup']").forEach((group, index) => {
+      const radios = group.querySelectorAll("input[type='radio']");
+      if (!radios.length) return;
+      group.dataset.radioGroup ||= `loupe-radio-${index}-${Math.random().toString(36).slice(2)}`;
+      radios.forEach((radio) => {
+        if (radio.name !== group.dataset.radioGroup) radio.name = group.dataset.radioGroup;
+      });
     });
     // The message box's thumbnails say they are list items in a row that is no list (it holds
     // the upload button too): each is a labelled group instead.
