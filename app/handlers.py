@@ -25,13 +25,14 @@ from .config import AppConfig
 from .describe import (
     AI_NOTICE,
     DEFAULT_LEVEL,
+    LEVELS,
     alt_text_of,
     description_messages,
     level_of,
     level_prompt,
 )
 from .display import Reply, shown_conversation, shown_reply
-from .history import Attachment, Conversation, History, StoredMessage
+from .history import NEW_TITLE, Attachment, Conversation, History, StoredMessage
 from .media import MediaError, file_path, is_audio_file, load_attachments, load_image
 from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
@@ -116,15 +117,14 @@ class ChatHandlers:
             return
         try:
             load_image(images[0])
-            prompt = level_prompt(level)
+            level_prompt(level)  # a known level
         except (MediaError, ValueError) as exc:
             gr.Warning(str(exc))
             yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         if not self.history.get(conversation_id or ""):
             conversation_id = self.history.create()
-        image = Attachment("image", images[0], _name(images[0]))
-        self.history.append(conversation_id, StoredMessage("user", prompt, (image,)))
+        self._ask_for_description(conversation_id, images[0], level)
         box: Any = {"text": value.get("text") or "", "files": []}
         for shown, _, *rest in self._page_reply(conversation_id, *generation_options(*settings)):
             yield shown, box, *rest, gr.skip()
@@ -247,10 +247,7 @@ class ChatHandlers:
         if conversation_id:
             if not self.history.get(conversation_id):
                 raise gr.Error(GONE)
-            attachment = Attachment("image", image, _name(image))
-            self.history.append(
-                conversation_id, StoredMessage("user", messages[-1].text, (attachment,))
-            )
+            self._ask_for_description(conversation_id, image, level)
             yield from self._api_reply(conversation_id, "", GenerationOptions())
             return
         for reply in self.stream(messages, GenerationOptions(), prefix=f"{AI_NOTICE} "):
@@ -403,6 +400,16 @@ class ChatHandlers:
             if reply.error:
                 raise gr.Error(reply.error)
             yield reply.answer
+
+    def _ask_for_description(self, conversation_id: str, image: str, level: str) -> None:
+        """Keep the level's prompt with the image as the person's message; a conversation that
+        starts with it is named after the level and the image, not after the long prompt."""
+        if self.history.get(conversation_id).title == NEW_TITLE:
+            self.history.rename(conversation_id, f"{LEVELS[level].label}: {_name(image)}")
+        attachment = Attachment("image", image, _name(image))
+        self.history.append(
+            conversation_id, StoredMessage("user", level_prompt(level), (attachment,))
+        )
 
     def _drop_last_answer(self, conversation_id: str) -> bool:
         """Forget the last answer (if the conversation ends with one); False if it is gone."""

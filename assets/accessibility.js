@@ -212,6 +212,20 @@
     });
   }
 
+  // -- narrow windows (200% zoom and phones): the open sidebar would cover the whole page ---
+  const NARROW_PX = 768;
+  const collapseSidebarWhenNarrow = () => {
+    const toggle = $("button[aria-label='Toggle Sidebar']");
+    if (!toggle) return false;
+    if (window.innerWidth < NARROW_PX && toggle.parentElement.classList.contains("open")) {
+      toggle.click();
+    }
+    return true;
+  };
+  const waitForSidebar = setInterval(() => {
+    if (collapseSidebarWhenNarrow()) clearInterval(waitForSidebar);
+  }, POLL_MS);
+
   window.loupe = {
     latestText: () => answerText(latestAnswer()),
     readLatest: () => speak(answerText(latestAnswer())),

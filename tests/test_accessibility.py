@@ -79,7 +79,7 @@ def test_axe_finds_nothing_serious_on_any_part_of_the_page(page, demo_app, theme
     assert_no_blocking_violations(page, f"{theme}: settings open")
     page.set_input_files("#message input[type=file]", str(ROOT / "assets" / "example-photo.jpg"))
     page.locator("#message .thumbnail-item").first.wait_for()
-    page.get_by_label("Alt text").check()
+    page.get_by_label("Alt text", exact=True).check()
     assert_no_blocking_violations(page, f"{theme}: describe mode, image attached")
     page.click("#describe-button")
     wait_for_done(page)
@@ -198,12 +198,19 @@ def test_the_page_works_at_200_percent_zoom(browser, demo_app):  # noqa: F811
     zoomed = context.new_page()
     zoomed.goto(url)
     zoomed.wait_for_selector("#message textarea")
+    # The sidebar slides away by itself at this width, or it would cover the page.
+    zoomed.wait_for_function("document.querySelector('.sidebar').getBoundingClientRect().right < 1")
     overflow = zoomed.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the page scrolls sideways by {overflow} px at 200% zoom"
     for control in ("#message textarea", "#describe-button", "#describe-level", "#read-aloud"):
         zoomed.locator(control).scroll_into_view_if_needed()
         box = zoomed.locator(control).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 640, control
+        on_top = zoomed.evaluate(
+            "([x, y, control]) => !!document.elementFromPoint(x, y)?.closest(control)",
+            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, control],
+        )
+        assert on_top, f"{control} is covered at 200% zoom"  # e.g. by the open sidebar
     zoomed.locator("#describe").scroll_into_view_if_needed()
     shoot(zoomed, "a11y-zoom-200")
     context.close()

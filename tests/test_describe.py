@@ -95,6 +95,7 @@ def test_a_description_is_a_conversation_turn_and_a_follow_up_continues_it(
     shown, box, conversation_id, *_, alt_box = updates[0]
     assert box == {"text": "typed, not sent", "files": []}  # the typed text waits in the box
     assert shown[1] == {"role": "user", "content": "Describe this image: Brief"}
+    assert handlers.history.get(conversation_id).title == f"Brief: {image_file.name}"
     assert shown[0]["content"]["alt_text"] == f"Image you sent: {image_file.name}"
     assert shown[-1]["content"].startswith(AI_NOTICE)  # the notice comes first, at once
     assert alt_box == gr.skip()  # the alt-text box is for the Alt text level only
