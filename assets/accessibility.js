@@ -7,6 +7,9 @@
   const POLL_MS = 250;
   const KEEP_ANNOUNCEMENTS = 5; // older ones are removed; screen readers ignore removals
   const MAX_CHUNK_CHARS = 200; // a run this long without a sentence end is read at a space
+  // Gradio's progress flickers off for a moment between events on a busy machine: a reply has
+  // ended when it has been off this long.
+  const END_QUIET_MS = 750;
   const SENTENCE_END = /[.!?…]+["”’)\]]*(?=\s)|\n+/g;
   const $ = (selector) => document.querySelector(selector);
 
@@ -61,11 +64,14 @@
   let generating = false;
   let readUpTo = 0;
   let answerBefore = ""; // the last answer when this reply began: not the new one yet
+  let quietSince = 0; // when the progress went off, while a reply is being announced
   let lastAction = "";
   const watch = () => {
     const chatLog = $("#chat [role='log']");
     if (chatLog && chatLog.getAttribute("aria-live") !== "off") chatLog.setAttribute("aria-live", "off");
     const now = busy();
+    quietSince = now ? 0 : quietSince || Date.now();
+    const ended = !now && Date.now() - quietSince >= END_QUIET_MS;
     if (now && !generating) {
       generating = true;
       readUpTo = 0;
@@ -74,11 +80,11 @@
     }
     if (!generating) return;
     const latest = answerText(latestAnswer());
-    const text = latest !== answerBefore || !now ? latest : "";
+    const text = latest !== answerBefore || ended ? latest : "";
     const [sentences, next] = finishedSentences(text, Math.min(readUpTo, text.length));
     sentences.forEach(announce);
     readUpTo = next;
-    if (!now) {
+    if (ended) {
       generating = false;
       const rest = text.slice(readUpTo).trim();
       if (rest) announce(rest);
