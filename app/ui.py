@@ -138,9 +138,24 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
                     label="Image detail (tokens per image: more reads small text better)",
                 )
                 thinking = gr.Checkbox(label="Thinking", value=False)
-            with gr.Row():  # read by assets/accessibility.js in the browser, never by Python
-                gr.Checkbox(label="Auto-read answers aloud", value=False, elem_id="auto-read")
-                gr.Slider(0.5, 2.0, value=1.0, step=0.1, label="Reading rate", elem_id="read-rate")
+            # Read by assets/accessibility.js in the browser, never by Python; `interactive`
+            # because Gradio disables a control that no event takes as an input.
+            with gr.Row():
+                gr.Checkbox(
+                    label="Auto-read answers aloud",
+                    value=False,
+                    interactive=True,
+                    elem_id="auto-read",
+                )
+                gr.Slider(
+                    0.5,
+                    2.0,
+                    value=1.0,
+                    step=0.1,
+                    label="Reading rate",
+                    interactive=True,
+                    elem_id="read-rate",
+                )
         status = gr.Markdown(status_now, elem_id="status")
         settings = [
             system_prompt,

@@ -6,12 +6,14 @@ test-artifacts/browser/."""
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from app.describe import AI_NOTICE, LEVELS
+from app.ui import page_js
 from tests.conftest import ROOT, photo
 from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
     REPLY_TIMEOUT_MS,
@@ -161,12 +163,23 @@ def test_describe_stop_and_copy_alt_text_by_keyboard_alone(page, demo_app, tmp_p
     assert page.evaluate("navigator.clipboard.readText()") == alt_text
 
 
+SPEECH_SPY = """() => {
+    // Records what the page asks the browser's speech synthesis to say (headless has no voices).
+    window.spoken = [];
+    speechSynthesis.speak = (utterance) => spoken.push([utterance.text, utterance.rate]);
+    speechSynthesis.cancel = () => spoken.push(["cancel", 0]);
+}"""
+
+
 def test_the_live_region_announces_a_streamed_reply_sentence_by_sentence(page, demo_app):
     url, _ = demo_app
     question = long_greedy_question(url)  # a reply that runs to the length limit
     page.click("#settings")
     page.get_by_label("number input for Temperature").fill("0")
     set_reply_length(page, "400")  # the probed question runs at least this long
+    page.get_by_label("Auto-read answers aloud").check()
+    page.get_by_label("number input for Reading rate").fill("1.5")
+    page.evaluate(SPEECH_SPY)
     assert page.get_attribute("#chat [role='log']", "aria-live") == "off"  # no whole-log reading
     page.fill("#message textarea", question)
     page.keyboard.press("Enter")
@@ -189,6 +202,20 @@ def test_the_live_region_announces_a_streamed_reply_sentence_by_sentence(page, d
     during = [text for text, length in said[1:-1] if length < len(answer)]
     assert len(during) >= 2, said  # announced while the reply was still growing
     shoot(page, "a11y-live-region")
+    # Auto-read spoke the finished answer at the chosen rate; the buttons read it and stop.
+    assert page.evaluate("spoken").count([answer, 1.5]) == 1
+    page.click("#read-aloud")
+    page.click("#stop-reading")
+    assert page.evaluate("spoken")[-3:] == [["cancel", 0], [answer, 1.5], ["cancel", 0]]
+
+
+@pytest.mark.parametrize("desktop", [False, True])
+def test_the_page_script_is_valid_javascript(desktop: bool, tmp_path: Path):
+    script = tmp_path / "page.js"
+    script.write_text(f"const pageScript = {page_js(desktop)};\n")
+    checked = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert ("push-to-talk-down" in script.read_text()) is desktop
 
 
 def test_the_page_works_at_200_percent_zoom(browser, demo_app):  # noqa: F811
