@@ -130,9 +130,9 @@ class ChatHandlers:
             yield shown, box, *rest, gr.skip()
             box = gr.skip()
         if level == "alt_text":
-            yield (*[gr.skip()] * 6, self.alt_text_box(conversation_id))
+            yield (*[gr.skip()] * 6, self._alt_text_box(conversation_id))
 
-    def alt_text_box(self, conversation_id: str) -> Any:
+    def _alt_text_box(self, conversation_id: str) -> Any:
         """The alt-text box for the conversation's last answer: its alt text, to edit and copy."""
         last = self.history.get(conversation_id).messages[-1]
         if last.role != "assistant":  # the reply failed: nothing to fill in
