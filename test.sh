@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need, lint, and run the test suite on the CPU.
 # System packages (Debian): espeak-ng and sox make speech fixtures; Chromium runs the browser
-# tests; Xvfb is a screen for the screen-capture test.
+# tests; Xvfb is a screen for the screen-capture test; npm fetches axe-core (package-lock.json)
+# for the accessibility tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 SYSTEM_PACKAGES=(espeak-ng sox libsox-fmt-all chromium xvfb)
@@ -9,6 +10,7 @@ missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
@@ -16,5 +18,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+npm ci --no-audit --no-fund --silent
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"

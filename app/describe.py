@@ -1,42 +1,148 @@
-"""Image descriptions at five levels, for people who cannot see the image; one prompt each."""
+"""Image descriptions at five levels, for people who cannot see the image: one prompt each.
+
+A description is an ordinary conversation turn: the level's prompt is the person's message (with
+the image), so follow-up questions about the same image simply continue the conversation.
+"""
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 from PIL import Image
 
 from model import Message
 
 AI_NOTICE = "AI description, may be wrong:"
-SYSTEM = (
-    "You describe images for people who are blind or have low vision. Be accurate and plain; "
-    "never guess at what you cannot see, and say when something is unclear."
+
+
+@dataclass(frozen=True)
+class Level:
+    """A description level: its name on the page and the prompt that asks for it."""
+
+    label: str
+    prompt: str
+
+
+# Said first in every level's prompt: who the description is for, and what never to do.
+FOR_WHOM = (
+    "You are describing an image for a person who is blind or has low vision and cannot see it. "
+    "Be accurate and plain. Describe only what you can see: never guess at names, feelings, or "
+    "text you cannot read, and say so when something is unclear. Do not begin with "
+    "'This image shows' or 'The image is'."
 )
-LEVELS = {
-    "brief": "Describe this image in one or two sentences: what it is and what matters most.",
-    "detailed": (
-        "Describe this image in detail: the scene or subject first, then people and objects, "
-        "their positions, colours, any text, and the mood. Go from the most to the least "
-        "important."
+ALT_TEXT_MAX_CHARS = 125  # what screen readers read comfortably in one go
+LEVELS: dict[str, Level] = {
+    "brief": Level(
+        "Brief",
+        f"{FOR_WHOM}\n\n"
+        "Describe it in one or two sentences: what it is, and the one thing that matters most "
+        "in it. If it is mostly text, say what kind of text it is and give its gist.",
     ),
-    "alt_text": (
-        "Write alt text for this image, as for an HTML alt attribute: at most 125 characters, "
-        "no 'image of'. If the image is purely decorative, answer only: decorative."
+    "detailed": Level(
+        "Detailed",
+        f"{FOR_WHOM}\n\n"
+        "Describe it in detail, the most important things first:\n"
+        "1. What kind of image it is (photo, screenshot, drawing, document, ...) and its subject.\n"
+        "2. The people, animals and objects: what they look like, what they are doing, and "
+        "where they are (left, right, in front, behind).\n"
+        "3. The setting, colours and light.\n"
+        "4. Any text, quoted exactly.\n"
+        "5. The mood or purpose, if it is clear.\n"
+        "Write short paragraphs without headings. Name a person only if the name is written in "
+        "the image.",
     ),
-    "read_text": (
-        "Read out all the text in this image, word for word, in reading order. Keep line breaks. "
-        "Mark any word you are unsure of with [?]. Do not add anything else."
+    "alt_text": Level(
+        "Alt text",
+        f"{FOR_WHOM}\n\n"
+        "Write alt text for this image, for the alt attribute of an HTML img element. First "
+        "decide which kind of image it is, as in the W3C alt decision tree:\n"
+        "- decorative: it adds no information (an ornament, a border, a background texture, a "
+        "picture there only for the look). Its alt text is empty.\n"
+        "- informative: a photo, drawing, icon, logo or short text that gives one idea. Its alt "
+        f"text says that idea in one sentence of at most {ALT_TEXT_MAX_CHARS} characters. If the "
+        "image is mostly text, the alt text is that text. If it is an icon or a button, the alt "
+        "text says what it does, not what it looks like.\n"
+        "- complex: a chart, graph, diagram, map or infographic whose information does not fit "
+        f"in one sentence. Its alt text, at most {ALT_TEXT_MAX_CHARS} characters, says what it "
+        "is and its main point; a long description then gives all of its information.\n"
+        "Do not start the alt text with 'image of' or 'picture of'; mention the kind of image "
+        "only when it matters (a photo, a screenshot, a painting).\n"
+        "Answer in exactly this form, with nothing before or after it:\n"
+        "Kind: decorative, informative or complex\n"
+        "Alt text: the alt text, or nothing for a decorative image\n"
+        "Long description: for a complex image only, all of its information",
     ),
-    "diagram": (
-        "This is a diagram or chart. Say what kind it is and what it shows, then its structure: "
-        "axes, labels, units, series or parts and how they connect, then the data values and "
-        "the main trend or conclusion."
+    "read_text": Level(
+        "Read all text",
+        f"{FOR_WHOM}\n\n"
+        "Read out all the text in this image, word for word, exactly as written, in reading "
+        "order: for a page, top to bottom and column by column; for a screenshot, the window "
+        "title, then menus and buttons, then the content. Keep its line breaks and paragraphs. "
+        "Give lists as lists and tables row by row, with ' | ' between cells. Do not correct, "
+        "translate, summarise or explain anything. Put [?] right after any word you are unsure "
+        "of, and write [unreadable] where text cannot be read at all. If there is no text, "
+        "answer only: No text found.",
+    ),
+    "diagram": Level(
+        "Diagram or chart",
+        f"{FOR_WHOM}\n\n"
+        "This image is a diagram, chart, graph, map or table. Describe it so that the person "
+        "can use its information:\n"
+        "1. What kind it is, and its title.\n"
+        "2. Its structure: the axes with their labels, units and ranges; the legend; the series, "
+        "parts or boxes and how they connect (for a flow chart, follow the arrows from the "
+        "start).\n"
+        "3. The data: every value you can read, grouped by series, as a short list or table. "
+        "Say when a value is estimated from where a mark sits.\n"
+        "4. The main trend, comparison or conclusion, in one or two sentences.\n"
+        "If the image is not a diagram or chart, say so, then describe it briefly.",
     ),
 }
 DEFAULT_LEVEL = "detailed"
 
 
-def description_messages(image: Image.Image, level: str) -> list[Message]:
-    """The conversation that asks for a description at `level` (ValueError if unknown)."""
+def level_prompt(level: str) -> str:
+    """The prompt for `level` (ValueError, in one sentence, for an unknown one)."""
     if level not in LEVELS:
         raise ValueError(f"The level must be one of {', '.join(LEVELS)}, not {level!r}.")
-    return [Message("system", SYSTEM), Message("user", LEVELS[level], images=(image,))]
+    return LEVELS[level].prompt
+
+
+def level_of(text: str) -> str | None:
+    """The level whose prompt `text` is, or None for anything else the person wrote."""
+    return next((level for level, spec in LEVELS.items() if spec.prompt == text), None)
+
+
+def description_messages(image: Image.Image, level: str) -> list[Message]:
+    """The conversation that asks for a description at `level` (ValueError if unknown)."""
+    return [Message("user", level_prompt(level), images=(image,))]
+
+
+@dataclass(frozen=True)
+class AltText:
+    """An alt-text answer taken apart: the kind, the alt text, and a long description."""
+
+    kind: str  # "decorative", "informative" or "complex"; "" when the answer has no Kind line
+    text: str
+    long_description: str = ""
+
+
+_KIND = re.compile(r"^\s*Kind:\s*\**\s*(decorative|informative|complex)", re.I | re.M)
+_ALT = re.compile(r"^\s*Alt text:[ \t]*(.*)$", re.I | re.M)
+_LONG = re.compile(r"^\s*Long description:\s*(.*)\Z", re.I | re.M | re.S)
+
+
+def alt_text_of(answer: str) -> AltText:
+    """The alt text in an answer to the alt-text prompt. An answer that does not keep to the
+    asked-for form is taken whole as the alt text, for the person to edit."""
+    answer = answer.removeprefix(AI_NOTICE).strip()
+    kind, alt = _KIND.search(answer), _ALT.search(answer)
+    if alt is None:
+        return AltText(kind.group(1).lower() if kind else "", answer)
+    long = _LONG.search(answer)
+    return AltText(
+        kind.group(1).lower() if kind else "",
+        alt.group(1).strip().strip('"'),
+        long.group(1).strip() if long else "",
+    )

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from model import Timing
 
-from .history import Conversation, StoredMessage
+from .describe import LEVELS, level_of
+from .history import Attachment, Conversation, StoredMessage
 
 THINKING_TITLE = "Thinking"
 INTERRUPTED = "*(stopped)*"
@@ -45,10 +46,19 @@ def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], l
 
 
 def shown_user(message: StoredMessage) -> list[dict]:
-    """What the person sent: each file, the captions of audio, then the text."""
-    entries = [{"role": "user", "content": {"path": a.path}} for a in message.attachments]
+    """What the person sent: each file (named for screen readers), the captions of audio, then
+    the text; a description's long prompt is shown as the level that was asked for."""
+    entries = [{"role": "user", "content": shown_file(a)} for a in message.attachments]
     entries += [{"role": "user", "content": a.caption} for a in message.attachments if a.caption]
-    return entries + ([{"role": "user", "content": message.text}] if message.text else [])
+    level = level_of(message.text)
+    text = f"Describe this image: {LEVELS[level].label}" if level else message.text
+    return entries + ([{"role": "user", "content": text}] if text else [])
+
+
+def shown_file(attachment: Attachment) -> dict:
+    """A file in the chat, with a text alternative (the page's images need one)."""
+    kind = "Image" if attachment.kind == "image" else "Recording"
+    return {"path": attachment.path, "alt_text": f"{kind} you sent: {attachment.name}"}
 
 
 def shown_answer(message: StoredMessage) -> list[dict]:

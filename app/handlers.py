@@ -23,9 +23,17 @@ from model import (
 )
 
 from .config import AppConfig
-from .describe import AI_NOTICE, DEFAULT_LEVEL, description_messages
+from .describe import (
+    AI_NOTICE,
+    DEFAULT_LEVEL,
+    LEVELS,
+    alt_text_of,
+    description_messages,
+    level_of,
+    level_prompt,
+)
 from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
-from .history import Attachment, Conversation, History, StoredMessage
+from .history import NEW_TITLE, Attachment, Conversation, History, StoredMessage
 from .media import (
     MediaError,
     attachment_kinds,
@@ -105,6 +113,46 @@ class ChatHandlers:
             return
         self.history.edit_text(conversation_id, position, text)
         yield from self._page_reply(conversation_id, *generation_options(*settings))
+
+    def describe_page(
+        self, value: dict, conversation_id: str, level: str, *settings: Any
+    ) -> Iterator[tuple]:
+        """Describe: the one image in the box, described at `level` in this conversation, so
+        that questions typed next are follow-ups about it. Streams what Send streams, then the
+        alt-text box (filled after an Alt text description). Typed text stays in the box."""
+        paths = [file_path(item) for item in value.get("files") or []]
+        try:
+            if attachment_kinds(paths, self.config.limits) != ["image"]:
+                raise MediaError(
+                    "Attach one image to describe: upload it, paste it, or take a webcam snapshot."
+                )
+            load_image(paths[0], self.config.limits)
+            level_prompt(level)  # a known level
+        except (MediaError, ValueError) as exc:
+            gr.Warning(str(exc))
+            yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        if not self.history.get(conversation_id or ""):
+            conversation_id = self.history.create()
+        self._ask_for_description(conversation_id, paths[0], level)
+        box: Any = {"text": value.get("text") or "", "files": []}
+        for shown, _, *rest in self._page_reply(conversation_id, *generation_options(*settings)):
+            yield shown, box, *rest, gr.skip()
+            box = gr.skip()
+        if level == "alt_text":
+            yield (*[gr.skip()] * 6, self._alt_text_box(conversation_id))
+
+    def _alt_text_box(self, conversation_id: str) -> Any:
+        """The alt-text box for the conversation's last answer: its alt text, to edit and copy."""
+        last = self.history.get(conversation_id).messages[-1]
+        if last.role != "assistant":  # the reply failed: nothing to fill in
+            return gr.skip()
+        alt = alt_text_of(last.text)
+        label = {
+            "decorative": 'Alt text: decorative, so leave the alt attribute empty (alt="")',
+            "complex": "Alt text: a complex image, so add the long description in the chat too",
+        }.get(alt.kind, "Alt text: check it, edit it, then copy it")
+        return gr.update(value=alt.text, label=label, visible=True)
 
     def stop(self, conversation_id: str) -> None:
         """Stop: the model stops within one decoding step; the reply ends marked stopped."""
@@ -201,19 +249,31 @@ class ChatHandlers:
                 raise refused(exc) from None
         return self.voice.transcribe_endpoint(audio)
 
-    def describe(self, image: str, level: str = DEFAULT_LEVEL) -> Iterator[str]:
+    def describe(
+        self, image: str, level: str = DEFAULT_LEVEL, conversation_id: str = ""
+    ) -> Iterator[str]:
         """Describe an image at a level (brief, detailed, alt_text, read_text, diagram);
-        streams the description, which always starts by saying it is AI-generated."""
+        streams the description, which always starts by saying it is AI-generated.
+
+        With a `conversation_id` (from /new_conversation) the description is kept there, and
+        /chat with the same id asks follow-up questions about the image.
+        """
         if not image:
             raise gr.Error("Send an image to describe.")
         try:
             messages = description_messages(load_image(image, self.config.limits), level)
         except (MediaError, ValueError) as exc:
             raise refused(exc) from None
-        for reply in self.stream(messages, GenerationOptions()):
+        if conversation_id:
+            if not self.history.get(conversation_id):
+                raise gr.Error(GONE)
+            self._ask_for_description(conversation_id, image, level)
+            yield from self._api_reply(conversation_id, "", GenerationOptions())
+            return
+        for reply in self.stream(messages, GenerationOptions(), prefix=f"{AI_NOTICE} "):
             if reply.error:
                 raise gr.Error(reply.error)
-            yield f"{AI_NOTICE} {reply.answer}"
+            yield reply.answer
 
     def new_conversation(self) -> str:
         """Start a conversation that /chat can continue; its id."""
@@ -283,13 +343,18 @@ class ChatHandlers:
         return messages
 
     def stream(
-        self, messages: list[Message], options: GenerationOptions, owner: str = ""
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        owner: str = "",
+        prefix: str = "",
     ) -> Iterator[Reply]:
-        """Yields the growing reply; cancels the request if the consumer stops early.
+        """Yields the growing reply, which starts with `prefix`; cancels the request if the
+        consumer stops early.
 
         A reply with an `owner` (its conversation) can also be stopped with `stop(owner)`.
         """
-        reply = Reply()
+        reply = Reply(answer=prefix)
         reply_stream = self.engine.submit(ChatRequest(tuple(messages), options))
         if owner:
             self._running[owner] = reply_stream
@@ -319,9 +384,11 @@ class ChatHandlers:
         self, conversation_id: str, system_prompt: str, options: GenerationOptions
     ) -> Iterator[tuple[list, Reply]]:
         """Reply to the stored conversation: yields (chat shown, reply) as it grows, and keeps
-        the answer, marked interrupted if it was stopped (also when the page goes away)."""
+        the answer, marked interrupted if it was stopped (also when the page goes away).
+        A description (the last message is a level's prompt) starts with the AI notice."""
         conversation = self.history.get(conversation_id)
         shown, _ = shown_conversation(conversation)
+        prefix = f"{AI_NOTICE} " if level_of(conversation.messages[-1].text) else ""
         reply = Reply()
         try:
             messages = self.model_messages(conversation, system_prompt)
@@ -330,12 +397,12 @@ class ChatHandlers:
             yield [*shown, *shown_reply(reply)], reply
             return
         try:
-            for reply in self.stream(messages, options, owner=conversation_id):
+            for reply in self.stream(messages, options, owner=conversation_id, prefix=prefix):
                 yield [*shown, *shown_reply(reply)], reply
         finally:
             # A failed reply is shown, not kept (Regenerate retries it). A stopped one is kept,
             # marked interrupted, also when the page went away mid-reply.
-            if reply.error is None and (reply.timing or reply.answer or reply.thinking):
+            if reply.error is None and (reply.timing or reply.thinking or reply.answer != prefix):
                 status = "complete" if reply.timing and not reply.cancelled else "interrupted"
                 self.history.append(
                     conversation_id,
@@ -362,6 +429,16 @@ class ChatHandlers:
             if reply.error:
                 raise gr.Error(reply.error)
             yield with_dropped_note(reply, reply.answer)
+
+    def _ask_for_description(self, conversation_id: str, image: str, level: str) -> None:
+        """Keep the level's prompt with the image as the person's message; a conversation that
+        starts with it is named after the level and the image, not after the long prompt."""
+        if self.history.get(conversation_id).title == NEW_TITLE:
+            self.history.rename(conversation_id, f"{LEVELS[level].label}: {_name(image)}")
+        attachment = Attachment("image", image, _name(image))
+        self.history.append(
+            conversation_id, StoredMessage("user", level_prompt(level), (attachment,))
+        )
 
     def _drop_last_answer(self, conversation_id: str) -> bool:
         """Forget the last answer (if the conversation ends with one); False if it is gone."""

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .config import AppConfig
 from .desktop import open_window
 from .handlers import ChatHandlers
-from .ui import PUSH_TO_TALK_JS, build_ui
+from .ui import PAGE_CSS, build_ui, page_js
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."
@@ -95,7 +95,9 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         share=config.share,
         auth=config.auth,
         ssr_mode=False,
-        js=PUSH_TO_TALK_JS.read_text() if config.desktop else None,
+        js=page_js(config.desktop),
+        css_paths=[PAGE_CSS],
+        allowed_paths=[str(config.data_dir)],  # the images of saved conversations
         enable_monitoring=False,
         max_file_size=config.limits.max_file_mb * 1024 * 1024,
         num_workers=0,  # Gradio's static file workers would serve outside the guard

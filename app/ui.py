@@ -18,6 +18,16 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STATUS_REFRESH_S = 1.0
 PUSH_TO_TALK_KEY = "F8"  # the key assets/push_to_talk.js listens for
 PUSH_TO_TALK_JS = ASSETS / "push_to_talk.js"
+ACCESSIBILITY_JS = ASSETS / "accessibility.js"  # live region, shortcuts, read aloud, names
+PAGE_CSS = ASSETS / "page.css"
+# The keys assets/accessibility.js listens for (with Alt+Shift), as the page and README list them.
+SHORTCUTS = (
+    ("L", "go to the latest answer"),
+    ("S", "stop the answer"),
+    ("R", "repeat the latest answer"),
+    ("M", "go to the message box"),
+    ("D", "describe the attached image"),
+)
 LATEX = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "$", "right": "$", "display": False},
@@ -38,6 +48,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     # can go: every 10 minutes those over an hour old, and all of them on Ctrl+C.
     with gr.Blocks(title="Loupe", delete_cache=(600, 3600)) as page:
         conversation_id = gr.State("")
+        gr.HTML('<h1 class="visually-hidden">Loupe</h1>', padding=False)
         with gr.Sidebar(label="Conversations", elem_id="sidebar"):
             new_chat = gr.Button("New chat", variant="primary", elem_id="new-chat")
             conversations = gr.Radio(
@@ -56,6 +67,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             height=520,
             latex_delimiters=LATEX,
             editable="user",
+            buttons=["copy", "copy_all"],  # no Share: it posts to Hugging Face, not local
             elem_id="chat",
             placeholder="Ask about a screenshot, a photo or a recording, or just chat.",
         )
@@ -68,8 +80,28 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             autofocus=True,
             elem_id="message",
         )
+        with gr.Row(elem_id="describe", equal_height=True):
+            level = gr.Radio(
+                [(spec.label, name) for name, spec in LEVELS.items()],
+                value=DEFAULT_LEVEL,
+                label="Description level",
+                elem_id="describe-level",
+                scale=4,
+            )
+            describe = gr.Button("Describe image", elem_id="describe-button", scale=1)
+        alt_text = gr.Textbox(
+            label="Alt text",
+            lines=2,
+            interactive=True,
+            buttons=["copy"],
+            visible=False,
+            elem_id="alt-text",
+        )
+        gr.Markdown(shortcuts_text(), elem_id="shortcuts")
         with gr.Row():
             regenerate = gr.Button("Regenerate", size="sm", elem_id="regenerate")
+            read_aloud = gr.Button("Read aloud", size="sm", elem_id="read-aloud")
+            stop_reading = gr.Button("Stop reading", size="sm", elem_id="stop-reading")
             capture = gr.Button(
                 "Capture screen", size="sm", visible=desktop, elem_id="capture-screen"
             )
@@ -108,6 +140,24 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
                     label="Image detail (tokens per image: more reads small text better)",
                 )
                 thinking = gr.Checkbox(label="Thinking", value=False)
+            # Read by assets/accessibility.js in the browser, never by Python; `interactive`
+            # because Gradio disables a control that no event takes as an input.
+            with gr.Row():
+                gr.Checkbox(
+                    label="Auto-read answers aloud",
+                    value=False,
+                    interactive=True,
+                    elem_id="auto-read",
+                )
+                gr.Slider(
+                    0.5,
+                    2.0,
+                    value=1.0,
+                    step=0.1,
+                    label="Reading rate",
+                    interactive=True,
+                    elem_id="read-rate",
+                )
         status = gr.Markdown(status_now, elem_id="status")
         settings = [
             system_prompt,
@@ -141,10 +191,19 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_name="page_edit",
             api_visibility="private",
         )
+        described = describe.click(
+            handlers.describe_page,
+            [box, conversation_id, level, *settings],
+            [*reply_outputs, alt_text],
+            api_visibility="private",
+        )
         # Stop asks the model to stop; the reply then ends by itself, shown and kept as stopped.
         box.stop(handlers.stop, conversation_id, api_visibility="private", queue=False)
         # Leaving a conversation while its reply is written ends that reply (kept as stopped).
-        replies = [sent, regenerated, edited]
+        replies = [sent, regenerated, edited, described]
+        # Reading aloud happens in the browser (its speech synthesis works offline).
+        read_aloud.click(None, js="() => window.loupe.readLatest()")
+        stop_reading.click(None, js="() => window.loupe.stopReading()")
 
         conversations.input(
             handlers.open_conversation,
@@ -193,12 +252,16 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_image = gr.File(type="filepath")
             api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL)
             api_description = gr.Textbox()
+            api_describe_conversation = gr.Textbox("")
         api_message.submit(
             handlers.chat, [api_message, *settings, api_conversation], api_reply, api_name="chat"
         )
         api_audio.upload(handlers.transcribe, api_audio, api_transcript, api_name="transcribe")
         api_image.upload(
-            handlers.describe, [api_image, api_level], api_description, api_name="describe"
+            handlers.describe,
+            [api_image, api_level, api_describe_conversation],
+            api_description,
+            api_name="describe",
         )
         gr.api(handlers.new_conversation, api_name="new_conversation")
         gr.api(handlers.regenerate_api, api_name="regenerate")
@@ -219,3 +282,17 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             show_progress="hidden",
         )
     return page
+
+
+def shortcuts_text() -> str:
+    """The keyboard shortcuts, as the page shows them."""
+    keys = " · ".join(f"**Alt+Shift+{key}** {what}" for key, what in SHORTCUTS)
+    return f"Keyboard shortcuts: {keys}."
+
+
+def page_js(desktop: bool) -> str:
+    """The page's script for launch(js=): the accessibility script, plus push-to-talk on the
+    desktop. Each file is one arrow function; this calls them in turn."""
+    scripts = [ACCESSIBILITY_JS] + ([PUSH_TO_TALK_JS] if desktop else [])
+    calls = "\n".join(f"({path.read_text().strip()})();" for path in scripts)
+    return f"() => {{\n{calls}\n}}"

@@ -1,13 +1,29 @@
-"""Each description level asks for what it names, in its own prompt."""
+"""Describe mode: each level asks for what it names in its own prompt; a description is a turn of
+a conversation that starts with the AI notice, and follow-up questions continue it; the alt text
+lands in its box."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import gradio as gr
 import pytest
 
-from app.describe import LEVELS, description_messages
+from app.describe import (
+    AI_NOTICE,
+    LEVELS,
+    alt_text_of,
+    description_messages,
+    level_of,
+    level_prompt,
+)
+from app.display import shown_conversation
+from app.handlers import ChatHandlers
+from app.voice import SEND_AUDIO
 from model import GenerationOptions
 from model.prompts import render_prompt
 from tests.conftest import photo
+from tests.test_conversations import SETTINGS, handlers  # noqa: F401 (a fixture)
 
 
 def test_each_level_renders_its_own_prompt_with_the_image(processor):
@@ -17,11 +33,101 @@ def test_each_level_renders_its_own_prompt_with_the_image(processor):
     }
     assert len(set(prompts.values())) == len(LEVELS)
     for level, prompt in prompts.items():
-        assert f"<|turn>user\n<|image|>{LEVELS[level]}<turn|>" in prompt
-        assert prompt.startswith("<bos><|turn>system\nYou describe images for people who are blind")
-    assert "alt attribute" in prompts["alt_text"] and "word for word" in prompts["read_text"]
+        assert prompt.startswith("<bos><|turn>user\n<|image|>You are describing an image for")
+        assert f"{LEVELS[level].prompt}<turn|>\n<|turn>model\n" in prompt
+        assert "blind or has low vision" in prompt
+    assert "one or two sentences" in prompts["brief"]
+    assert "most important things first" in prompts["detailed"]
+    for kind in ("decorative:", "informative:", "complex:", "W3C alt decision tree"):
+        assert kind in prompts["alt_text"]
+    assert "Long description:" in prompts["alt_text"] and "125 characters" in prompts["alt_text"]
+    for asked in ("word for word", "reading order", "[?]", "No text found"):
+        assert asked in prompts["read_text"]
+    for asked in ("axes", "legend", "every value you can read", "trend"):
+        assert asked in prompts["diagram"]
 
 
 def test_an_unknown_level_is_refused():
     with pytest.raises(ValueError, match="must be one of brief, detailed, alt_text"):
         description_messages(photo(), "poem")
+
+
+def test_a_prompt_is_known_as_its_level_and_nothing_else_is():
+    assert all(level_of(level_prompt(level)) == level for level in LEVELS)
+    assert level_of("Describe this photo.") is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "text", "long"),
+    [
+        ("Kind: decorative\nAlt text:\nLong description:", "decorative", "", ""),
+        (
+            f"{AI_NOTICE} Kind: informative\nAlt text: A red car on a hill road.",
+            "informative",
+            "A red car on a hill road.",
+            "",
+        ),
+        (
+            'Kind: complex\nAlt text: "Sales doubled in 2024."\n'
+            "Long description: A bar chart.\nQ1 10, Q2 20.",
+            "complex",
+            "Sales doubled in 2024.",
+            "A bar chart.\nQ1 10, Q2 20.",
+        ),
+        (f"{AI_NOTICE} A cat asleep on a sofa.", "", "A cat asleep on a sofa.", ""),
+    ],
+)
+def test_an_alt_text_answer_is_taken_apart(answer, kind, text, long):
+    alt = alt_text_of(answer)
+    assert (alt.kind, alt.text, alt.long_description) == (kind, text, long)
+
+
+def describe(chat: ChatHandlers, image: Path, level: str, conversation_id: str = ""):
+    value = {"text": "typed, not sent", "files": [str(image)]}
+    return list(chat.describe_page(value, conversation_id, level, *SETTINGS))
+
+
+def test_a_description_is_a_conversation_turn_and_a_follow_up_continues_it(
+    handlers: ChatHandlers,  # noqa: F811
+    image_file: Path,
+):
+    updates = describe(handlers, image_file, "brief")
+    shown, box, conversation_id, *_, alt_box = updates[0]
+    assert box == {"text": "typed, not sent", "files": []}  # the typed text waits in the box
+    assert shown[1] == {"role": "user", "content": "Describe this image: Brief"}
+    assert handlers.history.get(conversation_id).title == f"Brief: {image_file.name}"
+    assert shown[0]["content"]["alt_text"] == f"Image you sent: {image_file.name}"
+    assert shown[-1]["content"].startswith(AI_NOTICE)  # the notice comes first, at once
+    assert alt_box == gr.skip()  # the alt-text box is for the Alt text level only
+
+    follow_up = {"text": "What colour is it?", "files": []}
+    list(handlers.respond(follow_up, conversation_id, SEND_AUDIO, *SETTINGS))
+    messages = handlers.history.get(conversation_id).messages
+    assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[0].text == LEVELS["brief"].prompt and messages[0].attachments
+    assert messages[1].text.startswith(f"{AI_NOTICE} ")
+    assert not messages[3].text.startswith(AI_NOTICE)  # an answer to a question, not a description
+    model_messages = handlers.model_messages(handlers.history.get(conversation_id), "")
+    assert model_messages[0].images and model_messages[2].text == "What colour is it?"
+    shown_now, _ = shown_conversation(handlers.history.get(conversation_id))
+    assert shown_now[1]["content"] == "Describe this image: Brief"
+
+
+def test_the_alt_text_reply_fills_the_alt_text_box(
+    handlers: ChatHandlers,  # noqa: F811
+    image_file: Path,
+):
+    updates = describe(handlers, image_file, "alt_text")
+    conversation_id = updates[0][2]
+    alt_box = updates[-1][-1]
+    answer = handlers.history.get(conversation_id).messages[-1].text
+    assert alt_box["visible"] is True
+    assert alt_box["value"] == alt_text_of(answer).text
+    assert alt_box["value"] and not alt_box["value"].startswith(AI_NOTICE)
+
+
+def test_describe_needs_exactly_one_image(handlers: ChatHandlers, audio_file: Path):  # noqa: F811
+    for files in ([], [str(audio_file)]):
+        updates = list(handlers.describe_page({"text": "", "files": files}, "", "brief", *SETTINGS))
+        assert len(updates) == 1 and updates[0][2] == ""  # nothing sent, no conversation made
+    assert handlers.history.list() == []

@@ -178,3 +178,22 @@ def test_describe_streams_a_description_that_says_it_is_ai_generated(demo_app, i
     assert all(update.startswith("AI description") for update in job.outputs())
     with pytest.raises(Exception, match="poem is not in the list of choices"):
         client.predict(handle_file(image_file), "poem", api_name="/describe")
+
+
+def test_describe_in_a_conversation_takes_follow_up_questions(demo_app, image_file: Path):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    conversation = client.predict(api_name="/new_conversation")
+    description = client.predict(
+        handle_file(image_file), "alt_text", conversation, api_name="/describe"
+    )
+    client.predict(
+        {"text": "Is there text in it?", "files": []},
+        conversation_id=conversation,
+        api_name="/chat",
+    )
+    exported = json.loads(client.predict(conversation, "json", api_name="/export"))
+    prompt, answer, question, _ = exported["messages"]
+    assert prompt["text"].startswith("You are describing an image") and prompt["attachments"]
+    assert answer["text"] == description and description.startswith("AI description, may be wrong")
+    assert question["text"] == "Is there text in it?"

@@ -1,0 +1,241 @@
+() => {
+  // Loupe for screen-reader and keyboard users: a polite live region that announces a reply
+  // sentence by sentence (the chat log itself stays quiet, or it would read the whole growing
+  // reply again and again), keyboard shortcuts, reading aloud with the browser's own speech
+  // synthesis (offline, with the system's voices), focus after actions, and names for Gradio's
+  // icon buttons that lack one.
+  const POLL_MS = 250;
+  const KEEP_ANNOUNCEMENTS = 5; // older ones are removed; screen readers ignore removals
+  const MAX_CHUNK_CHARS = 200; // a run this long without a sentence end is read at a space
+  // Gradio's progress flickers off for a moment between events on a busy machine: a reply has
+  // ended when it has been off this long.
+  const END_QUIET_MS = 750;
+  const SENTENCE_END = /[.!?…]+["”’)\]]*(?=\s)|\n+/g;
+  const $ = (selector) => document.querySelector(selector);
+
+  // -- the live region -------------------------------------------------------------------
+  const announcer = document.createElement("div");
+  announcer.id = "announcer";
+  announcer.className = "visually-hidden";
+  announcer.setAttribute("aria-live", "polite");
+  announcer.setAttribute("aria-relevant", "additions");
+  document.body.appendChild(announcer);
+  let announced = 0;
+  const announce = (text) => {
+    const line = document.createElement("p");
+    line.textContent = text;
+    line.dataset.n = String(++announced);
+    announcer.appendChild(line);
+    while (announcer.children.length > KEEP_ANNOUNCEMENTS) announcer.firstElementChild.remove();
+  };
+
+  // The answer part of the chat's last reply (a reply may start with a Thinking section).
+  const latestAnswer = () => {
+    const replies = document.querySelectorAll("#chat .bot");
+    const reply = replies[replies.length - 1];
+    const parts = reply?.querySelectorAll(".message:not(:has(.thought-group))") || [];
+    return parts.length ? parts[parts.length - 1] : reply || null;
+  };
+  const answerText = (element) => (element?.innerText || "").replace(/\s*…$/, "").trim();
+  const busy = () => {
+    const tracker = $("#chat [data-testid='status-tracker']");
+    return !!tracker && !tracker.classList.contains("hide");
+  };
+
+  // The finished sentences of `text` after `from`: [sentences, where the unread rest starts].
+  const finishedSentences = (text, from) => {
+    const sentences = [];
+    let start = from;
+    SENTENCE_END.lastIndex = from;
+    for (let match; (match = SENTENCE_END.exec(text)); ) {
+      const end = match.index + match[0].length;
+      sentences.push(text.slice(start, end));
+      start = end;
+    }
+    while (text.length - start > MAX_CHUNK_CHARS) {
+      const space = text.lastIndexOf(" ", start + MAX_CHUNK_CHARS);
+      const end = space > start ? space : start + MAX_CHUNK_CHARS;
+      sentences.push(text.slice(start, end));
+      start = end;
+    }
+    return [sentences.map((s) => s.trim()).filter(Boolean), start];
+  };
+
+  let generating = false;
+  let readUpTo = 0;
+  let answerBefore = ""; // the last answer when this reply began: not the new one yet
+  let quietSince = 0; // when the progress went off, while a reply is being announced
+  let lastAction = "";
+  const watch = () => {
+    const chatLog = $("#chat [role='log']");
+    if (chatLog && chatLog.getAttribute("aria-live") !== "off") chatLog.setAttribute("aria-live", "off");
+    const now = busy();
+    quietSince = now ? 0 : quietSince || Date.now();
+    const ended = !now && Date.now() - quietSince >= END_QUIET_MS;
+    if (now && !generating) {
+      generating = true;
+      readUpTo = 0;
+      answerBefore = answerText(latestAnswer());
+      announce("Generating");
+    }
+    if (!generating) return;
+    const latest = answerText(latestAnswer());
+    const text = latest !== answerBefore || ended ? latest : "";
+    const [sentences, next] = finishedSentences(text, Math.min(readUpTo, text.length));
+    sentences.forEach(announce);
+    readUpTo = next;
+    if (ended) {
+      generating = false;
+      const rest = text.slice(readUpTo).trim();
+      if (rest) announce(rest);
+      announce("Done");
+      if (autoRead()) speak(text);
+      focusAfterReply();
+    }
+  };
+  setInterval(watch, POLL_MS);
+  // Gradio redraws its controls at any time: fix each redraw before anything reads it.
+  new MutationObserver(repairControls).observe(document.body, { childList: true, subtree: true });
+  repairControls();
+
+  // -- focus -----------------------------------------------------------------------------
+  const messageBox = () => $("#message textarea");
+  const focusAfterReply = () => {
+    // Move focus only if it is still where the action left it, never away from elsewhere.
+    const where = document.activeElement;
+    const untouched = !where || where === document.body || where.closest("#describe-button, #message");
+    if (!untouched) return;
+    const altBox = $("#alt-text textarea");
+    if (lastAction === "describe" && altBox && altBox.offsetParent !== null && altBox.value) {
+      altBox.focus();
+    } else if (lastAction) {
+      messageBox()?.focus();
+    }
+    lastAction = "";
+  };
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("#describe-button")) {
+      lastAction = $("#describe-level input[value='alt_text']")?.checked ? "describe" : "send";
+    } else if (event.target.closest("#message .submit-button")) {
+      lastAction = "send";
+    } else if (event.target.closest("#message .stop-button")) {
+      messageBox()?.focus();
+    } else if (event.target.closest("#new-chat")) {
+      setTimeout(() => messageBox()?.focus(), POLL_MS);
+    }
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && event.target.closest?.("#message")) {
+      lastAction = "send";
+    }
+  });
+
+  // -- reading aloud ---------------------------------------------------------------------
+  const autoRead = () => !!$("#auto-read input")?.checked;
+  const speak = (text) => {
+    if (!("speechSynthesis" in window) || !text) return;
+    speechSynthesis.cancel();
+    const utterance = new SpeechSynthesisUtterance(text);
+    utterance.rate = Number($("#read-rate input[type='number']")?.value) || 1;
+    speechSynthesis.speak(utterance);
+  };
+  const stopReading = () => window.speechSynthesis?.cancel();
+
+  // -- keyboard shortcuts (Alt+Shift+key; event.code, so that macOS's Option letters work) --
+  const goToLatestAnswer = () => {
+    const answer = latestAnswer();
+    if (!answer) {
+      announce("No answer yet");
+      return;
+    }
+    answer.setAttribute("tabindex", "-1");
+    answer.scrollIntoView({ block: "nearest" });
+    answer.focus();
+  };
+  const stopAnswer = () => {
+    const stop = $("#message .stop-button");
+    if (stop) stop.click();
+    stopReading();
+    messageBox()?.focus();
+  };
+  const shortcuts = {
+    KeyL: goToLatestAnswer,
+    KeyS: stopAnswer,
+    KeyR: () => announce(answerText(latestAnswer()) || "No answer yet"),
+    KeyM: () => messageBox()?.focus(),
+    KeyD: () => $("#describe-button")?.click(),
+  };
+  document.addEventListener("keydown", (event) => {
+    if (!event.altKey || !event.shiftKey || event.ctrlKey || event.metaKey) return;
+    const action = shortcuts[event.code];
+    if (action) {
+      event.preventDefault();
+      action();
+    }
+  });
+
+  // -- Gradio's controls: names where they lack one, radio groups, roles ------------------
+  function repairControls() {
+    document.querySelectorAll("button, [role='button']").forEach((control) => {
+      if (control.textContent.trim() || control.getAttribute("aria-label")?.trim()) return;
+      const name =
+        control.getAttribute("title")?.trim() ||
+        // Gradio draws a chat image with alt="" inside this button (it drops the message's
+        // alt_text), so the button's name is the image's text alternative.
+        (control.closest("#chat .user .image-container") && "Open the image you sent") ||
+        (control.closest(".image-container, .image-preview") && "Open image") ||
+        (control.closest(".scroll-down-button-container") && "Scroll to the latest message") ||
+        control.querySelector("img")?.alt;
+      if (name) control.setAttribute("aria-label", name);
+    });
+    // The Thinking section's title is itself the toggle: its arrow button is a duplicate.
+    document.querySelectorAll("#chat .thought-group .title button").forEach((arrow) => {
+      arrow.setAttribute("aria-hidden", "true");
+      arrow.setAttribute("tabindex", "-1");
+    });
+    // Gradio names each radio button apart, which breaks the group: the arrow keys would not
+    // move between choices and each would be its own Tab stop. One name per group mends both.
+    document.querySelectorAll("fieldset, [role='radiogroup']").forEach((group, index) => {
+      const radios = group.querySelectorAll("input[type='radio']");
+      if (!radios.length) return;
+      group.dataset.radioGroup ||= `loupe-radio-${index}-${Math.random().toString(36).slice(2)}`;
+      radios.forEach((radio) => {
+        if (radio.name !== group.dataset.radioGroup) radio.name = group.dataset.radioGroup;
+      });
+    });
+    // The message box's thumbnails say they are list items in a row that is no list (it holds
+    // the upload button too): each is a labelled group instead.
+    document.querySelectorAll("#message [role='listitem']").forEach((item) => {
+      item.setAttribute("role", "group");
+    });
+    // Gradio labels an empty file box's icon; a label needs a role to be read.
+    document.querySelectorAll("div.empty[aria-label]:not([role])").forEach((box) => {
+      box.setAttribute("role", "img");
+    });
+    // An image whose alt repeats the text beside it is read twice: make it decorative.
+    document.querySelectorAll("footer img[alt]").forEach((image) => {
+      if (image.alt && image.parentElement?.textContent.includes(image.alt)) image.alt = "";
+    });
+  }
+
+  // -- narrow windows (200% zoom and phones): the open sidebar would cover the whole page ---
+  const NARROW_PX = 768;
+  const collapseSidebarWhenNarrow = () => {
+    const toggle = $("button[aria-label='Toggle Sidebar']");
+    if (!toggle) return false;
+    if (window.innerWidth < NARROW_PX && toggle.parentElement.classList.contains("open")) {
+      toggle.click();
+    }
+    return true;
+  };
+  const waitForSidebar = setInterval(() => {
+    if (collapseSidebarWhenNarrow()) clearInterval(waitForSidebar);
+  }, POLL_MS);
+
+  window.loupe = {
+    latestText: () => answerText(latestAnswer()),
+    readLatest: () => speak(answerText(latestAnswer())),
+    stopReading,
+    announce,
+  };
+}
