@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import webbrowser
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from .media import with_file
 
 WINDOW_TITLE = "Loupe"
 
 
-def capture_screen(value: dict | None) -> Any:
-    """Grab the whole screen into the message box (needs a desktop session)."""
+def capture_screen(value: dict | None, max_image_mp: float) -> Any:
+    """Grab the whole screen into the message box (needs a desktop session); a screen larger
+    than the image limit (an 8K display is 33 megapixels) is scaled down to fit it."""
     from PIL import ImageGrab
 
     try:
         shot = ImageGrab.grab()
     except OSError as exc:  # no display, or the platform's grabber is missing
         raise gr.Error(f"The screen could not be captured: {exc}.") from None
+    scale = math.sqrt(max_image_mp * 1e6 / (shot.width * shot.height))
+    if scale < 1:
+        shot = shot.resize((int(shot.width * scale), int(shot.height * scale)), Image.LANCZOS)
     with tempfile.NamedTemporaryFile(prefix="screen-", suffix=".png", delete=False) as file:
         shot.save(file, format="PNG")
     return with_file(value, file.name)

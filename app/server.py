@@ -97,7 +97,8 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         ssr_mode=False,
         js=page_js(config.desktop),
         css_paths=[PAGE_CSS],
-        allowed_paths=[str(config.data_dir)],  # the images of saved conversations
+        # The images of saved conversations, which the page shows; not the database beside them.
+        allowed_paths=[str(handlers.history.files_dir)],
         enable_monitoring=False,
         max_file_size=config.limits.max_file_mb * 1024 * 1024,
         num_workers=0,  # Gradio's static file workers would serve outside the guard

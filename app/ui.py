@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
@@ -232,7 +233,12 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         export.click(handlers.export_files, conversation_id, exported, api_visibility="private")
 
         webcam.input(with_file, [box, webcam], box, api_visibility="private")
-        capture.click(capture_screen, box, box, api_visibility="private")
+        capture.click(
+            functools.partial(capture_screen, max_image_mp=handlers.config.limits.max_image_mp),
+            box,
+            box,
+            api_visibility="private",
+        )
         microphone.stop_recording(
             handlers.voice.take_recording,
             [microphone, box, voice_route],

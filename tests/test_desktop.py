@@ -33,13 +33,19 @@ def x_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_capture_screen_attaches_the_whole_screen(x_display: str):
-    box = capture_screen({"text": "What is on my screen?", "files": ["earlier.png"]})
+    box = capture_screen({"text": "What is on my screen?", "files": ["earlier.png"]}, 25.0)
     assert box["text"] == "What is on my screen?" and box["files"][0] == "earlier.png"
     with Image.open(box["files"][1]) as shot:
         assert shot.size == SCREEN
 
 
+def test_a_screen_over_the_image_limit_is_scaled_down_to_fit(x_display: str):
+    box = capture_screen({"text": "", "files": []}, max_image_mp=0.12)  # the screen is 0.48
+    with Image.open(box["files"][0]) as shot:
+        assert shot.size == (SCREEN[0] // 2, SCREEN[1] // 2)
+
+
 def test_capture_screen_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(gr.Error, match="The screen could not be captured"):
-        capture_screen({"text": "", "files": []})
+        capture_screen({"text": "", "files": []}, 25.0)

@@ -189,7 +189,9 @@ def test_path_traversal_against_file_routes_is_refused(strict_app: str, secrets:
     still_serving(strict_app)
 
 
-def test_files_of_a_kept_conversation_are_not_served_by_path(strict_app: str, image_file: Path):
+def test_the_data_folder_is_not_served_beyond_its_files(strict_app: str, image_file: Path):
+    """Saved conversations' files may be fetched by whoever may use the page (it shows them);
+    the database and anything else in the data folder may not."""
     client = Client(strict_app, verbose=False)
     conversation_id = client.predict(api_name="/new_conversation")
     client.predict(
@@ -200,10 +202,18 @@ def test_files_of_a_kept_conversation_are_not_served_by_path(strict_app: str, im
     )
     exported = json.loads(client.predict(conversation_id, "json", api_name="/export"))
     kept = Path(exported["messages"][0]["attachments"][0]["path"])
-    assert kept.is_file()  # the data folder holds it ...
-    for target in (f"/gradio_api/file={kept}", f"/gradio_api/file={quote(str(kept), safe='')}"):
-        status, body = raw_get(strict_app, target)  # ... and no route hands it out
-        assert status != 200 and body != kept.read_bytes(), target
+    data = kept.parents[2]  # <data>/files/<conversation>/<file>
+    (data / "secret.txt").write_text("SECRET-7f3a9c")
+    for private in (data / "secret.txt", *data.glob("*.db*")):
+        for target in (
+            f"/gradio_api/file={private}",
+            f"/gradio_api/file={quote(str(private), safe='')}",
+            f"/gradio_api/file={kept.parent}/../../{private.name}",
+        ):
+            status, body = raw_get(strict_app, target)
+            assert status != 200 and b"SECRET-7f3a9c" not in body, target
+            assert not body.startswith(b"SQLite format"), target
+    assert any(data.glob("*.db")), "the database should be in the data folder"
 
 
 # -- uploads --------------------------------------------------------------------------------------

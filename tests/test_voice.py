@@ -87,7 +87,10 @@ def test_audio_sent_to_gemma_carries_a_caption_of_what_was_heard(
     updates = list(handlers.respond(value, "", SEND_AUDIO, *SETTINGS))
     shown, box, conversation_id, *_ = updates[-2]  # the last update that shows the chat
     kept = handlers.history.get(conversation_id).messages[0].attachments[0]
-    assert shown[0] == {"role": "user", "content": {"path": kept.path}}
+    assert shown[0] == {
+        "role": "user",
+        "content": {"path": kept.path, "alt_text": "Recording you sent: question.wav"},
+    }
     caption = shown[1]["content"]
     assert caption == kept.caption
     assert caption.startswith("🎤 Heard: “") and caption.endswith("”")
