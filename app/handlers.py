@@ -41,6 +41,7 @@ from .media import (
     load_attachments,
     load_image,
     message_text,
+    valid_text,
 )
 from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
@@ -463,7 +464,7 @@ def generation_options(
     image_tokens: int,
 ) -> tuple[str, GenerationOptions]:
     """The settings panel's values (in its order) as a system prompt and GenerationOptions."""
-    return system_prompt or "", GenerationOptions(
+    return valid_text(system_prompt), GenerationOptions(
         temperature=float(temperature),
         top_p=float(top_p),
         top_k=int(top_k),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.handlers import banner_text, status_text
+from app.handlers import banner_text, generation_options, status_text
 from model import EngineStatus, ModelConfig, ModelInfo, Timing
 from model.loader import LoadError, locate
 
@@ -41,3 +41,9 @@ def test_status_line_names_model_mode_device_and_speed():
         "google/gemma-4-12B-it (real) on cuda, 4bit · last reply: first token 0.41 s, 23.5 tokens/s"
     )
     assert "(demo)" in status_text(EngineStatus("ready", "Ready", DEMO, False, 0), None)
+
+
+def test_the_system_prompt_is_cleaned_like_a_message():
+    system, options = generation_options(" Be brief\x00.\ud800 ", 0.5, 0.9, 40, 64, False, 280)
+    assert system == "Be brief.\ufffd"
+    assert (options.temperature, options.top_k, options.max_new_tokens) == (0.5, 40, 64)
