@@ -131,12 +131,15 @@ class AltText:
 _KIND = re.compile(r"^\s*Kind:\s*\**\s*(decorative|informative|complex)", re.I | re.M)
 _ALT = re.compile(r"^\s*Alt text:[ \t]*(.*)$", re.I | re.M)
 _LONG = re.compile(r"^\s*Long description:\s*(.*)\Z", re.I | re.M | re.S)
+# Control characters other than tab and newline: nothing an alt attribute can hold.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def alt_text_of(answer: str) -> AltText:
     """The alt text in an answer to the alt-text prompt. An answer that does not keep to the
     asked-for form is taken whole as the alt text, for the person to edit."""
-    answer = answer.removeprefix(AI_NOTICE).strip()
+    answer = answer.removeprefix(AI_NOTICE).replace("\r\n", "\n").replace("\r", "\n")
+    answer = _CONTROL.sub("", answer).strip()
     kind, alt = _KIND.search(answer), _ALT.search(answer)
     if alt is None:
         return AltText(kind.group(1).lower() if kind else "", answer)

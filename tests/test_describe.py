@@ -75,6 +75,8 @@ def test_a_prompt_is_known_as_its_level_and_nothing_else_is():
             "A bar chart.\nQ1 10, Q2 20.",
         ),
         (f"{AI_NOTICE} A cat asleep on a sofa.", "", "A cat asleep on a sofa.", ""),
+        # Control characters go (a browser's text box would turn \r into \n anyway).
+        ("A cat\x08 on\r\na sofa\x7f,\rasleep\x00", "", "A cat on\na sofa,\nasleep", ""),
     ],
 )
 def test_an_alt_text_answer_is_taken_apart(answer, kind, text, long):
