@@ -25,6 +25,19 @@ from model import (
     folder_problem,
 )
 
+# Flag -> (Limits field, metavar, help); each also reads LOUPE_<FLAG> for its default.
+LIMIT_FLAGS = {
+    "--max-files": ("max_files_per_message", "N", "files per message"),
+    "--max-file-mb": ("max_file_mb", "MB", "size of one uploaded file"),
+    "--max-image-mp": (
+        "max_image_mp",
+        "MEGAPIXELS",
+        "pixels in one image, checked before decoding it",
+    ),
+    "--max-audio-s": ("max_audio_s", "SECONDS", "length of one recording"),
+    "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -100,41 +113,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="requests that may wait for the model (default %(default)s)",
     )
     limits = parser.add_argument_group("limits on what one message may carry")
-    limits.add_argument(
-        "--max-files",
-        type=int,
-        default=int(env_default("max_files", str(Limits.max_files_per_message))),
-        metavar="N",
-        help="files per message (default %(default)s)",
-    )
-    limits.add_argument(
-        "--max-file-mb",
-        type=int,
-        default=int(env_default("max_file_mb", str(Limits.max_file_mb))),
-        metavar="MB",
-        help="size of one uploaded file (default %(default)s)",
-    )
-    limits.add_argument(
-        "--max-image-mp",
-        type=float,
-        default=float(env_default("max_image_mp", str(Limits.max_image_mp))),
-        metavar="MEGAPIXELS",
-        help="pixels in one image, checked before decoding it (default %(default)s)",
-    )
-    limits.add_argument(
-        "--max-audio-s",
-        type=float,
-        default=float(env_default("max_audio_s", str(Limits.max_audio_s))),
-        metavar="SECONDS",
-        help="length of one recording (default %(default)s)",
-    )
-    limits.add_argument(
-        "--max-message-chars",
-        type=int,
-        default=int(env_default("max_message_chars", str(Limits.max_message_chars))),
-        metavar="N",
-        help="characters in one message (default %(default)s)",
-    )
+    for flag, (field, metavar, help_text) in LIMIT_FLAGS.items():
+        default = getattr(Limits, field)
+        env_name = flag.removeprefix("--").replace("-", "_")
+        limits.add_argument(
+            flag,
+            dest=field,
+            type=type(default),
+            default=type(default)(env_default(env_name, str(default))),
+            metavar=metavar,
+            help=f"{help_text} (default %(default)s)",
+        )
     parser.add_argument(
         "--allowed-host",
         action="append",
@@ -202,16 +191,14 @@ def build_limits(args: argparse.Namespace) -> Limits:
     """Limits from flags; raises SystemExit with one sentence unless each one is above zero."""
     limits = Limits(
         queue_size=args.queue_size,
-        max_files_per_message=args.max_files,
-        max_file_mb=args.max_file_mb,
-        max_image_mp=args.max_image_mp,
-        max_audio_s=args.max_audio_s,
-        max_message_chars=args.max_message_chars,
+        **{field: getattr(args, field) for field, _, _ in LIMIT_FLAGS.values()},
     )
+    flags = {"queue_size": "--queue-size"} | {
+        field: flag for flag, (field, _, _) in LIMIT_FLAGS.items()
+    }
     for name, value in vars(limits).items():
         if not value > 0:
-            flag = "--max-files" if name == "max_files_per_message" else f"--{name}"
-            raise SystemExit(f"{flag.replace('_', '-')} must be above zero, not {value}.")
+            raise SystemExit(f"{flags[name]} must be above zero, not {value}.")
     return limits
 
 
