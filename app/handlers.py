@@ -35,10 +35,12 @@ from .describe import (
 from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
 from .history import NEW_TITLE, Attachment, Conversation, History, StoredMessage
 from .media import (
+    Kind,
     MediaError,
     attachment_kinds,
     file_path,
     load_attachments,
+    load_file,
     load_image,
     message_text,
     valid_text,
@@ -70,15 +72,14 @@ class ChatHandlers:
         With the Transcribe voice route, audio files are first turned into text in the box for
         the person to check; with the other, they go to the model with captions of what was heard.
         """
-        paths = [file_path(item) for item in value.get("files") or []]
         try:
-            kinds = attachment_kinds(paths, self.config.limits)
-            audio_paths = [path for path, kind in zip(paths, kinds, strict=True) if kind == "audio"]
+            files = self.message_files(value)
+            audio_paths = [path for path, kind in files if kind == "audio"]
             if route == TRANSCRIBE and audio_paths:
                 box = self.voice.into_box(value, audio_paths)
                 yield gr.skip(), box, conversation_id, gr.skip(), gr.skip(), gr.skip()
                 return
-            message = self.stored_user_message(value)
+            message = self.stored_user_message(value.get("text"), files)
         except MediaError as exc:
             gr.Warning(str(exc))
             yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip()
@@ -121,13 +122,14 @@ class ChatHandlers:
         """Describe: the one image in the box, described at `level` in this conversation, so
         that questions typed next are follow-ups about it. Streams what Send streams, then the
         alt-text box (filled after an Alt text description). Typed text stays in the box."""
-        paths = [file_path(item) for item in value.get("files") or []]
         try:
-            if attachment_kinds(paths, self.config.limits) != ["image"]:
+            files = self.message_files(value)
+            if [kind for _, kind in files] != ["image"]:
                 raise MediaError(
                     "Attach one image to describe: upload it, paste it, or take a webcam snapshot."
                 )
-            load_image(paths[0], self.config.limits)
+            [(image, _)] = files
+            load_image(image, self.config.limits)
             level_prompt(level)  # a known level
         except (MediaError, ValueError) as exc:
             gr.Warning(str(exc))
@@ -135,7 +137,7 @@ class ChatHandlers:
             return
         if not self.history.get(conversation_id or ""):
             conversation_id = self.history.create()
-        self._ask_for_description(conversation_id, paths[0], level)
+        self._ask_for_description(conversation_id, image, level)
         box: Any = {"text": value.get("text") or "", "files": []}
         for shown, _, *rest in self._page_reply(conversation_id, *generation_options(*settings)):
             yield shown, box, *rest, gr.skip()
@@ -222,7 +224,7 @@ class ChatHandlers:
         conversation and earlier turns are part of the prompt; without one it stands alone.
         """
         try:
-            stored = self.stored_user_message(message)
+            stored = self.stored_user_message(message.get("text"), self.message_files(message))
         except MediaError as exc:
             raise refused(exc) from None
         system, options = generation_options(
@@ -315,20 +317,26 @@ class ChatHandlers:
 
     # -- shared ----------------------------------------------------------------------------
 
-    def stored_user_message(self, value: dict[str, Any]) -> StoredMessage:
-        """A MultimodalTextbox value as a message to keep; MediaError names a file it can't use.
+    def message_files(self, value: dict[str, Any]) -> list[tuple[str, Kind]]:
+        """A MultimodalTextbox value's files, each with its kind, after the checks that need no
+        decoding (media.attachment_kinds); MediaError names a file it can't use."""
+        paths = [file_path(item) for item in value.get("files") or []]
+        return list(zip(paths, attachment_kinds(paths, self.config.limits), strict=True))
+
+    def stored_user_message(self, text: str | None, files: list[tuple[str, Kind]]) -> StoredMessage:
+        """A message to keep: its text and files (from `message_files`); MediaError names a file
+        that does not decode, or says the text is too long.
 
         Audio sent as audio gets a caption of what the speech recogniser heard.
         """
-        text = message_text(value.get("text"), self.config.limits)
-        paths = [file_path(item) for item in value.get("files") or []]
-        kinds = attachment_kinds(paths, self.config.limits)
-        load_attachments(paths, self.config.limits)  # so a damaged file is refused, not kept
+        text = message_text(text, self.config.limits)
+        for path, kind in files:
+            load_file(path, kind, self.config.limits)  # so a damaged file is refused, not kept
         attachments = tuple(
             Attachment("audio", path, _name(path), self.voice.caption(path))
             if kind == "audio"
             else Attachment("image", path, _name(path))
-            for path, kind in zip(paths, kinds, strict=True)
+            for path, kind in files
         )
         return StoredMessage("user", text, attachments)
 

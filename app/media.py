@@ -105,11 +105,14 @@ def load_attachments(paths: list[str], limits: Limits) -> tuple[list[Image.Image
     conversation stays readable if the limit is lowered later."""
     images, audio = [], []
     for path in paths:
-        if file_kind(path, limits) == "image":
-            images.append(load_image(path, limits))
-        else:
-            audio.append(load_audio(path, limits))
+        kind = file_kind(path, limits)
+        (images if kind == "image" else audio).append(load_file(path, kind, limits))
     return images, audio
+
+
+def load_file(path: str | Path, kind: Kind, limits: Limits) -> Image.Image | AudioClip:
+    """A file whose kind is known (from file_kind or attachment_kinds), decoded."""
+    return load_image(path, limits) if kind == "image" else load_audio(path, limits)
 
 
 def _check_size(path: Path, limits: Limits) -> None:
@@ -204,9 +207,8 @@ def load_audio(path: str | Path, limits: Limits) -> AudioClip:
     """The file's audio as float32 samples, shape (samples, channels), at its own rate."""
     path = Path(path)
     _check_size(path, limits)
-    with _open_audio(path, limits) as container:
+    with _open_audio(path, limits) as (container, declared_s):
         stream = container.streams.audio[0]
-        declared_s = _declared_seconds(container, stream)
         planes, samples_so_far, rate = [], 0, 0
         cut_short = MediaError(f"{path.name} is cut short: the audio file is incomplete.")
         if container.format.name == "wav" and _wav_cut_short(path):
@@ -296,8 +298,9 @@ def _wav_cut_short(path: Path) -> bool:
 
 
 @contextmanager
-def _open_audio(path: Path, limits: Limits) -> Iterator[Any]:
-    """An FFmpeg container with an audio stream, refused by duration before decoding."""
+def _open_audio(path: Path, limits: Limits) -> Iterator[tuple[Any, float | None]]:
+    """An FFmpeg container with an audio stream, and the duration its header declares (if it
+    declares one); refused by that duration before decoding."""
     import av
 
     demuxer = _audio_format(path)
@@ -315,7 +318,7 @@ def _open_audio(path: Path, limits: Limits) -> Iterator[Any]:
         declared_s = _declared_seconds(container, container.streams.audio[0])
         if declared_s and declared_s > limits.max_audio_s:
             raise MediaError(_too_long(path.name, declared_s, limits))
-        yield container
+        yield container, declared_s
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:

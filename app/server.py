@@ -82,13 +82,13 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     # No limit of Gradio's own: the engine's bounded queue is the one limit, so a request past
     # it is told "busy" at once instead of waiting unseen in Gradio's queue.
     page.queue(default_concurrency_limit=None)
-    if config.host not in LOOPBACK and config.auth is None:
+    hosts, open_to_network = allowed_hosts(config)
+    if open_to_network and config.auth is None:
         print(
             f"Warning: Loupe is open to the network on {config.host} without --auth; "
             "anyone who can reach this machine can use it.",
             flush=True,
         )
-    hosts, any_ip = allowed_hosts(config)
     _, local_url, share_url = page.launch(
         server_name=config.host,
         server_port=config.port,
@@ -103,7 +103,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         max_file_size=config.limits.max_file_mb * 1024 * 1024,
         num_workers=0,  # Gradio's static file workers would serve outside the guard
         app_kwargs={
-            "middleware": [Middleware(HostGuard, hosts=hosts, any_ip=any_ip)],
+            "middleware": [Middleware(HostGuard, hosts=hosts, any_ip=open_to_network)],
             # Routed before Gradio's own, so /health answers from the first request.
             "routes": [APIRoute("/health", handlers.health, methods=["GET"])],
         },

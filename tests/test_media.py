@@ -47,6 +47,11 @@ def png_declaring(width: int, height: int) -> bytes:
     )
 
 
+def cut_in_half(path: Path) -> None:
+    """Keep the first half of the file, as an interrupted download or copy would."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 def through_processor(processor, images=(), audio=()) -> None:
     """The model's processor takes what intake gave (the shapes a real request would have)."""
     message = Message("user", "What is this?", tuple(images), tuple(audio))
@@ -86,7 +91,7 @@ def test_megapixel_limit_follows_the_limits(tmp_path: Path):
 def test_truncated_image_is_refused_in_one_sentence(tmp_path: Path, suffix: str):
     path = tmp_path / f"cut{suffix}"
     photo(200, 200).save(path)
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    cut_in_half(path)
     with pytest.raises(
         MediaError, match=rf"^cut\{suffix} is cut short: the image file is incomplete\.$"
     ):
@@ -212,7 +217,7 @@ def test_empty_and_header_only_audio_are_refused(tmp_path: Path):
 def test_truncated_audio_is_refused(tmp_path: Path, suffix: str):
     path = tmp_path / f"cut{suffix}"
     soundfile.write(path, tone(4.0, rate=16_000), 16_000)
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    cut_in_half(path)
     with pytest.raises(
         MediaError, match=rf"^cut\{suffix} is cut short: the audio file is incomplete\.$"
     ):

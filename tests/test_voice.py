@@ -121,7 +121,8 @@ def test_a_75_s_recording_is_split_at_pauses_into_clips_the_model_accepts(long_r
 def test_the_long_recording_reaches_the_model_as_several_clips_in_one_message(
     handlers: ChatHandlers, long_recording: Path, processor
 ):
-    kept = handlers.stored_user_message({"text": "Summarise this.", "files": [str(long_recording)]})
+    value = {"text": "Summarise this.", "files": [str(long_recording)]}
+    kept = handlers.stored_user_message(value["text"], handlers.message_files(value))
     [message] = handlers.model_messages(Conversation("", "", 0, 0, (kept,)), system_prompt="")
     assert len(message.audio) == 3
     prompt = render_prompt(processor, [message], GenerationOptions())
