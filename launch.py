@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(ChatHandlers(engine, Voice(recognizer), history, config), config)
     except KeyboardInterrupt:
         pass
+    finally:
+        engine.close()  # whatever ended the server: the worker goes quietly, not by a broken pipe
     return 0
 
 

@@ -100,6 +100,7 @@ LEVELS: dict[str, Level] = {
     ),
 }
 DEFAULT_LEVEL = "detailed"
+DESCRIBE_OFF = "off"  # the composer's describe mode when it only sends messages
 
 
 def level_prompt(level: str) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from model import (
+    AudioClip,
     ChatRequest,
     ContextTrimmed,
     Engine,
@@ -23,9 +25,11 @@ from model import (
 )
 
 from .config import AppConfig
+from .conversations import GROUPS, Conversations, hidden_alt_text
 from .describe import (
     AI_NOTICE,
     DEFAULT_LEVEL,
+    DESCRIBE_OFF,
     LEVELS,
     alt_text_of,
     description_messages,
@@ -33,6 +37,7 @@ from .describe import (
     level_prompt,
 )
 from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
+from .errors import refused
 from .history import NEW_TITLE, Attachment, Conversation, History, StoredMessage
 from .media import (
     Kind,
@@ -49,6 +54,8 @@ from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 
 GONE = "This conversation no longer exists; start a new chat."
+PASTED_IMAGE_NAME = "image.png"
+LISTING_OUTPUTS = len(GROUPS) + 1  # the side list's date groups, and its search box
 
 
 class ChatHandlers:
@@ -59,15 +66,28 @@ class ChatHandlers:
         self.voice = voice
         self.history = history
         self.config = config
+        self.conversations = Conversations(history)
         self.last_timing: Timing | None = None  # the app's most recent reply, for the status line
         self._running: dict[str, ReplyStream] = {}  # conversation id -> the reply being written
 
     # -- the page --------------------------------------------------------------------------
 
+    def send(
+        self, value: dict, conversation_id: str, mode: str, route: str, *settings: Any
+    ) -> Iterator[tuple]:
+        """The composer's Send: a message, or in describe mode (a level chosen) a description
+        of the attached image; a message with no file is a follow-up question either way.
+        Streams the page's reply outputs, then the alt-text box."""
+        if mode != DESCRIBE_OFF and value.get("files"):
+            yield from self.describe_page(value, conversation_id, mode, *settings)
+            return
+        for update in self.respond(value, conversation_id, route, *settings):
+            yield *update, gr.skip()
+
     def respond(
         self, value: dict, conversation_id: str, route: str, *settings: Any
     ) -> Iterator[tuple]:
-        """Send: streams (chat, input box, conversation id, status line, side list, title).
+        """A message: streams (chat, input box, conversation id, status line, *side list, title).
 
         With the Transcribe voice route, audio files are first turned into text in the box for
         the person to check; with the other, they go to the model with captions of what was heard.
@@ -76,16 +96,15 @@ class ChatHandlers:
             files = self.message_files(value)
             audio_paths = [path for path, kind in files if kind == "audio"]
             if route == TRANSCRIBE and audio_paths:
-                box = self.voice.into_box(value, audio_paths)
-                yield gr.skip(), box, conversation_id, gr.skip(), gr.skip(), gr.skip()
+                yield _unchanged(self.voice.into_box(value, audio_paths), conversation_id)
                 return
             message = self.stored_user_message(value.get("text"), files)
         except MediaError as exc:
             gr.Warning(str(exc))
-            yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip()
+            yield _unchanged(value, conversation_id)
             return
         if not (message.text or message.attachments):
-            yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip()
+            yield _unchanged(value, conversation_id)
             return
         if not self.history.get(conversation_id or ""):
             conversation_id = self.history.create()
@@ -110,8 +129,7 @@ class ChatHandlers:
             text = message_text(edit.value, self.config.limits)
         except MediaError as exc:
             gr.Warning(str(exc))
-            shown = self._shown(conversation_id)
-            yield shown, gr.skip(), conversation_id, gr.skip(), gr.skip(), gr.skip()
+            yield self._shown(conversation_id), *_unchanged(gr.skip(), conversation_id)[1:]
             return
         self.history.edit_text(conversation_id, position, text)
         yield from self._page_reply(conversation_id, *generation_options(*settings))
@@ -119,9 +137,11 @@ class ChatHandlers:
     def describe_page(
         self, value: dict, conversation_id: str, level: str, *settings: Any
     ) -> Iterator[tuple]:
-        """Describe: the one image in the box, described at `level` in this conversation, so
-        that questions typed next are follow-ups about it. Streams what Send streams, then the
-        alt-text box (filled after an Alt text description). Typed text stays in the box."""
+        """Describe: the one image in the box, described at `level` (Detailed when describe
+        mode is off) in this conversation, so that questions typed next are follow-ups about it.
+        Streams what a message streams, then the alt-text box: emptied when the description
+        starts, filled after an Alt text one. Typed text stays in the box."""
+        level = DEFAULT_LEVEL if level == DESCRIBE_OFF else level
         try:
             files = self.message_files(value)
             if [kind for _, kind in files] != ["image"]:
@@ -133,17 +153,18 @@ class ChatHandlers:
             level_prompt(level)  # a known level
         except (MediaError, ValueError) as exc:
             gr.Warning(str(exc))
-            yield gr.skip(), value, conversation_id, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield *_unchanged(value, conversation_id), gr.skip()
             return
         if not self.history.get(conversation_id or ""):
             conversation_id = self.history.create()
         self._ask_for_description(conversation_id, image, level)
         box: Any = {"text": value.get("text") or "", "files": []}
+        alt_text: Any = hidden_alt_text()
         for shown, _, *rest in self._page_reply(conversation_id, *generation_options(*settings)):
-            yield shown, box, *rest, gr.skip()
-            box = gr.skip()
+            yield shown, box, *rest, alt_text
+            box = alt_text = gr.skip()
         if level == "alt_text":
-            yield (*[gr.skip()] * 6, self._alt_text_box(conversation_id))
+            yield *_unchanged(gr.skip(), conversation_id), self._alt_text_box(conversation_id)
 
     def _alt_text_box(self, conversation_id: str) -> Any:
         """The alt-text box for the conversation's last answer: its alt text, to edit and copy."""
@@ -162,38 +183,6 @@ class ChatHandlers:
         reply_stream = self._running.get(conversation_id)
         if reply_stream is not None:
             reply_stream.cancel()
-
-    def open_conversation(self, conversation_id: str | None) -> tuple:
-        """A conversation picked in the side list: (chat shown, conversation id, title box)."""
-        conversation = self.history.get(conversation_id or "")
-        if conversation is None:
-            return [], "", ""
-        return shown_conversation(conversation)[0], conversation.id, conversation.title
-
-    def new_chat(self) -> tuple:
-        """(chat shown, conversation id, title box, conversation list) for a fresh chat."""
-        return [], "", "", self.conversation_list(None)
-
-    def rename(self, conversation_id: str, title: str) -> Any:
-        if self.history.get(conversation_id or ""):
-            self.history.rename(conversation_id, title)
-        return self.conversation_list(conversation_id)
-
-    def delete(self, conversation_id: str) -> tuple:
-        if conversation_id:
-            self.history.delete(conversation_id)
-        return self.new_chat()
-
-    def export_files(self, conversation_id: str) -> list[str]:
-        """Markdown and JSON copies of the conversation, for download."""
-        conversation = self.history.get(conversation_id or "")
-        if conversation is None:
-            raise gr.Error("Open or start a conversation to export it.")
-        return [str(path) for path in self.history.export(conversation.id)]
-
-    def conversation_list(self, selected: str | None) -> Any:
-        choices = [(title, conversation_id) for conversation_id, title in self.history.list()]
-        return gr.update(choices=choices, value=selected or None)
 
     def health(self) -> dict[str, Any]:
         """The /health document (see the README)."""
@@ -232,14 +221,14 @@ class ChatHandlers:
         )
         if conversation_id:
             if not self.history.get(conversation_id):
-                raise gr.Error(GONE)
+                raise refused(GONE)
             self.history.append(conversation_id, stored)
             yield from self._api_reply(conversation_id, system, options)
             return
         conversation = Conversation("", "", 0, 0, (stored,))
         for reply in self.stream(self.model_messages(conversation, system), options):
             if reply.error:
-                raise gr.Error(reply.error)
+                raise refused(reply.error)
             yield reply.answer
 
     def transcribe(self, audio: str) -> str:
@@ -262,20 +251,20 @@ class ChatHandlers:
         /chat with the same id asks follow-up questions about the image.
         """
         if not image:
-            raise gr.Error("Send an image to describe.")
+            raise refused("Send an image to describe.")
         try:
             messages = description_messages(load_image(image, self.config.limits), level)
         except (MediaError, ValueError) as exc:
             raise refused(exc) from None
         if conversation_id:
             if not self.history.get(conversation_id):
-                raise gr.Error(GONE)
+                raise refused(GONE)
             self._ask_for_description(conversation_id, image, level)
             yield from self._api_reply(conversation_id, "", GenerationOptions())
             return
         for reply in self.stream(messages, GenerationOptions(), prefix=f"{AI_NOTICE} "):
             if reply.error:
-                raise gr.Error(reply.error)
+                raise refused(reply.error)
             yield reply.answer
 
     def new_conversation(self) -> str:
@@ -285,7 +274,7 @@ class ChatHandlers:
     def regenerate_api(self, conversation_id: str, max_new_tokens: int = 512) -> Iterator[str]:
         """Answer the conversation's last message again; streams the new reply."""
         if not self._drop_last_answer(conversation_id):
-            raise gr.Error(GONE)
+            raise refused(GONE)
         yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens))
 
     def edit_api(
@@ -295,12 +284,12 @@ class ChatHandlers:
         answer again from there; streams the new reply."""
         conversation = self.history.get(conversation_id)
         if conversation is None:
-            raise gr.Error(GONE)
+            raise refused(GONE)
         index = int(message_index)
         if not 0 <= index < len(conversation.messages) or (
             conversation.messages[index].role != "user"
         ):
-            raise gr.Error(f"Message {index} is not one of your messages in this conversation.")
+            raise refused(f"Message {index} is not one of your messages in this conversation.")
         try:
             text = message_text(text, self.config.limits)
         except MediaError as exc:
@@ -311,7 +300,7 @@ class ChatHandlers:
     def export_api(self, conversation_id: str, format: str = "markdown") -> str:
         """The conversation as Markdown ("markdown") or JSON ("json")."""
         if self.history.get(conversation_id) is None:
-            raise gr.Error(GONE)
+            raise refused(GONE)
         markdown, json_file = self.history.export(conversation_id)
         return (json_file if format == "json" else markdown).read_text()
 
@@ -327,16 +316,17 @@ class ChatHandlers:
         """A message to keep: its text and files (from `message_files`); MediaError names a file
         that does not decode, or says the text is too long.
 
-        Audio sent as audio gets a caption of what the speech recogniser heard.
+        Audio sent as audio gets a caption of what the speech recogniser heard, which also says
+        into how many clips the model takes it.
         """
         text = message_text(text, self.config.limits)
-        for path, kind in files:
-            load_file(path, kind, self.config.limits)  # so a damaged file is refused, not kept
+        # Decoded here so that a damaged file is refused, not kept.
+        decoded = [load_file(path, kind, self.config.limits) for path, kind in files]
         attachments = tuple(
-            Attachment("audio", path, _name(path), self.voice.caption(path))
+            Attachment("audio", path, _name(path), self.voice.caption(path, clip_count(audio)))
             if kind == "audio"
             else Attachment("image", path, _name(path))
-            for path, kind in files
+            for (path, kind), audio in zip(files, decoded, strict=True)
         )
         return StoredMessage("user", text, attachments)
 
@@ -421,22 +411,23 @@ class ChatHandlers:
     def _page_reply(
         self, conversation_id: str, system_prompt: str, options: GenerationOptions
     ) -> Iterator[tuple]:
-        # The side list and the title box change once, at the start; the status line at the end.
-        listed = self.conversation_list(conversation_id)
+        """Streams (chat, message box, id, status line, *side list, title) as the reply grows.
+        The side list and the title box change at the start; the status line at the end."""
+        listed = self.conversations.listing(conversation_id)
         title = self.history.get(conversation_id).title
         for shown, _ in self.answer(conversation_id, system_prompt, options):
-            yield shown, None, conversation_id, gr.skip(), listed, title
-            listed = title = gr.skip()
+            yield shown, None, conversation_id, gr.skip(), *listed, title
+            listed, title = (gr.skip(),) * len(listed), gr.skip()
         status = status_text(self.engine.status(), self.last_timing)
-        listed = self.conversation_list(conversation_id)
-        yield gr.skip(), gr.skip(), conversation_id, status, listed, gr.skip()
+        listed = self.conversations.listing(conversation_id)
+        yield gr.skip(), gr.skip(), conversation_id, status, *listed, gr.skip()
 
     def _api_reply(
         self, conversation_id: str, system_prompt: str, options: GenerationOptions
     ) -> Iterator[str]:
         for _, reply in self.answer(conversation_id, system_prompt, options):
             if reply.error:
-                raise gr.Error(reply.error)
+                raise refused(reply.error)
             yield with_dropped_note(reply, reply.answer)
 
     def _ask_for_description(self, conversation_id: str, image: str, level: str) -> None:
@@ -462,6 +453,17 @@ class ChatHandlers:
         return shown_conversation(self.history.get(conversation_id))[0]
 
 
+def clip_count(decoded: Any) -> int:
+    """How many clips the model takes a decoded attachment as (images: none)."""
+    return len(split_at_pauses(decoded)) if isinstance(decoded, AudioClip) else 0
+
+
+def _unchanged(box: Any, conversation_id: str) -> tuple:
+    """The page's reply outputs (see _page_reply) when no reply starts: only the box may
+    change."""
+    return gr.skip(), box, conversation_id, gr.skip(), *(gr.skip(),) * LISTING_OUTPUTS, gr.skip()
+
+
 def generation_options(
     system_prompt: str,
     temperature: float,
@@ -482,16 +484,15 @@ def generation_options(
     )
 
 
-def refused(exc: Exception) -> gr.Error:
-    """Input the app refused, as the error the person sees: their sentence, and no traceback
-    in the console (a refusal is not a fault)."""
-    return gr.Error(str(exc), print_exception=False)
-
-
 def _length_only(max_new_tokens: int) -> GenerationOptions:
     """The API's regenerate and edit: the model's own defaults, the length asked for."""
     return GenerationOptions(max_new_tokens=int(max_new_tokens))
 
 
 def _name(path: str) -> str:
-    return Path(path).name
+    """The name a file is shown and kept under. Browsers call every image pasted from the
+    clipboard "image.png", so a pasted image is named after the time it came instead."""
+    name = Path(path).name
+    if name == PASTED_IMAGE_NAME:
+        return f"Pasted image {datetime.now():%Y-%m-%d %H-%M-%S}.png"
+    return name

@@ -76,6 +76,7 @@ class History:
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
         self.files_dir = self.data_dir / "files"
+        self.exports_dir = self.data_dir / "exports"
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.data_dir / "conversations.db", check_same_thread=False)
@@ -140,8 +141,20 @@ class History:
             )
 
     def edit_text(self, conversation_id: str, position: int, text: str) -> None:
-        """New text for one message; every later message is forgotten (it answered the old)."""
+        """New text for one message; every later message is forgotten (it answered the old).
+
+        A title that was made from the first message follows its new text; one the person
+        chose stays."""
         with self._lock, self._db:
+            (old,) = self._db.execute(
+                "SELECT text FROM messages WHERE conversation_id = ? AND position = ?",
+                (conversation_id, position),
+            ).fetchone() or ("",)
+            if position == 0 and text.strip():
+                self._db.execute(
+                    "UPDATE conversations SET title = ? WHERE id = ? AND title IN (?, ?)",
+                    (_title(text), conversation_id, _title(old), NEW_TITLE),
+                )
             self._db.execute(
                 "UPDATE messages SET text = ? WHERE conversation_id = ? AND position = ?",
                 (text, conversation_id, position),
@@ -154,7 +167,7 @@ class History:
     def export(self, conversation_id: str) -> tuple[Path, Path]:
         """Write the conversation as Markdown and JSON under exports/; the two files."""
         conversation = self.get(conversation_id)
-        folder = self.data_dir / "exports" / conversation_id
+        folder = self.exports_dir / conversation_id
         folder.mkdir(parents=True, exist_ok=True)
         stem = "".join(c if c.isalnum() or c in " -_" else "_" for c in conversation.title)
         markdown = folder / f"{stem.strip() or 'conversation'}.md"
@@ -192,12 +205,20 @@ class History:
         )
         return Conversation(*row, messages=stored)
 
-    def list(self) -> list[tuple[str, str]]:
-        """(id, title) of every conversation, the most recently used first."""
+    def list(self, query: str = "") -> list[tuple[str, str, float]]:
+        """(id, title, last used) of every conversation, the most recently used first; with a
+        `query`, only those whose title or messages hold it (ASCII letters in any case)."""
+        sql = "SELECT id, title, updated FROM conversations c"
+        parameters: tuple[str, ...] = ()
+        if query.strip():
+            pattern = "%" + "".join(f"\\{c}" if c in "%_\\" else c for c in query.strip()) + "%"
+            sql += (
+                " WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m"
+                " WHERE m.conversation_id = c.id AND m.text LIKE ? ESCAPE '\\')"
+            )
+            parameters = (pattern, pattern)
         with self._lock:
-            return self._db.execute(
-                "SELECT id, title FROM conversations ORDER BY updated DESC"
-            ).fetchall()
+            return self._db.execute(f"{sql} ORDER BY updated DESC", parameters).fetchall()
 
     def rename(self, conversation_id: str, title: str) -> None:
         with self._lock, self._db:

@@ -6,6 +6,7 @@ an executable named .png is refused. Every refusal is a MediaError with one sent
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,7 +155,10 @@ def _open_image(path: Path, limits: Limits) -> Image.Image:
     try:
         opened = Image.open(path, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:  # PIL's own ceiling, far above ours
-        raise MediaError(_too_many_pixels(path.name, None, limits)) from exc
+        # PIL gives the size only in its message: "Image size (400000000 pixels) exceeds ..."
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(declared[1]) if declared else None
+        raise MediaError(_too_many_pixels(path.name, pixels, limits)) from exc
     except Exception as exc:  # UnidentifiedImageError, or a plugin's own error type
         raise MediaError(f"{path.name} is not an image Loupe can read.") from exc
     width, height = opened.size
@@ -168,7 +172,7 @@ def _open_image(path: Path, limits: Limits) -> Image.Image:
 
 
 def _too_many_pixels(name: str, pixels: int | None, limits: Limits) -> str:
-    size = f"{pixels / 1_000_000:.3g} megapixels" if pixels else "too many pixels"
+    size = f"{pixels / 1_000_000:.3g} megapixels" if pixels else "more pixels than PIL reads"
     return f"{name} has {size}; Loupe takes images up to {limits.max_image_mp:g} megapixels."
 
 

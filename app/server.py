@@ -76,7 +76,8 @@ def allowed_hosts(config: AppConfig) -> tuple[set[str], bool]:
 
 
 def serve(handlers: ChatHandlers, config: AppConfig) -> None:
-    """Serve until interrupted. The model keeps loading in the background meanwhile."""
+    """Serve until interrupted (the caller closes the engine). The model keeps loading in the
+    background meanwhile."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     page = build_ui(handlers, desktop=config.desktop)
     # No limit of Gradio's own: the engine's bounded queue is the one limit, so a request past
@@ -97,8 +98,9 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         ssr_mode=False,
         js=page_js(config.desktop),
         css_paths=[PAGE_CSS],
-        # The images of saved conversations, which the page shows; not the database beside them.
-        allowed_paths=[str(handlers.history.files_dir)],
+        # The images of saved conversations, which the page shows, and the exports it offers
+        # for download; not the database beside them.
+        allowed_paths=[str(handlers.history.files_dir), str(handlers.history.exports_dir)],
         enable_monitoring=False,
         max_file_size=config.limits.max_file_mb * 1024 * 1024,
         num_workers=0,  # Gradio's static file workers would serve outside the guard
@@ -116,13 +118,25 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         hosts.add(urlsplit(share_url).hostname or "")
         print(f"Loupe's public share link: {share_url}", flush=True)
     print(f"Loupe is running on {local_url}", flush=True)
+    if open_to_network:
+        addresses = ", ".join(network_urls(config.port))
+        print(f"Other machines on your network reach it at {addresses}", flush=True)
+    if config.desktop:
+        open_window(local_url, page.block_thread)
+    else:
+        page.block_thread()
+
+
+def network_urls(port: int) -> list[str]:
+    """The addresses other machines can use for this one: its name, then its IPv4 addresses
+    (loopback aside), as the name lookup of this machine gives them."""
+    name = socket.gethostname()
     try:
-        if config.desktop:
-            open_window(local_url, page.block_thread)
-        else:
-            page.block_thread()
-    finally:
-        handlers.engine.close()
+        found = socket.getaddrinfo(name, None, socket.AF_INET)
+    except OSError:  # the machine's own name does not resolve
+        found = []
+    addresses = sorted({entry[4][0] for entry in found} - {"127.0.0.1", "127.0.1.1"})
+    return [f"http://{host}:{port}" for host in (name, *addresses)]
 
 
 def _split(url: str) -> tuple[str, str]:

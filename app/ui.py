@@ -9,7 +9,8 @@ import gradio as gr
 
 from model import DEFAULT_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
 
-from .describe import DEFAULT_LEVEL, LEVELS
+from .conversations import ADDRESS_PARAMETER, GROUPS
+from .describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
 from .desktop import capture_screen
 from .handlers import ChatHandlers
 from .media import with_file
@@ -27,8 +28,27 @@ SHORTCUTS = (
     ("S", "stop the answer"),
     ("R", "repeat the latest answer"),
     ("M", "go to the message box"),
-    ("D", "describe the attached image"),
+    ("D", "describe the attached image (at the chosen level, else Detailed)"),
+    ("H", "show these shortcuts"),
 )
+SHOW_HELP_JS = "document.getElementById('help-dialog')?.showModal()"
+# Puts the open conversation's id in the page's address (?c=ID), without reloading.
+SET_ADDRESS_JS = f"""(id) => {{
+    const address = new URL(window.location.href);
+    if (id) address.searchParams.set("{ADDRESS_PARAMETER}", id);
+    else address.searchParams.delete("{ADDRESS_PARAMETER}");
+    window.history.replaceState(null, "", address);
+}}"""
+# Starts the webcam's live view once Gradio has drawn its "Click to Access Webcam" button: when
+# the camera opens, and again after each snapshot, so the next one is one click away.
+START_WEBCAM_JS = """() => {
+    const start = (tries) => {
+        const button = document.querySelector("#webcam [title='grant webcam access'] button");
+        if (button) button.click();
+        else if (tries > 0) setTimeout(() => start(tries - 1), 100);
+    };
+    start(30);
+}"""
 LATEX = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "$", "right": "$", "display": False},
@@ -37,40 +57,77 @@ EXAMPLES = [
     {
         "text": "What does this error mean, and how do I fix it?",
         "files": [str(ASSETS / "example-error.png")],
+        "icon": str(ASSETS / "example-error.png"),
     },
-    {"text": "Describe this photo.", "files": [str(ASSETS / "example-photo.jpg")]},
+    {
+        "text": "Describe this photo.",
+        "files": [str(ASSETS / "example-photo.jpg")],
+        "icon": str(ASSETS / "example-photo.jpg"),
+    },
 ]
 
 
 def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
-    """The chat page, plus the named API endpoints (see the README)."""
-    banner_now, status_now = handlers.refresh()
+    """The chat page, laid out like a chat app's, plus the named API endpoints (see the README).
+
+    Conversations on the left; the conversation and one composer fill the screen; the
+    composer's tools (camera, voice, describe mode, reading aloud, settings, shortcuts) open
+    what they need when asked; settings live in a panel on the right.
+    """
+    conversations = handlers.conversations
     # Uploads are copied into the conversation they belong to, so Gradio's temporary copies
     # can go: every 10 minutes those over an hour old, and all of them on Ctrl+C.
-    with gr.Blocks(title="Loupe", delete_cache=(600, 3600)) as page:
-        conversation_id = gr.State("")
+    with gr.Blocks(title="Loupe", delete_cache=(600, 3600), fill_height=True) as page:
+        # The open conversation's id: a hidden field, not a gr.State, because the page's address
+        # follows it (?c=ID), and only a field's changes reach the page's own script.
+        conversation_id = gr.Textbox("", visible="hidden", elem_id="conversation-id")
         gr.HTML('<h1 class="visually-hidden">Loupe</h1>', padding=False)
         with gr.Sidebar(label="Conversations", elem_id="sidebar"):
             new_chat = gr.Button("New chat", variant="primary", elem_id="new-chat")
-            conversations = gr.Radio(
-                [], label="Saved conversations", elem_id="conversations", interactive=True
+            search = gr.Textbox(
+                label="Search conversations",
+                placeholder="A word from a title or a message",
+                max_lines=1,
+                elem_id="search",
             )
-            title = gr.Textbox(label="Title of this conversation", elem_id="title")
-            with gr.Row():
-                rename = gr.Button("Rename", size="sm")
-                delete = gr.Button("Delete", size="sm", variant="stop")
-            export = gr.Button("Export as Markdown and JSON", size="sm")
-            exported = gr.File(label="Exports", file_count="multiple", interactive=False)
+            groups = [
+                gr.Radio(
+                    [],
+                    label=name,
+                    visible=False,
+                    interactive=True,
+                    elem_id=f"conversations-{name.lower().replace(' ', '-')}",
+                    elem_classes="conversation-group",
+                )
+                for name in GROUPS
+            ]
+            with gr.Accordion("This conversation", open=False, elem_id="this-conversation"):
+                title = gr.Textbox(label="Title", elem_id="title")
+                with gr.Row():
+                    rename = gr.Button("Rename", size="sm", elem_id="rename")
+                    delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete")
+                with gr.Column(visible=False, elem_id="confirm-delete") as confirm_row:
+                    confirm_text = gr.Markdown()
+                    with gr.Row():
+                        confirm = gr.Button("Delete it", size="sm", variant="stop")
+                        cancel = gr.Button("Keep it", size="sm", elem_id="keep")
+                export = gr.Button("Export as Markdown and JSON", size="sm", elem_id="export")
+                exported = gr.File(
+                    label="Exports", file_count="multiple", interactive=False, elem_id="exports"
+                )
 
-        banner = gr.Markdown(banner_now, elem_id="banner")
+        # Filled when the page loads, so a page opened later never shows a stale state.
+        banner = gr.Markdown("", elem_id="banner")
         chatbot = gr.Chatbot(
             label="Conversation",
-            height=520,
+            height=None,
+            scale=1,
             latex_delimiters=LATEX,
             editable="user",
             buttons=["copy", "copy_all"],  # no Share: it posts to Hugging Face, not local
             elem_id="chat",
             placeholder="Ask about a screenshot, a photo or a recording, or just chat.",
+            examples=EXAMPLES,
         )
         box = gr.MultimodalTextbox(
             file_count="multiple",
@@ -81,15 +138,40 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             autofocus=True,
             elem_id="message",
         )
-        with gr.Row(elem_id="describe", equal_height=True):
-            level = gr.Radio(
-                [(spec.label, name) for name, spec in LEVELS.items()],
-                value=DEFAULT_LEVEL,
-                label="Description level",
-                elem_id="describe-level",
-                scale=4,
+        with gr.Row(elem_id="composer-tools", equal_height=True):
+            camera_button = gr.Button("Camera", size="sm", elem_id="camera-button")
+            voice_button = gr.Button("Voice", size="sm", elem_id="voice-button")
+            capture = gr.Button(
+                "Capture screen", size="sm", visible=desktop, elem_id="capture-screen"
             )
-            describe = gr.Button("Describe image", elem_id="describe-button", scale=1)
+            gr.Button(
+                f"Hold to talk ({PUSH_TO_TALK_KEY})",
+                size="sm",
+                visible=desktop,
+                elem_id="push-to-talk",
+            )
+            read_aloud = gr.Button("Read aloud", size="sm", elem_id="read-aloud")
+            stop_reading = gr.Button("Stop reading", size="sm", elem_id="stop-reading")
+            settings_button = gr.Button("Settings", size="sm", elem_id="settings-button")
+            shortcuts = gr.Button("Shortcuts", size="sm", elem_id="help-button")
+        mode = gr.Radio(
+            [("Off", DESCRIBE_OFF), *((spec.label, name) for name, spec in LEVELS.items())],
+            value=DESCRIBE_OFF,
+            label="Describe images",
+            elem_id="describe-level",
+        )
+        # Pressed by the page's script: Alt+Shift+D, and the push-to-talk button or key.
+        describe = gr.Button(visible="hidden", elem_id="describe-button")
+        talk_down = gr.Button(visible="hidden", elem_id="push-to-talk-down")
+        talk_up = gr.Button(visible="hidden", elem_id="push-to-talk-up")
+        with gr.Column(visible=False, elem_id="camera-panel") as camera_panel:
+            webcam = gr.Image(
+                sources=["webcam"], type="filepath", label="Webcam snapshot", elem_id="webcam"
+            )
+        with gr.Column(visible=False, elem_id="voice-panel") as voice_panel:
+            microphone = gr.Audio(
+                sources=["microphone"], type="filepath", label="Voice", elem_id="microphone"
+            )
         alt_text = gr.Textbox(
             label="Alt text",
             lines=2,
@@ -98,68 +180,46 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             visible=False,
             elem_id="alt-text",
         )
-        gr.Markdown(shortcuts_text(), elem_id="shortcuts")
-        with gr.Row():
-            regenerate = gr.Button("Regenerate", size="sm", elem_id="regenerate")
-            read_aloud = gr.Button("Read aloud", size="sm", elem_id="read-aloud")
-            stop_reading = gr.Button("Stop reading", size="sm", elem_id="stop-reading")
-            capture = gr.Button(
-                "Capture screen", size="sm", visible=desktop, elem_id="capture-screen"
-            )
-        with gr.Row(equal_height=True):
-            webcam = gr.Image(
-                sources=["webcam"], type="filepath", label="Webcam snapshot", elem_id="webcam"
-            )
-            microphone = gr.Audio(
-                sources=["microphone"], type="filepath", label="Voice", elem_id="microphone"
-            )
-            with gr.Column():
-                voice_route = gr.Radio(
-                    list(VOICE_ROUTES),
-                    value=DEFAULT_VOICE_ROUTE,
-                    label="Recordings and audio files",
-                    elem_id="voice-route",
-                )
-                gr.Button(
-                    f"Hold to talk ({PUSH_TO_TALK_KEY})", visible=desktop, elem_id="push-to-talk"
-                )
-                # Pressed and released by the page's script while the talk button or key is held.
-                talk_down = gr.Button(visible="hidden", elem_id="push-to-talk-down")
-                talk_up = gr.Button(visible="hidden", elem_id="push-to-talk-up")
-        gr.Examples(EXAMPLES, inputs=[box], label="Try an example")
-        with gr.Accordion("Settings", open=False, elem_id="settings"):
+        status = gr.Markdown("", elem_id="status")
+        gr.HTML(help_dialog(), padding=False)
+
+        with gr.Sidebar(
+            label="Settings", position="right", open=False, elem_id="settings"
+        ) as settings_panel:
             system_prompt = gr.Textbox("", label="System prompt", lines=2)
-            with gr.Row():
-                temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature")
-                top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p")
-                top_k = gr.Slider(0, 200, value=64, step=1, label="Top-k")
-            with gr.Row():
-                max_new_tokens = gr.Slider(16, 4096, value=512, step=16, label="Max new tokens")
-                image_tokens = gr.Dropdown(
-                    list(IMAGE_TOKEN_BUDGETS),
-                    value=DEFAULT_IMAGE_TOKENS,
-                    label="Image detail (tokens per image: more reads small text better)",
-                )
-                thinking = gr.Checkbox(label="Thinking", value=False)
+            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature")
+            top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p")
+            top_k = gr.Slider(0, 200, value=64, step=1, label="Top-k")
+            max_new_tokens = gr.Slider(16, 4096, value=512, step=16, label="Max new tokens")
+            image_tokens = gr.Dropdown(
+                list(IMAGE_TOKEN_BUDGETS),
+                value=DEFAULT_IMAGE_TOKENS,
+                label="Image detail (tokens per image: more reads small text better)",
+            )
+            thinking = gr.Checkbox(label="Thinking", value=False)
+            voice_route = gr.Radio(
+                list(VOICE_ROUTES),
+                value=DEFAULT_VOICE_ROUTE,
+                label="Recordings and audio files",
+                elem_id="voice-route",
+            )
             # Read by assets/accessibility.js in the browser, never by Python; `interactive`
             # because Gradio disables a control that no event takes as an input.
-            with gr.Row():
-                gr.Checkbox(
-                    label="Auto-read answers aloud",
-                    value=False,
-                    interactive=True,
-                    elem_id="auto-read",
-                )
-                gr.Slider(
-                    0.5,
-                    2.0,
-                    value=1.0,
-                    step=0.1,
-                    label="Reading rate",
-                    interactive=True,
-                    elem_id="read-rate",
-                )
-        status = gr.Markdown(status_now, elem_id="status")
+            gr.Checkbox(
+                label="Auto-read answers aloud",
+                value=False,
+                interactive=True,
+                elem_id="auto-read",
+            )
+            gr.Slider(
+                0.5,
+                2.0,
+                value=1.0,
+                step=0.1,
+                label="Reading rate",
+                interactive=True,
+                elem_id="read-rate",
+            )
         settings = [
             system_prompt,
             temperature,
@@ -169,16 +229,18 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             thinking,
             image_tokens,
         ]
-        reply_outputs = [chatbot, box, conversation_id, status, conversations, title]
+        listing = [*groups, search]
+        reply_outputs = [chatbot, box, conversation_id, status, *listing, title]
+        opened = [chatbot, conversation_id, title, alt_text, exported]
+        fresh_chat = [*opened, box, *listing]
 
         sent = box.submit(
-            handlers.respond,
-            [box, conversation_id, voice_route, *settings],
-            reply_outputs,
+            handlers.send,
+            [box, conversation_id, mode, voice_route, *settings],
+            [*reply_outputs, alt_text],
             api_visibility="private",
         )
-        regenerated = gr.on(
-            [regenerate.click, chatbot.retry],
+        regenerated = chatbot.retry(
             handlers.regenerate,
             [conversation_id, *settings],
             reply_outputs,
@@ -194,7 +256,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         )
         described = describe.click(
             handlers.describe_page,
-            [box, conversation_id, level, *settings],
+            [box, conversation_id, mode, *settings],
             [*reply_outputs, alt_text],
             api_visibility="private",
         )
@@ -205,34 +267,65 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         # Reading aloud happens in the browser (its speech synthesis works offline).
         read_aloud.click(None, js="() => window.loupe.readLatest()")
         stop_reading.click(None, js="() => window.loupe.stopReading()")
+        shortcuts.click(None, js=f"() => {SHOW_HELP_JS}")
+        chatbot.example_select(example_into_box, None, box, api_visibility="private")
 
-        conversations.input(
-            handlers.open_conversation,
-            conversations,
-            [chatbot, conversation_id, title],
+        for group in groups:
+            group.input(
+                conversations.open,
+                [group, search],
+                [*opened, *groups],
+                api_visibility="private",
+                cancels=replies,
+            )
+        search.input(
+            conversations.groups,
+            [conversation_id, search],
+            groups,
             api_visibility="private",
-            cancels=replies,
+            show_progress="hidden",
         )
-        new_chat.click(
-            handlers.new_chat,
+        # The chat's own trash icon clears the view: it starts a new chat, as New chat does, so
+        # the model no longer sees what was cleared (the conversation stays in the list).
+        gr.on(
+            [new_chat.click, chatbot.clear],
+            conversations.new_chat,
             None,
-            [chatbot, conversation_id, title, conversations],
+            fresh_chat,
             api_visibility="private",
             cancels=replies,
         )
         rename.click(
-            handlers.rename, [conversation_id, title], conversations, api_visibility="private"
+            conversations.rename, [conversation_id, title], listing, api_visibility="private"
         )
         delete.click(
-            handlers.delete,
+            conversations.ask_to_delete,
             conversation_id,
-            [chatbot, conversation_id, title, conversations],
+            [confirm_row, confirm_text],
+            api_visibility="private",
+        )
+        confirm.click(
+            conversations.delete,
+            conversation_id,
+            [*fresh_chat, confirm_row],
             api_visibility="private",
             cancels=replies,
         )
-        export.click(handlers.export_files, conversation_id, exported, api_visibility="private")
+        cancel.click(lambda: gr.update(visible=False), None, confirm_row, queue=False)
+        export.click(
+            conversations.export_files, conversation_id, exported, api_visibility="private"
+        )
+        # The address names the open conversation, so a reload (or a bookmark) opens it again.
+        conversation_id.change(None, conversation_id, js=SET_ADDRESS_JS)
 
-        webcam.input(with_file, [box, webcam], box, api_visibility="private")
+        settings_button.click(lambda: gr.Sidebar(open=True), None, settings_panel, queue=False)
+        camera_button.click(
+            lambda: gr.update(visible=True), None, camera_panel, queue=False
+        ).then(None, js=START_WEBCAM_JS)
+        voice_button.click(lambda: gr.update(visible=True), None, voice_panel, queue=False)
+        webcam.input(
+            attach_snapshot, [box, webcam], [box, webcam], api_visibility="private"
+        ).then(None, js=START_WEBCAM_JS)
         capture.click(
             functools.partial(capture_screen, max_image_mp=handlers.config.limits.max_image_mp),
             box,
@@ -256,7 +349,8 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_transcript = gr.Textbox()
             # A plain file: gr.Image would decode (and re-encode) it before intake could check it.
             api_image = gr.File(type="filepath")
-            api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL)
+            # Any value reaches the handler, which refuses an unknown level in one sentence.
+            api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL, allow_custom_value=True)
             api_description = gr.Textbox()
             api_describe_conversation = gr.Textbox("")
         api_message.submit(
@@ -275,12 +369,14 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         gr.api(handlers.export_api, api_name="export")
 
         page.load(
-            lambda: handlers.conversation_list(None),
+            conversations.open_address,
             None,
-            conversations,
+            [*opened, *groups],
             api_visibility="private",
         )
-        gr.Timer(STATUS_REFRESH_S).tick(
+        timer = gr.Timer(STATUS_REFRESH_S)
+        gr.on(
+            [page.load, timer.tick],
             handlers.refresh,
             None,
             [banner, status],
@@ -290,10 +386,31 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     return page
 
 
-def shortcuts_text() -> str:
-    """The keyboard shortcuts, as the page shows them."""
-    keys = " · ".join(f"**Alt+Shift+{key}** {what}" for key, what in SHORTCUTS)
-    return f"Keyboard shortcuts: {keys}."
+def example_into_box(selected: gr.SelectData) -> dict:
+    """An example picked in the empty chat goes into the message box, to send or change."""
+    example = selected.value
+    files = [item["path"] if isinstance(item, dict) else item for item in example.get("files", [])]
+    return {"text": example.get("text", ""), "files": files}
+
+
+def attach_snapshot(value: dict | None, snapshot: str | None) -> tuple:
+    """A webcam snapshot joins the message box, and the webcam is emptied for the next."""
+    return with_file(value, snapshot), None
+
+
+def help_dialog() -> str:
+    """The keyboard shortcuts, in a dialog the Shortcuts button (or Alt+Shift+H) opens."""
+    rows = "".join(
+        f"<tr><td><kbd>Alt+Shift+{key}</kbd></td><td>{what}</td></tr>" for key, what in SHORTCUTS
+    )
+    return (
+        '<dialog id="help-dialog" aria-labelledby="help-title">'
+        '<h2 id="help-title">Keyboard shortcuts</h2>'
+        f"<table><tbody>{rows}</tbody></table>"
+        "<p>Enter sends; Shift+Enter starts a new line.</p>"
+        '<form method="dialog"><button id="help-close">Close</button></form>'
+        "</dialog>"
+    )
 
 
 def page_js(desktop: bool) -> str:

@@ -11,6 +11,7 @@ import soundfile
 
 from model import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
 
+from .errors import refused
 from .media import file_path, with_file
 from .push_to_talk import MicrophoneUnavailable, PushToTalk
 
@@ -36,19 +37,22 @@ class Voice:
     def transcribe_endpoint(self, audio: str) -> str:
         """/transcribe: an audio file -> its transcript ("" when no speech is heard)."""
         if not audio:
-            raise gr.Error("Send an audio file to transcribe.")
+            raise refused("Send an audio file to transcribe.")
         try:
             return self.transcribe(audio).text
         except AsrError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refused(str(exc)) from None
 
-    def caption(self, path: str) -> str:
-        """What was heard in audio sent to the model as audio, shown beside the message."""
+    def caption(self, path: str, clips: int = 1) -> str:
+        """What was heard in audio sent to the model as audio, shown beside the message; a
+        recording the model takes as several `clips` (of at most 30 s each) says so."""
         try:
             transcript = self.transcribe(path)
         except AsrError as exc:
             return f"🎤 {exc}"
-        return f"🎤 Heard: “{transcript.text}”" if transcript.heard else f"🎤 {NO_SPEECH}"
+        heard = f"Heard: “{transcript.text}”" if transcript.heard else NO_SPEECH
+        split = f" (Gemma hears it as {clips} clips of at most 30 s.)" if clips > 1 else ""
+        return f"🎤 {heard}{split}"
 
     def into_box(self, value: dict, audio_paths: list[str]) -> dict:
         """The box with these audio files replaced by their transcripts, for checking first."""

@@ -74,6 +74,7 @@
     const ended = !now && Date.now() - quietSince >= END_QUIET_MS;
     if (now && !generating) {
       generating = true;
+      document.body.classList.add("loupe-generating"); // Stop shows instead of Send
       readUpTo = 0;
       answerBefore = answerText(latestAnswer());
       announce("Generating");
@@ -86,6 +87,7 @@
     readUpTo = next;
     if (ended) {
       generating = false;
+      document.body.classList.remove("loupe-generating");
       const rest = text.slice(readUpTo).trim();
       if (rest) announce(rest);
       announce("Done");
@@ -95,7 +97,12 @@
   };
   setInterval(watch, POLL_MS);
   // Gradio redraws its controls at any time: fix each redraw before anything reads it.
-  new MutationObserver(repairControls).observe(document.body, { childList: true, subtree: true });
+  new MutationObserver(repairControls).observe(document.body, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    attributeFilter: ["name"], // Gradio names its radio buttons apart again after a change
+  });
   repairControls();
 
   // -- focus -----------------------------------------------------------------------------
@@ -103,7 +110,7 @@
   const focusAfterReply = () => {
     // Move focus only if it is still where the action left it, never away from elsewhere.
     const where = document.activeElement;
-    const untouched = !where || where === document.body || where.closest("#describe-button, #message");
+    const untouched = !where || where === document.body || where.closest("#message");
     if (!untouched) return;
     const altBox = $("#alt-text textarea");
     if (lastAction === "describe" && altBox && altBox.offsetParent !== null && altBox.value) {
@@ -113,11 +120,12 @@
     }
     lastAction = "";
   };
+  // In describe mode at the Alt text level, a reply ends in the alt-text box.
+  const sendAction = () =>
+    $("#describe-level input[value='alt_text']")?.checked ? "describe" : "send";
   document.addEventListener("click", (event) => {
-    if (event.target.closest("#describe-button")) {
-      lastAction = $("#describe-level input[value='alt_text']")?.checked ? "describe" : "send";
-    } else if (event.target.closest("#message .submit-button")) {
-      lastAction = "send";
+    if (event.target.closest("#message .submit-button")) {
+      lastAction = sendAction();
     } else if (event.target.closest("#message .stop-button")) {
       messageBox()?.focus();
     } else if (event.target.closest("#new-chat")) {
@@ -126,7 +134,7 @@
   });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && event.target.closest?.("#message")) {
-      lastAction = "send";
+      lastAction = sendAction();
     }
   });
 
@@ -163,7 +171,11 @@
     KeyS: stopAnswer,
     KeyR: () => announce(answerText(latestAnswer()) || "No answer yet"),
     KeyM: () => messageBox()?.focus(),
-    KeyD: () => $("#describe-button")?.click(),
+    KeyD: () => {
+      lastAction = sendAction();
+      $("#describe-button")?.click();
+    },
+    KeyH: () => $("#help-dialog")?.showModal(),
   };
   document.addEventListener("keydown", (event) => {
     if (!event.altKey || !event.shiftKey || event.ctrlKey || event.metaKey) return;
@@ -207,6 +219,11 @@
     // the upload button too): each is a labelled group instead.
     document.querySelectorAll("#message [role='listitem']").forEach((item) => {
       item.setAttribute("role", "group");
+    });
+    // The empty chat's examples are buttons in a "list" without list items: a labelled group.
+    document.querySelectorAll("#chat .examples[role='list']").forEach((examples) => {
+      examples.setAttribute("role", "group");
+      examples.setAttribute("aria-label", "Examples");
     });
     // Gradio labels an empty file box's icon; a label needs a role to be read.
     document.querySelectorAll("div.empty[aria-label]:not([role])").forEach((box) => {

@@ -33,12 +33,30 @@ QUESTION = "What color is the car in this picture? Please describe it in a few w
 MAX_WER = 0.25
 
 
+@pytest.fixture(scope="session", autouse=True)
+def home() -> Iterator[Path]:
+    """A home folder of the tests' own, where the apps they start keep their conversations in
+    ~/.loupe, the default, as a person's Loupe does. It lies outside the temp folder and the
+    working folder, which Gradio always serves files from: a file the page offers that Gradio
+    may not serve fails here as it would for a person."""
+    folder = Path(tempfile.mkdtemp(prefix=".loupe-test-home-", dir=Path.home()))
+    assert not folder.is_relative_to(tempfile.gettempdir()) and not folder.is_relative_to(ROOT)
+    saved = {name: os.environ.get(name) for name in ("HOME", "LOUPE_DATA_DIR")}
+    os.environ["HOME"] = str(folder)
+    os.environ.pop("LOUPE_DATA_DIR", None)
+    yield folder
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("loupe-cache")
     os.environ["LOUPE_CACHE_DIR"] = str(root)  # for app processes the tests start
-    # Conversations of the apps the tests start stay out of the person's own data folder.
-    os.environ["LOUPE_DATA_DIR"] = str(tmp_path_factory.mktemp("loupe-data"))
     return root
 
 

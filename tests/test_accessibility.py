@@ -19,6 +19,7 @@ from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
     REPLY_TIMEOUT_MS,
     browser,
     long_greedy_question,
+    open_settings,
     page,
     shoot,
     wait_until_idle,
@@ -76,14 +77,22 @@ def test_axe_finds_nothing_serious_on_any_part_of_the_page(page, demo_app, theme
     page.wait_for_selector("#message textarea")
     page.wait_for_function("!!document.querySelector('#announcer')")
     assert_no_blocking_violations(page, f"{theme}: main page")
-    page.click("#settings")
+    page.click("#help-button")
+    page.wait_for_selector("#help-dialog[open]")
+    assert_no_blocking_violations(page, f"{theme}: keyboard shortcuts")
+    page.keyboard.press("Escape")
+    for panel in ("#camera-button", "#voice-button"):
+        page.click(panel)
+    assert_no_blocking_violations(page, f"{theme}: camera and voice open")
+    open_settings(page)
     set_reply_length(page, SHORT_REPLY_TOKENS)
     assert_no_blocking_violations(page, f"{theme}: settings open")
     page.set_input_files("#message input[type=file]", str(ROOT / "assets" / "example-photo.jpg"))
     page.locator("#message .thumbnail-item").first.wait_for()
     page.get_by_label("Alt text", exact=True).check()
     assert_no_blocking_violations(page, f"{theme}: describe mode, image attached")
-    page.click("#describe-button")
+    page.click("#message textarea")
+    page.keyboard.press("Enter")
     wait_for_done(page)
     wait_until_idle(url)
     page.wait_for_selector("#chat img")
@@ -138,8 +147,8 @@ def test_describe_stop_and_copy_alt_text_by_keyboard_alone(page, demo_app, tmp_p
         image = tmp_path / f"photo-{attempt}.png"  # a new file: the same one would not re-attach
         photo(seed=attempt).save(image)
         attach_by_keyboard(page, image)
-        choose_level(page, "alt_text")
-        tab_to(page, "#describe-button")
+        choose_level(page, "alt_text")  # describe mode: what is sent with an image is described
+        page.keyboard.press("Alt+Shift+M")
         said = announced_so_far(page)
         page.keyboard.press("Enter")
         reply = page.locator("#chat .bot").last
@@ -174,7 +183,7 @@ SPEECH_SPY = """() => {
 def test_the_live_region_announces_a_streamed_reply_sentence_by_sentence(page, demo_app):
     url, _ = demo_app
     question = long_greedy_question(url)  # a reply that runs to the length limit
-    page.click("#settings")
+    open_settings(page)
     page.get_by_label("number input for Temperature").fill("0")
     set_reply_length(page, "400")  # the probed question runs at least this long
     page.get_by_label("Auto-read answers aloud").check()
@@ -229,7 +238,7 @@ def test_the_page_works_at_200_percent_zoom(browser, demo_app):  # noqa: F811
     zoomed.wait_for_function("document.querySelector('.sidebar').getBoundingClientRect().right < 1")
     overflow = zoomed.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the page scrolls sideways by {overflow} px at 200% zoom"
-    for control in ("#message textarea", "#describe-button", "#describe-level", "#read-aloud"):
+    for control in ("#message textarea", "#describe-level", "#read-aloud", "#settings-button"):
         zoomed.locator(control).scroll_into_view_if_needed()
         box = zoomed.locator(control).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 640, control
@@ -238,6 +247,6 @@ def test_the_page_works_at_200_percent_zoom(browser, demo_app):  # noqa: F811
             [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, control],
         )
         assert on_top, f"{control} is covered at 200% zoom"  # e.g. by the open sidebar
-    zoomed.locator("#describe").scroll_into_view_if_needed()
+    zoomed.locator("#describe-level").scroll_into_view_if_needed()
     shoot(zoomed, "a11y-zoom-200")
     context.close()

@@ -59,12 +59,14 @@ def page(browser, demo_app):
     )
     page = context.new_page()
     page.goto(url)
-    page.wait_for_selector("#microphone button.record-button")
+    page.wait_for_selector("#message textarea")
+    page.wait_for_function("!!window.loupe")  # the page's script is running
     yield page
     context.close()
 
 
 def record(page) -> None:
+    page.click("#voice-button")  # the composer's Voice opens the recorder
     page.click("#microphone button.record-button")
     time.sleep(RECORD_S)
     page.click("#microphone button.stop-button")
@@ -84,6 +86,7 @@ def test_a_recording_is_transcribed_into_the_box_for_checking(page):
 
 
 def test_a_recording_sent_as_audio_gets_a_caption_and_a_reply(page):
+    open_settings(page)
     page.get_by_label("Send audio to Gemma").check()
     record(page)
     page.wait_for_selector("#message audio, #message .thumbnail-item", timeout=REPLY_TIMEOUT_MS)
@@ -134,7 +137,7 @@ def test_an_upload_and_a_pasted_screenshot_go_with_the_question(page, image_file
 def test_watch_a_reply_grow_then_stop_it(page, demo_app):
     url, _ = demo_app
     question = long_greedy_question(url)
-    page.click("#settings")
+    open_settings(page)
     page.get_by_label("number input for Temperature").fill("0")  # the same reply as probed
     page.fill("#message textarea", question)
     page.keyboard.press("Enter")
@@ -190,21 +193,32 @@ def long_greedy_question(url: str) -> str:
 def test_a_saved_conversation_opens_from_the_side_list(page, demo_app):
     page.fill("#message textarea", "Remember this conversation")
     page.keyboard.press("Enter")
-    page.locator("#conversations", has_text="Remember this conversation").wait_for()
+    page.locator("#conversations-today", has_text="Remember this conversation").wait_for()
     page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
     wait_until_idle(demo_app[0])
     page.click("#new-chat")
     page.wait_for_function("document.querySelectorAll('#chat .message').length === 0")
     page.get_by_label("Remember this conversation").first.check()
     page.locator("#chat", has_text="Remember this conversation").wait_for()
+    page.click("#this-conversation")  # its title, rename, delete and export
     expect(page.locator("#title textarea")).to_have_value("Remember this conversation")
     shoot(page, "4-opened-from-the-side-list")
 
 
-def test_a_webcam_snapshot_attaches_to_the_next_message(page):
-    page.click("#webcam >> text=Click to Access Webcam")
-    # Chromium's fake camera shows a test pattern; capture once the video is playing.
-    page.wait_for_function("document.querySelector('#webcam video')?.readyState >= 2")
-    page.click("#webcam button[aria-label='capture photo']")
-    page.locator("#message .thumbnail-item").first.wait_for(timeout=REPLY_TIMEOUT_MS)
-    shoot(page, "5-webcam-snapshot-attached")
+def test_webcam_snapshots_attach_one_after_another(page):
+    page.click("#camera-button")  # the composer's Camera opens the webcam, live at once
+    for count in (1, 2):
+        # Chromium's fake camera shows a test pattern; capture once the video is playing.
+        page.wait_for_function("document.querySelector('#webcam video')?.readyState >= 2")
+        page.click("#webcam button[aria-label='capture photo']")
+        page.locator("#message .thumbnail-item").nth(count - 1).wait_for(timeout=REPLY_TIMEOUT_MS)
+    # The camera went back to live after each snapshot: no frozen frame to clear first, and
+    # no "Click to Access Webcam" either.
+    assert page.locator("#message .thumbnail-item").count() == 2
+    shoot(page, "5-webcam-snapshots-attached")
+
+
+def open_settings(page) -> None:
+    """The composer's Settings button opens the settings panel on the right."""
+    page.click("#settings-button")
+    page.get_by_label("number input for Temperature").wait_for()

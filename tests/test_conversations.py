@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -10,8 +11,9 @@ import pytest
 
 from app.config import AppConfig
 from app.handlers import ChatHandlers
-from app.history import History
+from app.history import History, StoredMessage
 from app.voice import SEND_AUDIO, Voice
+from tests.conftest import photo
 
 # The settings panel: system prompt, temperature, top-p, top-k, max new tokens, thinking, detail.
 SETTINGS = ("", 1.0, 0.95, 64, 24, False, 280)
@@ -32,14 +34,14 @@ def test_send_streams_into_the_chat_and_keeps_the_conversation(
 ):
     updates = _send(handlers, {"text": "What is this?", "files": [str(image_file)]})
     assert len(updates) >= 3  # shown with the question, at least once more as it grew, then done
-    assert updates[0][5] == "What is this?"  # the title box names the new conversation
+    assert updates[0][-1] == "What is this?"  # the title box names the new conversation
     shown, box, conversation_id, *_ = updates[-2]
     assert box is None and conversation_id
     assert shown[0]["content"]["path"].endswith(".png") and shown[1]["content"] == "What is this?"
     assert shown[-1]["role"] == "assistant"
-    _, _, _, status, listed, _ = updates[-1]
+    _, _, _, status, today, *_ = updates[-1]
     assert "tokens/s" in status
-    assert listed["choices"] == [("What is this?", conversation_id)]
+    assert today["choices"] == [("What is this?", conversation_id)]
     question, answer = handlers.history.get(conversation_id).messages
     assert len(question.attachments) == 1 and answer.status == "complete"
     assert shown[-1]["content"] == (answer.text or "…")  # "…" if only stop-like tokens came
@@ -92,7 +94,7 @@ def test_stop_keeps_the_partial_answer_marked_interrupted(handlers: ChatHandlers
     answer = handlers.history.get(conversation_id).messages[-1]
     assert answer.role == "assistant" and answer.status == "interrupted" and answer.text
     assert answer.text.startswith(shown[-1]["content"].rstrip("…"))
-    reopened, opened_id, title = handlers.open_conversation(conversation_id)
+    reopened, opened_id, title, *_ = handlers.conversations.open(conversation_id)
     assert opened_id == conversation_id and title == "Talk at length."
     assert reopened[-1]["content"].endswith("*(stopped)*")
 
@@ -113,7 +115,47 @@ def test_stop_ends_the_reply_by_itself_marked_stopped(handlers: ChatHandlers):
 
 def test_rename_delete_and_new_chat(handlers: ChatHandlers):
     conversation_id = _send(handlers, {"text": "Plans", "files": []})[-1][2]
-    listed = handlers.rename(conversation_id, "Holiday plans")
-    assert listed["choices"] == [("Holiday plans", conversation_id)]
-    shown, current, title, listed = handlers.delete(conversation_id)
-    assert (shown, current, title, listed["choices"]) == ([], "", "", [])
+    today, *_, search = handlers.conversations.rename(conversation_id, "Holiday plans")
+    assert today["choices"] == [("Holiday plans", conversation_id)] and search == ""
+    confirmation, question = handlers.conversations.ask_to_delete(conversation_id)
+    assert confirmation["visible"] and question.startswith("Delete “Holiday plans” and its files?")
+    assert handlers.history.get(conversation_id)  # nothing is deleted until it is confirmed
+    shown, current, title, _, _, box, today, *_, confirmation = handlers.conversations.delete(
+        conversation_id
+    )
+    assert (shown, current, title, box, today["choices"]) == ([], "", "", None, [])
+    assert confirmation["visible"] is False and handlers.history.get(conversation_id) is None
+    with pytest.raises(gr.Error, match="Open a conversation to delete it"):
+        handlers.conversations.ask_to_delete("")
+
+
+def test_new_chat_empties_the_message_box_too(handlers: ChatHandlers):
+    _, _, _, _, exports, box, *_ = handlers.conversations.new_chat()
+    assert exports is None  # the exports of the conversation before go too
+    assert box is None  # a draft typed or attached for the old conversation does not carry over
+
+
+def test_the_list_is_grouped_by_date_searchable_and_tells_same_titles_apart(
+    handlers: ChatHandlers,
+):
+    history = handlers.history
+    for title in ("Trip", "Trip", "Taxes"):
+        conversation_id = history.create(title)
+        history.append(conversation_id, StoredMessage("user", f"about {title.lower()} receipts"))
+    today, yesterday, week, earlier = handlers.conversations.groups(None)
+    labels = [label for label, _ in today["choices"]]
+    assert labels[0] == "Taxes" and len(labels) == 3
+    assert labels[1].startswith("Trip · ") and labels[1] != labels[2]  # same title, told apart
+    assert not (yesterday["visible"] or week["visible"] or earlier["visible"])
+    found, *_ = handlers.conversations.groups(None, "TAX")
+    assert [label for label, _ in found["choices"]] == ["Taxes"]
+    by_text, *_ = handlers.conversations.groups(None, "trip receipts")
+    assert len(by_text["choices"]) == 2
+
+
+def test_a_pasted_image_is_named_after_the_time_it_came(handlers: ChatHandlers, tmp_path: Path):
+    pasted = tmp_path / "image.png"  # what the browser calls any image pasted from the clipboard
+    photo().save(pasted)
+    conversation_id = _send(handlers, {"text": "What is this?", "files": [str(pasted)]})[-1][2]
+    [attachment] = handlers.history.get(conversation_id).messages[0].attachments
+    assert re.fullmatch(r"Pasted image \d{4}-\d\d-\d\d \d\d-\d\d-\d\d\.png", attachment.name)

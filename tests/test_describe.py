@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from app.conversations import hidden_alt_text
 from app.describe import (
     AI_NOTICE,
     LEVELS,
@@ -100,7 +101,8 @@ def test_a_description_is_a_conversation_turn_and_a_follow_up_continues_it(
     assert handlers.history.get(conversation_id).title == f"Brief: {image_file.name}"
     assert shown[0]["content"]["alt_text"] == f"Image you sent: {image_file.name}"
     assert shown[-1]["content"].startswith(AI_NOTICE)  # the notice comes first, at once
-    assert alt_box == gr.skip()  # the alt-text box is for the Alt text level only
+    assert alt_box == hidden_alt_text()  # emptied: it belongs to an Alt text description only
+    assert all(update[-1] == gr.skip() for update in updates[1:])
 
     follow_up = {"text": "What colour is it?", "files": []}
     list(handlers.respond(follow_up, conversation_id, SEND_AUDIO, *SETTINGS))
@@ -126,6 +128,36 @@ def test_the_alt_text_reply_fills_the_alt_text_box(
     assert alt_box["visible"] is True
     assert alt_box["value"] == alt_text_of(answer).text
     assert alt_box["value"] and not alt_box["value"].startswith(AI_NOTICE)
+
+
+def test_a_new_description_takes_the_alt_text_box_from_the_one_before(
+    handlers: ChatHandlers,  # noqa: F811
+    image_file: Path,
+    tmp_path: Path,
+):
+    described_a = describe(handlers, image_file, "alt_text")
+    assert described_a[-1][-1]["value"]  # image A's alt text is in the box
+    image_b = tmp_path / "chart.png"
+    photo(seed=1).save(image_b)
+    # New chat, then image B described as a diagram: A's alt text must not stay under it.
+    new_chat = handlers.conversations.new_chat()
+    assert new_chat[3] == hidden_alt_text()
+    described_b = describe(handlers, image_b, "diagram")
+    boxes = [update[-1] for update in described_b if update[-1] != gr.skip()]
+    assert boxes == [hidden_alt_text()]
+
+
+def test_describe_mode_describes_what_is_sent_with_an_image(
+    handlers: ChatHandlers,  # noqa: F811
+    image_file: Path,
+):
+    value = {"text": "", "files": [str(image_file)]}
+    updates = list(handlers.send(value, "", "read_text", SEND_AUDIO, *SETTINGS))
+    conversation_id = updates[0][2]
+    assert handlers.history.get(conversation_id).messages[0].text == LEVELS["read_text"].prompt
+    question = {"text": "Is any of it in bold?", "files": []}  # no image: a follow-up question
+    list(handlers.send(question, conversation_id, "read_text", SEND_AUDIO, *SETTINGS))
+    assert handlers.history.get(conversation_id).messages[2].text == "Is any of it in bold?"
 
 
 def test_describe_needs_exactly_one_image(handlers: ChatHandlers, audio_file: Path):  # noqa: F811

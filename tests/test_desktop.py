@@ -11,7 +11,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from app.desktop import capture_screen
+from app.desktop import capture_screen, open_window
 
 SCREEN = (800, 600)
 
@@ -49,3 +49,21 @@ def test_capture_screen_without_a_display_says_so(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(gr.Error, match="The screen could not be captured"):
         capture_screen({"text": "", "files": []}, 25.0)
+
+
+def test_desktop_mode_without_gtk_or_qt_opens_the_browser_with_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+):
+    import webview  # installed, as the README suggests; this machine has no GTK or Qt bindings
+
+    assert webview
+    opened, served = [], []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    open_window("http://127.0.0.1:7860", lambda: served.append(True))
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == [
+        "pywebview finds neither GTK nor Qt bindings here, so Loupe opens in your browser "
+        "instead of its own window."
+    ]
+    assert opened == ["http://127.0.0.1:7860"] and served == [True]  # it keeps serving
+    assert not caplog.records  # no tracebacks from pywebview's toolkit search

@@ -53,13 +53,13 @@ def test_list_rename_and_delete(tmp_path: Path, image_file: Path):
     history = History(tmp_path)
     first, second = history.create(), history.create()
     history.append(first, _user("about a photo", image_file))  # now the most recent
-    assert history.list() == [(first, "about a photo"), (second, "New chat")]
+    assert [row[:2] for row in history.list()] == [(first, "about a photo"), (second, "New chat")]
     history.rename(second, "  Holiday plans ")
-    assert dict(history.list())[second] == "Holiday plans"
+    assert {id: title for id, title, _ in history.list()}[second] == "Holiday plans"
     kept = Path(history.get(first).messages[0].attachments[0].path)
     history.delete(first)
     assert history.get(first) is None and not kept.exists()
-    assert history.list() == [(second, "Holiday plans")]
+    assert [row[:2] for row in history.list()] == [(second, "Holiday plans")]
 
 
 def test_exports_carry_the_text_and_reference_the_images(tmp_path: Path, image_file: Path):
@@ -82,3 +82,41 @@ def test_exports_carry_the_text_and_reference_the_images(tmp_path: Path, image_f
 
     markdown_file, json_file = history.export(conversation_id)
     assert markdown_file.read_text() == markdown and json.loads(json_file.read_text()) == data
+
+
+def test_a_title_made_from_the_first_message_follows_its_edit(tmp_path: Path):
+    history = History(tmp_path)
+    made, chosen = history.create(), history.create()
+    for conversation_id in (made, chosen):
+        history.append(conversation_id, StoredMessage("user", "Waht is a loupe?"))
+        history.append(conversation_id, StoredMessage("assistant", "A magnifier."))
+    history.rename(chosen, "Lenses")
+    for conversation_id in (made, chosen):
+        history.edit_text(conversation_id, 0, "What is a loupe?")
+    titles = {conversation_id: title for conversation_id, title, _ in history.list()}
+    assert titles == {made: "What is a loupe?", chosen: "Lenses"}
+
+
+def test_conversations_are_grouped_by_the_day_they_were_last_used():
+    from datetime import date, datetime
+
+    from app.conversations import grouped
+
+    def at(day: int, hour: int = 12) -> float:
+        return datetime(2026, 11, day, hour).timestamp()
+
+    rows = [
+        ("a", "Today's", at(29, 9)),
+        ("b", "Yesterday's", at(28)),
+        ("c", "Same", at(25)),
+        ("d", "Same", at(25)),
+        ("e", "Old", at(1)),
+    ]
+    groups = grouped(rows, today=date(2026, 11, 29))
+    assert groups["Today"] == [("Today's", "a")]
+    assert groups["Yesterday"] == [("Yesterday's", "b")]
+    assert groups["Previous 7 days"] == [
+        ("Same · 25 Nov 12:00", "c"),
+        ("Same · 25 Nov 12:00 (2)", "d"),
+    ]
+    assert groups["Earlier"] == [("Old", "e")]

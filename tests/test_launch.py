@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,9 @@ def test_a_missing_model_folder_is_one_sentence_and_no_traceback():
 
 
 def test_default_model_unavailable_falls_back_to_demo_and_says_why(miniature: Path, tmp_path: Path):
-    process, url = start_app(env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    # Also open to the network, as `--host 0.0.0.0` is: the console names the addresses.
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    process, url = start_app("--host", "0.0.0.0", env=env)
     try:
         health = health_when_loaded(process, url)
     finally:
@@ -82,6 +85,8 @@ def test_default_model_unavailable_falls_back_to_demo_and_says_why(miniature: Pa
     assert "hf download google/gemma-4-12B-it" in health["fallback_reason"]
     assert "Traceback" not in output
     assert "Running the demo model instead" in output and "hf download" in output
+    assert f"Other machines on your network reach it at http://{socket.gethostname()}:" in output
+    assert "without --auth" in output  # and it warns that anyone there may use it
 
 
 def test_transcribe_endpoint_returns_the_words(demo_app, spoken_question: Path):
@@ -157,7 +162,7 @@ def test_describe_streams_a_description_that_says_it_is_ai_generated(demo_app, i
     description = job.result(timeout=120)
     assert description.startswith("AI description, may be wrong: ")
     assert all(update.startswith("AI description") for update in job.outputs())
-    with pytest.raises(Exception, match="poem is not in the list of choices"):
+    with pytest.raises(Exception, match="The level must be one of brief, .*, not 'poem'"):
         client.predict(handle_file(image_file), "poem", api_name="/describe")
 
 

@@ -8,6 +8,7 @@ import http.client
 import json
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +17,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from starlette.datastructures import Headers
 
 from app.config import AppConfig, Limits
 from app.server import FOREIGN_HOST, FOREIGN_ORIGIN, HostGuard, allowed_hosts
 from launch import build_config, parse_args
-from tests.conftest import health_when_loaded, photo, start_app, stop_app
+from tests.conftest import console_text, health_when_loaded, photo, start_app, stop_app
 from tests.test_media import png_declaring
 
 MAX_FILE_MB = 1
@@ -30,17 +32,24 @@ ALLOWED = "loupe.example"
 
 
 @pytest.fixture(scope="module")
-def strict_app(miniature: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A --demo app with small upload limits and one extra allowed host name."""
+def strict_process(
+    miniature: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A --demo app with small upload limits and one extra allowed host name, and its URL."""
     data = tmp_path_factory.mktemp("strict-data")
     flags = ["--demo", "--max-file-mb", str(MAX_FILE_MB), "--max-files", str(MAX_FILES)]
     process, url = start_app(*flags, "--allowed-host", ALLOWED, env={"LOUPE_DATA_DIR": str(data)})
     try:
         health_when_loaded(process, url)
-        yield url
+        yield process, url
     finally:
         output = stop_app(process)
         assert "Traceback" not in output, output
+
+
+@pytest.fixture(scope="module")
+def strict_app(strict_process: tuple[subprocess.Popen, str]) -> str:
+    return strict_process[1]
 
 
 def raw_get(url: str, target: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -324,3 +333,44 @@ def test_uploads_are_deleted_when_loupe_stops(miniature: Path, image_file: Path,
     finally:
         stop_app(process)
     assert not uploaded.exists()
+
+
+def test_ordinary_refusals_through_the_api_are_one_log_line_each(
+    strict_process: tuple[subprocess.Popen, str], image_file: Path
+):
+    process, url = strict_process
+    client = Client(url, verbose=False)
+    gone = client.predict(api_name="/new_conversation")
+    refusals = {
+        "This conversation no longer exists": lambda: client.predict(
+            "no-such-id", "markdown", api_name="/export"
+        ),
+        "The level must be one of": lambda: client.predict(
+            handle_file(image_file), "poem", api_name="/describe"
+        ),
+        "Message 5 is not one of your messages": lambda: client.predict(
+            gone, 5, "Hello", api_name="/edit"
+        ),
+    }
+    before = console_text(process)
+    for sentence, call in refusals.items():
+        with pytest.raises(AppError, match=sentence):
+            call()
+    logged = console_text(process)[len(before) :]
+    assert "Traceback" not in logged, logged
+    lines = [line for line in logged.splitlines() if line.strip()]
+    assert len(lines) == len(refusals) and all(line.startswith("Refused: ") for line in lines)
+
+
+def test_with_auth_the_page_needs_a_login_and_health_answers_without(miniature: Path):
+    process, url = start_app("--demo", "--auth", "ana:correct-horse")
+    try:
+        health = health_when_loaded(process, url)  # no credentials: monitors need no login
+        assert health["status"] == "ok" and "ana" not in json.dumps(health)
+        assert httpx.get(f"{url}/config").status_code == 401
+        with httpx.Client(base_url=url) as browser:
+            login = {"username": "ana", "password": "correct-horse"}
+            assert browser.post("/login", data=login).status_code == 200
+            assert browser.get("/config").status_code == 200
+    finally:
+        stop_app(process)

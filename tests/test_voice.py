@@ -125,6 +125,10 @@ def test_the_long_recording_reaches_the_model_as_several_clips_in_one_message(
     kept = handlers.stored_user_message(value["text"], handlers.message_files(value))
     [message] = handlers.model_messages(Conversation("", "", 0, 0, (kept,)), system_prompt="")
     assert len(message.audio) == 3
+    # The caption holds the whole recording's words and tells the person it was split.
+    [attachment] = kept.attachments
+    assert attachment.caption.endswith("”" + " (Gemma hears it as 3 clips of at most 30 s.)")
+    assert attachment.caption.count("bridge") >= 4  # about 5 in 75 s; 2 in the first clip
     prompt = render_prompt(processor, [message], GenerationOptions())
     assert "<|turn>user\n<|audio|><|audio|><|audio|>Summarise this.<turn|>" in prompt
     ids = build_inputs(processor, [message], GenerationOptions())["input_ids"][0].tolist()

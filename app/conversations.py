@@ -1,0 +1,125 @@
+"""The side list of conversations, as a chat app has it: grouped by date (same titles told
+apart), searchable by title and text, with open, rename, delete (after a confirmation), export,
+and an address (`?c=ID`) that opens a conversation again after a reload."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import gradio as gr
+
+from .display import shown_conversation
+from .errors import refused
+from .history import History
+
+GROUPS = ("Today", "Yesterday", "Previous 7 days", "Earlier")
+ADDRESS_PARAMETER = "c"  # ?c=ID in the page's address opens that conversation
+
+
+def group_of(updated: float, today: date) -> str:
+    """The date group of a conversation last used at `updated` (seconds since the epoch)."""
+    day = datetime.fromtimestamp(updated).date()
+    if day >= today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    if day > today - timedelta(days=7):
+        return "Previous 7 days"
+    return "Earlier"
+
+
+def grouped(
+    rows: list[tuple[str, str, float]], today: date | None = None
+) -> dict[str, list[tuple[str, str]]]:
+    """(id, title, updated) rows, most recent first -> each group's (label, id) choices.
+
+    Conversations that share a title are told apart by when they were last used, so a person
+    (and a screen reader) can tell which "New chat" or "Alt text: image.png" is which.
+    """
+    today = today or date.today()
+    repeated = Counter(title for _, title, _ in rows)
+    groups: dict[str, list[tuple[str, str]]] = {name: [] for name in GROUPS}
+    labels: Counter[str] = Counter()
+    for conversation_id, title, updated in rows:
+        label = title
+        if repeated[title] > 1:
+            label = f"{title} · {datetime.fromtimestamp(updated):%d %b %H:%M}"
+        labels[label] += 1
+        if labels[label] > 1:  # the same title in the same minute
+            label = f"{label} ({labels[label]})"
+        groups[group_of(updated, today)].append((label, conversation_id))
+    return groups
+
+
+def hidden_alt_text() -> Any:
+    """The alt-text box emptied and hidden: it belongs to the description it came from."""
+    return gr.update(value="", visible=False)
+
+
+class Conversations:
+    """What the side list's events call. The list is one radio group per date group (GROUPS),
+    so its outputs are always those groups in that order."""
+
+    def __init__(self, history: History):
+        self.history = history
+
+    def groups(self, selected: str | None, query: str = "") -> tuple:
+        """The date groups' radios: choices, the open conversation checked, empty ones hidden."""
+        updates = []
+        for choices in grouped(self.history.list(query)).values():
+            ids = [conversation_id for _, conversation_id in choices]
+            value = selected if selected in ids else None
+            updates.append(gr.update(choices=choices, value=value, visible=bool(choices)))
+        return tuple(updates)
+
+    def listing(self, selected: str | None) -> tuple:
+        """The groups, unfiltered, and the search box emptied: after a new message, a rename or
+        a delete, the whole list shows where that conversation now is."""
+        return (*self.groups(selected), "")
+
+    def open(self, conversation_id: str | None, query: str = "") -> tuple:
+        """A conversation picked in the list: (chat, id, title, alt-text box, exports, *groups);
+        the alt text and exports of the one open before go."""
+        conversation = self.history.get(conversation_id or "")
+        if conversation is None:
+            return [], "", "", hidden_alt_text(), None, *self.groups(None, query)
+        shown = shown_conversation(conversation)[0]
+        groups = self.groups(conversation.id, query)
+        return shown, conversation.id, conversation.title, hidden_alt_text(), None, *groups
+
+    def open_address(self, request: gr.Request) -> tuple:
+        """On page load: the conversation the address names (`?c=ID`), else a fresh chat."""
+        return self.open(request.query_params.get(ADDRESS_PARAMETER))
+
+    def new_chat(self) -> tuple:
+        """(chat, id, title, alt-text box, exports, message box, *listing) for a fresh chat; a
+        draft in the message box goes too, as a new chat starts empty."""
+        return [], "", "", hidden_alt_text(), None, None, *self.listing(None)
+
+    def rename(self, conversation_id: str, title: str) -> tuple:
+        if self.history.get(conversation_id or ""):
+            self.history.rename(conversation_id, title)
+        return self.listing(conversation_id)
+
+    def ask_to_delete(self, conversation_id: str) -> tuple:
+        """Delete pressed: (the confirmation row shown, what it asks)."""
+        conversation = self.history.get(conversation_id or "")
+        if conversation is None:
+            raise refused("Open a conversation to delete it.")
+        question = f"Delete “{conversation.title}” and its files? This cannot be undone."
+        return gr.update(visible=True), question
+
+    def delete(self, conversation_id: str) -> tuple:
+        """Delete confirmed: new_chat's outputs, then the confirmation row hidden."""
+        if conversation_id:
+            self.history.delete(conversation_id)
+        return *self.new_chat(), gr.update(visible=False)
+
+    def export_files(self, conversation_id: str) -> list[str]:
+        """Markdown and JSON copies of the conversation, for download."""
+        conversation = self.history.get(conversation_id or "")
+        if conversation is None:
+            raise refused("Open or start a conversation to export it.")
+        return [str(path) for path in self.history.export(conversation.id)]

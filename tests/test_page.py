@@ -1,0 +1,220 @@
+"""The page as a new user meets it, in real Chromium against the session's demo app, whose data
+folder is ~/.loupe under a home folder (see conftest.home): export, the alt-text box, the chat's
+trash icon, delete, the banner, the address of a conversation, the composer and the layout."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import httpx
+from gradio_client import Client
+from playwright.sync_api import expect
+
+from tests.conftest import ROOT, photo
+from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
+    REPLY_TIMEOUT_MS,
+    browser,
+    page,
+    shoot,
+    wait_until_idle,
+)
+
+SHORT_REPLY_TOKENS = "24"
+# Records every text the banner shows from the first paint on, before Gradio's own script runs.
+BANNER_SPY = """
+window.bannerTexts = [];
+new MutationObserver(() => {
+    const banner = document.querySelector("#banner [data-testid='markdown']");
+    const text = banner ? banner.innerText.trim() : "";
+    if (text && window.bannerTexts[window.bannerTexts.length - 1] !== text) {
+        window.bannerTexts.push(text);
+    }
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""
+
+
+def send(page, text: str, url: str) -> None:
+    """Type and send a message, then wait until its reply is saved."""
+    page.fill("#message textarea", text)
+    page.keyboard.press("Enter")
+    page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
+    wait_until_idle(url)
+
+
+def short_replies(page) -> None:
+    page.click("#settings-button")
+    field = page.get_by_label("number input for Max new tokens")
+    field.fill(SHORT_REPLY_TOKENS)
+    field.press("Enter")
+    page.locator("#settings button[aria-label='Toggle Sidebar']").click()
+
+
+def attach(page, image: Path) -> None:
+    page.set_input_files("#message input[type=file]", str(image))
+    page.locator("#message .thumbnail-item").first.wait_for()
+
+
+def open_this_conversation(page) -> None:
+    if not page.locator("#title textarea").is_visible():
+        page.click("#this-conversation .label-wrap")
+
+
+def test_export_offers_both_files_with_the_data_folder_under_home(page, demo_app, home: Path):
+    url, _ = demo_app
+    short_replies(page)
+    send(page, "Something to export", url)
+    open_this_conversation(page)
+    page.click("#export")
+    links = page.locator("#exports a")
+    expect(links).to_have_count(2, timeout=REPLY_TIMEOUT_MS)
+    addresses = links.evaluate_all("links => links.map((link) => link.href)")
+    assert sorted(Path(unquote(urlsplit(a).path)).suffix for a in addresses) == [".json", ".md"]
+    assert page.locator("#exports", has_text="Error").count() == 0
+    exports = home / ".loupe" / "exports"
+    assert len(list(exports.rglob("Something to export.md"))) == 1  # the default data folder
+    for address in addresses:
+        download = httpx.get(address, timeout=10)
+        assert download.status_code == 200 and "Something to export" in download.text
+
+
+def test_the_alt_text_box_belongs_to_the_description_it_came_from(page, demo_app, tmp_path):
+    url, _ = demo_app
+    short_replies(page)
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    photo(seed=3).save(first)
+    photo(seed=4).save(second)
+    attach(page, first)
+    page.get_by_label("Alt text", exact=True).check()
+    page.click("#message textarea")
+    page.keyboard.press("Enter")
+    page.locator("#alt-text textarea").wait_for(timeout=REPLY_TIMEOUT_MS)
+    wait_until_idle(url)
+    assert page.input_value("#alt-text textarea")
+    page.click("#new-chat")
+    expect(page.locator("#alt-text")).to_be_hidden()
+    attach(page, second)
+    page.get_by_label("Diagram or chart", exact=True).check()
+    page.click("#message textarea")
+    page.keyboard.press("Enter")
+    page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
+    wait_until_idle(url)
+    expect(page.locator("#alt-text")).to_be_hidden()  # no alt text of the first image here
+    shoot(page, "page-diagram-after-alt-text")
+
+
+def test_the_trash_icon_starts_afresh_and_the_model_no_longer_sees_what_it_cleared(
+    page, demo_app
+):
+    url, _ = demo_app
+    short_replies(page)
+    send(page, "A message to clear", url)
+    page.click("#chat button[aria-label='Clear']")
+    expect(page.locator("#chat .message")).to_have_count(0)
+    send(page, "After clearing", url)
+    assert page.locator("#chat", has_text="A message to clear").count() == 0
+    # The message after clearing started a conversation of its own; the cleared one is kept.
+    conversation_id = page.evaluate("new URL(location.href).searchParams.get('c')")
+    saved = Client(url, verbose=False).predict(conversation_id, "json", api_name="/export")
+    assert '"A message to clear"' not in saved and '"After clearing"' in saved
+    expect(page.locator(".conversation-group", has_text="A message to clear")).to_have_count(1)
+
+
+def test_delete_asks_first_and_keep_it_keeps_it(page, demo_app):
+    url, _ = demo_app
+    short_replies(page)
+    send(page, "Worth keeping", url)
+    open_this_conversation(page)
+    page.click("#delete")
+    expect(page.locator("#confirm-delete")).to_contain_text("Delete “Worth keeping” and its files?")
+    page.click("#keep")
+    expect(page.locator("#confirm-delete")).to_be_hidden()
+    listed = page.locator(".conversation-group", has_text="Worth keeping")
+    expect(listed).to_have_count(1)
+    page.click("#delete")
+    page.get_by_role("button", name="Delete it").click()
+    expect(listed).to_have_count(0)
+    expect(page.locator("#chat .message")).to_have_count(0)
+
+
+def test_a_page_opened_after_loading_never_says_the_model_is_loading(browser, demo_app):
+    url, _ = demo_app
+    context = browser.new_context()
+    context.add_init_script(BANNER_SPY)
+    later = context.new_page()
+    later.goto(url)
+    later.wait_for_function("window.bannerTexts.length > 0")
+    time.sleep(1.5)  # past the first refresh of the status
+    seen = later.evaluate("window.bannerTexts")
+    assert seen and not any("loading" in text.lower() for text in seen), seen
+    assert "Demo model" in seen[0]
+    context.close()
+
+
+def test_a_reload_opens_the_same_conversation_from_its_address(page, demo_app):
+    url, _ = demo_app
+    short_replies(page)
+    send(page, "Still here after a reload?", url)
+    page.wait_for_function("new URL(location.href).searchParams.get('c')")
+    page.reload()
+    page.locator("#chat", has_text="Still here after a reload?").wait_for(timeout=REPLY_TIMEOUT_MS)
+    open_this_conversation(page)
+    expect(page.locator("#title textarea")).to_have_value("Still here after a reload?")
+    page.click("#new-chat")
+    page.wait_for_function("!new URL(location.href).searchParams.get('c')")
+
+
+def test_new_chat_starts_with_an_empty_message_box(page):
+    page.set_input_files("#message input[type=file]", str(ROOT / "assets" / "example-photo.jpg"))
+    page.fill("#message textarea", "A draft for the old conversation")
+    page.click("#new-chat")
+    expect(page.locator("#message textarea")).to_have_value("")
+    expect(page.locator("#message .thumbnail-item")).to_have_count(0)
+
+
+def test_send_or_stop_one_at_a_time(page, demo_app):
+    url, _ = demo_app
+    send_button = page.locator("#message .submit-button")
+    stop_button = page.locator("#message .stop-button")
+    expect(send_button).to_be_visible()
+    expect(stop_button).to_be_hidden()  # nothing to stop, and no Tab stop
+    page.fill("#message textarea", "Talk for a while.")
+    page.keyboard.press("Enter")
+    expect(stop_button).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    expect(send_button).to_be_hidden()
+    stop_button.click()
+    wait_until_idle(url)
+    expect(send_button).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    expect(stop_button).to_be_hidden()
+
+
+def test_at_1280_by_800_the_conversation_and_composer_fill_the_screen(browser, demo_app):
+    url, _ = demo_app
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    first = context.new_page()
+    first.goto(url)
+    first.wait_for_selector("#message textarea")
+    chat = first.locator("#chat").bounding_box()
+    composer = first.locator("#message").bounding_box()
+    assert chat and composer and composer["y"] + composer["height"] <= 800
+    assert chat["height"] >= 0.45 * 800, chat  # the conversation takes most of the screen
+    # What used to fill the page is one click away, not on it.
+    for hidden in ("#webcam", "#microphone", "#help-dialog"):
+        expect(first.locator(hidden).first).to_be_hidden()
+    settings = first.locator("#settings").bounding_box()
+    assert settings is None or settings["x"] >= 1280  # the settings panel is closed
+    first.click("#help-button")
+    expect(first.locator("#help-dialog")).to_contain_text("Alt+Shift+D")
+    first.keyboard.press("Escape")
+    expect(first.locator("#help-dialog")).to_be_hidden()
+    first.keyboard.press("Alt+Shift+H")
+    expect(first.locator("#help-dialog")).to_be_visible()
+    shoot(first, "page-1280x800")
+    context.close()
+
+
+def test_an_example_in_the_empty_chat_goes_into_the_message_box(page):
+    page.get_by_role("button", name="Select example 2: Describe this photo.").click()
+    expect(page.locator("#message textarea")).to_have_value("Describe this photo.")
+    expect(page.locator("#message .thumbnail-item")).to_have_count(1)
