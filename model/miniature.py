@@ -3,7 +3,7 @@
 Same model and processor classes as google/gemma-4-12B-it, the same control tokens and prompt
 format, but a 64-wide, 6-layer decoder and a ~600-token tokenizer trained here on a few
 sentences. It is built once into the cache folder (about 2 MB) and reused. Its replies are
-noise: it proves the plumbing, not the quality.
+noise, though made of readable word pieces: it proves the plumbing, not the quality.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import string
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,12 @@ NAMED_TOKENS = {  # the tokenizer attributes the processor (and the real tokeniz
     "soc_token": "<|channel>",
     "think_token": "<|think|>",
 }
+# The control tokens a reply may contain: its possible ends (the generation config's
+# eos_token_id) and the thought channel's brackets. The random weights may sample any token, so
+# the others are suppressed, as are bytes that are not readable text (see _unreadable_ids).
+REPLY_TOKENS = ("<eos>", "<turn|>", "<|tool_response>", "<|channel>", "<channel|>")
+# What the demo's replies may be made of: letters, digits, spaces, plain punctuation, newlines.
+READABLE = frozenset(string.ascii_letters + string.digits + " \n.,;:!?'-")
 VOCAB_SIZE = 600
 # The largest merged-patch coordinate: an image one patch high at the largest budget (1120).
 MAX_SOFT_TOKENS = 1120
@@ -210,6 +217,7 @@ def _build(folder: Path, report: Callable[[str], None]) -> None:
         temperature=1.0,
         top_p=0.95,
         top_k=64,
+        suppress_tokens=_unreadable_ids(tokenizer),
     )
     report("Saving the miniature checkpoint.")
     model.save_pretrained(folder)
@@ -261,6 +269,23 @@ def build_miniature_drafter(target: Path, folder: Path) -> Path:
         drafter = Gemma4UnifiedAssistantForCausalLM(config).to(torch.bfloat16)
     drafter.save_pretrained(folder)
     return folder
+
+
+def _unreadable_ids(tokenizer) -> list[int]:
+    """Token ids the random weights must not sample, so that their noise reads as words.
+
+    A byte-level tokenizer keeps a token for each of the 256 bytes, so that any text encodes;
+    sampled alone, a byte of a multi-byte character decodes to U+FFFD and a control byte to an
+    invisible character. Symbols such as * _ ` $ # < would be read as Markdown or LaTeX by the
+    page, so only READABLE characters stay. Control tokens outside REPLY_TOKENS would be skipped
+    in the reply text (a media placeholder, a turn opening) or mean nothing here (tools).
+    """
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in CONTROL_TOKENS}
+    suppressed = {ids[token] for token in CONTROL_TOKENS if token not in REPLY_TOKENS}
+    for token_id in set(range(len(tokenizer))) - set(ids.values()):
+        if not set(tokenizer.decode([token_id])) <= READABLE:
+            suppressed.add(token_id)
+    return sorted(suppressed)
 
 
 def _train_tokenizer():

@@ -1,4 +1,5 @@
-"""Turns generated token ids into answer and thinking text, a few characters at a time."""
+"""Turns generated token ids into answer and thinking text, a few characters at a time, and
+keeps the thought channel shut when thinking is off."""
 
 from __future__ import annotations
 
@@ -6,9 +7,42 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from transformers.generation.logits_process import LogitsProcessor, LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
 THOUGHT_HEADER = "thought\n"  # what the model writes right after <|channel>
+
+
+def thinking_rules(tokenizer: Any, thinking: bool) -> LogitsProcessorList:
+    """The logits processors for `generate` that make a reply keep to the thinking setting.
+
+    With thinking off, the prompt ends in an empty, closed thought channel and the answer comes
+    next, but nothing stops a model from opening another channel (the random demo model does,
+    in about one reply in ten). What it would write there is reasoning the person turned off:
+    neither thinking to show, nor answer text, and hiding it would leave them waiting on tokens
+    they never see. So with thinking off `<|channel>` is never sampled, and the answer is all
+    the model writes.
+    """
+    if thinking:
+        return LogitsProcessorList()
+    return LogitsProcessorList([_ForbiddenToken(tokenizer.convert_tokens_to_ids("<|channel>"))])
+
+
+class _ForbiddenToken(LogitsProcessor):
+    """Gives one token no chance of being sampled.
+
+    Its own class, not SuppressTokensLogitsProcessor: `generate` lets a passed processor of the
+    same class replace the one the generation config makes, and that would drop the config's
+    `suppress_tokens`.
+    """
+
+    def __init__(self, token_id: int):
+        self.token_id = token_id
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        scores = scores.clone()  # scores: (batch, vocabulary)
+        scores[:, self.token_id] = -float("inf")
+        return scores
 
 
 class ReplyStreamer(BaseStreamer):

@@ -159,7 +159,7 @@ def answer(
     from transformers import StoppingCriteriaList
 
     from .prompts import ContextOverflow
-    from .streaming import ReplyStreamer
+    from .streaming import ReplyStreamer, thinking_rules
 
     started = time.perf_counter()
     options = request.options
@@ -197,6 +197,7 @@ def answer(
             loaded.model.generate(
                 **inputs,
                 streamer=streamer,
+                logits_processor=thinking_rules(loaded.processor.tokenizer, options.thinking),
                 stopping_criteria=StoppingCriteriaList(criteria),
                 max_new_tokens=min(options.max_new_tokens, room),
                 min_new_tokens=options.min_new_tokens or None,

@@ -1,10 +1,17 @@
-"""Token ids -> answer and thinking text, with the miniature tokenizer."""
+"""Token ids -> answer and thinking text, with the miniature tokenizer; thinking off keeps the
+thought channel shut."""
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from model.streaming import ReplyStreamer
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from model import ChatRequest, Engine, GenerationOptions, Message, TextChunk
+from model.prompts import build_inputs
+from model.streaming import ReplyStreamer, thinking_rules
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -35,3 +42,48 @@ def test_thinking_and_answer_arrive_apart_token_by_token(processor):
     assert all("\ufffd" not in text for text, _ in received)  # never half an emoji
     assert len(received) > 4  # streamed in pieces, not at the end
     assert streamer.tokens == len(generated)
+
+
+class _Favour(LogitsProcessor):
+    """Makes one token by far the likeliest: a model that wants to open the thought channel."""
+
+    def __init__(self, token_id: int):
+        self.token_id = token_id
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, self.token_id] += 1000.0
+        return scores
+
+
+@pytest.fixture(scope="module")
+def model(miniature: Path):
+    from transformers import AutoModelForMultimodalLM
+
+    return AutoModelForMultimodalLM.from_pretrained(miniature, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("thinking", [False, True])
+def test_the_thought_channel_opens_only_with_thinking_on(model, processor, thinking: bool):
+    tokenizer = processor.tokenizer
+    channel_open = tokenizer.convert_tokens_to_ids("<|channel>")
+    options = GenerationOptions(thinking=thinking)
+    inputs = build_inputs(processor, [Message("user", "What is in this picture?")], options)
+    rules = LogitsProcessorList([_Favour(channel_open), *thinking_rules(tokenizer, thinking)])
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs, logits_processor=rules, max_new_tokens=8, min_new_tokens=8, do_sample=False
+        )
+    generated = output[0, inputs["input_ids"].shape[1] :].tolist()
+    assert (channel_open in generated) is thinking
+    if not thinking:  # the rule adds to the checkpoint's suppressed tokens, not replaces them
+        assert not set(generated) & set(model.generation_config.suppress_tokens)
+
+
+def test_thinking_off_replies_have_no_thinking(engine: Engine):
+    # The random demo model opened the channel in 2 or 3 of every 30 replies before the rule.
+    options = GenerationOptions(max_new_tokens=200, min_new_tokens=200, thinking=False)
+    for number in range(12):
+        request = ChatRequest((Message("user", f"Describe picture {number}."),), options)
+        thinking = [e for e in engine.submit(request) if isinstance(e, TextChunk) and e.thinking]
+        assert not thinking, number
