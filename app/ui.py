@@ -277,6 +277,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
                 [*opened, *groups],
                 api_visibility="private",
                 cancels=replies,
+                show_progress="hidden",  # instant; and the live region says Generating on progress
             )
         search.input(
             conversations.groups,
@@ -294,6 +295,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             fresh_chat,
             api_visibility="private",
             cancels=replies,
+            show_progress="hidden",
         )
         rename.click(
             conversations.rename, [conversation_id, title], listing, api_visibility="private"
@@ -310,6 +312,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             [*fresh_chat, confirm_row],
             api_visibility="private",
             cancels=replies,
+            show_progress="hidden",
         )
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, queue=False)
         export.click(
@@ -373,6 +376,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             None,
             [*opened, *groups],
             api_visibility="private",
+            show_progress="hidden",
         )
         timer = gr.Timer(STATUS_REFRESH_S)
         gr.on(

@@ -159,6 +159,9 @@ def test_a_reload_opens_the_same_conversation_from_its_address(page, demo_app):
     page.wait_for_function("new URL(location.href).searchParams.get('c')")
     page.reload()
     page.locator("#chat", has_text="Still here after a reload?").wait_for(timeout=REPLY_TIMEOUT_MS)
+    time.sleep(1.0)  # past the live region's end-of-reply quiet time
+    # Opening it is no reply: the live region says nothing (no "Generating", no "Done").
+    assert page.locator("#announcer p").count() == 0
     open_this_conversation(page)
     expect(page.locator("#title textarea")).to_have_value("Still here after a reload?")
     page.click("#new-chat")
