@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT, photo
@@ -194,14 +194,24 @@ def test_send_or_stop_one_at_a_time(page, demo_app):
 
 def test_at_1280_by_800_the_conversation_and_composer_fill_the_screen(browser, demo_app):
     url, _ = demo_app
+    # A conversation taller than the window: a photo, a question and a reply, twice.
+    client = Client(url, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    for _ in range(2):
+        photo_file = handle_file(ROOT / "assets" / "example-photo.jpg")
+        message = {"text": "Describe this photo.", "files": [photo_file]}
+        client.predict(
+            message, max_new_tokens=64, conversation_id=conversation_id, api_name="/chat"
+        )
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     first = context.new_page()
-    first.goto(url)
-    first.wait_for_selector("#message textarea")
+    first.goto(f"{url}/?c={conversation_id}")
+    expect(first.locator("#chat img")).to_have_count(2, timeout=REPLY_TIMEOUT_MS)
     chat = first.locator("#chat").bounding_box()
-    composer = first.locator("#message").bounding_box()
-    assert chat and composer and composer["y"] + composer["height"] <= 800
-    assert chat["height"] >= 0.45 * 800, chat  # the conversation takes most of the screen
+    tools = first.locator("#describe-level").bounding_box()
+    assert chat and tools and tools["y"] + tools["height"] <= 800, tools  # all in the window
+    assert chat["height"] >= 0.45 * 800, chat  # the conversation takes most of it, and scrolls
+    assert first.evaluate("document.documentElement.scrollHeight") <= 800
     # What used to fill the page is one click away, not on it.
     for hidden in ("#webcam", "#microphone", "#help-dialog"):
         expect(first.locator(hidden).first).to_be_hidden()
@@ -213,6 +223,7 @@ def test_at_1280_by_800_the_conversation_and_composer_fill_the_screen(browser, d
     expect(first.locator("#help-dialog")).to_be_hidden()
     first.keyboard.press("Alt+Shift+H")
     expect(first.locator("#help-dialog")).to_be_visible()
+    first.keyboard.press("Escape")
     shoot(first, "page-1280x800")
     context.close()
 
