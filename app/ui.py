@@ -183,52 +183,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         status = gr.Markdown("", elem_id="status")
         gr.HTML(help_dialog(), padding=False)
 
-        with gr.Sidebar(
-            label="Settings", position="right", open=False, elem_id="settings"
-        ) as settings_panel:
-            system_prompt = gr.Textbox("", label="System prompt", lines=2)
-            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature")
-            top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p")
-            top_k = gr.Slider(0, 200, value=64, step=1, label="Top-k")
-            max_new_tokens = gr.Slider(16, 4096, value=512, step=16, label="Max new tokens")
-            image_tokens = gr.Dropdown(
-                list(IMAGE_TOKEN_BUDGETS),
-                value=DEFAULT_IMAGE_TOKENS,
-                label="Image detail (tokens per image: more reads small text better)",
-            )
-            thinking = gr.Checkbox(label="Thinking", value=False)
-            voice_route = gr.Radio(
-                list(VOICE_ROUTES),
-                value=DEFAULT_VOICE_ROUTE,
-                label="Recordings and audio files",
-                elem_id="voice-route",
-            )
-            # Read by assets/accessibility.js in the browser, never by Python; `interactive`
-            # because Gradio disables a control that no event takes as an input.
-            gr.Checkbox(
-                label="Auto-read answers aloud",
-                value=False,
-                interactive=True,
-                elem_id="auto-read",
-            )
-            gr.Slider(
-                0.5,
-                2.0,
-                value=1.0,
-                step=0.1,
-                label="Reading rate",
-                interactive=True,
-                elem_id="read-rate",
-            )
-        settings = [
-            system_prompt,
-            temperature,
-            top_p,
-            top_k,
-            max_new_tokens,
-            thinking,
-            image_tokens,
-        ]
+        settings_panel, settings, voice_route = settings_sidebar()
         listing = [*groups, search]
         reply_outputs = [chatbot, box, conversation_id, status, *listing, title]
         opened = [chatbot, conversation_id, title, alt_text, exported]
@@ -388,6 +343,58 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             show_progress="hidden",
         )
     return page
+
+
+def settings_sidebar() -> tuple[gr.Sidebar, list[gr.components.Component], gr.Radio]:
+    """The settings panel on the right, closed until asked for: (the panel, the generation
+    settings in the order `handlers.generation_options` takes them, where recordings go)."""
+    with gr.Sidebar(
+        label="Settings", position="right", open=False, elem_id="settings"
+    ) as panel:
+        system_prompt = gr.Textbox("", label="System prompt", lines=2)
+        temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature")
+        top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p")
+        top_k = gr.Slider(0, 200, value=64, step=1, label="Top-k")
+        max_new_tokens = gr.Slider(16, 4096, value=512, step=16, label="Max new tokens")
+        image_tokens = gr.Dropdown(
+            list(IMAGE_TOKEN_BUDGETS),
+            value=DEFAULT_IMAGE_TOKENS,
+            label="Image detail (tokens per image: more reads small text better)",
+        )
+        thinking = gr.Checkbox(label="Thinking", value=False)
+        voice_route = gr.Radio(
+            list(VOICE_ROUTES),
+            value=DEFAULT_VOICE_ROUTE,
+            label="Recordings and audio files",
+            elem_id="voice-route",
+        )
+        # Read by assets/accessibility.js in the browser, never by Python; `interactive`
+        # because Gradio disables a control that no event takes as an input.
+        gr.Checkbox(
+            label="Auto-read answers aloud",
+            value=False,
+            interactive=True,
+            elem_id="auto-read",
+        )
+        gr.Slider(
+            0.5,
+            2.0,
+            value=1.0,
+            step=0.1,
+            label="Reading rate",
+            interactive=True,
+            elem_id="read-rate",
+        )
+    settings = [
+        system_prompt,
+        temperature,
+        top_p,
+        top_k,
+        max_new_tokens,
+        thinking,
+        image_tokens,
+    ]
+    return panel, settings, voice_route
 
 
 def example_into_box(selected: gr.SelectData) -> dict:
