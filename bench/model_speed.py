@@ -69,7 +69,9 @@ def release() -> None:
 
 
 def measure_load(subject: Subject, quant: str, runs: int) -> tuple[list[Figure], LoadedModel]:
-    """Load time (the first load apart: it imports and warms caches) and memory afterwards."""
+    """Load time (the first load apart: it imports and warms caches), memory afterwards, and
+    the first reply's first token on the freshly loaded model (what a person's first message
+    waits for, work a library leaves to first use included)."""
     import psutil
     import torch
 
@@ -88,6 +90,9 @@ def measure_load(subject: Subject, quant: str, runs: int) -> tuple[list[Figure],
     figures.append(figure(stage, "RAM added", "GB", rss_gb))
     if torch.cuda.is_available():
         figures.append(figure(stage, "VRAM allocated", "GB", torch.cuda.memory_allocated() / 1e9))
+    inputs = prepared(loaded, (Message("user", DECODE_PROMPT),), GenerationOptions())
+    first_s = seconds(lambda: generate(loaded, inputs, 1))
+    figures.append(figure(stage, "first reply, time to first token (text)", "s", first_s))
     return figures, loaded
 
 
@@ -266,7 +271,7 @@ def shape_subject(shape: str, processor_folder: Path, device: str) -> Subject:
     config = gemma4_12b_config(processor)
 
     def load(quant: str) -> LoadedModel:
-        model = build_random(config, quant, device)
+        model = build_random(config, quant, device, progress=print)  # minutes on a CPU
         return LoadedModel(model, processor, ModelInfo(f"{shape} shape", True, device, quant))
 
     return Subject(f"Gemma 4 {shape} shape, random weights", load)

@@ -27,6 +27,11 @@ GEMMA4_12B_TEXT = {
     "final_logit_softcapping": 30.0,
 }
 WIDTHS = ("vocab_size", "hidden_size", "intermediate_size", "head_dim", "global_head_dim")
+# On CPUs with AVX-512 BF16, bitsandbytes repacks each 4-bit layer for its CPU kernel
+# (functional._convert_weight_packed_for_cpu): outputs in groups of 32, inputs in whole 64-value
+# quantization blocks, or the repacking fails. The 12B's widths are all multiples of 64, and a
+# shrunk copy rounds its widths up to multiples of 64 so that it takes the same path.
+WIDTH_MULTIPLE = 64
 GEMMA4_12B_PARAMETERS = 11.96e9
 TOKENS = ("image_token", "boi_token", "eoi_token", "audio_token", "boa_token", "eoa_token")
 
@@ -34,7 +39,8 @@ TOKENS = ("image_token", "boi_token", "eoi_token", "audio_token", "boa_token", "
 def gemma4_12b_config(processor: Any, shrink: int = 1) -> Any:
     """The 12B's configuration; `shrink` > 1 divides its widths and layers by that much.
 
-    A shrunk copy takes the same construction path at a size a CPU builds in seconds.
+    A shrunk copy takes the same construction path at a size a CPU builds in seconds; its widths
+    are rounded up to multiples of WIDTH_MULTIPLE.
     """
     from transformers import (
         Gemma4UnifiedAudioConfig,
@@ -43,7 +49,7 @@ def gemma4_12b_config(processor: Any, shrink: int = 1) -> Any:
         Gemma4UnifiedVisionConfig,
     )
 
-    text = {**GEMMA4_12B_TEXT, **{name: GEMMA4_12B_TEXT[name] // shrink for name in WIDTHS}}
+    text = {**GEMMA4_12B_TEXT, **{name: _shrunk(GEMMA4_12B_TEXT[name], shrink) for name in WIDTHS}}
     text["num_hidden_layers"] = max(6, GEMMA4_12B_LAYERS // shrink)
     tokenizer = processor.tokenizer
     ids = {name: tokenizer.convert_tokens_to_ids(getattr(tokenizer, name)) for name in TOKENS}
@@ -68,3 +74,8 @@ def gemma4_12b_config(processor: Any, shrink: int = 1) -> Any:
         eoa_token_index=ids["eoa_token"],
         audio_token_id=ids["audio_token"],
     )
+
+
+def _shrunk(width: int, shrink: int) -> int:
+    """`width` / `shrink`, rounded up to a multiple of WIDTH_MULTIPLE (the 12B's own are)."""
+    return -(-width // (shrink * WIDTH_MULTIPLE)) * WIDTH_MULTIPLE

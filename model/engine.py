@@ -291,7 +291,8 @@ class Engine:
                     "the machine may be out of memory."
                 )
             if message[0] == "progress":
-                if not message[1].endswith("%"):  # percentages: the console has tqdm's bars
+                # The page's status line shows every percent; the console each tenth, as log lines.
+                if not message[1].endswith("%") or message[1].endswith("0%"):
                     log.info("%s", message[1])
                 self._set(progress=message[1])
             elif message[0] == "loaded":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ Progress = Callable[[str], None]
 # Full module paths: a bare "embed_vision" matches nothing, and any list replaces the default
 # lm_head skip. The embedders are small; quantizing them costs accuracy and saves little.
 UNQUANTIZED_MODULES = ["lm_head", "model.embed_vision", "model.embed_audio"]
+# Quantizations as a person reads them (the --quant values are for typing).
+QUANT_NAMES = {"4bit": "4-bit", "8bit": "8-bit", "none": "bf16 (no quantization)"}
 MODEL_TYPE = "gemma4_unified"
 MIN_TRANSFORMERS = "5.10.1"
 HUB_TIMEOUT_S = 5.0
@@ -30,6 +34,20 @@ RUNTIME_MARGIN_BYTES = 1 * GIB
 # On the CPU the model leaves this many cores to the web server: PyTorch's threads spin while
 # they wait, and a server that has to preempt them delays every streamed token.
 CORES_LEFT_TO_THE_PAGE = 1
+PREPARING = "Preparing the 4-bit weights for this CPU"
+# bitsandbytes logs this on import on CPUs with AVX-512 BF16 when the optional `kernels` package
+# cannot fetch its compiled kernel from the Hugging Face hub; its own CPU kernel is used instead,
+# so there is nothing for the person to do.
+KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward"
+BNB_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
+# What a model folder needs besides config.json, each as (alternatives, name to tell a person).
+PROCESSOR_FILES = (
+    (("tokenizer.json", "tokenizer.model"), "tokenizer.json"),
+    (("tokenizer_config.json",), "tokenizer_config.json"),
+    (("processor_config.json", "preprocessor_config.json"), "processor_config.json"),
+)
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+SHARD_INDEX = "model.safetensors.index.json"
 
 
 class LoadError(Exception):
@@ -115,18 +133,73 @@ def folder_problem(model_id: str) -> str | None:
     """
     folder = Path(model_id).expanduser()
     if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            return (
-                f"{folder} has no config.json, so it is not a model folder; pass the folder "
-                "that holds config.json and the .safetensors files."
-            )
-        return None
+        return _incomplete_folder(folder)
     if _looks_like_path(model_id):
         return (
             f"There is no model folder at {model_id}; pass an existing folder or a "
             "Hugging Face model id such as google/gemma-4-12B-it."
         )
     return None
+
+
+def _incomplete_folder(folder: Path) -> str | None:
+    """What model folder `folder` lacks, as one sentence; None when it has every file we load.
+
+    Reads only file names and two small JSON files, so a half-copied folder is named here rather
+    than by a transformers error that points at the hub.
+    """
+    if not (folder / "config.json").is_file():
+        return (
+            f"{folder} has no config.json, so it is not a model folder; pass the folder "
+            "that holds config.json and the .safetensors files."
+        )
+    missing = [*_missing_weights(folder), *_missing_processor_files(folder)]
+    if not missing:
+        return None
+    listed = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
+    return (
+        f"The model folder {folder} is incomplete: {listed} "
+        f"{'is' if len(missing) == 1 else 'are'} missing; copy or download the whole folder again."
+    )
+
+
+def _missing_weights(folder: Path) -> list[str]:
+    """The weight files transformers would look for in `folder` and not find."""
+    if (folder / "model.safetensors").is_file():
+        return []
+    index = folder / SHARD_INDEX
+    if not index.is_file():
+        return [f"the weights (model.safetensors, or {SHARD_INDEX} and its shards)"]
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (ValueError, KeyError, AttributeError):
+        return [f"a readable {SHARD_INDEX}"]
+    return [shard for shard in shards if not (folder / shard).is_file()]
+
+
+def _missing_processor_files(folder: Path) -> list[str]:
+    """The tokenizer and processor files AutoProcessor needs, and the chat template."""
+    missing = [
+        name
+        for alternatives, name in PROCESSOR_FILES
+        if not any((folder / file).is_file() for file in alternatives)
+    ]
+    if not _has_chat_template(folder):
+        missing.append("the chat template (chat_template.jinja)")
+    return missing
+
+
+def _has_chat_template(folder: Path) -> bool:
+    """A chat template in its own file, or inside the tokenizer's or processor's settings."""
+    if any((folder / name).is_file() for name in CHAT_TEMPLATE_FILES):
+        return True
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        try:
+            if "chat_template" in json.loads((folder / name).read_text()):
+                return True
+        except (OSError, ValueError, TypeError):
+            continue
+    return False
 
 
 def _safetensors_parameters(folder: Path) -> int:
@@ -230,28 +303,51 @@ def _free_bytes(device: str) -> int:
     return psutil.virtual_memory().available
 
 
-def check_memory(parameters: int, quant: str, device: str, drafter_parameters: int = 0) -> None:
-    """Refuse early, in one sentence, when the weights cannot fit (the drafter stays in bf16)."""
+def check_memory(
+    name: str, parameters: int, quant: str, device: str, drafter_parameters: int = 0
+) -> str:
+    """What loading `name` needs against what is free, as a sentence to show before loading.
+
+    Raises LoadError, in one sentence, when the weights cannot fit (the drafter stays in bf16).
+    """
     needed = (
         parameters * BYTES_PER_PARAM[quant]
         + drafter_parameters * BYTES_PER_PARAM["none"]
         + RUNTIME_MARGIN_BYTES
     )
     free = _free_bytes(device)
+    where = "GPU memory" if device == "cuda" else "RAM"
     if needed > free:
-        where = "GPU memory" if device == "cuda" else "RAM"
         smaller = " or a smaller --quant" if quant != "4bit" else ""
         raise LoadError(
-            f"This model needs about {needed / GIB:.1f} GiB of {where} in {quant} but only "
-            f"{free / GIB:.1f} GiB is free; close other programs{smaller}, or run with --demo."
+            f"{name} needs about {needed / GIB:.1f} GiB of {where} in {QUANT_NAMES[quant]} but "
+            f"only {free / GIB:.1f} GiB is free; close other programs{smaller}, or run with --demo."
         )
+    return (
+        f"Loading {name} in {QUANT_NAMES[quant]} needs about {needed / GIB:.1f} GiB of {where}; "
+        f"{free / GIB:.1f} GiB is free."
+    )
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that drops whatever is written to it."""
+
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 def _reporting_tqdm(progress: Progress) -> type:
-    """A tqdm class that also tells `progress` each whole percent (downloads, weight loading)."""
+    """A tqdm class that tells `progress` each whole percent (downloads, weight loading).
+
+    It draws no bar: the worker's bars would interleave with the log lines on the console, and
+    `progress` already reaches both the page's status line and the log.
+    """
     from tqdm.auto import tqdm
 
     class ReportingTqdm(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **{**kwargs, "file": _Discard()})
+
         def display(self, *args: Any, **kwargs: Any) -> Any:
             # tqdm redraws through display() both from update() and while iterating.
             percent = int(100 * self.n / self.total) if self.total else None
@@ -267,23 +363,63 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
     """Check, then load the processor and model. Raises LoadError with one clear sentence."""
     _check_transformers()
     device = resolve_device(config.device)
-    progress("Looking for the model weights")
-    source, parameters = locate(config, progress)
-    drafter_source = locate_drafter(config)
-    drafter_parameters = _safetensors_parameters(Path(drafter_source)) if drafter_source else 0
-    check_memory(parameters, config.quant, device, drafter_parameters)
+    with _reported_bars(progress) as bars:
+        progress("Looking for the model weights")
+        source, parameters = locate(config, progress)  # the demo's first build saves with bars
+        drafter_source = locate_drafter(config)
+        drafter_parameters = _safetensors_parameters(Path(drafter_source)) if drafter_source else 0
+        name = "Loupe miniature (random weights)" if config.demo else config.model_id
+        progress(check_memory(name, parameters, config.quant, device, drafter_parameters))
+        try:
+            model, processor, drafter = _load_weights(
+                source, config.quant, device, drafter_source, bars, progress
+            )
+        except Exception as exc:
+            raise LoadError(f"Loading {name} failed: {first_line(exc)}") from exc
+    progress("Model loaded")
+    info = ModelInfo(name, config.demo, device, config.quant, drafter=bool(drafter_source))
+    return LoadedModel(model, processor, info, drafter)
 
+
+def _load_weights(
+    source: str, quant: str, device: str, drafter_source: str | None, bars: type, progress: Progress
+) -> tuple[Any, Any, Any]:
+    """The model (ready for its first reply), its processor, and the drafter or None."""
+    _quiet_bitsandbytes()
     import torch
-    from tqdm.auto import tqdm as tqdm_auto
     from transformers import AutoModelForMultimodalLM, AutoProcessor
-    from transformers.utils import logging as hf_logging
 
     if device == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - CORES_LEFT_TO_THE_PAGE))
+    # Only a target built with the fix can hand its keys and values to the drafter.
+    pairing = kv_sharing_fix() if drafter_source else contextlib.nullcontext()
+    drafter = None
+    with pairing:
+        processor = AutoProcessor.from_pretrained(source)
+        model = AutoModelForMultimodalLM.from_pretrained(
+            source,
+            tqdm_class=bars,
+            quantization_config=quantization_config(quant),
+            device_map={"": device},
+            dtype=torch.bfloat16,  # never fp16: Gemma overflows in it
+        )
+        model.eval()
+        prepare_for_cpu(model, progress)
+        if drafter_source:
+            progress("Loading the multi-token-prediction drafter")
+            drafter = load_drafter(drafter_source, device)
+    return model, processor, drafter
 
-    name = "Loupe miniature (random weights)" if config.demo else config.model_id
-    size = f"{parameters / 1e9:.1f}B" if parameters >= 1e8 else f"{parameters / 1e6:.1f}M"
-    progress(f"Loading {name} ({size} parameters) in {config.quant} on {device}")
+
+@contextlib.contextmanager
+def _reported_bars(progress: Progress) -> Iterator[type]:
+    """While open, transformers' progress bars report to `progress` instead of being drawn.
+
+    Yields the bar class, for the calls that take one (`tqdm_class`).
+    """
+    from tqdm.auto import tqdm as tqdm_auto
+    from transformers.utils import logging as hf_logging
+
     bars = _reporting_tqdm(progress)
     previous_hook = hf_logging.set_tqdm_hook(
         # transformers passes an empty stand-in as the factory when progress bars are off
@@ -291,40 +427,24 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
             bars(*args, **kwargs) if issubclass(factory, tqdm_auto) else factory(*args, **kwargs)
         )
     )
-    # Only a target built with the fix can hand its keys and values to the drafter.
-    pairing = kv_sharing_fix() if drafter_source else contextlib.nullcontext()
-    drafter = None
     try:
-        with pairing:
-            processor = AutoProcessor.from_pretrained(source)
-            model = AutoModelForMultimodalLM.from_pretrained(
-                source,
-                tqdm_class=bars,
-                quantization_config=quantization_config(config.quant),
-                device_map={"": device},
-                dtype=torch.bfloat16,  # never fp16: Gemma overflows in it
-            )
-            if drafter_source:
-                progress("Loading the multi-token-prediction drafter")
-                drafter = load_drafter(drafter_source, device)
-    except Exception as exc:
-        raise LoadError(f"Loading {name} failed: {first_line(exc)}") from exc
+        yield bars
     finally:
         hf_logging.set_tqdm_hook(previous_hook)
-    model.eval()
-    progress("Model loaded")
-    info = ModelInfo(name, config.demo, device, config.quant, drafter=bool(drafter_source))
-    return LoadedModel(model, processor, info, drafter)
 
 
-def build_random(model_config: Any, quant: str, device: str, seed: int = 0) -> Any:
+def build_random(
+    model_config: Any, quant: str, device: str, seed: int = 0, progress: Progress | None = None
+) -> Any:
     """A random-weight model of `model_config`'s shape, made directly on `device` in `quant`.
 
     For measuring a model whose weights are not here (`bench --shape 12b`). The model is laid
     out on the meta device, then filled one module at a time on `device`: each quantized linear
     layer's bf16 weight is drawn there and quantized at once, so the model never exists whole in
-    bf16, and nothing of it on the CPU unless `device` is the CPU.
+    bf16, and nothing of it on the CPU unless `device` is the CPU. Then prepared as `load`
+    prepares a model.
     """
+    _quiet_bitsandbytes()
     import bitsandbytes as bnb
     import torch
     from transformers import AutoModelForMultimodalLM
@@ -347,7 +467,9 @@ def build_random(model_config: Any, quant: str, device: str, seed: int = 0) -> A
                 module.to_empty(device=device, recurse=False)
                 model._init_weights(module)
     model.tie_weights()
-    return model.eval()
+    model.eval()
+    prepare_for_cpu(model, progress or (lambda sentence: None))
+    return model
 
 
 def _quantized(weight: Any, module: Any, device: str) -> Any:
@@ -367,3 +489,42 @@ def _quantized(weight: Any, module: Any, device: str) -> Any:
         ).to(device)  # quantizes
     int8, scales, _ = bnb.functional.int8_vectorwise_quant(weight.half())
     return bnb.nn.Int8Params(int8, requires_grad=False, has_fp16_weights=False, CB=int8, SCB=scales)
+
+
+def prepare_for_cpu(model: Any, progress: Progress) -> None:
+    """Repack the 4-bit weights for the CPU's kernel now, rather than in the first reply.
+
+    On a CPU with AVX-512 BF16, bitsandbytes' `Linear4bit.forward` repacks its layer's weight the
+    first time it runs in inference (`functional._convert_weight_packed_for_cpu`): for the 12B
+    that made the first reply a minute slower than the next. One forward of a zero row per layer
+    runs that same code under bitsandbytes' own conditions; layers it would not repack (on a GPU,
+    on other CPUs) are left alone.
+    """
+    import bitsandbytes as bnb
+    import torch
+
+    layers = [
+        module
+        for module in model.modules()
+        if isinstance(module, bnb.nn.Linear4bit)
+        and module.weight.device.type == "cpu"
+        and module.support_avx512bf16_for_cpu  # what forward checks before repacking
+        and not getattr(module.weight.quant_state, "packing_format_for_cpu", False)
+    ]
+    reported = -1
+    with torch.inference_mode():
+        for done, layer in enumerate(layers, 1):
+            layer(torch.zeros(1, layer.in_features, dtype=torch.bfloat16))  # the compute dtype
+            tenth = 10 * done // len(layers)
+            if tenth != reported:
+                reported = tenth
+                progress(f"{PREPARING}: {10 * tenth}%")
+
+
+def _quiet_bitsandbytes() -> None:
+    """Keep bitsandbytes' notice about the optional `kernels` package off the console."""
+    logging.getLogger(BNB_CPU_LOGGER).addFilter(_not_the_kernels_notice)
+
+
+def _not_the_kernels_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(KERNELS_NOTICE)

@@ -42,6 +42,47 @@ def test_quick_mode_writes_json_a_table_and_a_plot(tmp_path: Path):
     assert document.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_the_12b_shape_suits_the_cpu_4bit_layout(processor):
+    """Every 4-bit layer, of the real shape and of the shrunk copy, can be repacked for the CPU.
+
+    On CPUs with AVX-512 BF16, bitsandbytes repacks each 4-bit weight on first use; a width it
+    cannot repack fails the first reply there (and passes everywhere else). Its repacking runs
+    here on the meta device, shapes only, so every CPU checks it.
+    """
+    import bitsandbytes as bnb
+    from transformers import AutoModelForMultimodalLM
+    from transformers.integrations.bitsandbytes import replace_with_bnb_linear
+
+    from bench.shapes import gemma4_12b_config
+    from model.loader import UNQUANTIZED_MODULES, quantization_config
+
+    for shrink in (1, 16):
+        with torch.device("meta"):
+            model = AutoModelForMultimodalLM.from_config(gemma4_12b_config(processor, shrink))
+        model = replace_with_bnb_linear(model, UNQUANTIZED_MODULES, quantization_config("4bit"))
+        layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert len(layers) > 40
+        for shape in {(m.out_features, m.in_features, m.weight.blocksize) for m in layers}:
+            _repack_on_meta(*shape)
+
+
+def _repack_on_meta(outputs: int, inputs: int, blocksize: int) -> None:
+    """bitsandbytes' CPU repacking of an NF4 weight of this shape; raises if it cannot be done.
+
+    Without double quantization: that only changes how the block scales are stored on the way
+    in, not the shapes the repacking needs.
+    """
+    from bitsandbytes.functional import QuantState, _convert_weight_packed_for_cpu
+
+    values = outputs * inputs
+    scales = torch.empty(-(-values // blocksize), device="meta")
+    state = QuantState(
+        scales, torch.Size((outputs, inputs)), blocksize=blocksize, quant_type="nf4"
+    )
+    packed = torch.empty(values // 2, 1, dtype=torch.uint8, device="meta")
+    _convert_weight_packed_for_cpu(packed, state)
+
+
 def test_the_12b_shape_is_built_quantized_in_place(processor):
     """The real configuration (counted on the meta device) and, shrunk, the same build path."""
     import bitsandbytes as bnb
@@ -62,6 +103,10 @@ def test_the_12b_shape_is_built_quantized_in_place(processor):
     assert not any(t.is_meta for t in tensors)
     quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(quantized) > 40 and all(m.weight.bnb_quantized for m in quantized)
+    # Repacked for this CPU while building, where bitsandbytes would on first use (as `load`).
+    for layer in quantized:
+        repacked = getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
+        assert repacked == bool(layer.support_avx512bf16_for_cpu)
     assert model.lm_head.weight.dtype == torch.bfloat16  # kept unquantized, tied to the input
     assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     assert model.model.embed_vision.patch_dense.weight.dtype == torch.bfloat16
