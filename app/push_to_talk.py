@@ -13,7 +13,7 @@ from model import AudioClip
 RECORD_RATE_HZ = 16_000
 NO_PORTAUDIO = (
     "The microphone cannot be used because PortAudio is missing; on Debian or Ubuntu install it "
-    "with `sudo apt install libportaudio2`, or use the page's microphone button."
+    "with `sudo apt install libportaudio2`, or record with the page's Voice button."
 )
 NO_MICROPHONE = "No microphone was found; plug one in or check the system's sound settings."
 NOTHING_RECORDED = "Nothing was recorded; hold the key or button while you speak."
