@@ -8,7 +8,8 @@ from .audio import split_at_pauses
 from .config import DEFAULT_HANG_TIMEOUT_S, DEFAULT_MODEL_ID, ModelConfig
 from .engine import DEMO_FALLBACK_NOTE, Engine, EngineStatus, ReplyStream
 from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
-from .loader import ModelInfo, folder_problem
+from .folder import folder_problem
+from .loader import ModelInfo
 from .messages import (
     DEFAULT_IMAGE_TOKENS,
     IMAGE_TOKEN_BUDGETS,

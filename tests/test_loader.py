@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from model import ModelConfig
+from model.folder import folder_problem
 from model.loader import (
     BNB_CPU_LOGGER,
     KERNELS_NOTICE,
     PREPARING,
     LoadError,
     check_memory,
-    folder_problem,
     load,
     locate,
 )
