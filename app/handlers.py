@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from model import (
-    AudioClip,
     ChatRequest,
     ContextTrimmed,
     Engine,
@@ -21,7 +18,6 @@ from model import (
     ReplyStream,
     TextChunk,
     Timing,
-    split_at_pauses,
 )
 
 from .config import AppConfig
@@ -39,13 +35,10 @@ from .describe import (
 from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
 from .errors import refused
 from .history import NEW_TITLE, Attachment, Conversation, History, StoredMessage
+from .intake import Intake, display_name
 from .media import (
-    Kind,
     MediaError,
     attachment_kinds,
-    file_path,
-    load_attachments,
-    load_file,
     load_image,
     message_text,
     valid_text,
@@ -54,7 +47,6 @@ from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 
 GONE = "This conversation no longer exists; start a new chat."
-PASTED_IMAGE_NAME = "image.png"
 LISTING_OUTPUTS = len(GROUPS) + 1  # the side list's date groups, and its search box
 
 
@@ -66,6 +58,7 @@ class ChatHandlers:
         self.voice = voice
         self.history = history
         self.config = config
+        self.intake = Intake(config.limits, voice)
         self.conversations = Conversations(history)
         self.last_timing: Timing | None = None  # the app's most recent reply, for the status line
         self._running: dict[str, ReplyStream] = {}  # conversation id -> the reply being written
@@ -93,12 +86,12 @@ class ChatHandlers:
         the person to check; with the other, they go to the model with captions of what was heard.
         """
         try:
-            files = self.message_files(value)
+            files = self.intake.message_files(value)
             audio_paths = [path for path, kind in files if kind == "audio"]
             if route == TRANSCRIBE and audio_paths:
                 yield _unchanged(self.voice.into_box(value, audio_paths), conversation_id)
                 return
-            message = self.stored_user_message(value.get("text"), files)
+            message = self.intake.stored_user_message(value.get("text"), files)
         except MediaError as exc:
             gr.Warning(str(exc))
             yield _unchanged(value, conversation_id)
@@ -143,7 +136,7 @@ class ChatHandlers:
         starts, filled after an Alt text one. Typed text stays in the box."""
         level = DEFAULT_LEVEL if level == DESCRIBE_OFF else level
         try:
-            files = self.message_files(value)
+            files = self.intake.message_files(value)
             if [kind for _, kind in files] != ["image"]:
                 raise MediaError(
                     "Attach one image to describe: upload it, paste it, or take a webcam snapshot."
@@ -213,7 +206,8 @@ class ChatHandlers:
         conversation and earlier turns are part of the prompt; without one it stands alone.
         """
         try:
-            stored = self.stored_user_message(message.get("text"), self.message_files(message))
+            files = self.intake.message_files(message)
+            stored = self.intake.stored_user_message(message.get("text"), files)
         except MediaError as exc:
             raise refused(exc) from None
         system, options = generation_options(
@@ -226,7 +220,7 @@ class ChatHandlers:
             yield from self._api_reply(conversation_id, system, options)
             return
         conversation = Conversation("", "", 0, 0, (stored,))
-        for reply in self.stream(self.model_messages(conversation, system), options):
+        for reply in self.stream(self.intake.model_messages(conversation, system), options):
             if reply.error:
                 raise refused(reply.error)
             yield reply.answer
@@ -236,7 +230,7 @@ class ChatHandlers:
         if audio:
             try:
                 if attachment_kinds([audio], self.config.limits) != ["audio"]:
-                    raise MediaError(f"{_name(audio)} is not an audio file Loupe can read.")
+                    raise MediaError(f"{display_name(audio)} is not an audio file Loupe can read.")
             except MediaError as exc:
                 raise refused(exc) from None
         return self.voice.transcribe_endpoint(audio)
@@ -306,41 +300,6 @@ class ChatHandlers:
 
     # -- shared ----------------------------------------------------------------------------
 
-    def message_files(self, value: dict[str, Any]) -> list[tuple[str, Kind]]:
-        """A MultimodalTextbox value's files, each with its kind, after the checks that need no
-        decoding (media.attachment_kinds); MediaError names a file it can't use."""
-        paths = [file_path(item) for item in value.get("files") or []]
-        return list(zip(paths, attachment_kinds(paths, self.config.limits), strict=True))
-
-    def stored_user_message(self, text: str | None, files: list[tuple[str, Kind]]) -> StoredMessage:
-        """A message to keep: its text and files (from `message_files`); MediaError names a file
-        that does not decode, or says the text is too long.
-
-        Audio sent as audio gets a caption of what the speech recogniser heard, which also says
-        into how many clips the model takes it.
-        """
-        text = message_text(text, self.config.limits)
-        # Decoded here so that a damaged file is refused, not kept.
-        decoded = [load_file(path, kind, self.config.limits) for path, kind in files]
-        attachments = tuple(
-            Attachment("audio", path, _name(path), self.voice.caption(path, clip_count(audio)))
-            if kind == "audio"
-            else Attachment("image", path, _name(path))
-            for (path, kind), audio in zip(files, decoded, strict=True)
-        )
-        return StoredMessage("user", text, attachments)
-
-    def model_messages(self, conversation: Conversation, system_prompt: str) -> list[Message]:
-        """What the model sees: the system prompt, then every turn with its images and audio."""
-        messages = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
-        for stored in conversation.messages:
-            paths = [attachment.path for attachment in stored.attachments]
-            images, audio = load_attachments(paths, self.config.limits)
-            # The model takes at most 30 s per clip: longer recordings become several clips.
-            clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
-            messages.append(Message(stored.role, stored.text, tuple(images), clips))
-        return messages
-
     def stream(
         self,
         messages: list[Message],
@@ -390,7 +349,7 @@ class ChatHandlers:
         prefix = f"{AI_NOTICE} " if level_of(conversation.messages[-1].text) else ""
         reply = Reply()
         try:
-            messages = self.model_messages(conversation, system_prompt)
+            messages = self.intake.model_messages(conversation, system_prompt)
         except MediaError as exc:  # a file of this conversation went missing from the disk
             reply.error = str(exc)
             yield [*shown, *shown_reply(reply)], reply
@@ -433,9 +392,10 @@ class ChatHandlers:
     def _ask_for_description(self, conversation_id: str, image: str, level: str) -> None:
         """Keep the level's prompt with the image as the person's message; a conversation that
         starts with it is named after the level and the image, not after the long prompt."""
+        name = display_name(image)
         if self.history.get(conversation_id).title == NEW_TITLE:
-            self.history.rename(conversation_id, f"{LEVELS[level].label}: {_name(image)}")
-        attachment = Attachment("image", image, _name(image))
+            self.history.rename(conversation_id, f"{LEVELS[level].label}: {name}")
+        attachment = Attachment("image", image, name)
         self.history.append(
             conversation_id, StoredMessage("user", level_prompt(level), (attachment,))
         )
@@ -451,11 +411,6 @@ class ChatHandlers:
 
     def _shown(self, conversation_id: str) -> list[dict]:
         return shown_conversation(self.history.get(conversation_id))[0]
-
-
-def clip_count(decoded: Any) -> int:
-    """How many clips the model takes a decoded attachment as (images: none)."""
-    return len(split_at_pauses(decoded)) if isinstance(decoded, AudioClip) else 0
 
 
 def _unchanged(box: Any, conversation_id: str) -> tuple:
@@ -487,12 +442,3 @@ def generation_options(
 def _length_only(max_new_tokens: int) -> GenerationOptions:
     """The API's regenerate and edit: the model's own defaults, the length asked for."""
     return GenerationOptions(max_new_tokens=int(max_new_tokens))
-
-
-def _name(path: str) -> str:
-    """The name a file is shown and kept under. Browsers call every image pasted from the
-    clipboard "image.png", so a pasted image is named after the time it came instead."""
-    name = Path(path).name
-    if name == PASTED_IMAGE_NAME:
-        return f"Pasted image {datetime.now():%Y-%m-%d %H-%M-%S}.png"
-    return name

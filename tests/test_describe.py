@@ -111,7 +111,7 @@ def test_a_description_is_a_conversation_turn_and_a_follow_up_continues_it(
     assert messages[0].text == LEVELS["brief"].prompt and messages[0].attachments
     assert messages[1].text.startswith(f"{AI_NOTICE} ")
     assert not messages[3].text.startswith(AI_NOTICE)  # an answer to a question, not a description
-    model_messages = handlers.model_messages(handlers.history.get(conversation_id), "")
+    model_messages = handlers.intake.model_messages(handlers.history.get(conversation_id), "")
     assert model_messages[0].images and model_messages[2].text == "What colour is it?"
     shown_now, _ = shown_conversation(handlers.history.get(conversation_id))
     assert shown_now[1]["content"] == "Describe this image: Brief"

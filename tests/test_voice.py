@@ -122,8 +122,9 @@ def test_the_long_recording_reaches_the_model_as_several_clips_in_one_message(
     handlers: ChatHandlers, long_recording: Path, processor
 ):
     value = {"text": "Summarise this.", "files": [str(long_recording)]}
-    kept = handlers.stored_user_message(value["text"], handlers.message_files(value))
-    [message] = handlers.model_messages(Conversation("", "", 0, 0, (kept,)), system_prompt="")
+    intake = handlers.intake
+    kept = intake.stored_user_message(value["text"], intake.message_files(value))
+    [message] = intake.model_messages(Conversation("", "", 0, 0, (kept,)), system_prompt="")
     assert len(message.audio) == 3
     # The caption holds the whole recording's words and tells the person it was split.
     [attachment] = kept.attachments
