@@ -30,6 +30,7 @@ BLOCKING = ("serious", "critical")
 MAX_CHUNK_CHARS = 200  # assets/accessibility.js reads a run this long without an end at a space
 SHORT_REPLY_TOKENS = "48"  # quick replies where only the page around them is checked
 KEY_PRESSES = 40  # Tab presses allowed to reach a control
+STOP_ATTEMPTS = 8
 
 
 def axe_violations(page) -> list[dict]:
@@ -143,7 +144,9 @@ def alphanumerics(text: str) -> str:
 
 def test_describe_stop_and_copy_alt_text_by_keyboard_alone(page, demo_app, tmp_path: Path):
     url, _ = demo_app
-    for attempt in range(3):  # a sampled reply can end by itself before Stop: try again
+    # A sampled reply can end by itself before Stop: try again. Measured over 30 sampled demo
+    # alt-text replies: 9 to 512 tokens, a quarter under 45, which can end before Stop lands.
+    for attempt in range(STOP_ATTEMPTS):
         image = tmp_path / f"photo-{attempt}.png"  # a new file: the same one would not re-attach
         photo(seed=attempt).save(image)
         attach_by_keyboard(page, image)
@@ -159,7 +162,7 @@ def test_describe_stop_and_copy_alt_text_by_keyboard_alone(page, demo_app, tmp_p
         if "(stopped)" in reply.inner_text():
             break
     else:
-        raise AssertionError("three alt-text replies in a row ended before Stop")
+        raise AssertionError(f"{STOP_ATTEMPTS} alt-text replies in a row ended before Stop")
     shoot(page, "a11y-keyboard-alt-text")
     # Focus lands in the alt-text box, which holds the reply's text without the notice.
     assert focused(page, "#alt-text")

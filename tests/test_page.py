@@ -16,6 +16,7 @@ from tests.conftest import ROOT, photo
 from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
     REPLY_TIMEOUT_MS,
     browser,
+    long_greedy_question,
     page,
     shoot,
     wait_until_idle,
@@ -182,7 +183,11 @@ def test_send_or_stop_one_at_a_time(page, demo_app):
     stop_button = page.locator("#message .stop-button")
     expect(send_button).to_be_visible()
     expect(stop_button).to_be_hidden()  # nothing to stop, and no Tab stop
-    page.fill("#message textarea", "Talk for a while.")
+    question = long_greedy_question(url)  # a reply long enough to be stopped
+    page.click("#settings-button")
+    page.get_by_label("number input for Temperature").fill("0")  # the same reply as probed
+    page.locator("#settings button[aria-label='Toggle Sidebar']").click()
+    page.fill("#message textarea", question)
     page.keyboard.press("Enter")
     expect(stop_button).to_be_visible(timeout=REPLY_TIMEOUT_MS)
     expect(send_button).to_be_hidden()
