@@ -17,12 +17,14 @@ from app.config import (
     env_default,
 )
 from model import (
+    DEFAULT_ENGINE_CONCURRENCY,
     DEFAULT_HANG_TIMEOUT_S,
     DEFAULT_MODEL_ID,
-    Engine,
     ModelConfig,
+    RemoteEngineConfig,
     SpeechRecognizer,
     folder_problem,
+    open_engine,
 )
 
 # Flag -> (Limits field, metavar, help); each also reads LOUPE_<FLAG> for its default.
@@ -112,6 +114,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Limits.queue_size,
         help="requests that may wait for the model (default %(default)s)",
     )
+    engine = parser.add_argument_group(
+        "a model server instead of the in-process model (vLLM, Ollama, llama.cpp, another Loupe)"
+    )
+    engine.add_argument(
+        "--engine-url",
+        default=env_default("engine_url", ""),
+        metavar="URL",
+        help="base URL of an OpenAI-compatible server, for example http://gpu-box:8000/v1",
+    )
+    engine.add_argument(
+        "--engine-model",
+        default=env_default("engine_model", ""),
+        metavar="NAME",
+        help="the served model to use (default: the one the server lists)",
+    )
+    engine.add_argument(
+        "--engine-api-key",
+        default=env_default("engine_api_key", ""),
+        metavar="KEY",
+        help="the server's API key, sent as a Bearer token (or LOUPE_ENGINE_API_KEY)",
+    )
+    engine.add_argument(
+        "--engine-concurrency",
+        type=int,
+        default=int(env_default("engine_concurrency", str(DEFAULT_ENGINE_CONCURRENCY))),
+        metavar="N",
+        help="replies the server generates at once; more wait in the queue (default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=env_default("api_key", ""),
+        metavar="KEY",
+        help="require this Bearer key on Loupe's own OpenAI-compatible /v1 (or LOUPE_API_KEY); "
+        "needed there when Loupe listens on the network or uses --auth",
+    )
     limits = parser.add_argument_group("limits on what one message may carry")
     for flag, (field, metavar, help_text) in LIMIT_FLAGS.items():
         default = getattr(Limits, field)
@@ -163,6 +200,21 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         raise SystemExit("--hang-timeout takes a number of seconds above 0, for example 300.")
     if args.context_tokens < 0:
         raise SystemExit("--context-tokens takes 0 (the model's own limit) or more tokens.")
+    if args.engine_concurrency < 1:
+        raise SystemExit("--engine-concurrency takes 1 or more replies at once.")
+    remote = None
+    if args.engine_url:
+        if not args.engine_url.startswith(("http://", "https://")):
+            raise SystemExit(
+                "--engine-url takes the server's base URL, for example http://gpu-box:8000/v1."
+            )
+        remote = RemoteEngineConfig(
+            url=args.engine_url,
+            model=args.engine_model,
+            api_key=args.engine_api_key,
+            concurrency=args.engine_concurrency,
+            timeout_s=args.hang_timeout,
+        )
     chosen = args.model or env_default("model", "")
     model = ModelConfig(
         model_id=chosen or DEFAULT_MODEL_ID,
@@ -175,6 +227,8 @@ def build_config(args: argparse.Namespace) -> AppConfig:
     )
     return AppConfig(
         model=model,
+        remote=remote,
+        api_key=args.api_key,
         asr=AsrConfig(args.asr_model),
         limits=build_limits(args),
         host=args.host,
@@ -204,7 +258,8 @@ def build_limits(args: argparse.Namespace) -> Limits:
 
 def main(argv: list[str] | None = None) -> int:
     config = build_config(parse_args(argv))
-    problem = None if config.model.demo else folder_problem(config.model.model_id)
+    local = config.remote is None and not config.model.demo
+    problem = folder_problem(config.model.model_id) if local else None
     if problem:
         print(problem, file=sys.stderr)
         return 2
@@ -217,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.server import serve
     from app.voice import Voice
 
-    engine = Engine(config.model, queue_size=config.limits.queue_size)
+    engine = open_engine(config.remote or config.model, queue_size=config.limits.queue_size)
     engine.start()
     recognizer = SpeechRecognizer(config.asr.model)
     recognizer.start_loading()

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model import ModelConfig
+from model import ModelConfig, RemoteEngineConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -43,6 +43,10 @@ class AppConfig:
     """Everything launch.py decided; environment variables LOUPE_* give the defaults."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    # A model server to use instead of the in-process model (launch.py --engine-url).
+    remote: RemoteEngineConfig | None = None
+    # The Bearer key Loupe's own /v1 requires ("" for none); never shown.
+    api_key: str = field(default="", repr=False)
     asr: AsrConfig = field(default_factory=AsrConfig)
     limits: Limits = field(default_factory=Limits)
     host: str = DEFAULT_HOST

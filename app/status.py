@@ -18,13 +18,18 @@ def status_text(status: EngineStatus, last: Timing | None) -> str:
     if status.load_state == "error" or status.info is None:
         return f"No model loaded: {status.error}"
     info = status.info
-    kind = "demo" if info.demo else "real"
-    line = f"{info.name} ({kind}) on {info.device}, {info.quantization}"
+    if info.engine == "remote":
+        line = f"{info.name} on the model server at {info.url}"
+    else:
+        kind = "demo" if info.demo else "real"
+        line = f"{info.name} ({kind}) on {info.device}, {info.quantization}"
     if last is not None and last.tokens:
         line += (
             f" · last reply: first token {last.time_to_first_token_s:.2f} s, "
             f"{last.tokens_per_s:.1f} tokens/s"
         )
+    if status.notice:
+        line += f" · {status.notice}"
     return line
 
 
@@ -32,6 +37,8 @@ def banner_text(status: EngineStatus) -> str:
     """What the top of the page must say, if anything: loading, fallback or failure."""
     if status.load_state == "loading":
         return f"⏳ The model is loading: {status.progress}. You can type your message meanwhile."
+    if status.load_state == "error" and status.kind == "remote":
+        return f"⚠️ {status.error}"
     if status.load_state == "error":
         return f"⚠️ No model could be loaded. {status.error}"
     if status.fallback_reason:
@@ -42,15 +49,30 @@ def banner_text(status: EngineStatus) -> str:
 
 
 def health_document(status: EngineStatus, config: AppConfig) -> dict[str, Any]:
-    """GET /health: the model, the engine's state and queue, the speech model."""
+    """GET /health: the model, the engine (its kind, state and queue; a server's URL without
+    credentials), the speech model. Never the engine's API key."""
     info = status.info
+    engine: dict[str, Any] = {
+        "kind": "remote" if config.remote else "in-process",
+        "state": "busy" if status.busy else "idle",
+        "queue": status.queued,
+    }
+    if config.remote is not None:
+        engine["url"] = config.remote.public_url
+        model = info.name if info else config.remote.model or None
+        demo, device, quantization = False, "remote", None
+    else:
+        model = info.name if info else config.model.model_id
+        demo = info.demo if info else config.model.demo
+        device = info.device if info else config.model.device
+        quantization = info.quantization if info else config.model.quant
     health: dict[str, Any] = {
         "status": {"ready": "ok", "loading": "loading", "error": "error"}[status.load_state],
-        "model": info.name if info else config.model.model_id,
-        "demo": info.demo if info else config.model.demo,
-        "device": info.device if info else config.model.device,
-        "quantization": info.quantization if info else config.model.quant,
-        "engine": {"state": "busy" if status.busy else "idle", "queue": status.queued},
+        "model": model,
+        "demo": demo,
+        "device": device,
+        "quantization": quantization,
+        "engine": engine,
         "asr_model": config.asr.model,
     }
     if status.error:

@@ -18,7 +18,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from model import ChatRequest, Engine, Finished, GenerationOptions, Message, ModelConfig, TextChunk
+from model import (
+    ChatRequest,
+    Engine,
+    Finished,
+    GenerationOptions,
+    LocalEngine,
+    Message,
+    ModelConfig,
+    TextChunk,
+)
 
 from .harness import Figure, figure
 from .model_speed import IMAGE_PROMPT, screenshot
@@ -40,7 +49,7 @@ def measure_engine(config: ModelConfig, new_tokens: int, runs: int) -> list[Figu
     """Engine figures; each run also sends its request again, which skips the processor."""
     from tests.conftest import wait_until_ready
 
-    engine = Engine(config)
+    engine = LocalEngine(config)
     engine.start()
     wait_until_ready(engine)
     first, again, rates, delays = [], [], [], []

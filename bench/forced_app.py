@@ -20,19 +20,28 @@ from pathlib import Path
 from typing import Any
 
 import launch
-from model import ChatRequest, Engine, ReplyEvent, ReplyStream, TextChunk
+from model import ChatRequest, Engine, EngineStatus, ReplyEvent, ReplyStream, TextChunk, open_engine
 
 
-class ForcedEngine(Engine):
-    """The engine, forcing reply lengths and logging chunk send times to `log`."""
+class ForcedEngine:
+    """An engine wrapped to force reply lengths (in-process engine) and log chunk send times
+    to `log`."""
 
-    def __init__(self, log: Path, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.log = log
+    def __init__(self, inner: Engine, log: Path):
+        self.inner, self.log = inner, log
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def status(self) -> EngineStatus:
+        return self.inner.status()
+
+    def close(self) -> None:
+        self.inner.close()
 
     def submit(self, request: ChatRequest) -> LoggedStream:
         options = replace(request.options, min_new_tokens=request.options.max_new_tokens)
-        return LoggedStream(super().submit(replace(request, options=options)), self.log)
+        return LoggedStream(self.inner.submit(replace(request, options=options)), self.log)
 
 
 class LoggedStream:
@@ -59,5 +68,5 @@ class LoggedStream:
 
 if __name__ == "__main__":
     log = Path(sys.argv[1])
-    launch.Engine = lambda *args, **kwargs: ForcedEngine(log, *args, **kwargs)
+    launch.open_engine = lambda *args, **kwargs: ForcedEngine(open_engine(*args, **kwargs), log)
     sys.exit(launch.main(sys.argv[2:]))

@@ -5,11 +5,17 @@ Nothing heavy loads at import time; torch and transformers are imported by the w
 
 from .asr import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
 from .audio import split_at_pauses
-from .config import DEFAULT_HANG_TIMEOUT_S, DEFAULT_MODEL_ID, ModelConfig
-from .engine import DEMO_FALLBACK_NOTE, Engine, EngineStatus, ReplyStream
+from .config import (
+    DEFAULT_ENGINE_CONCURRENCY,
+    DEFAULT_HANG_TIMEOUT_S,
+    DEFAULT_MODEL_ID,
+    ModelConfig,
+    RemoteEngineConfig,
+)
+from .engine import Engine, EngineStatus, ModelInfo, ReplyStream
 from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .folder import folder_problem
-from .loader import ModelInfo
+from .local_engine import DEMO_FALLBACK_NOTE, LocalEngine
 from .messages import (
     DEFAULT_IMAGE_TOKENS,
     IMAGE_TOKEN_BUDGETS,
@@ -18,9 +24,19 @@ from .messages import (
     GenerationOptions,
     Message,
 )
+from .remote_engine import RemoteEngine
+
+
+def open_engine(config: ModelConfig | RemoteEngineConfig, queue_size: int) -> Engine:
+    """The engine a configuration asks for: a server's, or the in-process one. Not started."""
+    if isinstance(config, RemoteEngineConfig):
+        return RemoteEngine(config, queue_size=queue_size)
+    return LocalEngine(config, queue_size=queue_size)
+
 
 __all__ = [
     "DEMO_FALLBACK_NOTE",
+    "DEFAULT_ENGINE_CONCURRENCY",
     "DEFAULT_HANG_TIMEOUT_S",
     "DEFAULT_IMAGE_TOKENS",
     "DEFAULT_MODEL_ID",
@@ -33,10 +49,13 @@ __all__ = [
     "EngineStatus",
     "Finished",
     "GenerationOptions",
+    "LocalEngine",
     "Message",
     "ModelConfig",
     "ModelInfo",
     "NO_SPEECH",
+    "RemoteEngine",
+    "RemoteEngineConfig",
     "AsrError",
     "SpeechRecognizer",
     "Transcript",
@@ -46,4 +65,5 @@ __all__ = [
     "TextChunk",
     "Timing",
     "folder_problem",
+    "open_engine",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_MODEL_ID = "google/gemma-4-12B-it"
 Device = Literal["auto", "cuda", "cpu"]
@@ -52,3 +53,33 @@ class ModelConfig:
     def as_demo(self) -> ModelConfig:
         """The same settings pointed at the miniature checkpoint."""
         return replace(self, demo=True, fallback_to_demo=False)
+
+
+DEFAULT_ENGINE_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class RemoteEngineConfig:
+    """An OpenAI-compatible server to answer instead of the in-process model.
+
+    `url` is its base URL (".../v1"); `model` the served name to ask for ("" takes the one the
+    server lists); `api_key` goes as a Bearer token and is never shown (not even in repr).
+    Up to `concurrency` replies run at once: the server batches them. A server that sends
+    nothing for `timeout_s` mid-reply is taken as gone.
+    """
+
+    url: str
+    model: str = ""
+    api_key: str = field(default="", repr=False)
+    concurrency: int = DEFAULT_ENGINE_CONCURRENCY
+    timeout_s: float = DEFAULT_HANG_TIMEOUT_S
+
+    @property
+    def public_url(self) -> str:
+        """The URL without credentials or query, fit for the page, the log and /health."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))

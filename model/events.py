@@ -14,6 +14,7 @@ ErrorKind = Literal[
     "generation_failed",
     "worker_crashed",  # the worker process died mid-request; it is restarted
     "worker_hung",  # the worker sent nothing for ModelConfig.hang_timeout_s; it is restarted
+    "unreachable",  # the model server cannot be reached, or stopped answering mid-reply
 ]
 
 
@@ -39,9 +40,12 @@ class TextChunk:
 
 @dataclass(frozen=True)
 class Timing:
+    """How a reply went: `tokens` generated, `prompt_tokens` read (0 where unknown)."""
+
     time_to_first_token_s: float
     tokens_per_s: float
     tokens: int
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)

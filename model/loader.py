@@ -13,6 +13,7 @@ from typing import Any
 
 from .config import ModelConfig
 from .drafter import kv_sharing_fix, load_drafter
+from .engine import ModelInfo
 from .folder import folder_problem, safetensors_parameters
 
 Progress = Callable[[str], None]
@@ -43,17 +44,6 @@ BNB_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
 
 class LoadError(Exception):
     """A model could not be loaded; the message is one sentence a person can act on."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What is loaded, as shown in the status line and /health."""
-
-    name: str
-    demo: bool
-    device: str
-    quantization: str
-    drafter: bool = False  # the multi-token-prediction drafter is loaded
 
 
 @dataclass

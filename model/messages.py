@@ -72,3 +72,10 @@ class ChatRequest:
 
     messages: tuple[Message, ...]
     options: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+def turn_starts(messages: tuple[Message, ...]) -> list[int]:
+    """Where a shortened conversation may start: each of the person's messages after the first
+    (a system prompt at the head always stays). Dropping up to one of these drops whole turns."""
+    kept_head = 1 if messages and messages[0].role == "system" else 0
+    return [i for i, m in enumerate(messages) if i > kept_head and m.role == "user"]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S, to_model_rate
-from .messages import AudioClip, GenerationOptions, Message
+from .messages import AudioClip, GenerationOptions, Message, turn_starts
 
 
 def normalise_audio(clip: AudioClip) -> np.ndarray:
@@ -101,8 +101,7 @@ def fit_to_context(
     if _length(inputs) <= budget:
         return inputs, 0
     kept_head = 1 if messages and messages[0].role == "system" else 0
-    # Where a shorter conversation may start: each of the person's messages after the first.
-    starts = [i for i, m in enumerate(messages) if i > kept_head and m.role == "user"]
+    starts = turn_starts(messages)
     fitting: tuple[Any, int] | None = None
     low, high = 0, len(starts) - 1
     while low <= high:  # the fewest dropped turns that fit; dropping more only shortens it

@@ -220,13 +220,14 @@ def answer(
             )
         )
         return True
-    conn.send(("done", request_id, _timing(started, streamer), cancel.cancelled))
+    prompt_tokens = int(inputs["input_ids"].shape[-1])
+    conn.send(("done", request_id, _timing(started, streamer, prompt_tokens), cancel.cancelled))
     return True
 
 
-def _timing(started: float, streamer: Any) -> Timing:
+def _timing(started: float, streamer: Any, prompt_tokens: int) -> Timing:
     ended = time.perf_counter()
     first = streamer.first_token_at or ended
     decode_s = ended - first
     rate = (streamer.tokens - 1) / decode_s if streamer.tokens > 1 and decode_s > 0 else 0.0
-    return Timing(time_to_first_token_s=first - started, tokens_per_s=rate, tokens=streamer.tokens)
+    return Timing(first - started, rate, streamer.tokens, prompt_tokens)

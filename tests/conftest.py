@@ -19,7 +19,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-from model import Engine, ModelConfig
+from model import Engine, LocalEngine, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_READY_S = 180
@@ -129,7 +129,7 @@ def demo_config(miniature: Path, cache_root: Path) -> ModelConfig:
 
 @pytest.fixture(scope="session")
 def engine(demo_config: ModelConfig):
-    engine = Engine(demo_config, queue_size=4)
+    engine = LocalEngine(demo_config, queue_size=4)
     engine.start()
     wait_until_ready(engine)
     yield engine

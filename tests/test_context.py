@@ -17,9 +17,9 @@ from app.voice import Voice
 from model import (
     ChatRequest,
     ContextTrimmed,
-    Engine,
     Finished,
     GenerationOptions,
+    LocalEngine,
     Message,
     TextChunk,
 )
@@ -94,7 +94,7 @@ def test_the_person_is_told_and_the_saved_conversation_keeps_every_turn(
     demo_config, recognizer, processor, tmp_path: Path
 ):
     context = _length(processor, (SYSTEM, *_conversation()[-3:])) + OPTIONS.max_new_tokens
-    engine = Engine(replace(demo_config, context_tokens=context))
+    engine = LocalEngine(replace(demo_config, context_tokens=context))
     engine.start()
     try:
         wait_until_ready(engine)

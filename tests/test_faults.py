@@ -18,9 +18,9 @@ from app.config import AppConfig
 from app.handlers import ChatHandlers
 from app.history import History, StoredMessage
 from app.voice import Voice
-from model import Engine, Finished, GenerationOptions, ModelConfig
+from model import Engine, Finished, GenerationOptions, LocalEngine, ModelConfig
 from model.config import FAULT_TRIGGER
-from model.engine import WORKER_CRASHED, WORKER_HUNG
+from model.local_engine import WORKER_CRASHED, WORKER_HUNG
 from model.worker import OUT_OF_MEMORY
 from tests.conftest import ROOT, wait_until_ready
 from tests.figures import record, spread_s
@@ -47,7 +47,7 @@ def test_a_worker_fault_ends_the_reply_and_a_fresh_worker_answers_the_next(
 ):
     injected = "" if fault == "kill" else fault
     config = replace(demo_config, inject_fault=injected, hang_timeout_s=HANG_TIMEOUT_S)
-    engine = Engine(config)
+    engine = LocalEngine(config)
     engine.start()
     try:
         wait_until_ready(engine)
@@ -116,7 +116,7 @@ def test_a_worker_that_died_while_idle_is_replaced_before_the_next_request(engin
 # Imports WORKER_PRELOAD in a fresh interpreter with torch.cuda's entry points watched.
 WATCH_CUDA = """
 import importlib, sys, torch
-from model.engine import WORKER_PRELOAD
+from model.local_engine import WORKER_PRELOAD
 touched = []
 for name in ("is_available", "device_count", "init", "_lazy_init", "get_device_capability"):
     original = getattr(torch.cuda, name)

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from model.engine import BUSY
+from model.local_engine import BUSY
 from tests.conftest import health_when_loaded, start_app, stop_app
 from tests.figures import record, spread_s
 
@@ -135,7 +135,11 @@ def test_a_burst_past_the_queue_is_told_busy_at_once_and_service_recovers(small_
     assert len(served) >= SMALL_QUEUE + 1  # the running one and the waiting ones
     # At once: every "busy" came while the first reply was still being written.
     assert max(ended_at[number] for number in busy) < min(ended_at[number] for number in served)
-    assert isinstance(after, str) and health["engine"] == {"state": "idle", "queue": 0}
+    assert isinstance(after, str) and health["engine"] == {
+        "kind": "in-process",
+        "state": "idle",
+        "queue": 0,
+    }
 
 
 def _stop_mid_reply(url: str, stop) -> float:

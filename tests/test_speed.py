@@ -111,7 +111,7 @@ def test_chunks_that_queued_up_come_as_one_and_keep_their_order():
         Finished(timing=None),
     ]
     for event in events:
-        stream._put(event)
+        stream.put(event)
     assert list(stream) == [
         TextChunk("ab", sent_at=1.0),  # the oldest send time: delays are not understated
         TextChunk("t", thinking=True, sent_at=3.0),
