@@ -358,10 +358,12 @@ class ChatHandlers:
             for reply in self.stream(messages, options, owner=conversation_id, prefix=prefix):
                 yield [*shown, *shown_reply(reply)], reply
         finally:
-            # A failed reply is shown, not kept (Regenerate retries it). A stopped one is kept,
-            # marked interrupted, also when the page went away mid-reply.
-            if reply.error is None and (reply.timing or reply.thinking or reply.answer != prefix):
-                status = "complete" if reply.timing and not reply.cancelled else "interrupted"
+            # What was written is kept: marked interrupted when it was stopped (also when the
+            # page went away) or cut off by a failure, whose sentence the page shows. A reply
+            # that failed before its first word is not kept (Regenerate retries it).
+            if reply.timing or reply.thinking or reply.answer != prefix:
+                finished = reply.timing and not reply.cancelled and reply.error is None
+                status = "complete" if finished else "interrupted"
                 self.history.append(
                     conversation_id,
                     StoredMessage("assistant", reply.answer, (), reply.thinking, status),

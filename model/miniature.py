@@ -9,6 +9,7 @@ noise, though made of readable word pieces: it proves the plumbing, not the qual
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import string
@@ -311,3 +312,15 @@ def _train_tokenizer():
         add_bos_token=True,
         extra_special_tokens=NAMED_TOKENS,
     )
+
+
+def long_winded_copy(folder: Path, target: Path) -> Path:
+    """A copy of the miniature checkpoint at `target` whose replies never end before their
+    length limit (its end-of-reply tokens are suppressed). For servers that take no minimum
+    length: timing a forced length, and stopping a reply that is surely still running."""
+    shutil.copytree(folder, target, dirs_exist_ok=True)
+    config_path = target / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    config["suppress_tokens"] = sorted(set(config["suppress_tokens"]) | set(config["eos_token_id"]))
+    config_path.write_text(json.dumps(config, indent=2))
+    return target

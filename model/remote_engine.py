@@ -57,7 +57,13 @@ class _Refused(Exception):
 class RemoteEngine:
     """Drives a model on an OpenAI-compatible server. Create, `start()`, then `submit()`."""
 
-    def __init__(self, config: RemoteEngineConfig, queue_size: int = 8):
+    def __init__(
+        self,
+        config: RemoteEngineConfig,
+        queue_size: int = 8,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        """`transport` replaces the network (unit tests)."""
         self._config = config
         self._where = config.public_url
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
@@ -66,6 +72,7 @@ class RemoteEngine:
             headers=headers,
             timeout=httpx.Timeout(config.timeout_s, connect=CONNECT_TIMEOUT_S),
             limits=httpx.Limits(max_connections=config.concurrency + 2),
+            transport=transport,
         )
         self._queue: queue.Queue[tuple[ReplyStream, ChatRequest] | None] = queue.Queue(queue_size)
         self._ids = itertools.count(1)

@@ -181,9 +181,7 @@ def audio_file(tmp_path: Path) -> Path:
 
 def start_app(*flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """`python launch.py` on a free port; its console goes to a file (see stop_app)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     console = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [sys.executable, "launch.py", "--port", str(port), *flags],
@@ -238,3 +236,65 @@ def demo_app(miniature: Path) -> Iterator[tuple[str, dict]]:
         yield url, health_when_loaded(process, url)
     finally:
         stop_app(process)
+
+
+class ModelServer:
+    """`transformers serve` on the miniature checkpoint: a real third-party OpenAI-compatible
+    server, on a loopback port of its own. It can be killed and started again on that port."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder = folder
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def model(self) -> str:
+        """The name it answers to: the folder exactly as it was started with."""
+        return str(self.folder)
+
+    def start(self) -> ModelServer:
+        hub = tempfile.mkdtemp(prefix="hub-")  # an empty cache: it lists no models
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "transformers"), "serve", self.model]
+            + ["--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"],
+            env={**env, "HF_HUB_CACHE": hub},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + APP_START_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "transformers serve exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).is_success:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError(f"transformers serve not up after {APP_START_S} s")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def model_server(
+    miniature: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelServer]:
+    """One `transformers serve` for the session, on a miniature whose replies run to their
+    length limit; a test that kills it starts it again."""
+    from model.miniature import long_winded_copy
+
+    folder = long_winded_copy(miniature, tmp_path_factory.mktemp("served") / "miniature")
+    server = ModelServer(folder).start()
+    yield server
+    server.kill()

@@ -74,10 +74,15 @@ def test_a_worker_fault_ends_the_reply_and_a_fresh_worker_answers_the_next(
             to_error.append(time.monotonic() - started)
             assert reply.error == SENTENCES[fault]
             assert shown[-1]["content"].endswith(f"⚠️ {SENTENCES[fault]}")
-            # The failed reply is not kept; the person's message and everything before it are.
+            # The person's message and everything before it are kept, and what the reply had
+            # written before it failed, marked interrupted.
             failed_at = len(kept)
-            assert history.get(conversation_id).messages[:failed_at] == kept
-            assert [m.role for m in history.get(conversation_id).messages[failed_at:]] == ["user"]
+            messages = history.get(conversation_id).messages
+            assert messages[:failed_at] == kept and messages[failed_at].role == "user"
+            cut_off = messages[failed_at + 1 :]
+            assert [(m.role, m.status) for m in cut_off] in ([], [("assistant", "interrupted")])
+            if fault == "kill":
+                assert cut_off and cut_off[0].text  # it was being written when the worker died
 
             history.edit_text(conversation_id, failed_at, "Then tell me what is on the wall.")
             recovering = time.monotonic()

@@ -1,0 +1,157 @@
+"""The remote engine against a real OpenAI-compatible server: `transformers serve` on the
+miniature checkpoint, started on a loopback port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from model import (
+    AudioClip,
+    ChatRequest,
+    EngineError,
+    Finished,
+    GenerationOptions,
+    Message,
+    RemoteEngine,
+    RemoteEngineConfig,
+    TextChunk,
+)
+from tests.conftest import ModelServer, free_port, photo, tone, wait_until_ready
+
+SHORT = GenerationOptions(max_new_tokens=8)
+# Replies of the served miniature never end early: this one runs about a minute on this CPU.
+LONG = GenerationOptions(max_new_tokens=4000)
+RECONNECT_S = 45  # the back-off tops out at 30 s between tries
+
+
+def remote(server: ModelServer, model: str | None = None, **options) -> RemoteEngine:
+    config = RemoteEngineConfig(server.url, model=server.model if model is None else model)
+    engine = RemoteEngine(config, queue_size=4, **options)
+    engine.start()
+    return engine
+
+
+@pytest.fixture
+def engine(model_server: ModelServer) -> Iterator[RemoteEngine]:
+    engine = remote(model_server)
+    wait_until_ready(engine, 30)
+    yield engine
+    engine.close()
+
+
+def ask(text: str, options: GenerationOptions = SHORT, **media) -> ChatRequest:
+    return ChatRequest((Message("user", text, **media),), options)
+
+
+def test_a_message_with_an_image_and_audio_streams_a_reply(engine: RemoteEngine):
+    plain = list(engine.submit(ask("Hello there.")))
+    sound = AudioClip(tone(2.5, rate=44_100, channels=2), 44_100)
+    events = list(engine.submit(ask("What is this?", images=(photo(),), audio=(sound,))))
+    chunks = [event for event in events if isinstance(event, TextChunk)]
+    assert chunks and all(not chunk.thinking for chunk in chunks)
+    finished = events[-1]
+    assert isinstance(finished, Finished) and not finished.cancelled
+    assert finished.timing.tokens == SHORT.max_new_tokens  # counted by the server
+    assert finished.timing.time_to_first_token_s > 0 and finished.timing.tokens_per_s > 0
+    # The image's and the clip's soft tokens reached the model's prompt.
+    assert finished.timing.prompt_tokens > plain[-1].timing.prompt_tokens + 200
+    status = engine.status()
+    assert status.info.engine == "remote" and status.info.url == engine._where
+    # transformers serve refuses top_k and per-request image budgets: learnt, and said once.
+    assert "top-k" in status.notice and "image detail" in status.notice
+
+
+def test_stop_ends_the_servers_generation(engine: RemoteEngine):
+    stream = engine.submit(ask("Talk at length.", LONG))
+    events = iter(stream)
+    assert isinstance(next(events), TextChunk)
+    stopped = time.monotonic()
+    stream.cancel()
+    *_, last = events
+    assert isinstance(last, Finished) and last.cancelled
+    assert time.monotonic() - stopped < 5
+    # The server generates one reply at a time: had it gone on with the stopped one (about a
+    # minute), this one would wait for it.
+    asked = time.monotonic()
+    *_, done = engine.submit(ask("And now briefly."))
+    assert isinstance(done, Finished) and time.monotonic() - asked < 20
+
+
+def test_a_model_name_the_server_does_not_serve_gets_one_sentence(model_server: ModelServer):
+    engine = remote(model_server, model="gemma-4-12b")
+    try:
+        wait_until_ready(engine, 30)  # it lists no models, so the name cannot be checked early
+        [error] = list(engine.submit(ask("Hello.")))
+        assert error == EngineError(
+            "unavailable", 'The model server does not serve "gemma-4-12b"; check --engine-model.'
+        )
+    finally:
+        engine.close()
+
+
+def test_a_server_that_lists_no_models_needs_a_name(model_server: ModelServer):
+    engine = remote(model_server, model="")
+    try:
+        deadline = time.monotonic() + 30
+        while engine.status().load_state == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = engine.status()
+        assert status.load_state == "error"
+        assert status.error == (
+            f"The model server at {model_server.url} lists no models; name the one to use with "
+            "--engine-model."
+        )
+    finally:
+        engine.close()
+
+
+def test_a_server_down_at_start_is_found_once_it_starts(model_server: ModelServer):
+    late = ModelServer(model_server.folder, port=free_port())
+    engine = remote(late)
+    try:
+        deadline = time.monotonic() + 10
+        while engine.status().load_state == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = engine.status()
+        down = f"The model server at {late.url} is not answering; Loupe keeps trying."
+        assert status.load_state == "error" and status.error == down
+        assert list(engine.submit(ask("Hello?"))) == [EngineError("unreachable", down)]
+        late.start()
+        wait_for_ready(engine)
+        *_, done = engine.submit(ask("Hello again."))
+        assert isinstance(done, Finished)
+    finally:
+        engine.close()
+        late.kill()
+
+
+def test_a_server_killed_mid_reply_gives_one_sentence_and_comes_back(model_server: ModelServer):
+    engine = remote(model_server)
+    try:
+        wait_until_ready(engine, 30)
+        events = iter(engine.submit(ask("Talk at length.", LONG)))
+        assert isinstance(next(events), TextChunk)
+        model_server.kill()
+        *_, last = events
+        assert last == EngineError(
+            "unreachable", "The model server stopped answering in the middle of the reply."
+        )
+        assert engine.status().load_state == "error"
+        model_server.start()
+        wait_for_ready(engine)
+        *_, done = engine.submit(ask("Are you back?"))
+        assert isinstance(done, Finished) and not done.cancelled
+    finally:
+        engine.close()
+        if model_server.process is None:
+            model_server.start()
+
+
+def wait_for_ready(engine: RemoteEngine) -> None:
+    deadline = time.monotonic() + RECONNECT_S
+    while engine.status().load_state != "ready":
+        assert time.monotonic() < deadline, engine.status()
+        time.sleep(0.2)
