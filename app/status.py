@@ -15,6 +15,8 @@ def status_text(status: EngineStatus, last: Timing | None) -> str:
     """One line about the model, and the last reply's speed."""
     if status.load_state == "loading":
         return f"Loading the model: {status.progress}"
+    if status.load_state == "error" and status.kind == "remote":
+        return status.error or ""
     if status.load_state == "error" or status.info is None:
         return f"No model loaded: {status.error}"
     info = status.info
