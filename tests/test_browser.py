@@ -139,13 +139,15 @@ def test_watch_a_reply_grow_then_stop_it(page, demo_app):
     question = long_greedy_question(url)
     open_settings(page)
     page.get_by_label("number input for Temperature").fill("0")  # the same reply as probed
+    # Its reply runs past PROBE_TOKENS: room enough to watch it and stop it before it ends.
+    page.get_by_label("number input for Max new tokens").fill("4096")
     page.fill("#message textarea", question)
     page.keyboard.press("Enter")
     reply = page.locator("#chat .bot").last
     reply.wait_for(timeout=REPLY_TIMEOUT_MS)
     lengths = []
     for frame in range(3):
-        time.sleep(0.6)
+        time.sleep(0.3)
         lengths.append(len(reply.inner_text()))
         shoot(page, f"2-streaming-{frame}")
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1], lengths  # it grew
