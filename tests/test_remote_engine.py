@@ -155,3 +155,27 @@ def wait_for_ready(engine: RemoteEngine) -> None:
     while engine.status().load_state != "ready":
         assert time.monotonic() < deadline, engine.status()
         time.sleep(0.2)
+
+
+def test_the_engine_flags_build_a_remote_config_that_never_shows_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from launch import build_config, parse_args
+
+    monkeypatch.setenv("LOUPE_ENGINE_API_KEY", "sk-secret")
+    config = build_config(
+        parse_args(["--engine-url", "http://user:pw@gpu-box:8000/v1/", "--engine-concurrency", "3"])
+    )
+    remote = config.remote
+    assert (remote.url, remote.api_key, remote.concurrency) == (
+        "http://user:pw@gpu-box:8000/v1/",
+        "sk-secret",
+        3,
+    )
+    assert remote.public_url == "http://gpu-box:8000/v1"
+    assert "sk-secret" not in repr(config) and "pw" not in remote.public_url
+    assert build_config(parse_args([])).remote is None  # the in-process engine by default
+    with pytest.raises(SystemExit, match=r"^--engine-url takes the server's base URL"):
+        build_config(parse_args(["--engine-url", "gpu-box:8000"]))
+    with pytest.raises(SystemExit, match=r"^--engine-concurrency takes 1 or more"):
+        build_config(parse_args(["--engine-url", "http://gpu-box/v1", "--engine-concurrency", "0"]))
