@@ -17,6 +17,8 @@ from .events import EngineError, Finished, ReplyEvent, TextChunk
 from .messages import ChatRequest
 
 LoadState = Literal["loading", "ready", "error"]
+BUSY = "Loupe is busy, try again in a moment."
+SHUTTING_DOWN = "Loupe is shutting down."
 EngineKind = Literal["in-process", "remote"]
 
 
@@ -105,6 +107,43 @@ class ReplyStream:
             yield event
             if isinstance(event, Finished | EngineError):
                 return
+
+
+class RequestQueue:
+    """Requests waiting for an engine's reply threads, in order. Bounded: past its size a
+    request is told at once that Loupe is busy, instead of waiting unseen."""
+
+    def __init__(self, size: int):
+        self._queue: queue.Queue[tuple[ReplyStream, ChatRequest] | None] = queue.Queue(size)
+
+    def offer(self, stream: ReplyStream, request: ChatRequest) -> None:
+        try:
+            self._queue.put_nowait((stream, request))
+        except queue.Full:
+            stream.put(EngineError("busy", BUSY))
+
+    def take(self) -> tuple[ReplyStream, ChatRequest] | None:
+        """The next request, waiting for one; None once the queue is closed."""
+        return self._queue.get()
+
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    def drain(self, error: EngineError) -> None:
+        """Answer every waiting request with `error`."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[0].put(error)
+
+    def close(self, readers: int) -> None:
+        """Turn the waiting requests away, and each of `readers` threads taking from it."""
+        self.drain(EngineError("unavailable", SHUTTING_DOWN))
+        for _ in range(readers):
+            self._queue.put(None)
 
 
 class Engine(Protocol):

@@ -12,11 +12,10 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import queue
 import threading
 
 from .config import ModelConfig
-from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream
+from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
 from .events import ContextTrimmed, EngineError, Finished, TextChunk, Timing
 from .messages import ChatRequest
 from .worker import REPLACED_AFTER, serve
@@ -24,7 +23,6 @@ from .worker import REPLACED_AFTER, serve
 log = logging.getLogger("loupe.engine")
 DEFAULT_QUEUE_SIZE = 8
 WORKER_EXIT_S = 5.0
-BUSY = "Loupe is busy, try again in a moment."
 WORKER_CRASHED = (
     "The model worker stopped unexpectedly; it is restarting, so please send the "
     "message again in a moment."
@@ -69,7 +67,7 @@ class LocalEngine:
     def __init__(self, config: ModelConfig, queue_size: int = DEFAULT_QUEUE_SIZE):
         self._config = config
         self._ctx = _worker_context()
-        self._queue: queue.Queue[tuple[ReplyStream, ChatRequest] | None] = queue.Queue(queue_size)
+        self._queue = RequestQueue(queue_size)
         # The id of the request the person stopped; the worker compares it at every step.
         self._cancel_id = self._ctx.Value("q", 0, lock=False)
         self._ids = itertools.count(1)
@@ -95,7 +93,7 @@ class LocalEngine:
                 self._progress,
                 self._info,
                 busy=self._running is not None,
-                queued=self._queue.qsize(),
+                queued=self._queue.waiting(),
                 error=self._error,
                 fallback_reason=self._fallback_reason,
             )
@@ -113,16 +111,12 @@ class LocalEngine:
         if self._load_state == "error":
             stream.put(EngineError("unavailable", self._error or "No model is loaded."))
             return stream
-        try:
-            self._queue.put_nowait((stream, request))
-        except queue.Full:
-            stream.put(EngineError("busy", BUSY))
+        self._queue.offer(stream, request)
         return stream
 
     def close(self) -> None:
         """Stop the dispatcher and the worker process."""
-        self._drain(EngineError("unavailable", "Loupe is shutting down."))
-        self._queue.put(None)
+        self._queue.close(readers=1)
         self._stop_worker()
 
     # -- dispatcher thread -------------------------------------------------------------------
@@ -133,7 +127,7 @@ class LocalEngine:
             if not self._worker_alive():
                 config = self._replace_worker(config)
                 continue
-            item = self._queue.get()
+            item = self._queue.take()
             if item is None:
                 return
             if not self._worker_alive():  # it died while idle: a fresh one takes this request
@@ -157,7 +151,7 @@ class LocalEngine:
         if failure:
             log.error("%s", failure)
             self._set(load_state="error", error=failure, progress="")
-            self._drain(EngineError("unavailable", failure))
+            self._queue.drain(EngineError("unavailable", failure))
             return None
         return config
 
@@ -270,15 +264,6 @@ class LocalEngine:
         with self._lock:
             if self._running is not None and self._running.request_id == request_id:
                 self._cancel_id.value = request_id
-
-    def _drain(self, error: EngineError) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item[0].put(error)
 
     def _set(self, **fields: object) -> None:
         with self._lock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import threading
 import time
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 
 from .config import RemoteEngineConfig
-from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream
+from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
 from .events import ContextTrimmed, EngineError, ErrorKind, Finished, Timing
 from .messages import ChatRequest, turn_starts
 from .openai_wire import (
@@ -34,7 +33,6 @@ from .openai_wire import (
 )
 
 log = logging.getLogger("loupe.engine")
-BUSY = "Loupe is busy, try again in a moment."
 CONNECT_TIMEOUT_S = 5.0
 # Waits between tries to reach a server that does not answer: quick at first, then every 30 s.
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
@@ -74,7 +72,7 @@ class RemoteEngine:
             limits=httpx.Limits(max_connections=config.concurrency + 2),
             transport=transport,
         )
-        self._queue: queue.Queue[tuple[ReplyStream, ChatRequest] | None] = queue.Queue(queue_size)
+        self._queue = RequestQueue(queue_size)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._responses: dict[int, httpx.Response] = {}  # request id -> its open HTTP stream
@@ -114,7 +112,7 @@ class RemoteEngine:
                 self._progress,
                 self._info,
                 busy=self._running > 0,
-                queued=self._queue.qsize(),
+                queued=self._queue.waiting(),
                 error=self._error,
                 notice=notice,
                 kind="remote",
@@ -126,24 +124,13 @@ class RemoteEngine:
         if self._load_state == "error":
             stream.put(EngineError("unreachable", self._error or self._unreachable()))
             return stream
-        try:
-            self._queue.put_nowait((stream, request))
-        except queue.Full:
-            stream.put(EngineError("busy", BUSY))
+        self._queue.offer(stream, request)
         return stream
 
     def close(self) -> None:
         self._closed.set()
         self._lost.set()
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].put(EngineError("unavailable", "Loupe is shutting down."))
-        for _ in range(self._config.concurrency):
-            self._queue.put(None)
+        self._queue.close(readers=self._config.concurrency)
         with self._lock:
             for response in self._responses.values():
                 response.close()
@@ -215,7 +202,7 @@ class RemoteEngine:
     # -- answering ---------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (item := self._queue.take()) is not None:
             stream, request = item
             with self._lock:
                 self._running += 1

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from model.local_engine import BUSY
+from model.engine import BUSY
 from tests.conftest import health_when_loaded, start_app, stop_app
 from tests.figures import record, spread_s
 
