@@ -1,7 +1,9 @@
-"""Serves the page with safe settings: /health, upload limits, a guard on Host and Origin."""
+"""Serves the page with safe settings: /health, the OpenAI-compatible /v1 behind its key, upload
+limits, a guard on Host and Origin."""
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import os
 import socket
@@ -10,9 +12,12 @@ from urllib.parse import urlsplit
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from model.openai_wire import error_body
+
+from . import v1
 from .config import AppConfig
 from .desktop import open_window
 from .handlers import ChatHandlers
@@ -21,6 +26,11 @@ from .ui import PAGE_CSS, build_ui, page_js
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."
 FOREIGN_ORIGIN = "Loupe does not take requests from other web sites."
+API_PREFIX = "/v1"
+WRONG_KEY = (
+    "Loupe's /v1 needs the key Loupe was started with (--api-key), sent as "
+    "Authorization: Bearer KEY."
+)
 
 
 class HostGuard:
@@ -64,6 +74,61 @@ class HostGuard:
         return self.any_ip and _is_ip(name)
 
 
+class ApiKeyGuard:
+    """ASGI middleware for the OpenAI-compatible API (paths under /v1): with --api-key, requests
+    must carry it as a Bearer token (compared in constant time); without one, /v1 answers only
+    where the page itself needs no login, on this machine alone (see `api_closed_reason`).
+    Gradio's --auth guards Gradio's own routes, not these, so /v1 is never a way around it."""
+
+    def __init__(self, app: ASGIApp, key: str, closed_reason: str | None) -> None:
+        self.app = app
+        self.key = key.encode()
+        self.closed_reason = closed_reason
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = None
+        if scope["type"] in ("http", "websocket") and _route_path(scope).startswith(API_PREFIX):
+            problem = self.problem(Headers(scope=scope))
+        if problem is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            status, body = error_body("unauthorized", problem)
+            headers = {"WWW-Authenticate": "Bearer"}
+            await JSONResponse(body, status, headers=headers)(scope, receive, send)
+
+    def problem(self, headers: Headers) -> str | None:
+        """Why the request is refused, or None."""
+        if not self.key:
+            if self.closed_reason is None:
+                return None
+            return (
+                f"Loupe's /v1 is closed because {self.closed_reason}; start Loupe with "
+                "--api-key KEY (or LOUPE_API_KEY) and send Authorization: Bearer KEY."
+            )
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        # Starlette reads header bytes as Latin-1: encoded back, they are the bytes sent.
+        sent = token.strip().encode("latin-1")
+        if scheme.lower() == "bearer" and hmac.compare_digest(sent, self.key):
+            return None
+        return WRONG_KEY
+
+
+def api_closed_reason(config: AppConfig) -> str | None:
+    """Why /v1 refuses every request when no --api-key is set, or None where it is open: only
+    on this machine alone (loopback), with no login and no public share link."""
+    if config.api_key:
+        return None
+    if config.host not in LOOPBACK:
+        return f"Loupe listens on the network ({config.host}) and no --api-key is set"
+    if config.auth is not None:
+        return "the page has a login (--auth) and no --api-key is set"
+    if config.share:
+        return "the page has a public share link (--share) and no --api-key is set"
+    return None
+
+
 def allowed_hosts(config: AppConfig) -> tuple[set[str], bool]:
     """The host names the page answers to, and whether any IP address is fine too (when it
     listens beyond this machine, people reach it by the machine's address or name)."""
@@ -90,6 +155,13 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             "anyone who can reach this machine can use it.",
             flush=True,
         )
+    closed = api_closed_reason(config)
+    if closed:
+        print(
+            f"Loupe's OpenAI-compatible /v1 is closed: {closed}; start Loupe with --api-key "
+            "to use it.",
+            flush=True,
+        )
     _, local_url, share_url = page.launch(
         server_name=config.host,
         server_port=config.port,
@@ -105,9 +177,15 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         max_file_size=config.limits.max_file_mb * 1024 * 1024,
         num_workers=0,  # Gradio's static file workers would serve outside the guard
         app_kwargs={
-            "middleware": [Middleware(HostGuard, hosts=hosts, any_ip=open_to_network)],
-            # Routed before Gradio's own, so /health answers from the first request.
-            "routes": [APIRoute("/health", handlers.health, methods=["GET"])],
+            "middleware": [
+                Middleware(HostGuard, hosts=hosts, any_ip=open_to_network),
+                Middleware(ApiKeyGuard, key=config.api_key, closed_reason=closed),
+            ],
+            # Routed before Gradio's own, so /health and /v1 answer from the first request.
+            "routes": [
+                APIRoute("/health", handlers.health, methods=["GET"]),
+                *v1.routes(handlers.engine, handlers.voice, config.limits),
+            ],
         },
         prevent_thread_lock=True,
         inbrowser=False,
@@ -146,6 +224,12 @@ def _split(url: str) -> tuple[str, str]:
         return parts.netloc.lower(), parts.hostname or ""
     except ValueError:  # for example an unclosed IPv6 bracket
         return "", ""
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as routes match it: without the root path a proxy may mount Loupe under."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _is_ip(name: str) -> bool:

@@ -296,9 +296,13 @@ def options_from_body(body: dict[str, Any]) -> GenerationOptions:
         "max_new_tokens": int(max_tokens) if max_tokens else defaults.max_new_tokens,
         "thinking": thinking,
         "image_tokens": budget or defaults.image_tokens,
+        # vLLM's extension: the end of the reply is held back until this many tokens are out.
+        "min_new_tokens": _number(body, "min_tokens", int, 0, 1_000_000, 0),
     }
     if values["max_new_tokens"] < 1:
         raise ValueError("max_tokens must be at least 1.")
+    if values["min_new_tokens"] > values["max_new_tokens"]:
+        raise ValueError("min_tokens must not be more than max_tokens.")
     return GenerationOptions(**values)
 
 
@@ -328,6 +332,123 @@ def decode_data_url(url: str) -> tuple[str, bytes]:
         return found["mime"] or "", base64.b64decode(found["data"], validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("The data URL's base64 data is damaged.") from None
+
+
+class RequestError(ValueError):
+    """A request body Loupe cannot take; one sentence, and the field it is about (`param`)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class MediaPart:
+    """An image or audio part of a request's message, still undecoded: `kind` is what the part
+    says it is ("image" for image_url, "audio" for input_audio); `param` names it in errors."""
+
+    kind: str
+    data: bytes
+    param: str
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """A request's message as the server reads it: role, its text parts joined, its media."""
+
+    role: str
+    text: str
+    media: tuple[MediaPart, ...] = ()
+
+
+# Roles as Loupe's model takes them; OpenAI's "developer" is the system prompt by a newer name.
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+MAX_STOPS = 16
+
+
+def messages_from_body(body: dict[str, Any]) -> list[WireMessage]:
+    """The messages of a chat-completions body, media decoded from base64 but not yet checked
+    (that is the intake's work). Raises RequestError for anything Loupe does not take: other
+    roles (tools), other part types, media outside the person's messages, URLs and paths."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a list of at least one message.", "messages")
+    return [_wire_message(message, f"messages[{index}]") for index, message in enumerate(messages)]
+
+
+def _wire_message(message: Any, param: str) -> WireMessage:
+    if not isinstance(message, dict):
+        raise RequestError(f"{param} must be an object with a role and content.", param)
+    role = message.get("role")
+    role = ROLES.get(role) if isinstance(role, str) else None
+    if role is None:
+        raise RequestError(
+            f"{param}.role must be system, user or assistant; Loupe's model has no tools.",
+            f"{param}.role",
+        )
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return WireMessage(role, content or "")
+    if not isinstance(content, list):
+        raise RequestError(f"{param}.content must be a string or a list of parts.", param)
+    texts: list[str] = []
+    media: list[MediaPart] = []
+    for index, part in enumerate(content):
+        where = f"{param}.content[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise RequestError(f"{where}.text must be a string.", where)
+            texts.append(text)
+        elif kind in ("image_url", "input_audio"):
+            if role != "user":
+                raise RequestError("Only the user's messages can carry images or audio.", where)
+            media.append(_media_part(part, kind, where))
+        else:
+            raise RequestError(
+                f"{where} is a part of type {kind!r}; Loupe takes text, image_url (base64 data "
+                "URLs) and input_audio parts.",
+                where,
+            )
+    return WireMessage(role, "\n".join(texts), tuple(media))
+
+
+def _media_part(part: dict[str, Any], kind: str, where: str) -> MediaPart:
+    try:
+        if kind == "image_url":
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            return MediaPart("image", decode_data_url(url)[1], where)
+        audio = part.get("input_audio")
+        data = audio.get("data") if isinstance(audio, dict) else None
+        if not isinstance(data, str):
+            raise ValueError("input_audio must carry the audio file as base64 in its data.")
+        return MediaPart("audio", _base64(data), where)
+    except RequestError:
+        raise
+    except ValueError as exc:
+        raise RequestError(str(exc), where) from None
+
+
+def _base64(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("The audio's base64 data is damaged.") from None
+
+
+def stop_strings(body: dict[str, Any]) -> tuple[str, ...]:
+    """The body's `stop`: a string or a list of them; RequestError for anything else."""
+    stop = body.get("stop")
+    if stop is None:
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(item, str) for item in stops):
+        raise RequestError("stop must be a string or a list of strings.", "stop")
+    if len(stops) > MAX_STOPS:
+        raise RequestError(f"stop takes at most {MAX_STOPS} strings.", "stop")
+    return tuple(item for item in stops if item)
 
 
 def error_body(kind: str, message: str, param: str | None = None) -> tuple[int, dict[str, Any]]:

@@ -372,5 +372,9 @@ def test_with_auth_the_page_needs_a_login_and_health_answers_without(miniature: 
             login = {"username": "ana", "password": "correct-horse"}
             assert browser.post("/login", data=login).status_code == 200
             assert browser.get("/config").status_code == 200
+            # The login opens the page, not the OpenAI-compatible /v1: that needs --api-key.
+            closed = browser.get("/v1/models")
+            assert closed.status_code == 401 and "--api-key" in closed.json()["error"]["message"]
+        assert httpx.get(f"{url}/v1/models").status_code == 401
     finally:
         stop_app(process)

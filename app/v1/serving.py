@@ -1,0 +1,325 @@
+"""What Loupe's OpenAI-compatible API does, apart from HTTP: a body becomes a ChatRequest through
+the same intake as the page's uploads; a reply's events become chunks or one completion; an
+upload becomes a transcript. The wire format itself is model/openai_wire.py's."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model import (
+    AsrError,
+    AudioClip,
+    ChatRequest,
+    ContextTrimmed,
+    Engine,
+    EngineError,
+    Finished,
+    Message,
+    ReplyEvent,
+    TextChunk,
+    Transcript,
+    split_at_pauses,
+)
+from model.openai_wire import (
+    RETRY_AFTER_S,
+    Completion,
+    RequestError,
+    WireMessage,
+    delta_of,
+    engine_error_body,
+    error_body,
+    messages_from_body,
+    options_from_body,
+    stop_strings,
+    usage,
+)
+
+from ..config import Limits
+from ..media import MediaError, attachment_kinds, load_file, message_text
+from ..voice import Voice
+
+OWNER = "loupe"
+TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
+KIND_NAMES = {"image": "an image", "audio": "audio"}
+
+
+class ApiError(Exception):
+    """An answer other than success, in OpenAI's error shape: its status, body and headers."""
+
+    def __init__(self, kind: str, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.body = error_body(kind, message, param)
+
+    @classmethod
+    def of(cls, error: EngineError) -> ApiError:
+        refused = cls(error.kind, error.message)
+        refused.status, refused.body = engine_error_body(error)
+        return refused
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Busy (429) and not-yet-ready (503) answers say when to try again."""
+        return {"Retry-After": str(RETRY_AFTER_S)} if self.status in (429, 503) else {}
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+
+def served_model(engine: Engine) -> str:
+    """The id the API serves the model under; 503 while it loads or when none could load."""
+    status = engine.status()
+    if status.load_state == "ready" and status.info is not None:
+        return status.info.name
+    if status.load_state == "loading":
+        raise ApiError("unavailable", f"The model is still loading ({status.progress}); try again.")
+    raise ApiError("unavailable", status.error or "No model is loaded.")
+
+
+def model_list(name: str, created: int) -> dict[str, Any]:
+    """GET /v1/models: the one model Loupe serves."""
+    card = {"id": name, "object": "model", "created": created, "owned_by": OWNER}
+    return {"object": "list", "data": [card]}
+
+
+def check_model(body: dict[str, Any], served: str) -> None:
+    """A request may name the served model or none; another name is 404, as vLLM answers."""
+    model = body.get("model")
+    if model not in (None, "", served):
+        raise ApiError(
+            "not_found", f"The model `{model}` does not exist; Loupe serves `{served}`.", "model"
+        )
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """A chat-completions request, read and checked."""
+
+    request: ChatRequest
+    stream: bool = False
+    include_usage: bool = False
+    stops: tuple[str, ...] = ()
+
+
+def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
+    """The request a body asks for, its media decoded through the page's intake. ApiError (400)
+    says in one sentence what is wrong. Decodes files: call it off the event loop."""
+    if body.get("n") not in (None, 1):
+        raise ApiError("bad_input", "Loupe writes one reply per request; n must be 1.", "n")
+    try:
+        options = options_from_body(body)
+        stops = stop_strings(body)
+        wire = messages_from_body(body)
+        messages = model_messages(wire, limits)
+    except RequestError as exc:
+        raise ApiError("bad_input", str(exc), exc.param) from None
+    except ValueError as exc:  # options out of range; MediaError is one too
+        raise ApiError("bad_input", str(exc)) from None
+    stream = bool(body.get("stream"))
+    include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
+    return ChatCall(ChatRequest(messages, options), stream, include_usage, stops)
+
+
+def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[Message, ...]:
+    """The messages with their media through the upload intake (content sniffing, count, size,
+    megapixel and length limits), audio split at pauses into the model's 30 s clips."""
+    messages = []
+    with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:  # private to this user
+        for index, message in enumerate(wire):
+            where = f"messages[{index}].content"
+            # Named after its part, so a refusal says which one: "messages[0].content[1] is ..."
+            paths = [Path(folder, part.param) for part in message.media]
+            for path, part in zip(paths, message.media, strict=True):
+                path.write_bytes(part.data)
+            try:
+                text = message_text(message.text, limits)
+                kinds = attachment_kinds([str(path) for path in paths], limits)
+            except MediaError as exc:
+                raise RequestError(str(exc), where) from None
+            images, clips = [], []
+            for path, part, kind in zip(paths, message.media, kinds, strict=True):
+                if kind != part.kind:
+                    raise RequestError(
+                        f"{part.param} holds {KIND_NAMES[kind]}, not {KIND_NAMES[part.kind]}.",
+                        part.param,
+                    )
+                try:
+                    decoded = load_file(path, kind, limits)
+                except MediaError as exc:
+                    raise RequestError(str(exc), part.param) from None
+                if isinstance(decoded, AudioClip):
+                    clips.extend(split_at_pauses(decoded))
+                else:
+                    images.append(decoded)
+                path.unlink()
+            messages.append(Message(message.role, text, tuple(images), tuple(clips)))
+    return tuple(messages)
+
+
+# -- replies --------------------------------------------------------------------------------------
+
+
+def new_completion(model: str) -> Completion:
+    return Completion(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model)
+
+
+@dataclass
+class ReplyWriter:
+    """A reply's events as chat-completion chunks, and as one completion at the end.
+
+    Text is held back while it may be the start of a stop string; once one appears the reply
+    ends there (`stopped`: the caller cancels the engine's stream and reads on to Finished).
+    """
+
+    completion: Completion
+    call: ChatCall
+    content: str = ""
+    reasoning: str = ""
+    dropped: int = 0
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    error: EngineError | None = None
+    stopped: bool = False
+    _held: str = ""
+    _chunks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None or self.error is not None
+
+    def opening(self) -> dict[str, Any]:
+        """The first chunk: the role, and how many old messages did not fit the context."""
+        chunk = self.completion.chunk({"role": "assistant", "content": ""})
+        if self.dropped:
+            chunk["x_loupe"] = {"dropped_messages": self.dropped}
+        return chunk
+
+    def read(self, event: ReplyEvent) -> list[dict[str, Any]]:
+        """The chunks this event adds (none for some)."""
+        self._chunks = []
+        if isinstance(event, ContextTrimmed):
+            self.dropped = event.dropped
+        elif isinstance(event, TextChunk) and not self.stopped:
+            if event.thinking:
+                self.reasoning += event.text
+                self._send(delta_of(event))
+            else:
+                self._text(event.text)
+        elif isinstance(event, Finished):
+            self._send_text(self._held)  # no stop string came after all
+            self._held = ""
+            timing = event.timing
+            length = timing.tokens >= self.call.request.options.max_new_tokens
+            self.finish_reason = "length" if length and not self.stopped else "stop"
+            self.usage = usage(timing.prompt_tokens, timing.tokens)
+            self._chunks.append(self.completion.chunk({}, self.finish_reason))
+            if self.call.include_usage:
+                self._chunks.append(self.completion.chunk(None, usage=self.usage))
+        elif isinstance(event, EngineError):
+            self.error = event
+        return self._chunks
+
+    def whole(self) -> dict[str, Any]:
+        """The finished reply as one chat.completion."""
+        body = self.completion.whole(
+            self.content, self.reasoning, self.finish_reason or "stop", self.usage or usage(0, 0)
+        )
+        if self.dropped:
+            body["x_loupe"] = {"dropped_messages": self.dropped}
+        return body
+
+    def _text(self, text: str) -> None:
+        text = self._held + text
+        found = [at for at in (text.find(stop) for stop in self.call.stops) if at >= 0]
+        if found:
+            self._send_text(text[: min(found)])
+            self._held, self.stopped = "", True
+            return
+        keep = max((_prefix_at_end(text, stop) for stop in self.call.stops), default=0)
+        self._send_text(text[: len(text) - keep])
+        self._held = text[len(text) - keep :]
+
+    def _send_text(self, text: str) -> None:
+        if text:
+            self.content += text
+            self._send({"content": text})
+
+    def _send(self, delta: dict[str, str]) -> None:
+        self._chunks.append(self.completion.chunk(delta))
+
+
+def _prefix_at_end(text: str, stop: str) -> int:
+    """How long a start of `stop` the text ends with (the rest may come in the next chunk)."""
+    for size in range(min(len(stop) - 1, len(text)), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
+
+
+def stream_error(error: EngineError) -> dict[str, Any]:
+    """What a stream sends for a failure after its 200 went out."""
+    return engine_error_body(error)[1]
+
+
+# -- transcriptions -------------------------------------------------------------------------------
+
+
+def transcription(
+    voice: Voice, limits: Limits, name: str, data: bytes, response_format: str
+) -> tuple[dict[str, Any] | str, str]:
+    """(body, media type) for POST /v1/audio/transcriptions: the upload through the intake's
+    checks, then the speech recognizer. Blocks for the transcription: call it off the loop."""
+    if response_format not in TRANSCRIPT_FORMATS:
+        raise ApiError(
+            "bad_input",
+            "Loupe writes transcripts as json, text or verbose_json.",
+            "response_format",
+        )
+    with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:
+        path = Path(folder, _file_name(name))
+        path.write_bytes(data)
+        try:
+            if attachment_kinds([str(path)], limits) != ["audio"]:
+                raise MediaError(f"{path.name} is not an audio file Loupe can read.")
+        except MediaError as exc:
+            raise ApiError("bad_input", str(exc), "file") from None
+        try:
+            transcript = voice.transcribe(str(path))
+        except AsrError as exc:
+            kind = "unavailable" if voice.recognizer.state == "error" else "bad_input"
+            raise ApiError(kind, str(exc), "file") from None
+    return transcript_body(transcript, response_format)
+
+
+def transcript_body(
+    transcript: Transcript, response_format: str
+) -> tuple[dict[str, Any] | str, str]:
+    if response_format == "text":
+        return transcript.text, "text/plain"
+    if response_format == "json":
+        return {"text": transcript.text}, "application/json"
+    segments = [
+        {"id": number, "start": part.start_s, "end": part.end_s, "text": part.text}
+        for number, part in enumerate(transcript.segments)
+    ]
+    return {
+        "task": "transcribe",
+        "language": transcript.language,
+        "duration": transcript.duration_s,
+        "text": transcript.text,
+        "segments": segments,
+    }, "application/json"
+
+
+def _file_name(name: str) -> str:
+    """The upload's own name, as sentences about it say, made safe as a file name here."""
+    name = re.sub(r"[^\w. -]", "_", Path(name or "").name)[:100].strip(" .")
+    return name or "audio"
