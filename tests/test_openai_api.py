@@ -536,3 +536,35 @@ def test_a_body_over_the_limits_is_413_and_media_checks_are_the_uploads():
             model=SERVED, messages=[{"role": "user", "content": "x" * 11}]
         )
     assert json.loads(json.dumps(api.models.list().model_dump()))["data"][0]["id"] == "scripted"
+
+
+def test_loupe_on_loupe(keyed_app, image_file: Path):
+    """One Loupe with --engine-url at another's /v1: the key is checked at start, and a message
+    with an image streams a reply through both."""
+    from gradio_client import Client, handle_file
+
+    served = httpx.get(f"{keyed_app}/health", timeout=10).json()["model"]
+    wrong, wrong_url = start_app("--engine-url", f"{keyed_app}/v1", "--engine-api-key", "nope")
+    try:
+        health = health_when_loaded(wrong, wrong_url)
+        assert health["status"] == "error" and health["error"] == (
+            f"The model server at {keyed_app}/v1 refused Loupe's API key; check --engine-api-key."
+        )
+    finally:
+        stop_app(wrong)
+    front, url = start_app("--engine-url", f"{keyed_app}/v1", env={"LOUPE_ENGINE_API_KEY": KEY})
+    try:
+        health = health_when_loaded(front, url)
+        assert health["status"] == "ok" and health["model"] == served  # the one it lists
+        assert health["engine"]["kind"] == "remote"
+        updates = list(
+            Client(url, verbose=False).submit(
+                {"text": "What is this?", "files": [handle_file(image_file)]},
+                max_new_tokens=48,
+                api_name="/chat",
+            )
+        )
+        assert len(updates) > 1 and updates[-1].strip()
+        wait_idle(keyed_app)
+    finally:
+        stop_app(front)
