@@ -24,11 +24,11 @@ from typing import Any
 from model.config import ModelConfig
 from model.messages import IMAGE_TOKEN_BUDGETS
 
-from . import app_speed, asr_speed, model_speed
+from . import app_speed, asr_speed, model_speed, remote_speed
 from .harness import Figure, device_label, figure, machine, repeat, write
 from .shapes import SHAPES
 
-STAGES = ("load", "first-token", "decode", "settings", "engine", "app", "asr")
+STAGES = ("load", "first-token", "decode", "settings", "engine", "app", "asr", "remote")
 OVERHEAD_GOAL = 0.98  # app tokens per second over raw generate's
 DELAY_GOAL_MS = 10.0  # worker to client, per chunk, median
 
@@ -44,10 +44,12 @@ class Plan:
     settings_tokens: int
     app_tokens: int
     asr_s: tuple[int, ...]
+    remote_tokens: int  # one reply at a time from a model server
+    remote_concurrent_tokens: int  # each of eight replies at once
 
 
-FULL = Plan(5, (128, 1024), IMAGE_TOKEN_BUDGETS, (5, 30), 128, 1024, (10, 60))
-QUICK = Plan(1, (16, 64), (70, 280), (5,), 16, 64, (5,))
+FULL = Plan(5, (128, 1024), IMAGE_TOKEN_BUDGETS, (5, 30), 128, 1024, (10, 60), 256, 64)
+QUICK = Plan(1, (16, 64), (70, 280), (5,), 16, 64, (5,), 32, 16)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
     slug = subject.label.split(",")[0].lower().replace(" ", "-")
+    if set(args.stages) == {"remote"}:  # a server's figures alone: beside the model's, not over
+        slug = f"remote-{slug}"
     name = f"{device_label()}-{slug}{'-quick' if args.quick else ''}"
     paths = write(args.out, name, results, figures)
     print("\n".join(str(path) for path in paths))
@@ -179,6 +183,8 @@ def run(
     if "asr" in stages:
         figures += asr_speed.measure(plan.asr_s, plan.runs)
         details["speech recognition"] = asr_speed.SETTINGS
+    if "remote" in stages:
+        notes += remote(plan, Path(details["miniature"]), app_config, app_flags, figures)
     return {
         "subject": subject.label,
         "machine": machine(),
@@ -233,6 +239,20 @@ def overhead(
             "ms median from yield to client"
         )
     return notes
+
+
+def remote(
+    plan: Plan, miniature: Path, config: ModelConfig, flags: list[str], figures: list[Figure]
+) -> list[str]:
+    """A real `transformers serve` straight and through RemoteEngine; Loupe's own /v1 stream."""
+    measured, notes = remote_speed.measure(
+        miniature, plan.remote_tokens, plan.remote_concurrent_tokens, plan.runs
+    )
+    figures += measured
+    app_flags = [*flags, "--quant", config.quant]
+    measured, v1_notes = remote_speed.measure_v1(app_flags, plan.remote_tokens, plan.runs)
+    figures += measured
+    return notes + v1_notes
 
 
 if __name__ == "__main__":
