@@ -78,7 +78,7 @@ def test_eight_sessions_of_25_requests_all_complete(demo_app):
         },
     )
     assert errors == [] and served == SESSIONS * REQUESTS_PER_SESSION
-    assert _engine(url) == {"state": "idle", "queue": 0}
+    assert _engine(url) == {"kind": "in-process", "state": "idle", "queue": 0}
 
 
 @pytest.fixture(scope="module")
