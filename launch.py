@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from app.config import (
@@ -44,20 +45,10 @@ LIMIT_FLAGS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="launch.py",
-        description="Loupe: a local assistant that sees, hears and answers, with Gemma 4 12B.",
+        description="Loupe: a local assistant that sees, hears and answers, with Gemma 4 12B. "
+        "`launch.py describe --help`: describe whole folders of images.",
     )
-    parser.add_argument(
-        "--model",
-        default=None,
-        metavar="ID_OR_PATH",
-        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL_ID}; "
-        "falls back to the demo model when it cannot be loaded)",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="use the miniature random-weight model (no download; replies are noise)",
-    )
+    add_engine_flags(parser)
     parser.add_argument(
         "--host",
         default=env_default("host", DEFAULT_HOST),
@@ -68,18 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=int(env_default("port", str(DEFAULT_PORT))),
         help="port to listen on (default %(default)s)",
-    )
-    parser.add_argument(
-        "--device",
-        choices=["auto", "cuda", "cpu"],
-        default=env_default("device", "auto"),
-        help="where the model runs (default %(default)s: CUDA when present)",
-    )
-    parser.add_argument(
-        "--quant",
-        choices=["4bit", "8bit", "none"],
-        default=env_default("quant", "4bit"),
-        help="weight quantization with bitsandbytes (default %(default)s)",
     )
     parser.add_argument(
         "--asr-model",
@@ -114,6 +93,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Limits.queue_size,
         help="requests that may wait for the model (default %(default)s)",
     )
+    parser.add_argument(
+        "--api-key",
+        default=env_default("api_key", ""),
+        metavar="KEY",
+        help="require this Bearer key on Loupe's own OpenAI-compatible /v1 (or LOUPE_API_KEY); "
+        "needed there when Loupe listens on the network or uses --auth",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[name for name in env_default("allowed_hosts", "").split(",") if name],
+        metavar="NAME",
+        help="a host name the page may also be reached by (repeatable); requests naming any "
+        "other host are refused",
+    )
+    add_limit_flags(parser)
+    return parser.parse_args(argv)
+
+
+def add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose the model and where it runs: the app's and `describe`'s."""
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="ID_OR_PATH",
+        help=f"Hugging Face model id or local folder (default {DEFAULT_MODEL_ID}; "
+        "falls back to the demo model when it cannot be loaded)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the miniature random-weight model (no download; replies are noise)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cuda", "cpu"],
+        default=env_default("device", "auto"),
+        help="where the model runs (default %(default)s: CUDA when present)",
+    )
+    parser.add_argument(
+        "--quant",
+        choices=["4bit", "8bit", "none"],
+        default=env_default("quant", "4bit"),
+        help="weight quantization with bitsandbytes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=float(env_default("hang_timeout", str(DEFAULT_HANG_TIMEOUT_S))),
+        metavar="SECONDS",
+        help="a model that sends nothing for this long while answering is restarted "
+        "(default %(default)s; raise it on a slow CPU with long prompts)",
+    )
+    parser.add_argument(
+        "--context-tokens",
+        type=int,
+        default=int(env_default("context_tokens", "0")),
+        metavar="N",
+        help="most tokens a conversation and its reply may take; older turns are left out "
+        "beyond it (default 0: the model's own limit)",
+    )
     engine = parser.add_argument_group(
         "a model server instead of the in-process model (vLLM, Ollama, llama.cpp, another Loupe)"
     )
@@ -142,13 +182,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="replies the server generates at once; more wait in the queue (default %(default)s)",
     )
-    parser.add_argument(
-        "--api-key",
-        default=env_default("api_key", ""),
-        metavar="KEY",
-        help="require this Bearer key on Loupe's own OpenAI-compatible /v1 (or LOUPE_API_KEY); "
-        "needed there when Loupe listens on the network or uses --auth",
-    )
+
+
+def add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """Limits on what one message may carry, each also read from LOUPE_<FLAG>."""
     limits = parser.add_argument_group("limits on what one message may carry")
     for flag, (field, metavar, help_text) in LIMIT_FLAGS.items():
         default = getattr(Limits, field)
@@ -161,31 +198,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             metavar=metavar,
             help=f"{help_text} (default %(default)s)",
         )
-    parser.add_argument(
-        "--allowed-host",
-        action="append",
-        default=[name for name in env_default("allowed_hosts", "").split(",") if name],
-        metavar="NAME",
-        help="a host name the page may also be reached by (repeatable); requests naming any "
-        "other host are refused",
-    )
-    parser.add_argument(
-        "--hang-timeout",
-        type=float,
-        default=float(env_default("hang_timeout", str(DEFAULT_HANG_TIMEOUT_S))),
-        metavar="SECONDS",
-        help="a model that sends nothing for this long while answering is restarted "
-        "(default %(default)s; raise it on a slow CPU with long prompts)",
-    )
-    parser.add_argument(
-        "--context-tokens",
-        type=int,
-        default=int(env_default("context_tokens", "0")),
-        metavar="N",
-        help="most tokens a conversation and its reply may take; older turns are left out "
-        "beyond it (default 0: the model's own limit)",
-    )
-    return parser.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> AppConfig:
@@ -196,6 +208,26 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         if not (sep and user and password):
             raise SystemExit("--auth takes USER:PASS, for example --auth ana:correct-horse.")
         auth = (user, password)
+    model, remote = engine_config(args)
+    return AppConfig(
+        model=model,
+        remote=remote,
+        api_key=args.api_key,
+        asr=AsrConfig(args.asr_model),
+        limits=build_limits(args),
+        host=args.host,
+        port=args.port,
+        desktop=args.desktop,
+        share=args.share,
+        auth=auth,
+        data_dir=args.data_dir,
+        allowed_hosts=tuple(name.strip().lower() for name in args.allowed_host),
+    )
+
+
+def engine_config(args: argparse.Namespace) -> tuple[ModelConfig, RemoteEngineConfig | None]:
+    """The model to load and the server to use instead, if any, from add_engine_flags' flags;
+    raises SystemExit with one sentence on bad values."""
     if args.hang_timeout <= 0:
         raise SystemExit("--hang-timeout takes a number of seconds above 0, for example 300.")
     if args.context_tokens < 0:
@@ -225,20 +257,7 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         hang_timeout_s=args.hang_timeout,
         context_tokens=args.context_tokens,
     )
-    return AppConfig(
-        model=model,
-        remote=remote,
-        api_key=args.api_key,
-        asr=AsrConfig(args.asr_model),
-        limits=build_limits(args),
-        host=args.host,
-        port=args.port,
-        desktop=args.desktop,
-        share=args.share,
-        auth=auth,
-        data_dir=args.data_dir,
-        allowed_hosts=tuple(name.strip().lower() for name in args.allowed_host),
-    )
+    return model, remote
 
 
 def build_limits(args: argparse.Namespace) -> Limits:
@@ -256,17 +275,104 @@ def build_limits(args: argparse.Namespace) -> Limits:
     return limits
 
 
-def main(argv: list[str] | None = None) -> int:
-    config = build_config(parse_args(argv))
-    local = config.remote is None and not config.model.demo
-    problem = folder_problem(config.model.model_id) if local else None
+def parse_describe_args(argv: list[str]) -> argparse.Namespace:
+    from app.describe import DEFAULT_LEVEL, LEVELS
+
+    parser = argparse.ArgumentParser(
+        prog="launch.py describe",
+        description="Describe many images: alt text and descriptions for every file, written to "
+        "CSV or JSON Lines. Run it again with the same --out to continue a stopped run.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or patterns")
+    parser.add_argument(
+        "--level",
+        choices=list(LEVELS),
+        default=DEFAULT_LEVEL,
+        help="what to write for each image (default %(default)s)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="results.csv or results.jsonl"
+    )
+    parser.add_argument(
+        "--context",
+        default="",
+        metavar="TEXT",
+        help='what the images are for, e.g. "product page of an outdoor shop"',
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="describe again what an earlier run finished"
+    )
+    add_engine_flags(parser)
+    add_limit_flags(parser)
+    parser.set_defaults(queue_size=Limits.queue_size)
+    return parser.parse_args(argv)
+
+
+def describe(argv: list[str]) -> int:
+    """`launch.py describe`: a whole folder of images, with progress; 0 when every file was
+    described, 1 when some failed, 130 when stopped."""
+    from app.batch import DescribeJob, Stopped, job_problem, run_job
+    from app.batch_progress import ProgressLine
+
+    args = parse_describe_args(argv)
+    model, remote = engine_config(args)
+    limits = build_limits(args)
+    job = DescribeJob(tuple(args.paths), args.level, args.out, args.context, args.force)
+    problem = job_problem(job) or model_problem(model, remote)
     if problem:
         print(problem, file=sys.stderr)
         return 2
+    show_log()
+    workers = remote.concurrency if remote else 2  # in process: one decodes while one runs
+    engine = open_engine(remote or model, queue_size=max(workers, limits.queue_size))
+    engine.start()
+    try:
+        failure = wait_for_model(engine)
+        if failure:
+            print(failure, file=sys.stderr)
+            return 2
+        line = ProgressLine(sys.stderr)
+        summary = run_job(job, engine, limits, workers, line.update)
+    except Stopped:
+        print(f"\nStopped. What was finished is in {job.out}; run again to go on.", file=sys.stderr)
+        return 130
+    finally:
+        engine.close()
+    print(f"{summary.sentence()} Results in {job.out}.", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def model_problem(model: ModelConfig, remote: RemoteEngineConfig | None) -> str | None:
+    """Why the chosen local model folder cannot be loaded, in one sentence, or None."""
+    local = remote is None and not model.demo
+    return folder_problem(model.model_id) if local else None
+
+
+def show_log() -> None:
+    """Loupe's own log lines (loading, the model server) on the console, one sentence each."""
     console = logging.StreamHandler()
     console.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("loupe").addHandler(console)
     logging.getLogger("loupe").setLevel(logging.INFO)
+
+
+def wait_for_model(engine) -> str | None:
+    """Wait until the engine has its model; the failure sentence, or None."""
+    while (status := engine.status()).load_state == "loading":
+        time.sleep(0.2)
+    return status.error if status.load_state == "error" else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["describe"]:
+        return describe(argv[1:])
+    config = build_config(parse_args(argv))
+    problem = model_problem(config.model, config.remote)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    show_log()
     from app.handlers import ChatHandlers
     from app.history import History
     from app.server import serve

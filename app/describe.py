@@ -115,9 +115,16 @@ def level_of(text: str) -> str | None:
     return next((level for level, spec in LEVELS.items() if spec.prompt == text), None)
 
 
-def description_messages(image: Image.Image, level: str) -> list[Message]:
-    """The conversation that asks for a description at `level` (ValueError if unknown)."""
-    return [Message("user", level_prompt(level), images=(image,))]
+def description_messages(image: Image.Image, level: str, context: str = "") -> list[Message]:
+    """The conversation that asks for a description at `level` (ValueError if unknown); with
+    `context`, what the image is for, so that alt text says its purpose there."""
+    prompt = level_prompt(level)
+    if context:
+        prompt += (
+            f"\n\nThe image is used here: {context}. Write for that purpose: say what the "
+            "image means there, and call it decorative if it adds nothing there."
+        )
+    return [Message("user", prompt, images=(image,))]
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,8 @@ class RemoteEngine:
         """
         messages, dropped = request.messages, 0
         while True:
-            body = request_body(ChatRequest(messages, request.options), self._model, self._refused)
+            left_out = set(self._refused)  # another reply may learn more meanwhile
+            body = request_body(ChatRequest(messages, request.options), self._model, left_out)
             try:
                 response = self._http.send(
                     self._http.build_request("POST", "/chat/completions", json=body), stream=True
@@ -281,14 +282,15 @@ class RemoteEngine:
                 return response, dropped
             status, message = response.status_code, error_message(response.read().decode())
             response.close()
-            newly_refused = refused_fields(status, message) - self._refused
-            if newly_refused:
-                log.info(
-                    "The model server does not take %s; Loupe leaves it out from now on.",
-                    ", ".join(sorted(newly_refused)),
-                )
+            refused = refused_fields(status, message) - left_out
+            if refused:
                 with self._lock:
-                    self._refused |= newly_refused
+                    learnt, self._refused = refused - self._refused, self._refused | refused
+                if learnt:
+                    log.info(
+                        "The model server does not take %s; Loupe leaves it out from now on.",
+                        ", ".join(sorted(learnt)),
+                    )
                 continue
             starts = turn_starts(messages)
             if status == 400 and too_long(message) and starts:

@@ -64,7 +64,13 @@ def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
             request_id, request = conn.recv()
         except (EOFError, OSError):
             return
-        if not answer(loaded, request_id, request, conn, cancel_id, prepared, config.inject_fault):
+        try:
+            answered = answer(
+                loaded, request_id, request, conn, cancel_id, prepared, config.inject_fault
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the parent closed the connection mid-reply (Loupe stopped): nothing to say
+        if not answered:
             return
 
 

@@ -1,0 +1,279 @@
+"""Describing many images: a job over files, folders and globs, one row per file, written to CSV
+or JSON Lines and resumable.
+
+Each finished file is appended to a journal beside the output (`.NAME.journal.jsonl`, flushed to
+the disk before the next), and the output is rewritten from the journal after each file, through
+a temporary file: a run stopped at any moment, even by a power cut, leaves a whole output and a
+journal that the next run with the same output continues from. A file that cannot be read or
+described gets its sentence in its row, and the run goes on; failed rows are tried again by the
+next run, finished ones are not (unless it is forced).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from model import ChatRequest, Engine, EngineError, Finished, GenerationOptions, TextChunk
+
+from .config import Limits
+from .describe import alt_text_of, description_messages, level_prompt
+from .media import MediaError, load_image
+
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+
+
+class Stopped(Exception):
+    """The run was stopped (Ctrl+C); what was finished is kept."""
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One file's row. For the Alt text level, `kind` (decorative, informative or complex),
+    `alt_text` and `long_description` are taken from `text`, the model's whole answer."""
+
+    path: str
+    level: str
+    kind: str = ""
+    alt_text: str = ""
+    long_description: str = ""
+    text: str = ""
+    model: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+
+COLUMNS = tuple(field.name for field in fields(ItemResult))
+
+
+@dataclass(frozen=True)
+class DescribeJob:
+    """What to describe, how, and where the rows go (`out`: .csv or .jsonl)."""
+
+    paths: tuple[str, ...]
+    level: str
+    out: Path
+    context: str = ""  # what the images are for, e.g. "product page of an outdoor shop"
+    force: bool = False  # describe again what an earlier run finished
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0  # finished by an earlier run
+    failed: int = 0
+    seconds: float = 0.0
+
+    def sentence(self) -> str:
+        return (
+            f"{self.done} described, {self.skipped} already done, {self.failed} failed, "
+            f"in {self.seconds:.0f} s."
+        )
+
+
+Progress = Callable[[int, int, ItemResult], None]  # (finished, to do, the latest row)
+
+
+def job_problem(job: DescribeJob) -> str | None:
+    """Why the job cannot start, in one sentence, or None."""
+    if job.out.suffix.lower() not in OUTPUT_SUFFIXES:
+        return f"--out takes a .csv or .jsonl file, not {job.out.name}."
+    try:
+        level_prompt(job.level)
+    except ValueError as exc:
+        return str(exc)
+    if not job.paths:
+        return "Name at least one image, folder or pattern to describe."
+    return None
+
+
+def image_files(paths: tuple[str, ...], leave_out: tuple[Path, ...] = ()) -> list[Path]:
+    """The files to describe, in a stable order: files as named, folders' files recursively
+    (hidden ones left out), and glob patterns expanded. A name that matches nothing is kept, so
+    that its row can say so."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(
+                file
+                for file in path.rglob("*")
+                if file.is_file() and not file.name.startswith(".")
+            )
+        elif not path.exists() and glob.has_magic(name):
+            found += sorted(Path(match) for match in glob.glob(name, recursive=True))
+        else:
+            found.append(path)
+    skip = {file.resolve() for file in leave_out}
+    unique = dict.fromkeys(file for file in found if file.resolve() not in skip)
+    return list(unique)
+
+
+class Journal:
+    """The rows finished so far, kept beside the output and written to it."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = out.with_name(f".{out.name}.journal.jsonl")
+        self._lock = threading.Lock()
+
+    def load(self) -> dict[str, ItemResult]:
+        """Rows from earlier runs, by path; a last line cut short by a crash is left out."""
+        rows: dict[str, ItemResult] = {}
+        if not self.path.exists():
+            return rows
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = ItemResult(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            rows[row.path] = row
+        return rows
+
+    def start_over(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def add(self, row: ItemResult) -> None:
+        with self._lock, self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+    def write_output(self, rows: list[ItemResult]) -> None:
+        """The output, whole, replacing the last one at once."""
+        if self.out.suffix.lower() == ".csv":
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, COLUMNS)
+            writer.writeheader()
+            writer.writerows(asdict(row) for row in rows)
+            text = buffer.getvalue()
+        else:
+            text = "".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows)
+        with self._lock:
+            handle, temporary = tempfile.mkstemp(prefix=f".{self.out.name}.", dir=self.out.parent)
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o644)  # as an ordinary new file, not mkstemp's private one
+            os.replace(temporary, self.out)
+
+
+class Describer:
+    """Describes one image at a level through the engine; cancels what runs when stopped."""
+
+    def __init__(self, engine: Engine, limits: Limits, level: str, context: str):
+        self.engine, self.limits, self.level, self.context = engine, limits, level, context
+        self.stop = threading.Event()
+        self._running: set = set()
+        self._lock = threading.Lock()
+
+    def describe(self, path: Path) -> ItemResult:
+        started = time.monotonic()
+        row = ItemResult(str(path), self.level)
+        if self.stop.is_set():
+            raise Stopped
+        try:
+            image = load_image(path, self.limits)
+        except MediaError as exc:
+            return _with(row, error=str(exc), seconds=_seconds(started))
+        messages = description_messages(image, self.level, self.context)
+        stream = self.engine.submit(ChatRequest(tuple(messages), GenerationOptions()))
+        with self._lock:
+            self._running.add(stream)
+        answer = []
+        try:
+            for event in stream:
+                if isinstance(event, TextChunk) and not event.thinking:
+                    answer.append(event.text)
+                elif isinstance(event, EngineError):
+                    return _with(row, error=event.message, seconds=_seconds(started))
+                elif isinstance(event, Finished) and event.cancelled:
+                    raise Stopped
+        finally:
+            with self._lock:
+                self._running.discard(stream)
+        return self._answered(row, "".join(answer).strip(), _seconds(started))
+
+    def _answered(self, row: ItemResult, text: str, seconds: float) -> ItemResult:
+        info = self.engine.status().info
+        row = _with(row, text=text, model=info.name if info else "", seconds=seconds)
+        if self.level != "alt_text":
+            return row
+        alt = alt_text_of(text)
+        return _with(row, kind=alt.kind, alt_text=alt.text, long_description=alt.long_description)
+
+    def cancel_all(self) -> None:
+        self.stop.set()
+        with self._lock:
+            for stream in list(self._running):
+                stream.cancel()
+
+
+def run_job(
+    job: DescribeJob,
+    engine: Engine,
+    limits: Limits,
+    workers: int,
+    progress: Progress | None = None,
+) -> Summary:
+    """Describe the job's files, `workers` at a time (one decodes its image while another is
+    with the model; a model server answers several at once). Raises Stopped on Ctrl+C, after
+    writing what was finished."""
+    started = time.monotonic()
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+    journal = Journal(job.out)
+    if job.force:
+        journal.start_over()
+    rows = journal.load()
+    files = image_files(job.paths, leave_out=(job.out, journal.path))
+    todo = [file for file in files if str(file) not in rows or rows[str(file)].error]
+    summary = Summary(skipped=len(files) - len(todo))
+    describer = Describer(engine, limits, job.level, job.context)
+
+    def finished(row: ItemResult) -> None:
+        rows[row.path] = row
+        journal.add(row)
+        journal.write_output([rows[str(file)] for file in files if str(file) in rows])
+        summary.done += not row.error
+        summary.failed += bool(row.error)
+        if progress is not None:
+            progress(summary.done + summary.failed, len(todo), row)
+
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="loupe-describe")
+    try:
+        for row in _in_order_of_finishing(pool, describer.describe, todo):
+            finished(row)
+    except (KeyboardInterrupt, Stopped):
+        raise Stopped from None
+    finally:
+        describer.cancel_all()  # nothing runs on after the job, however it ended
+        pool.shutdown(wait=True, cancel_futures=True)
+        journal.write_output([rows[str(file)] for file in files if str(file) in rows])
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _in_order_of_finishing(
+    pool: ThreadPoolExecutor, work: Callable[[Path], ItemResult], files: list[Path]
+) -> Iterator[ItemResult]:
+    for future in as_completed([pool.submit(work, file) for file in files]):
+        yield future.result()
+
+
+def _seconds(started: float) -> float:
+    return round(time.monotonic() - started, 2)
+
+
+def _with(row: ItemResult, **changes: object) -> ItemResult:
+    return replace(row, **changes)

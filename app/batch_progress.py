@@ -1,0 +1,43 @@
+"""The console's progress line for a batch: count, rate and time left."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from .batch import ItemResult
+
+
+class ProgressLine:
+    """Rewrites one line on a terminal; elsewhere (a log, a pipe) writes a line per file."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.started = time.monotonic()
+        self.live = stream.isatty()
+
+    def update(self, finished: int, total: int, row: ItemResult) -> None:
+        elapsed = time.monotonic() - self.started
+        per_minute = finished / elapsed * 60 if elapsed > 0 else 0.0
+        left_s = (total - finished) / (per_minute / 60) if per_minute else 0.0
+        line = (
+            f"{finished}/{total} images · {per_minute:.1f} per minute · "
+            f"about {_duration(left_s)} left"
+        )
+        if row.error:
+            line += f" · {row.path}: {row.error}"
+        if self.live:
+            self.stream.write(f"\r\x1b[K{line}")
+            if finished == total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
