@@ -302,6 +302,20 @@ def parse_describe_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--force", action="store_true", help="describe again what an earlier run finished"
     )
+    files = parser.add_argument_group("alt text into the image files (JPEG, PNG, WebP)")
+    files.add_argument(
+        "--write-metadata",
+        action="store_true",
+        help="write the alt text (and a complex image's long description) into the files' IPTC "
+        "accessibility fields and dc:description, in copies in --out-dir or with --in-place",
+    )
+    files.add_argument("--out-dir", type=Path, metavar="DIR", help="where the copies go")
+    files.add_argument(
+        "--in-place", action="store_true", help="write into the original files themselves"
+    )
+    files.add_argument(
+        "--sidecar", action="store_true", help="a .txt file with the alt text beside each image"
+    )
     add_engine_flags(parser)
     add_limit_flags(parser)
     parser.set_defaults(queue_size=Limits.queue_size)
@@ -317,7 +331,23 @@ def describe(argv: list[str]) -> int:
     args = parse_describe_args(argv)
     model, remote = engine_config(args)
     limits = build_limits(args)
-    job = DescribeJob(tuple(args.paths), args.level, args.out, args.context, args.force)
+    if args.write_metadata != bool(args.out_dir or args.in_place):
+        print(
+            "--write-metadata writes into copies in --out-dir DIR, or with --in-place into the "
+            "files themselves; give one of them with it.",
+            file=sys.stderr,
+        )
+        return 2
+    job = DescribeJob(
+        tuple(args.paths),
+        args.level,
+        args.out,
+        args.context,
+        args.force,
+        out_dir=args.out_dir,
+        in_place=args.in_place,
+        sidecar=args.sidecar,
+    )
     problem = job_problem(job) or model_problem(model, remote)
     if problem:
         print(problem, file=sys.stderr)

@@ -29,6 +29,7 @@ from model import ChatRequest, Engine, EngineError, Finished, GenerationOptions,
 from .config import Limits
 from .describe import alt_text_of, description_messages, level_prompt
 from .media import MediaError, load_image
+from .metadata import MetadataError, write_description, write_sidecar
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -65,6 +66,14 @@ class DescribeJob:
     out: Path
     context: str = ""  # what the images are for, e.g. "product page of an outdoor shop"
     force: bool = False  # describe again what an earlier run finished
+    # Alt text into the files' metadata: copies in `out_dir`, or the files themselves.
+    out_dir: Path | None = None
+    in_place: bool = False
+    sidecar: bool = False  # a .txt beside each written image, with its alt text
+
+    @property
+    def writes_files(self) -> bool:
+        return self.out_dir is not None or self.in_place or self.sidecar
 
 
 @dataclass
@@ -94,6 +103,10 @@ def job_problem(job: DescribeJob) -> str | None:
         return str(exc)
     if not job.paths:
         return "Name at least one image, folder or pattern to describe."
+    if job.writes_files and job.level != "alt_text":
+        return "Writing into the files takes the alt text: add --level alt_text."
+    if job.in_place and job.out_dir is not None:
+        return "Choose --out-dir (copies) or --in-place (the files themselves), not both."
     return None
 
 
@@ -170,10 +183,12 @@ class Journal:
 
 
 class Describer:
-    """Describes one image at a level through the engine; cancels what runs when stopped."""
+    """Describes one image at a level through the engine, and writes its alt text into the file
+    when the job asks; cancels what runs when stopped."""
 
-    def __init__(self, engine: Engine, limits: Limits, level: str, context: str):
-        self.engine, self.limits, self.level, self.context = engine, limits, level, context
+    def __init__(self, engine: Engine, limits: Limits, job: DescribeJob, root: Path | None):
+        self.engine, self.limits, self.job, self.root = engine, limits, job, root
+        self.level, self.context = job.level, job.context
         self.stop = threading.Event()
         self._running: set = set()
         self._lock = threading.Lock()
@@ -203,7 +218,25 @@ class Describer:
         finally:
             with self._lock:
                 self._running.discard(stream)
-        return self._answered(row, "".join(answer).strip(), _seconds(started))
+        row = self._answered(row, "".join(answer).strip(), _seconds(started))
+        try:
+            self._write_into_files(path, row)
+        except MetadataError as exc:
+            return _with(row, error=str(exc))
+        return row
+
+    def _write_into_files(self, path: Path, row: ItemResult) -> None:
+        if self.job.in_place or self.job.out_dir is not None:
+            target = (
+                path
+                if self.job.in_place
+                else self.job.out_dir / path.resolve().relative_to(self.root)
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_description(path, target, row.alt_text, row.long_description)
+            path = target
+        if self.job.sidecar:
+            write_sidecar(path, row.alt_text)
 
     def _answered(self, row: ItemResult, text: str, seconds: float) -> ItemResult:
         info = self.engine.status().info
@@ -239,7 +272,8 @@ def run_job(
     files = image_files(job.paths, leave_out=(job.out, journal.path))
     todo = [file for file in files if str(file) not in rows or rows[str(file)].error]
     summary = Summary(skipped=len(files) - len(todo))
-    describer = Describer(engine, limits, job.level, job.context)
+    root = Path(os.path.commonpath([file.resolve().parent for file in files])) if files else None
+    describer = Describer(engine, limits, job, root)
 
     def finished(row: ItemResult) -> None:
         rows[row.path] = row

@@ -172,3 +172,36 @@ def test_a_model_server_describes_several_images_at_once(model_server: ModelServ
     rows = [json.loads(line) for line in job.out.read_text().splitlines()]
     assert [Path(row["path"]).name for row in rows] == ["0.png", "1.png", "2.png", "3.png"]
     assert all(row["text"] and row["model"] == model_server.model for row in rows)
+
+
+def test_alt_text_goes_into_copies_and_the_originals_stay(folder: Path, tmp_path: Path):
+    from tests.test_metadata import exiftool
+
+    originals = {file: file.read_bytes() for file in folder.rglob("*") if file.is_file()}
+    copies = tmp_path / "with-alt-text"
+    out = tmp_path / "alt.jsonl"
+    run = describe(
+        str(folder), "--level", "alt_text", "--out", str(out),
+        "--write-metadata", "--out-dir", str(copies), "--sidecar",
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr  # the two bad files
+    rows = {Path(row["path"]).name: row for row in map(json.loads, out.read_text().splitlines())}
+    for name in ("photo.jpg", "screenshot.png", "chart.png", "icons/spacer.png"):
+        copy, row = copies / name, rows[Path(name).name]
+        assert exiftool(copy).get("AltTextAccessibility", "") == row["alt_text"]
+        with Image.open(copy) as written, Image.open(folder / name) as original:
+            assert written.tobytes() == original.tobytes()  # only the metadata changed
+        assert copy.with_suffix(".txt").read_text() == row["alt_text"]
+    assert not (copies / "broken.jpg").exists()
+    assert {file: file.read_bytes() for file in originals} == originals  # untouched
+
+
+def test_writing_into_files_needs_somewhere_to_write(folder: Path, tmp_path: Path):
+    out = str(tmp_path / "out.csv")
+    run = describe(str(folder), "--level", "alt_text", "--out", out, "--write-metadata")
+    assert run.returncode == 2 and run.stderr.strip() == (
+        "--write-metadata writes into copies in --out-dir DIR, or with --in-place into the "
+        "files themselves; give one of them with it."
+    )
+    run = describe(str(folder), "--level", "brief", "--out", out, "--sidecar")
+    assert run.stderr.strip() == "Writing into the files takes the alt text: add --level alt_text."
