@@ -1,6 +1,6 @@
 """What Loupe's OpenAI-compatible API does, apart from HTTP: a body becomes a ChatRequest through
 the same intake as the page's uploads; a reply's events become chunks or one completion; an
-upload becomes a transcript. The wire format itself is model/openai_wire.py's."""
+upload becomes a transcript. The wire format itself is model/openai_wire's."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from model.openai_wire import (
     error_body,
     messages_from_body,
     options_from_body,
+    partial_suffix,
     stop_strings,
     usage,
 )
@@ -243,7 +244,7 @@ class ReplyWriter:
             self._send_text(text[: min(found)])
             self._held, self.stopped = "", True
             return
-        keep = max((_prefix_at_end(text, stop) for stop in self.call.stops), default=0)
+        keep = max((partial_suffix(text, stop) for stop in self.call.stops), default=0)
         self._send_text(text[: len(text) - keep])
         self._held = text[len(text) - keep :]
 
@@ -254,14 +255,6 @@ class ReplyWriter:
 
     def _send(self, delta: dict[str, str]) -> None:
         self._chunks.append(self.completion.chunk(delta))
-
-
-def _prefix_at_end(text: str, stop: str) -> int:
-    """How long a start of `stop` the text ends with (the rest may come in the next chunk)."""
-    for size in range(min(len(stop) - 1, len(text)), 0, -1):
-        if text.endswith(stop[:size]):
-            return size
-    return 0
 
 
 def stream_error(error: EngineError) -> dict[str, Any]:
