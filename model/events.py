@@ -47,6 +47,18 @@ class Timing:
     tokens: int
     prompt_tokens: int = 0
 
+    @classmethod
+    def measured(
+        cls, started: float, first: float | None, ended: float, tokens: int, prompt_tokens: int
+    ) -> Timing:
+        """From one clock's readings: the request's start, its first token (None: none came)
+        and its end; the rate counts the tokens after the first."""
+        if first is None:
+            return cls(0.0, 0.0, tokens, prompt_tokens)
+        decode_s = ended - first
+        rate = (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else 0.0
+        return cls(first - started, rate, tokens, prompt_tokens)
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -54,6 +66,9 @@ class Finished:
 
     timing: Timing
     cancelled: bool = False
+
+
+STOPPED_BEFORE_START = Finished(Timing(0.0, 0.0, 0), cancelled=True)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import threading
 
 from .config import ModelConfig
 from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
-from .events import ContextTrimmed, EngineError, Finished, TextChunk, Timing
+from .events import STOPPED_BEFORE_START, ContextTrimmed, EngineError, Finished, TextChunk
 from .messages import ChatRequest
 from .worker import REPLACED_AFTER, serve
 
@@ -158,7 +158,7 @@ class LocalEngine:
     def _run(self, stream: ReplyStream, request: ChatRequest) -> None:
         with self._lock:
             if stream.cancelled.is_set():
-                stream.put(Finished(Timing(0.0, 0.0, 0), cancelled=True))
+                stream.put(STOPPED_BEFORE_START)
                 return
             self._running = stream
         try:

@@ -20,7 +20,14 @@ import httpx
 
 from .config import RemoteEngineConfig
 from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
-from .events import ContextTrimmed, EngineError, ErrorKind, Finished, Timing
+from .events import (
+    STOPPED_BEFORE_START,
+    ContextTrimmed,
+    EngineError,
+    ErrorKind,
+    Finished,
+    Timing,
+)
 from .messages import ChatRequest, turn_starts
 from .openai_wire import (
     EventReader,
@@ -64,6 +71,10 @@ class RemoteEngine:
         """`transport` replaces the network (unit tests)."""
         self._config = config
         self._where = config.public_url
+        self._down = f"The model server at {self._where} is not answering; Loupe keeps trying."
+        self._key_refused = (
+            f"The model server at {self._where} refused Loupe's API key; check --engine-api-key."
+        )
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._http = httpx.Client(
             base_url=config.url.rstrip("/"),
@@ -122,7 +133,7 @@ class RemoteEngine:
         request_id = next(self._ids)
         stream = ReplyStream(request_id, lambda: self._close_stream(request_id))
         if self._load_state == "error":
-            stream.put(EngineError("unreachable", self._error or self._unreachable()))
+            stream.put(EngineError("unreachable", self._error or self._down))
             return stream
         self._queue.offer(stream, request)
         return stream
@@ -161,12 +172,9 @@ class RemoteEngine:
         try:
             response = self._http.get("/models")
         except httpx.HTTPError:
-            return self._unreachable()
+            return self._down
         if response.status_code in (401, 403):
-            return (
-                f"The model server at {self._where} refused Loupe's API key; check "
-                "--engine-api-key."
-            )
+            return self._key_refused
         listed = _model_ids(response)
         chosen = self._config.model
         if chosen and listed and chosen not in listed:
@@ -188,15 +196,12 @@ class RemoteEngine:
         log.info("%s %s at %s", "Reconnected:" if was_lost else "Ready:", self._model, self._where)
         return None
 
-    def _unreachable(self) -> str:
-        return f"The model server at {self._where} is not answering; Loupe keeps trying."
-
     def _server_lost(self) -> None:
         """A reply found the server gone: say so, and look for it again."""
         if self._ready.is_set():
             self._ready.clear()
-            self._set(load_state="error", error=self._unreachable(), progress="")
-            log.warning("%s", self._unreachable())
+            self._set(load_state="error", error=self._down, progress="")
+            log.warning("%s", self._down)
             self._lost.set()
 
     # -- answering ---------------------------------------------------------------------------
@@ -220,14 +225,14 @@ class RemoteEngine:
 
     def _answer(self, stream: ReplyStream, request: ChatRequest) -> None:
         if stream.cancelled.is_set():
-            stream.put(Finished(Timing(0.0, 0.0, 0), cancelled=True))
+            stream.put(STOPPED_BEFORE_START)
             return
         if not self._ready.wait(FIRST_CONNECT_WAIT_S):
-            raise _Refused("unreachable", self._error or self._unreachable())
+            raise _Refused("unreachable", self._error or self._down)
         started = time.monotonic()
         response, dropped = self._open(stream, request)
         if response is None:  # cancelled before the server answered
-            stream.put(Finished(Timing(0.0, 0.0, 0), cancelled=True))
+            stream.put(STOPPED_BEFORE_START)
             return
         if dropped:
             stream.put(ContextTrimmed(dropped))
@@ -272,7 +277,7 @@ class RemoteEngine:
                 )
             except httpx.HTTPError:
                 self._server_lost()
-                raise _Refused("unreachable", self._unreachable()) from None
+                raise _Refused("unreachable", self._down) from None
             with self._lock:
                 self._responses[stream.request_id] = response
             if stream.cancelled.is_set():
@@ -303,10 +308,7 @@ class RemoteEngine:
     def _refusal(self, status: int, message: str) -> tuple[ErrorKind, str]:
         """A server's refusal as an error kind and one sentence."""
         if status in (401, 403):
-            return (
-                "unavailable",
-                "The model server refused Loupe's API key; check --engine-api-key.",
-            )
+            return "unavailable", self._key_refused
         if status == 404 or "pinned" in message or "does not exist" in message:
             return "unavailable", (
                 f'The model server does not serve "{self._model}"; check --engine-model.'
@@ -346,11 +348,6 @@ def _model_ids(response: httpx.Response) -> list[str]:
 
 
 def _timing(started: float, first: float | None, reader: EventReader) -> Timing:
-    ended = time.monotonic()
-    tokens = (
-        reader.completion_tokens if reader.completion_tokens is not None else reader.text_chunks
-    )
-    if first is None:
-        return Timing(0.0, 0.0, tokens, reader.prompt_tokens or 0)
-    rate = (tokens - 1) / (ended - first) if tokens > 1 and ended > first else 0.0
-    return Timing(first - started, rate, tokens, reader.prompt_tokens or 0)
+    counted = reader.completion_tokens
+    tokens = counted if counted is not None else reader.text_chunks
+    return Timing.measured(started, first, time.monotonic(), tokens, reader.prompt_tokens or 0)

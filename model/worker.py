@@ -234,6 +234,4 @@ def answer(
 def _timing(started: float, streamer: Any, prompt_tokens: int) -> Timing:
     ended = time.perf_counter()
     first = streamer.first_token_at or ended
-    decode_s = ended - first
-    rate = (streamer.tokens - 1) / decode_s if streamer.tokens > 1 and decode_s > 0 else 0.0
-    return Timing(first - started, rate, streamer.tokens, prompt_tokens)
+    return Timing.measured(started, first, ended, streamer.tokens, prompt_tokens)
