@@ -38,7 +38,7 @@ from .history import NEW_TITLE, Attachment, Conversation, History, StoredMessage
 from .intake import Intake, display_name
 from .media import (
     MediaError,
-    attachment_kinds,
+    check_audio_file,
     load_image,
     message_text,
     valid_text,
@@ -229,8 +229,7 @@ class ChatHandlers:
         """/transcribe: an audio file -> its transcript ("" when no speech is heard)."""
         if audio:
             try:
-                if attachment_kinds([audio], self.config.limits) != ["audio"]:
-                    raise MediaError(f"{display_name(audio)} is not an audio file Loupe can read.")
+                check_audio_file(audio, self.config.limits, display_name(audio))
             except MediaError as exc:
                 raise refused(exc) from None
         return self.voice.transcribe_endpoint(audio)

@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from model import AudioClip, Message, split_at_pauses
 
 from .config import Limits
@@ -58,10 +60,17 @@ class Intake:
         for stored in conversation.messages:
             paths = [attachment.path for attachment in stored.attachments]
             images, audio = load_attachments(paths, self.limits)
-            # The model takes at most 30 s per clip: longer recordings become several clips.
-            clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
-            messages.append(Message(stored.role, stored.text, tuple(images), clips))
+            messages.append(model_message(stored.role, stored.text, images, audio))
         return messages
+
+
+def model_message(
+    role: str, text: str, images: list[Image.Image], audio: list[AudioClip]
+) -> Message:
+    """A message as the model takes it: at most 30 s per clip, so longer recordings become
+    several clips, split at pauses."""
+    clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
+    return Message(role, text, tuple(images), clips)
 
 
 def clip_count(decoded: Any) -> int:

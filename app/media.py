@@ -83,6 +83,13 @@ def attachment_kinds(paths: list[str], limits: Limits) -> list[Kind]:
     return [file_kind(path, limits) for path in paths]
 
 
+def check_audio_file(path: str | Path, limits: Limits, name: str) -> None:
+    """MediaError, saying so of `name`, unless the file is audio Loupe can read (the checks
+    that need no decoding, as for any attachment)."""
+    if attachment_kinds([str(path)], limits) != ["audio"]:
+        raise MediaError(f"{name} is not an audio file Loupe can read.")
+
+
 def file_kind(path: str | Path, limits: Limits) -> Kind:
     """What the file holds, "image" or "audio"; MediaError if neither, or over a limit."""
     path = Path(path)

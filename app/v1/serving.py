@@ -24,7 +24,6 @@ from model import (
     ReplyEvent,
     TextChunk,
     Transcript,
-    split_at_pauses,
 )
 from model.openai_wire import (
     RETRY_AFTER_S,
@@ -42,7 +41,8 @@ from model.openai_wire import (
 )
 
 from ..config import Limits
-from ..media import MediaError, attachment_kinds, load_file, message_text
+from ..intake import model_message
+from ..media import MediaError, attachment_kinds, check_audio_file, load_file, message_text
 from ..voice import Voice
 
 OWNER = "loupe"
@@ -156,12 +156,9 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[Message, ..
                     decoded = load_file(path, kind, limits)
                 except MediaError as exc:
                     raise RequestError(str(exc), part.param) from None
-                if isinstance(decoded, AudioClip):
-                    clips.extend(split_at_pauses(decoded))
-                else:
-                    images.append(decoded)
+                (clips if isinstance(decoded, AudioClip) else images).append(decoded)
                 path.unlink()
-            messages.append(Message(message.role, text, tuple(images), tuple(clips)))
+            messages.append(model_message(message.role, text, images, clips))
     return tuple(messages)
 
 
@@ -280,8 +277,7 @@ def transcription(
         path = Path(folder, _file_name(name))
         path.write_bytes(data)
         try:
-            if attachment_kinds([str(path)], limits) != ["audio"]:
-                raise MediaError(f"{path.name} is not an audio file Loupe can read.")
+            check_audio_file(path, limits, path.name)
         except MediaError as exc:
             raise ApiError("bad_input", str(exc), "file") from None
         try:
