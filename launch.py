@@ -41,6 +41,19 @@ LIMIT_FLAGS = {
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
 }
 
+# Flag -> (metavar, help) of a model server; each also reads LOUPE_<FLAG> for its default.
+ENGINE_FLAGS = {
+    "--engine-url": (
+        "URL",
+        "base URL of an OpenAI-compatible server, for example http://gpu-box:8000/v1",
+    ),
+    "--engine-model": ("NAME", "the served model to use (default: the one the server lists)"),
+    "--engine-api-key": (
+        "KEY",
+        "the server's API key, sent as a Bearer token (or LOUPE_ENGINE_API_KEY)",
+    ),
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -157,24 +170,11 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     engine = parser.add_argument_group(
         "a model server instead of the in-process model (vLLM, Ollama, llama.cpp, another Loupe)"
     )
-    engine.add_argument(
-        "--engine-url",
-        default=env_default("engine_url", ""),
-        metavar="URL",
-        help="base URL of an OpenAI-compatible server, for example http://gpu-box:8000/v1",
-    )
-    engine.add_argument(
-        "--engine-model",
-        default=env_default("engine_model", ""),
-        metavar="NAME",
-        help="the served model to use (default: the one the server lists)",
-    )
-    engine.add_argument(
-        "--engine-api-key",
-        default=env_default("engine_api_key", ""),
-        metavar="KEY",
-        help="the server's API key, sent as a Bearer token (or LOUPE_ENGINE_API_KEY)",
-    )
+    for flag, (metavar, help_text) in ENGINE_FLAGS.items():
+        env_name = flag.removeprefix("--").replace("-", "_")
+        engine.add_argument(
+            flag, default=env_default(env_name, ""), metavar=metavar, help=help_text
+        )
     engine.add_argument(
         "--engine-concurrency",
         type=int,

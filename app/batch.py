@@ -275,10 +275,13 @@ def run_job(
     root = Path(os.path.commonpath([file.resolve().parent for file in files])) if files else None
     describer = Describer(engine, limits, job, root)
 
+    def write_output() -> None:
+        journal.write_output([rows[str(file)] for file in files if str(file) in rows])
+
     def finished(row: ItemResult) -> None:
         rows[row.path] = row
         journal.add(row)
-        journal.write_output([rows[str(file)] for file in files if str(file) in rows])
+        write_output()
         summary.done += not row.error
         summary.failed += bool(row.error)
         if progress is not None:
@@ -293,7 +296,7 @@ def run_job(
     finally:
         describer.cancel_all()  # nothing runs on after the job, however it ended
         pool.shutdown(wait=True, cancel_futures=True)
-        journal.write_output([rows[str(file)] for file in files if str(file) in rows])
+        write_output()
     summary.seconds = time.monotonic() - started
     return summary
 
