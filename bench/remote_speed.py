@@ -73,24 +73,17 @@ def chat(tokens: int) -> ChatRequest:
 def model_server(miniature: Path, work: Path) -> Iterator[tuple[str, str, float]]:
     """`transformers serve` on a long-winded copy of `miniature`: (its /v1 URL, the model name
     it answers to, seconds until it answered /health)."""
-    from model.miniature import long_winded_copy
+    from model.miniature import long_winded_copy, serve_command
 
     folder = long_winded_copy(miniature, work / "served")
     port = free_port()
     hub = work / "hub"  # an empty cache: the server lists no other models
     hub.mkdir()
-    env = {
-        **os.environ,
-        # PyTorch's threads spin while they wait: on every core, they starve the server's own
-        # HTTP thread and this client's readers (on 2 cores, replies at times 30x slower).
-        # Loupe's own worker leaves a core free the same way.
-        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) - 1)),
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-        "HF_HUB_CACHE": str(hub),
-    }
-    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(folder)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    command, env = serve_command(folder, port, hub)
+    # PyTorch's threads spin while they wait: on every core, they starve the server's own HTTP
+    # thread and this client's readers (on 2 cores, replies at times 30x slower). Loupe's own
+    # worker leaves a core free the same way.
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) - 1))
     started = time.perf_counter()
     server = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import string
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -324,3 +325,18 @@ def long_winded_copy(folder: Path, target: Path) -> Path:
     config["suppress_tokens"] = sorted(set(config["suppress_tokens"]) | set(config["eos_token_id"]))
     config_path.write_text(json.dumps(config, indent=2))
     return target
+
+
+def serve_command(folder: Path, port: int, hub_cache: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a real OpenAI-compatible server for a checkpoint
+    folder: `transformers serve`, offline, on a loopback port, on the CPU. It lists the models
+    of the Hugging Face cache `hub_cache` (an empty one: none); it answers to `str(folder)`."""
+    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(folder)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "HF_HUB_CACHE": str(hub_cache),
+    }
+    return command, env

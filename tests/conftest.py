@@ -254,14 +254,12 @@ class ModelServer:
         return str(self.folder)
 
     def start(self) -> ModelServer:
-        hub = tempfile.mkdtemp(prefix="hub-")  # an empty cache: it lists no models
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
+        from model.miniature import serve_command
+
+        hub = Path(tempfile.mkdtemp(prefix="hub-"))  # an empty cache: it lists no models
+        command, env = serve_command(self.folder, self.port, hub)
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "transformers"), "serve", self.model]
-            + ["--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"],
-            env={**env, "HF_HUB_CACHE": hub},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + APP_START_S
         while time.monotonic() < deadline:
