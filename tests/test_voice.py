@@ -129,7 +129,10 @@ def test_the_long_recording_reaches_the_model_as_several_clips_in_one_message(
     # The caption holds the whole recording's words and tells the person it was split.
     [attachment] = kept.attachments
     assert attachment.caption.endswith("”" + " (Gemma hears it as 3 clips of at most 30 s.)")
-    assert attachment.caption.count("bridge") >= 4  # about 5 in 75 s; 2 in the first clip
+    # About 5 in 75 s, 2 in the first clip: more than 2 means later clips were heard too.
+    # (Not "at least 4": faster-whisper samples again at a higher temperature where its greedy
+    # reading of a stretch looks wrong, so one of them may come out otherwise.)
+    assert attachment.caption.count("bridge") >= 3
     prompt = render_prompt(processor, [message], GenerationOptions())
     assert "<|turn>user\n<|audio|><|audio|><|audio|>Summarise this.<turn|>" in prompt
     ids = build_inputs(processor, [message], GenerationOptions())["input_ids"][0].tolist()
