@@ -276,19 +276,23 @@ def build_limits(args: argparse.Namespace) -> Limits:
 
 
 def parse_describe_args(argv: list[str]) -> argparse.Namespace:
+    from app.batch import VERDICT_COLUMNS
     from app.describe import DEFAULT_LEVEL, LEVELS
 
     parser = argparse.ArgumentParser(
         prog="launch.py describe",
-        description="Describe many images: alt text and descriptions for every file, written to "
-        "CSV or JSON Lines. Run it again with the same --out to continue a stopped run.",
+        description="Describe many images: alt text, descriptions or a content check for every "
+        "file, written to CSV or JSON Lines. Run it again with the same --out to continue a "
+        "stopped run.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or patterns")
     parser.add_argument(
         "--level",
         choices=list(LEVELS),
         default=DEFAULT_LEVEL,
-        help="what to write for each image (default %(default)s)",
+        help="what to write for each image (default %(default)s); check_content asks for a "
+        "moderation verdict, in the columns " + ", ".join(VERDICT_COLUMNS) + " (scores from 0 "
+        "to 1; verdict_problem says why when the answer holds no verdict)",
     )
     parser.add_argument(
         "--out", type=Path, required=True, metavar="FILE", help="results.csv or results.jsonl"

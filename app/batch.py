@@ -6,7 +6,9 @@ the disk before the next), and the output is rewritten from the journal after ea
 a temporary file: a run stopped at any moment, even by a power cut, leaves a whole output and a
 journal that the next run with the same output continues from. A file that cannot be read or
 described gets its sentence in its row, and the run goes on; failed rows are tried again by the
-next run, finished ones are not (unless it is forced).
+next run, finished ones are not (unless it is forced). An answer to Check content that holds no
+verdict is finished, not failed: its row says why in `verdict_problem`, and the next run leaves
+it as it is (the model did answer; --force asks again).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .config import Limits
 from .describe import alt_text_of, description_messages, level_prompt
 from .media import MediaError, load_image
 from .metadata import MetadataError, write_description, write_sidecar
+from .moderation import CATEGORY_NAMES, NotAVerdict, verdict_of
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -41,13 +44,27 @@ class Stopped(Exception):
 @dataclass(frozen=True)
 class ItemResult:
     """One file's row. For the Alt text level, `kind` (decorative, informative or complex),
-    `alt_text` and `long_description` are taken from `text`, the model's whole answer."""
+    `alt_text` and `long_description` are taken from `text`, the model's whole answer. For Check
+    content, the model's verdict: `flagged`, the categories it found (`flagged_categories`,
+    comma-separated), a score from 0 to 1 per category (see `score_column`) and its `rationale`;
+    or, when the answer is not a verdict in the asked-for shape, those left empty and
+    `verdict_problem` saying why. Fields added later have defaults, so old journals still load."""
 
     path: str
     level: str
     kind: str = ""
     alt_text: str = ""
     long_description: str = ""
+    flagged: bool | None = None
+    flagged_categories: str = ""
+    self_harm_score: float | None = None
+    self_harm_intent_score: float | None = None
+    self_harm_instructions_score: float | None = None
+    sexual_score: float | None = None
+    violence_score: float | None = None
+    violence_graphic_score: float | None = None
+    rationale: str = ""
+    verdict_problem: str = ""
     text: str = ""
     model: str = ""
     seconds: float = 0.0
@@ -55,6 +72,35 @@ class ItemResult:
 
 
 COLUMNS = tuple(field.name for field in fields(ItemResult))
+
+
+def score_column(category: str) -> str:
+    """The column of a moderation category's score, e.g. self_harm_intent_score."""
+    return category.replace("-", "_").replace("/", "_") + "_score"
+
+
+VERDICT_COLUMNS = (
+    "flagged",
+    "flagged_categories",
+    *map(score_column, CATEGORY_NAMES),
+    "rationale",
+    "verdict_problem",
+)
+# Columns that only one level's rows fill, left out of an output that holds none of its rows (the
+# alt-text columns predate this, and stay in every output as before).
+LEVEL_ONLY_COLUMNS = {"check_content": VERDICT_COLUMNS}
+
+
+def output_columns(rows: list[ItemResult]) -> tuple[str, ...]:
+    """The columns of an output holding `rows`, in `COLUMNS` order."""
+    levels = {row.level for row in rows}
+    unused = {
+        column
+        for level, columns in LEVEL_ONLY_COLUMNS.items()
+        if level not in levels
+        for column in columns
+    }
+    return tuple(column for column in COLUMNS if column not in unused)
 
 
 @dataclass(frozen=True)
@@ -82,12 +128,18 @@ class Summary:
     skipped: int = 0  # finished by an earlier run
     failed: int = 0
     seconds: float = 0.0
+    not_verdicts: int = 0  # described, but the answer held no verdict (Check content)
 
     def sentence(self) -> str:
-        return (
+        said = (
             f"{self.done} described, {self.skipped} already done, {self.failed} failed, "
             f"in {self.seconds:.0f} s."
         )
+        if self.not_verdicts:
+            said += (
+                f" {self.not_verdicts} of the answers held no verdict; verdict_problem says why."
+            )
+        return said
 
 
 Progress = Callable[[int, int, ItemResult], None]  # (finished, to do, the latest row)
@@ -105,6 +157,8 @@ def job_problem(job: DescribeJob) -> str | None:
         return "Name at least one image, folder or pattern to describe."
     if job.writes_files and job.level != "alt_text":
         return "Writing into the files takes the alt text: add --level alt_text."
+    if job.context and job.level == "check_content":
+        return "Check content judges the image alone: leave out --context."
     if job.in_place and job.out_dir is not None:
         return "Choose --out-dir (copies) or --in-place (the files themselves), not both."
     return None
@@ -164,14 +218,16 @@ class Journal:
 
     def write_output(self, rows: list[ItemResult]) -> None:
         """The output, whole, replacing the last one at once."""
+        columns = output_columns(rows)
         if self.out.suffix.lower() == ".csv":
             buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, COLUMNS)
+            writer = csv.DictWriter(buffer, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(asdict(row) for row in rows)
             text = buffer.getvalue()
         else:
-            text = "".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows)
+            kept = ({k: v for k, v in asdict(row).items() if k in columns} for row in rows)
+            text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in kept)
         with self._lock:
             handle, temporary = tempfile.mkstemp(prefix=f".{self.out.name}.", dir=self.out.parent)
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
@@ -241,10 +297,8 @@ class Describer:
     def _answered(self, row: ItemResult, text: str, seconds: float) -> ItemResult:
         info = self.engine.status().info
         row = _with(row, text=text, model=info.name if info else "", seconds=seconds)
-        if self.level != "alt_text":
-            return row
-        alt = alt_text_of(text)
-        return _with(row, kind=alt.kind, alt_text=alt.text, long_description=alt.long_description)
+        read = ANSWER_COLUMNS.get(self.level)
+        return _with(row, **read(text)) if read else row
 
     def cancel_all(self) -> None:
         self.stop.set()
@@ -284,6 +338,7 @@ def run_job(
         write_output()
         summary.done += not row.error
         summary.failed += bool(row.error)
+        summary.not_verdicts += bool(row.verdict_problem)
         if progress is not None:
             progress(summary.done + summary.failed, len(todo), row)
 
@@ -306,6 +361,31 @@ def _in_order_of_finishing(
 ) -> Iterator[ItemResult]:
     for future in as_completed([pool.submit(work, file) for file in files]):
         yield future.result()
+
+
+def _alt_text_columns(answer: str) -> dict[str, object]:
+    alt = alt_text_of(answer)
+    return {"kind": alt.kind, "alt_text": alt.text, "long_description": alt.long_description}
+
+
+def _verdict_columns(answer: str) -> dict[str, object]:
+    try:
+        verdict = verdict_of(answer)
+    except NotAVerdict as exc:
+        return {"verdict_problem": str(exc)}
+    return {
+        "flagged": verdict.flagged,
+        "flagged_categories": ", ".join(verdict.flagged_categories),
+        **{score_column(name): score for name, score in verdict.category_scores.items()},
+        "rationale": verdict.rationale,
+    }
+
+
+# The columns a level's answer fills, besides `text`: a parse per level that has one.
+ANSWER_COLUMNS: dict[str, Callable[[str], dict[str, object]]] = {
+    "alt_text": _alt_text_columns,
+    "check_content": _verdict_columns,
+}
 
 
 def _seconds(started: float) -> float:

@@ -1,4 +1,5 @@
-"""Image descriptions at five levels, for people who cannot see the image: one prompt each.
+"""Image descriptions at five levels, for people who cannot see the image, and a content check:
+one prompt each.
 
 A description is an ordinary conversation turn: the level's prompt is the person's message (with
 the image), so follow-up questions about the same image simply continue the conversation.
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from model import Message
+
+from . import moderation
 
 AI_NOTICE = "AI description, may be wrong:"
 
@@ -98,6 +101,8 @@ LEVELS: dict[str, Level] = {
         "4. The main trend, comparison or conclusion, in one or two sentences.\n"
         "If the image is not a diagram or chart, say so, then describe it briefly.",
     ),
+    # Not a description: a verdict in OpenAI's moderation shape, read by moderation.verdict_of.
+    "check_content": Level("Check content", moderation.PROMPT),
 }
 DEFAULT_LEVEL = "detailed"
 DESCRIBE_OFF = "off"  # the composer's describe mode when it only sends messages

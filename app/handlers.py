@@ -43,6 +43,7 @@ from .media import (
     message_text,
     valid_text,
 )
+from .moderation import verdict_in_words
 from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 
@@ -133,7 +134,8 @@ class ChatHandlers:
         """Describe: the one image in the box, described at `level` (Detailed when describe
         mode is off) in this conversation, so that questions typed next are follow-ups about it.
         Streams what a message streams, then the alt-text box: emptied when the description
-        starts, filled after an Alt text one. Typed text stays in the box."""
+        starts, filled after an Alt text one (or a Check content one, with the verdict in
+        words). Typed text stays in the box."""
         level = DEFAULT_LEVEL if level == DESCRIBE_OFF else level
         try:
             files = self.intake.message_files(value)
@@ -156,14 +158,19 @@ class ChatHandlers:
         for shown, _, *rest in self._page_reply(conversation_id, *generation_options(*settings)):
             yield shown, box, *rest, alt_text
             box = alt_text = gr.skip()
-        if level == "alt_text":
-            yield *_unchanged(gr.skip(), conversation_id), self._alt_text_box(conversation_id)
+        if level in ("alt_text", "check_content"):
+            box = self._answer_box(conversation_id, level)
+            yield *_unchanged(gr.skip(), conversation_id), box
 
-    def _alt_text_box(self, conversation_id: str) -> Any:
-        """The alt-text box for the conversation's last answer: its alt text, to edit and copy."""
+    def _answer_box(self, conversation_id: str, level: str) -> Any:
+        """The alt-text box for the conversation's last answer: its alt text, to edit and copy;
+        after Check content, whose answer is JSON, the verdict in words."""
         last = self.history.get(conversation_id).messages[-1]
         if last.role != "assistant":  # the reply failed: nothing to fill in
             return gr.skip()
+        if level == "check_content":
+            label = "Content check: the model's verdict, may be wrong"
+            return gr.update(value=verdict_in_words(last.text), label=label, visible=True)
         alt = alt_text_of(last.text)
         label = {
             "decorative": 'Alt text: decorative, so leave the alt attribute empty (alt="")',
@@ -237,8 +244,9 @@ class ChatHandlers:
     def describe(
         self, image: str, level: str = DEFAULT_LEVEL, conversation_id: str = ""
     ) -> Iterator[str]:
-        """Describe an image at a level (brief, detailed, alt_text, read_text, diagram);
-        streams the description, which always starts by saying it is AI-generated.
+        """Describe an image at a level (brief, detailed, alt_text, read_text, diagram, or
+        check_content for a moderation verdict as JSON); streams the description, which always
+        starts by saying it is AI-generated.
 
         With a `conversation_id` (from /new_conversation) the description is kept there, and
         /chat with the same id asks follow-up questions about the image.

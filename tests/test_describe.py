@@ -20,6 +20,7 @@ from app.describe import (
 )
 from app.display import shown_conversation
 from app.handlers import ChatHandlers
+from app.moderation import verdict_in_words
 from app.voice import SEND_AUDIO
 from model import GenerationOptions
 from model.prompts import render_prompt
@@ -34,9 +35,11 @@ def test_each_level_renders_its_own_prompt_with_the_image(processor):
     }
     assert len(set(prompts.values())) == len(LEVELS)
     for level, prompt in prompts.items():
-        assert prompt.startswith("<bos><|turn>user\n<|image|>You are describing an image for")
+        assert prompt.startswith("<bos><|turn>user\n<|image|>")
         assert f"{LEVELS[level].prompt}<turn|>\n<|turn>model\n" in prompt
-        assert "blind or has low vision" in prompt
+        if level != "check_content":  # a moderation verdict (tests/test_moderation.py)
+            assert "<|image|>You are describing an image for" in prompt
+            assert "blind or has low vision" in prompt
     assert "one or two sentences" in prompts["brief"]
     assert "most important things first" in prompts["detailed"]
     for kind in ("decorative:", "informative:", "complex:", "W3C alt decision tree"):
@@ -128,6 +131,20 @@ def test_the_alt_text_reply_fills_the_alt_text_box(
     assert alt_box["visible"] is True
     assert alt_box["value"] == alt_text_of(answer).text
     assert alt_box["value"] and not alt_box["value"].startswith(AI_NOTICE)
+
+
+def test_a_content_check_says_its_verdict_in_words_in_the_box(
+    handlers: ChatHandlers,  # noqa: F811
+    image_file: Path,
+):
+    updates = describe(handlers, image_file, "check_content")
+    conversation_id = updates[0][2]
+    assert handlers.history.get(conversation_id).title == f"Check content: {image_file.name}"
+    answer = handlers.history.get(conversation_id).messages[-1].text
+    box = updates[-1][-1]
+    assert box["visible"] is True and box["label"].startswith("Content check")
+    # The miniature model's random text is no verdict, and the box says so rather than guess.
+    assert box["value"] == verdict_in_words(answer) and box["value"].startswith("No verdict: ")
 
 
 def test_a_new_description_takes_the_alt_text_box_from_the_one_before(
