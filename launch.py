@@ -329,7 +329,7 @@ def parse_describe_args(argv: list[str]) -> argparse.Namespace:
 def describe(argv: list[str]) -> int:
     """`launch.py describe`: a whole folder of images, with progress; 0 when every file was
     described, 1 when some failed, 130 when stopped."""
-    from app.batch import DescribeJob, Stopped, job_problem, run_job
+    from app.batch import DescribeJob, Stopped, job_problem, run_job, workers_for
     from app.batch_progress import ProgressLine
 
     args = parse_describe_args(argv)
@@ -357,7 +357,7 @@ def describe(argv: list[str]) -> int:
         print(problem, file=sys.stderr)
         return 2
     show_log()
-    workers = remote.concurrency if remote else 2  # in process: one decodes while one runs
+    workers = workers_for(remote)
     engine = open_engine(remote or model, queue_size=max(workers, limits.queue_size))
     engine.start()
     try:

@@ -26,7 +26,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from model import ChatRequest, Engine, EngineError, Finished, GenerationOptions, TextChunk
+from model import (
+    ChatRequest,
+    Engine,
+    EngineError,
+    Finished,
+    GenerationOptions,
+    RemoteEngineConfig,
+    TextChunk,
+)
 
 from .config import Limits
 from .describe import alt_text_of, description_messages, level_prompt
@@ -242,10 +250,17 @@ class Describer:
     """Describes one image at a level through the engine, and writes its alt text into the file
     when the job asks; cancels what runs when stopped."""
 
-    def __init__(self, engine: Engine, limits: Limits, job: DescribeJob, root: Path | None):
+    def __init__(
+        self,
+        engine: Engine,
+        limits: Limits,
+        job: DescribeJob,
+        root: Path | None,
+        stop: threading.Event | None = None,
+    ):
         self.engine, self.limits, self.job, self.root = engine, limits, job, root
         self.level, self.context = job.level, job.context
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self._running: set = set()
         self._lock = threading.Lock()
 
@@ -262,6 +277,8 @@ class Describer:
         stream = self.engine.submit(ChatRequest(tuple(messages), GenerationOptions()))
         with self._lock:
             self._running.add(stream)
+        if self.stop.is_set():  # stopped while this one was being submitted
+            stream.cancel()
         answer = []
         try:
             for event in stream:
@@ -313,10 +330,11 @@ def run_job(
     limits: Limits,
     workers: int,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> Summary:
     """Describe the job's files, `workers` at a time (one decodes its image while another is
-    with the model; a model server answers several at once). Raises Stopped on Ctrl+C, after
-    writing what was finished."""
+    with the model; a model server answers several at once). Raises Stopped on Ctrl+C or once
+    `stop` is set (what runs is cancelled at once), after writing what was finished."""
     started = time.monotonic()
     job.out.parent.mkdir(parents=True, exist_ok=True)
     journal = Journal(job.out)
@@ -327,7 +345,13 @@ def run_job(
     todo = [file for file in files if str(file) not in rows or rows[str(file)].error]
     summary = Summary(skipped=len(files) - len(todo))
     root = Path(os.path.commonpath([file.resolve().parent for file in files])) if files else None
-    describer = Describer(engine, limits, job, root)
+    describer = Describer(engine, limits, job, root, stop)
+    # Wakes when the job is stopped from outside, or when it ends (cancel_all sets the event).
+    threading.Thread(
+        target=lambda: describer.stop.wait() and describer.cancel_all(),
+        name="loupe-describe-stop",
+        daemon=True,
+    ).start()
 
     def write_output() -> None:
         journal.write_output([rows[str(file)] for file in files if str(file) in rows])
@@ -354,6 +378,12 @@ def run_job(
         write_output()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def workers_for(remote: RemoteEngineConfig | None) -> int:
+    """Images described at once: a model server's concurrency; in process two, so that one
+    image is decoded and prepared while the model works on the other."""
+    return remote.concurrency if remote else 2
 
 
 def _in_order_of_finishing(

@@ -1,4 +1,4 @@
-"""The console's progress line for a batch: count, rate and time left."""
+"""A batch's progress in words (count, rate and time left), and the console's line for it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ import time
 from typing import TextIO
 
 from .batch import ItemResult
+
+
+def progress_sentence(finished: int, total: int, elapsed_s: float) -> str:
+    """E.g. "12/40 images · 3.1 per minute · about 9 min left"."""
+    per_minute = finished / elapsed_s * 60 if elapsed_s > 0 else 0.0
+    left_s = (total - finished) / (per_minute / 60) if per_minute else 0.0
+    return (
+        f"{finished}/{total} images · {per_minute:.1f} per minute · "
+        f"about {_duration(left_s)} left"
+    )
 
 
 class ProgressLine:
@@ -17,13 +27,7 @@ class ProgressLine:
         self.live = stream.isatty()
 
     def update(self, finished: int, total: int, row: ItemResult) -> None:
-        elapsed = time.monotonic() - self.started
-        per_minute = finished / elapsed * 60 if elapsed > 0 else 0.0
-        left_s = (total - finished) / (per_minute / 60) if per_minute else 0.0
-        line = (
-            f"{finished}/{total} images · {per_minute:.1f} per minute · "
-            f"about {_duration(left_s)} left"
-        )
+        line = progress_sentence(finished, total, time.monotonic() - self.started)
         if row.error:
             line += f" · {row.path}: {row.error}"
         if self.live:

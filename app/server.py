@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from model.openai_wire import error_body
 
 from . import v1
+from .batch_view import batches_folder
 from .config import AppConfig
 from .desktop import open_window
 from .handlers import ChatHandlers
@@ -172,7 +173,11 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         css_paths=[PAGE_CSS],
         # The images of saved conversations, which the page shows, and the exports it offers
         # for download; not the database beside them.
-        allowed_paths=[str(handlers.history.files_dir), str(handlers.history.exports_dir)],
+        allowed_paths=[
+            str(handlers.history.files_dir),
+            str(handlers.history.exports_dir),
+            str(batches_folder(handlers.history.data_dir)),  # the Batch view's images and results
+        ],
         enable_monitoring=False,
         max_file_size=config.limits.max_file_mb * 1024 * 1024,
         num_workers=0,  # Gradio's static file workers would serve outside the guard

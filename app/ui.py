@@ -9,6 +9,7 @@ import gradio as gr
 
 from model import DEFAULT_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
 
+from .batch_view import BATCH_PATH, Batches, render_batch_view
 from .conversations import ADDRESS_PARAMETER, GROUPS
 from .describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
 from .desktop import capture_screen
@@ -84,6 +85,9 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         gr.HTML('<h1 class="visually-hidden">Loupe</h1>', padding=False)
         with gr.Sidebar(label="Conversations", elem_id="sidebar"):
             new_chat = gr.Button("New chat", variant="primary", elem_id="new-chat")
+            gr.HTML(
+                f'<a href="{BATCH_PATH}" id="batch-link">Describe many images</a>', padding=False
+            )
             search = gr.Textbox(
                 label="Search conversations",
                 placeholder="A word from a title or a message",
@@ -342,6 +346,11 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_visibility="private",
             show_progress="hidden",
         )
+    batches = Batches(
+        handlers.engine, handlers.config.limits, handlers.config.remote, handlers.history.data_dir
+    )
+    with page.route("Describe many images", BATCH_PATH, show_in_navbar=False):
+        render_batch_view(batches)
     return page
 
 

@@ -229,6 +229,8 @@
     document.querySelectorAll("div.empty[aria-label]:not([role])").forEach((box) => {
       box.setAttribute("role", "img");
     });
+    // The Batch view's progress line is read out as it changes, politely.
+    document.querySelector("#batch-progress:not([role])")?.setAttribute("role", "status");
     // An image whose alt repeats the text beside it is read twice: make it decorative.
     document.querySelectorAll("footer img[alt]").forEach((image) => {
       if (image.alt && image.parentElement?.textContent.includes(image.alt)) image.alt = "";

@@ -1,0 +1,435 @@
+"""The page's Batch view (/batch): many images, or a zip of them, described at one level with
+progress and Stop; the results in an editable table beside the images; downloads as CSV, JSON
+Lines, or a zip of the images with their alt text written into them.
+
+Each start is a run in its own folder under the data folder (`batches/ID/`): the uploaded images
+(a zip unpacked), and the run's output and journal, as `launch.py describe` keeps them. A page
+that is closed stops its run; what was finished stays in that folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+import gradio as gr
+
+from model import Engine, RemoteEngineConfig
+
+from .batch import (
+    DescribeJob,
+    ItemResult,
+    Journal,
+    Stopped,
+    image_files,
+    run_job,
+    workers_for,
+)
+from .batch_progress import progress_sentence
+from .config import Limits
+from .describe import LEVELS
+from .errors import refused
+from .metadata import MetadataError, write_description
+
+log = logging.getLogger("loupe.app")
+
+BATCH_PATH = "batch"
+DEFAULT_BATCH_LEVEL = "alt_text"
+MAX_BATCH_FILES = 1000  # files in one run, a zip's included
+UPDATE_EVERY_S = 0.5  # the page is updated at most this often while a run goes on
+# The result columns shown for a level, between the file and its problem; the others are in the
+# downloads.
+LEVEL_COLUMNS = {
+    "alt_text": ("kind", "alt_text", "long_description"),
+    "check_content": ("flagged", "flagged_categories", "rationale", "verdict_problem"),
+}
+OTHER_LEVELS_COLUMNS = ("text",)
+EDITABLE = {"kind", "alt_text", "long_description", "text"}  # the model's words, not verdicts
+HEADERS = {  # each column's header and width
+    "path": ("File", 18),
+    "kind": ("Kind", 12),
+    "alt_text": ("Alt text", 30),
+    "long_description": ("Long description", 28),
+    "text": ("Description", 58),
+    "flagged": ("Flagged", 10),
+    "flagged_categories": ("Categories", 16),
+    "rationale": ("Why", 28),
+    "verdict_problem": ("No verdict because", 16),
+    "error": ("Problem", 12),
+}
+ZIP_NAME = "images-with-alt-text.zip"
+
+
+class BatchProblem(Exception):
+    """Why a run cannot start, or a download cannot be made, in one sentence."""
+
+
+@dataclass
+class Run:
+    """One run of the Batch view: its folder, its job, and the rows finished so far."""
+
+    folder: Path
+    job: DescribeJob
+    files: list[Path]
+    stop: threading.Event = field(default_factory=threading.Event)
+    rows: dict[str, ItemResult] = field(default_factory=dict)
+    updates: queue.Queue = field(default_factory=queue.Queue)
+    outcome: str = ""  # the sentence the run ended with
+
+    @property
+    def images(self) -> Path:
+        return self.folder / "images"
+
+    def name(self, path: str | Path) -> str:
+        """A file's name as the table shows it: its path inside the uploaded set."""
+        return Path(path).relative_to(self.images).as_posix()
+
+    def finished(self) -> list[ItemResult]:
+        return [self.rows[str(file)] for file in self.files if str(file) in self.rows]
+
+
+def batches_folder(data_dir: Path) -> Path:
+    """Where the Batch view keeps its runs (the page may show the images in it)."""
+    return data_dir / "batches"
+
+
+def columns(level: str) -> tuple[str, ...]:
+    return ("path", *LEVEL_COLUMNS.get(level, OTHER_LEVELS_COLUMNS), "error")
+
+
+class Batches:
+    """The Batch view's handlers: one run at a time for each open page."""
+
+    def __init__(
+        self, engine: Engine, limits: Limits, remote: RemoteEngineConfig | None, data_dir: Path
+    ):
+        self.engine, self.limits, self.remote = engine, limits, remote
+        self.folder = batches_folder(data_dir)
+        self._runs: dict[str, Run] = {}  # the page's session -> its latest run
+
+    def start(
+        self, uploads: list[str] | None, level: str, context: str, request: gr.Request
+    ) -> Iterator[tuple]:
+        """Start: streams (progress, images, table, start button, stop button)."""
+        running = self._runs.get(request.session_hash)
+        if running is not None and not running.outcome:
+            yield _said("A batch is already running on this page; stop it first.")
+            return
+        try:
+            run = self._new_run(uploads or [], level, context.strip())
+        except BatchProblem as exc:
+            yield _said(str(exc))
+            return
+        self._runs[request.session_hash] = run
+        worker = threading.Thread(target=self._work, args=(run,), name="loupe-batch", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        yield (
+            f"Describing {len(run.files)} images…",
+            _gallery(run),
+            _table(run),
+            gr.update(interactive=False),
+            gr.update(interactive=True),
+        )
+        try:
+            while worker.is_alive() or not run.updates.empty():
+                if not _wait_for_rows(run):
+                    continue
+                done = len(run.rows)
+                yield (
+                    progress_sentence(done, len(run.files), time.monotonic() - started),
+                    gr.skip(),
+                    _table(run),
+                    gr.skip(),
+                    gr.skip(),
+                )
+        finally:
+            run.stop.set()  # the page went away: the run ends with it, what is done is kept
+        yield (
+            run.outcome,
+            _gallery(run),
+            _table(run),
+            gr.update(interactive=True),
+            gr.update(interactive=False),
+        )
+
+    def stop(self, request: gr.Request) -> None:
+        run = self._runs.get(request.session_hash)
+        if run is not None:
+            run.stop.set()
+
+    def downloader(self, kind: str) -> Callable[[list[list], gr.Request], list[str]]:
+        """The handler of a Download button: "csv", "jsonl" or "zip"."""
+
+        def download(table: list[list], request: gr.Request) -> list[str]:
+            return self.download(kind, table, request)
+
+        return download
+
+    def download(self, kind: str, table: list[list], request: gr.Request) -> list[str]:
+        """The results as the table shows them, edits included."""
+        run = self._runs.get(request.session_hash)
+        if run is None or not run.rows:
+            raise refused("Describe some images first; then their results can be downloaded.")
+        rows = _edited(run, table)
+        if kind == "zip":
+            return [str(self._zip_of_copies(run, rows))]
+        out = run.folder / f"results.{kind}"
+        Journal(out).write_output(rows)
+        return [str(out)]
+
+    def _new_run(self, uploads: list[str], level: str, context: str) -> Run:
+        if level not in LEVELS:
+            raise BatchProblem(f"The level must be one of {', '.join(LEVELS)}.")
+        if not uploads:
+            raise BatchProblem("Add images, or a zip of them, first.")
+        if context and level == "check_content":
+            raise BatchProblem(
+                "Check content judges each image alone: empty “What the images are for” first."
+            )
+        folder = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        images = folder / "images"
+        images.mkdir(parents=True)
+        try:
+            for upload in map(Path, uploads):
+                if zipfile.is_zipfile(upload) or upload.suffix.lower() == ".zip":
+                    unpack(upload, images, self.limits)
+                else:
+                    shutil.copyfile(upload, _free_name(images / upload.name))
+            files = image_files((str(images),))
+            if len(files) > MAX_BATCH_FILES:
+                raise BatchProblem(
+                    f"That is {len(files)} files; the Batch view takes up to {MAX_BATCH_FILES} "
+                    "at once (launch.py describe takes any number)."
+                )
+        except BatchProblem:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = DescribeJob((str(images),), level, folder / "results.jsonl", context)
+        return Run(folder, job, files)
+
+    def _work(self, run: Run) -> None:
+        def finished(_done: int, _total: int, row: ItemResult) -> None:
+            run.rows[row.path] = row
+            run.updates.put(row)
+
+        workers = workers_for(self.remote)
+        try:
+            summary = run_job(run.job, self.engine, self.limits, workers, finished, run.stop)
+            run.outcome = f"Done: {summary.sentence()}"
+        except Stopped:
+            run.outcome = (
+                f"Stopped: {len(run.rows)} of {len(run.files)} images done; the rest were left."
+            )
+        except Exception:  # a fault, not a refusal: logged whole, said in one sentence
+            log.exception("The batch in %s failed", run.folder)
+            run.outcome = "The batch stopped on an unexpected problem; see Loupe's console."
+        finally:
+            run.updates.put(None)
+
+    def _zip_of_copies(self, run: Run, rows: list[ItemResult]) -> Path:
+        if run.job.level != "alt_text":
+            raise refused("Images with their alt text written into them need the Alt text level.")
+        copies = run.folder / "copies"
+        shutil.rmtree(copies, ignore_errors=True)
+        written = 0
+        for row in rows:
+            if row.error:
+                continue
+            target = copies / run.name(row.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                write_description(Path(row.path), target, row.alt_text, row.long_description)
+                written += 1
+            except MetadataError as exc:
+                log.info("Left out of the zip: %s", exc)
+        if not written:
+            raise refused("None of these images could take alt text in its file.")
+        archive = run.folder / ZIP_NAME
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:  # images: compressed
+            for copy in sorted(copies.rglob("*")):
+                if copy.is_file():
+                    bundle.write(copy, copy.relative_to(copies).as_posix())
+        return archive
+
+
+def unpack(archive: Path, into: Path, limits: Limits) -> None:
+    """A zip's files into `into`, keeping its folders; hidden files and macOS's resource forks
+    left out. Refuses, in one sentence, a zip that cannot be read, names outside itself, or
+    holds too many or too large files (checked from its directory, before writing)."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [
+                member
+                for member in bundle.infolist()
+                if not member.is_dir() and not _hidden(PurePosixPath(member.filename))
+            ]
+            if len(members) > MAX_BATCH_FILES:
+                raise BatchProblem(
+                    f"{archive.name} holds {len(members)} files; the Batch view takes up to "
+                    f"{MAX_BATCH_FILES} at once."
+                )
+            for member in members:
+                name = PurePosixPath(member.filename.replace("\\", "/"))
+                if name.is_absolute() or ".." in name.parts:
+                    raise BatchProblem(f"{archive.name} names a file outside itself: {name}.")
+                if member.file_size > limits.max_file_mb * 1024 * 1024:
+                    raise BatchProblem(
+                        f"{name.name} in {archive.name} is over the {limits.max_file_mb} MB "
+                        "limit for one file."
+                    )
+                target = _free_name(into.joinpath(*name.parts))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(member) as source, target.open("wb") as copy:
+                    shutil.copyfileobj(source, copy)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+        raise BatchProblem(f"{archive.name} could not be unpacked ({exc}).") from None
+
+
+def _hidden(name: PurePosixPath) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.parts)
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `name-2.ext`, `name-3.ext`, … when two uploads share a name."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
+def _wait_for_rows(run: Run) -> bool:
+    """Wait up to UPDATE_EVERY_S for finished rows; whether any came."""
+    try:
+        run.updates.get(timeout=UPDATE_EVERY_S)
+    except queue.Empty:
+        return False
+    while not run.updates.empty():
+        run.updates.get_nowait()
+    return True
+
+
+def _table(run: Run) -> gr.Dataframe:
+    shown = columns(run.job.level)
+    data = [
+        [run.name(row.path) if name == "path" else getattr(row, name) for name in shown]
+        for row in run.finished()
+    ]
+    return gr.Dataframe(
+        {"headers": [HEADERS[name][0] for name in shown], "data": data},
+        column_widths=[f"{HEADERS[name][1]}%" for name in shown],
+        static_columns=[n for n, name in enumerate(shown) if name not in EDITABLE],
+    )
+
+
+def _gallery(run: Run) -> list[tuple[str, str]]:
+    """Each image with its file name (and its alt text once written), as its caption."""
+    captions = {path: row.alt_text or row.error for path, row in run.rows.items()}
+    return [
+        (str(file), " · ".join(filter(None, (run.name(file), captions.get(str(file))))))
+        for file in run.files
+    ]
+
+
+def _edited(run: Run, table: list[list]) -> list[ItemResult]:
+    """The finished rows with the table's edits taken in (matched by file name)."""
+    shown = columns(run.job.level)
+    edits = {
+        str(line[0]): {
+            name: _cell(value)
+            for name, value in zip(shown, line, strict=False)
+            if name in EDITABLE
+        }
+        for line in table or []
+        if line
+    }
+    rows = []
+    for row in run.finished():
+        rows.append(replace(row, **edits.get(run.name(row.path), {})))
+    return rows
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _said(sentence: str) -> tuple:
+    return sentence, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+
+
+def render_batch_view(batches: Batches) -> None:
+    """The view's components and events, inside the page's route for it."""
+    gr.HTML(
+        '<a href="./" id="chat-link">Back to the chat</a>'
+        '<h1 id="batch-title">Describe many images</h1>',
+        padding=False,
+    )
+    gr.Markdown(
+        "Describe many images at once: alt text, descriptions or the text in them. Add images "
+        "or a zip of them, choose what to write, and start. Nothing leaves this machine.",
+        elem_id="batch-intro",
+    )
+    uploads = gr.File(
+        label="Images, or a zip of them",
+        file_count="multiple",
+        file_types=["image", ".zip"],
+        elem_id="batch-files",
+    )
+    with gr.Row(equal_height=True):
+        level = gr.Radio(
+            [(spec.label, name) for name, spec in LEVELS.items()],
+            value=DEFAULT_BATCH_LEVEL,
+            label="What to write for each image",
+            elem_id="batch-level",
+        )
+        context = gr.Textbox(
+            label="What the images are for (optional)",
+            placeholder="e.g. product page of an outdoor shop",
+            max_lines=1,
+            elem_id="batch-context",
+        )
+    with gr.Row():
+        start = gr.Button("Start", variant="primary", elem_id="batch-start")
+        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="batch-stop")
+    progress = gr.Markdown("", elem_id="batch-progress")
+    images = gr.Gallery(
+        label="Images", columns=6, height="auto", allow_preview=True, elem_id="batch-images"
+    )
+    table = gr.Dataframe(
+        label="Results (select a cell to correct it; downloads take your corrections)",
+        interactive=True,
+        wrap=True,
+        type="array",
+        max_chars=300,  # a long cell shows whole once selected
+        elem_id="batch-results",
+    )
+    with gr.Row():
+        as_csv = gr.Button("Download CSV", size="sm", elem_id="batch-csv")
+        as_jsonl = gr.Button("Download JSON Lines", size="sm", elem_id="batch-jsonl")
+        as_zip = gr.Button(
+            "Download the images with their alt text (zip)", size="sm", elem_id="batch-zip"
+        )
+    downloads = gr.File(
+        label="Downloads", file_count="multiple", interactive=False, elem_id="batch-downloads"
+    )
+
+    start.click(
+        batches.start,
+        [uploads, level, context],
+        [progress, images, table, start, stop],
+        api_visibility="private",
+        show_progress="hidden",  # the progress line says it, in words
+    )
+    stop.click(batches.stop, None, None, api_visibility="private", queue=False)
+    for button, kind in ((as_csv, "csv"), (as_jsonl, "jsonl"), (as_zip, "zip")):
+        button.click(batches.downloader(kind), table, downloads, api_visibility="private")
