@@ -39,6 +39,7 @@ LIMIT_FLAGS = {
     ),
     "--max-audio-s": ("max_audio_s", "SECONDS", "length of one recording"),
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
+    "--max-pdf-pages": ("max_pdf_pages", "N", "PDF pages read in one message"),
 }
 
 # Flag -> (metavar, help) of a model server; each also reads LOUPE_<FLAG> for its default.

@@ -36,6 +36,9 @@ class Limits:
     # About 25,000 tokens: a fraction of the context window, leaving room for the rest of the
     # conversation and the answer, and a prompt a CPU still reads in minutes, not hours.
     max_message_chars: int = 100_000
+    # Each page is an image of up to 1,120 tokens: ten pages are about 11,000 tokens, a report's
+    # worth that leaves room for the conversation; a person names pages to read others.
+    max_pdf_pages: int = 10
 
 
 @dataclass(frozen=True)

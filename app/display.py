@@ -57,7 +57,7 @@ def shown_user(message: StoredMessage) -> list[dict]:
 
 def shown_file(attachment: Attachment) -> dict:
     """A file in the chat, with a text alternative (the page's images need one)."""
-    kind = "Image" if attachment.kind == "image" else "Recording"
+    kind = {"image": "Image", "pdf": "PDF"}.get(attachment.kind, "Recording")
     return {"path": attachment.path, "alt_text": f"{kind} you sent: {attachment.name}"}
 
 

@@ -139,20 +139,23 @@ class ChatHandlers:
         level = DEFAULT_LEVEL if level == DESCRIBE_OFF else level
         try:
             files = self.intake.message_files(value)
-            if [kind for _, kind in files] != ["image"]:
+            if [kind for _, kind in files] not in (["image"], ["pdf"]):
                 raise MediaError(
-                    "Attach one image to describe: upload it, paste it, or take a webcam snapshot."
+                    "Attach one image or PDF to describe: upload it, paste it, or take a webcam "
+                    "snapshot."
                 )
             [(image, _)] = files
-            load_image(image, self.config.limits)
-            level_prompt(level)  # a known level
+            # Decoded (a PDF: its pages chosen by the text in the box, as in a message).
+            [attachment] = self.intake.stored_user_message(
+                level_prompt(level), files, pages_from=value.get("text") or ""
+            ).attachments
         except (MediaError, ValueError) as exc:
             gr.Warning(str(exc))
             yield *_unchanged(value, conversation_id), gr.skip()
             return
         if not self.history.get(conversation_id or ""):
             conversation_id = self.history.create()
-        self._ask_for_description(conversation_id, image, level)
+        self._ask_for_description(conversation_id, image, level, attachment)
         box: Any = {"text": value.get("text") or "", "files": []}
         alt_text: Any = hidden_alt_text()
         for shown, _, *rest in self._page_reply(conversation_id, *generation_options(*settings)):
@@ -227,7 +230,10 @@ class ChatHandlers:
             yield from self._api_reply(conversation_id, system, options)
             return
         conversation = Conversation("", "", 0, 0, (stored,))
-        for reply in self.stream(self.intake.model_messages(conversation, system), options):
+        note = self.intake.left_out_note(stored)  # PDF pages not read
+        prefix = f"*{note}*\n\n" if note else ""
+        messages = self.intake.model_messages(conversation, system)
+        for reply in self.stream(messages, options, prefix=prefix):
             if reply.error:
                 raise refused(reply.error)
             yield reply.answer
@@ -354,6 +360,8 @@ class ChatHandlers:
         conversation = self.history.get(conversation_id)
         shown, _ = shown_conversation(conversation)
         prefix = f"{AI_NOTICE} " if level_of(conversation.messages[-1].text) else ""
+        note = self.intake.left_out_note(conversation.messages[-1])  # PDF pages not read
+        prefix += f"*{note}*\n\n" if note else ""
         reply = Reply()
         try:
             messages = self.intake.model_messages(conversation, system_prompt)
@@ -398,13 +406,16 @@ class ChatHandlers:
                 raise refused(reply.error)
             yield with_dropped_note(reply, reply.answer)
 
-    def _ask_for_description(self, conversation_id: str, image: str, level: str) -> None:
-        """Keep the level's prompt with the image as the person's message; a conversation that
-        starts with it is named after the level and the image, not after the long prompt."""
+    def _ask_for_description(
+        self, conversation_id: str, image: str, level: str, attachment: Attachment | None = None
+    ) -> None:
+        """Keep the level's prompt with the image (or the `attachment` made of it, such as a
+        PDF with its pages chosen) as the person's message; a conversation that starts with it
+        is named after the level and the file, not after the long prompt."""
         name = display_name(image)
         if self.history.get(conversation_id).title == NEW_TITLE:
             self.history.rename(conversation_id, f"{LEVELS[level].label}: {name}")
-        attachment = Attachment("image", image, name)
+        attachment = attachment or Attachment("image", image, name)
         self.history.append(
             conversation_id, StoredMessage("user", level_prompt(level), (attachment,))
         )

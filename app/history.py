@@ -46,10 +46,12 @@ TITLE_CHARS = 60
 class Attachment:
     """A file kept with a message; `path` is absolute, inside the data folder."""
 
-    kind: str  # "image" or "audio"
+    kind: str  # "image", "audio" or "pdf"
     path: str
     name: str
-    caption: str = ""  # for audio sent as audio: what the speech recogniser heard
+    # For audio sent as audio: what the speech recogniser heard; for a PDF: the pages the model
+    # reads ("Pages 1-10 of 30", see app/pdf.py).
+    caption: str = ""
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,8 @@ def export_markdown(conversation: Conversation) -> str:
         for attachment in message.attachments:
             if attachment.kind == "image":
                 lines.append(f"![{attachment.name}]({Path(attachment.path).as_uri()})")
+            elif attachment.kind == "pdf":
+                lines.append(f"[📄 {attachment.name}]({Path(attachment.path).as_uri()})")
             else:
                 lines.append(f"[🔊 {attachment.name}]({Path(attachment.path).as_uri()})")
             if attachment.caption:

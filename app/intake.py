@@ -3,6 +3,7 @@ conversation as the model reads it."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,23 @@ from PIL import Image
 from model import AudioClip, Message, split_at_pauses
 
 from .config import Limits
+from .describe import level_of
 from .history import Attachment, Conversation, StoredMessage
-from .media import Kind, attachment_kinds, file_path, load_attachments, load_file, message_text
+from .media import Kind, attachment_kinds, file_kind, file_path, load_file, message_text
+from .pdf import (
+    PdfPages,
+    choose_pages,
+    left_out_note,
+    page_labels,
+    render_pages,
+    requested_pages,
+    stored_pages,
+)
 from .voice import Voice
 
 PASTED_IMAGE_NAME = "image.png"  # what browsers call every image pasted from the clipboard
+# Said to the model after a PDF's page labels when the message asks for a description.
+PAGE_BY_PAGE = "Take the pages one at a time, in order, each under a heading with its page number."
 
 
 class Intake:
@@ -32,36 +45,104 @@ class Intake:
         paths = [file_path(item) for item in value.get("files") or []]
         return list(zip(paths, attachment_kinds(paths, self.limits), strict=True))
 
-    def stored_user_message(self, text: str | None, files: list[tuple[str, Kind]]) -> StoredMessage:
+    def stored_user_message(
+        self, text: str | None, files: list[tuple[str, Kind]], pages_from: str | None = None
+    ) -> StoredMessage:
         """A message to keep: its text and files (from `message_files`); MediaError names a file
         that does not decode, or says the text is too long.
 
         Audio sent as audio gets a caption of what the speech recogniser heard, which also says
-        into how many clips the model takes it.
+        into how many clips the model takes it. A PDF gets the pages the model reads ("Pages
+        1-10 of 30"): those the text names, else the first, at most Limits.max_pdf_pages in
+        the message. `pages_from` is text that names pages when `text` is not the person's
+        own (describe mode keeps a level's prompt as the text).
         """
         text = message_text(text, self.limits)
         # Decoded here so that a damaged file is refused, not kept.
         decoded = [load_file(path, kind, self.limits) for path, kind in files]
+        decoded = self.chosen_pages(text if pages_from is None else pages_from, decoded)
         attachments = tuple(
             self._attachment(path, kind, file)
             for (path, kind), file in zip(files, decoded, strict=True)
         )
         return StoredMessage("user", text, attachments)
 
+    def chosen_pages(self, text: str, decoded: list[Any]) -> list[Any]:
+        """`decoded` with each PDF's pages chosen by `text` (see `chosen_pages`)."""
+        return chosen_pages(text, decoded, self.limits)
+
+    def left_out_note(self, message: StoredMessage) -> str:
+        """The note a reply to `message` starts with when pages of its PDFs were not read."""
+        pages = [
+            stored_pages(a.name, a.caption, _caption_count(a.caption), self.limits)
+            for a in message.attachments
+            if a.kind == "pdf" and _caption_count(a.caption)
+        ]
+        return left_out_note(pages, self.limits)
+
     def _attachment(self, path: str, kind: Kind, decoded: Any) -> Attachment:
         if kind == "image":
             return Attachment("image", path, display_name(path))
+        if kind == "pdf":
+            return Attachment("pdf", path, display_name(path), decoded.caption)
         caption = self.voice.caption(path, clip_count(decoded))
         return Attachment("audio", path, display_name(path), caption)
 
     def model_messages(self, conversation: Conversation, system_prompt: str) -> list[Message]:
-        """What the model sees: the system prompt, then every turn with its images and audio."""
+        """What the model sees: the system prompt, then every turn with its images and audio.
+        A PDF's pages are images, and the text before the person's says which page each is."""
         messages = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
         for stored in conversation.messages:
-            paths = [attachment.path for attachment in stored.attachments]
-            images, audio = load_attachments(paths, self.limits)
-            messages.append(model_message(stored.role, stored.text, images, audio))
+            files = []
+            for attachment in stored.attachments:
+                kind = file_kind(attachment.path, self.limits)
+                decoded = load_file(attachment.path, kind, self.limits)
+                if kind == "pdf":
+                    count = decoded.page_count
+                    decoded = stored_pages(attachment.name, attachment.caption, count, self.limits)
+                files.append((attachment.path, decoded))
+            messages.append(model_message(stored.role, *with_pages(stored.text, files)))
         return messages
+
+
+def chosen_pages(text: str, decoded: list[Any], limits: Limits) -> list[Any]:
+    """`decoded` with each PDF's pages (pdf.PdfPages) chosen by `text`: those it names (PdfError
+    for a page a PDF does not have), else the first; Limits.max_pdf_pages in the message."""
+    requested = requested_pages(text)
+    budget = limits.max_pdf_pages
+    chosen = []
+    for item in decoded:
+        if isinstance(item, PdfPages):
+            item = choose_pages(item.name, item.page_count, requested, budget)
+            budget -= len(item.numbers)
+        chosen.append(item)
+    return chosen
+
+
+def with_pages(
+    text: str, files: list[tuple[str, Any]]
+) -> tuple[str, list[Image.Image], list[AudioClip]]:
+    """A message's text, images and audio from its decoded files (path, decoded), a PDF's
+    chosen pages rendered as images in their place.
+
+    The model sees a message's images before its text, so the text starts by saying which
+    image is which page ("Image 3: page 5 of 30."); a description also asks for one page at a
+    time."""
+    images: list[Image.Image] = []
+    audio: list[AudioClip] = []
+    labels: list[str] = []
+    for path, decoded in files:
+        if isinstance(decoded, PdfPages):
+            labels.append(page_labels(decoded, len(images) + 1))
+            images += render_pages(path, decoded)
+        elif isinstance(decoded, AudioClip):
+            audio.append(decoded)
+        else:
+            images.append(decoded)
+    if labels:
+        by_page = [PAGE_BY_PAGE] if level_of(text) else []
+        text = "\n\n".join([*labels, *by_page, text] if text else [*labels, *by_page])
+    return text, images, audio
 
 
 def model_message(
@@ -71,6 +152,12 @@ def model_message(
     several clips, split at pauses."""
     clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
     return Message(role, text, tuple(images), clips)
+
+
+def _caption_count(caption: str) -> int:
+    """How many pages a PDF attachment's caption says the PDF has (0 if it says none)."""
+    found = re.search(r" of (\d+)", caption)
+    return int(found[1]) if found else 0
 
 
 def clip_count(decoded: Any) -> int:

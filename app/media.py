@@ -1,4 +1,4 @@
-"""Intake of what people send: images, audio and message text, checked, decoded and limited.
+"""Intake of what people send: images, audio, PDFs and message text, checked, decoded and limited.
 
 A file's kind is decided by its content, never by its name: an image named .wav is an image,
 an executable named .png is refused. Every refusal is a MediaError with one sentence.
@@ -21,7 +21,7 @@ from model import AudioClip
 
 from .config import Limits
 
-Kind = Literal["image", "audio"]
+Kind = Literal["image", "audio", "pdf"]
 
 # The image formats PIL may parse; others (PSD, ICNS, EPS via Ghostscript, ...) are refused so
 # that only well-trodden decoders ever see an upload. (JPEG includes cameras' MPO files.)
@@ -91,7 +91,10 @@ def check_audio_file(path: str | Path, limits: Limits, name: str) -> None:
 
 
 def file_kind(path: str | Path, limits: Limits) -> Kind:
-    """What the file holds, "image" or "audio"; MediaError if neither, or over a limit."""
+    """What the file holds, "image", "pdf" or "audio"; MediaError if none, or over a limit
+    (for a PDF: encrypted, damaged or without pages)."""
+    from . import pdf
+
     path = Path(path)
     _check_size(path, limits)
     try:
@@ -100,6 +103,9 @@ def file_kind(path: str | Path, limits: Limits) -> Kind:
     except MediaError as exc:
         if not isinstance(exc.__cause__, UnidentifiedImageError):
             raise  # an image, but a bad one: say why
+    if pdf.is_pdf(path):
+        pdf.page_count(path)
+        return "pdf"
     if _audio_format(path) is None:
         raise MediaError(f"{path.name} is neither an image nor an audio file Loupe can use.")
     with _open_audio(path, limits):
@@ -111,15 +117,27 @@ def load_attachments(paths: list[str], limits: Limits) -> tuple[list[Image.Image
 
     The count is checked by attachment_kinds when a message arrives, not here: a kept
     conversation stays readable if the limit is lowered later."""
+    from .pdf import render_pages
+
     images, audio = [], []
     for path in paths:
         kind = file_kind(path, limits)
-        (images if kind == "image" else audio).append(load_file(path, kind, limits))
+        decoded = load_file(path, kind, limits)
+        if kind == "pdf":
+            images += render_pages(path, decoded)
+        else:
+            (images if kind == "image" else audio).append(decoded)
     return images, audio
 
 
-def load_file(path: str | Path, kind: Kind, limits: Limits) -> Image.Image | AudioClip:
-    """A file whose kind is known (from file_kind or attachment_kinds), decoded."""
+def load_file(path: str | Path, kind: Kind, limits: Limits) -> Image.Image | AudioClip | Any:
+    """A file whose kind is known (from file_kind or attachment_kinds), decoded; for a PDF,
+    which pages the model reads when the message names none (pdf.PdfPages, not rendered)."""
+    if kind == "pdf":
+        from .pdf import choose_pages, page_count
+
+        name = Path(path).name
+        return choose_pages(name, page_count(path), None, limits.max_pdf_pages)
     return load_image(path, limits) if kind == "image" else load_audio(path, limits)
 
 

@@ -8,13 +8,12 @@ import re
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from model import (
     AsrError,
-    AudioClip,
     ChatRequest,
     ContextTrimmed,
     Engine,
@@ -41,13 +40,21 @@ from model.openai_wire import (
 )
 
 from ..config import Limits
-from ..intake import model_message
-from ..media import MediaError, attachment_kinds, check_audio_file, load_file, message_text
+from ..intake import chosen_pages, model_message, with_pages
+from ..media import (
+    MediaError,
+    attachment_kinds,
+    check_audio_file,
+    load_file,
+    message_text,
+    valid_text,
+)
+from ..pdf import PdfPages, left_out_note
 from ..voice import Voice
 
 OWNER = "loupe"
 TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
-KIND_NAMES = {"image": "an image", "audio": "audio"}
+KIND_NAMES = {"image": "an image", "audio": "audio", "pdf": "a PDF"}
 
 
 class ApiError(Exception):
@@ -108,6 +115,7 @@ class ChatCall:
     stream: bool = False
     include_usage: bool = False
     stops: tuple[str, ...] = ()
+    note: str = ""  # the reply starts with it: pages of the last message's PDFs left out
 
 
 def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
@@ -119,20 +127,22 @@ def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
         options = options_from_body(body)
         stops = stop_strings(body)
         wire = messages_from_body(body)
-        messages = model_messages(wire, limits)
+        messages, note = model_messages(wire, limits)
     except RequestError as exc:
         raise ApiError("bad_input", str(exc), exc.param) from None
     except ValueError as exc:  # options out of range; MediaError is one too
         raise ApiError("bad_input", str(exc)) from None
     stream = bool(body.get("stream"))
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return ChatCall(ChatRequest(messages, options), stream, include_usage, stops)
+    return ChatCall(ChatRequest(messages, options), stream, include_usage, stops, note)
 
 
-def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[Message, ...]:
+def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Message, ...], str]:
     """The messages with their media through the upload intake (content sniffing, count, size,
-    megapixel and length limits), audio split at pauses into the model's 30 s clips."""
-    messages = []
+    megapixel and length limits), audio split at pauses into the model's 30 s clips, PDFs'
+    pages as labelled images; and the note the reply starts with when pages of the last
+    message's PDFs were left out (see app/pdf.py)."""
+    messages, note = [], ""
     with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:  # private to this user
         for index, message in enumerate(wire):
             where = f"messages[{index}].content"
@@ -145,7 +155,7 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[Message, ..
                 kinds = attachment_kinds([str(path) for path in paths], limits)
             except MediaError as exc:
                 raise RequestError(str(exc), where) from None
-            images, clips = [], []
+            decoded_files: list[Any] = []
             for path, part, kind in zip(paths, message.media, kinds, strict=True):
                 if kind != part.kind:
                     raise RequestError(
@@ -156,10 +166,27 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[Message, ..
                     decoded = load_file(path, kind, limits)
                 except MediaError as exc:
                     raise RequestError(str(exc), part.param) from None
-                (clips if isinstance(decoded, AudioClip) else images).append(decoded)
+                if isinstance(decoded, PdfPages):
+                    decoded = replace(decoded, name=_shown_name(part.name) or decoded.name)
+                decoded_files.append(decoded)
+            try:
+                decoded_files = chosen_pages(text, decoded_files, limits)
+                files = list(zip(map(str, paths), decoded_files, strict=True))
+                text, images, clips = with_pages(text, files)
+            except MediaError as exc:
+                raise RequestError(str(exc), where) from None
+            for path in paths:
                 path.unlink()
             messages.append(model_message(message.role, text, images, clips))
-    return tuple(messages)
+            pdfs = [item for item in decoded_files if isinstance(item, PdfPages)]
+            note = left_out_note(pdfs, limits)
+    return tuple(messages), note
+
+
+def _shown_name(filename: str) -> str:
+    """A file part's filename as the model and the reply may name it: no folders, one line."""
+    name = valid_text(Path(filename.replace("\\", "/")).name)
+    return " ".join(name.split())[:120]
 
 
 # -- replies --------------------------------------------------------------------------------------
@@ -193,9 +220,15 @@ class ReplyWriter:
     def done(self) -> bool:
         return self.finish_reason is not None or self.error is not None
 
+    def __post_init__(self) -> None:
+        # The reply starts with the call's note, as the page's and /chat's replies do.
+        if self.call.note and not self.content:
+            self.content = f"*{self.call.note}*\n\n"
+
     def opening(self) -> dict[str, Any]:
-        """The first chunk: the role, and how many old messages did not fit the context."""
-        chunk = self.completion.chunk({"role": "assistant", "content": ""})
+        """The first chunk: the role, the note the reply starts with (if any), and how many
+        old messages did not fit the context."""
+        chunk = self.completion.chunk({"role": "assistant", "content": self.content})
         if self.dropped:
             chunk["x_loupe"] = {"dropped_messages": self.dropped}
         return chunk

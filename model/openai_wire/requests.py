@@ -178,12 +178,14 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class MediaPart:
-    """An image or audio part of a request's message, still undecoded: `kind` is what the part
-    says it is ("image" for image_url, "audio" for input_audio); `param` names it in errors."""
+    """An image, audio or file part of a request's message, still undecoded: `kind` is what the
+    part says it is ("image" for image_url, "audio" for input_audio, "pdf" for file); `param`
+    names it in errors; `name` is a file part's filename, if it gives one."""
 
     kind: str
     data: bytes
     param: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,14 +239,16 @@ def _message_from_wire(message: Any, param: str) -> WireMessage:
             if not isinstance(text, str):
                 raise RequestError(f"{where}.text must be a string.", where)
             texts.append(text)
-        elif kind in ("image_url", "input_audio"):
+        elif kind in ("image_url", "input_audio", "file"):
             if role != "user":
-                raise RequestError("Only the user's messages can carry images or audio.", where)
+                raise RequestError(
+                    "Only the user's messages can carry images, audio or files.", where
+                )
             media.append(_media_part(part, kind, where))
         else:
             raise RequestError(
                 f"{where} is a part of type {kind!r}; Loupe takes text, image_url (base64 data "
-                "URLs) and input_audio parts.",
+                "URLs), input_audio and file (PDFs as base64 data URLs) parts.",
                 where,
             )
     return WireMessage(role, "\n".join(texts), tuple(media))
@@ -256,6 +260,8 @@ def _media_part(part: dict[str, Any], kind: str, where: str) -> MediaPart:
             url = part.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url
             return MediaPart("image", decode_data_url(url)[1], where)
+        if kind == "file":
+            return _file_part(part.get("file"), where)
         audio = part.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
         if not isinstance(data, str):
@@ -265,6 +271,24 @@ def _media_part(part: dict[str, Any], kind: str, where: str) -> MediaPart:
         raise
     except ValueError as exc:
         raise RequestError(str(exc), where) from None
+
+
+def _file_part(file: Any, where: str) -> MediaPart:
+    """OpenAI's file part: {"file_data": "data:application/pdf;base64,...", "filename": ...}.
+    A `file_id` (an upload to OpenAI's Files API) names nothing Loupe has."""
+    if not isinstance(file, dict) or not isinstance(file.get("file_data"), str):
+        raise ValueError(
+            "A file part must carry the file in file.file_data as a base64 data URL "
+            "(data:application/pdf;base64,...); Loupe has no Files API for file_id."
+        )
+    data = file["file_data"]
+    if not data.startswith("data:"):
+        raise ValueError(
+            "Loupe takes files only as base64 data URLs (data:application/pdf;base64,...); it "
+            "does not fetch web addresses or open file paths."
+        )
+    name = file.get("filename")
+    return MediaPart("pdf", decode_data_url(data)[1], where, name if isinstance(name, str) else "")
 
 
 def _base64(data: str, whose: str) -> bytes:

@@ -1,0 +1,267 @@
+"""PDFs: each page the model reads rendered as an image, labelled with its page number.
+
+A PDF is told by its content (`%PDF-` near the start), as images and audio are. It is opened
+with pypdfium2 (PDFium, Chromium's PDF engine, as a self-contained wheel: no system package,
+and it renders what browsers render). Encrypted, damaged and page-less PDFs are refused in one
+sentence. At most `Limits.max_pdf_pages` pages of a message are read: the first ones, or those
+the person names in the message ("pages 3-5", "page 2", "pages 1, 4 and 7", "p. 3").
+
+Which pages were read is kept as the attachment's caption ("Pages 1-10 of 30"), shown under the
+file in the chat and in exports, and read back with the same parser when the conversation is
+sent to the model again, so a reopened conversation shows the model the same pages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .config import Limits
+from .media import MediaError
+
+HEADER = b"%PDF-"
+HEADER_WINDOW_BYTES = 1024
+LEADING_SPACE = b"\x00\t\n\x0c\r \xef\xbb\xbf"  # white space, and a UTF-8 byte order mark
+# Gemma 4 reads at most 1120 soft tokens per image, one per 48x48-pixel patch: 2.58 megapixels,
+# about 1350x1910 for an A4 page (165 dpi). Pages are rendered at that size; the processor
+# scales them down to the budget a request uses, so rendering more would only cost time.
+PATCH_PX = 48
+MAX_SOFT_TOKENS = 1120
+PAGE_PIXELS = MAX_SOFT_TOKENS * PATCH_PX * PATCH_PX
+# A page far longer than it is wide (a receipt roll) still gets a bitmap PDFium can allocate.
+MAX_SIDE_PX = 8192
+# Rendered pages of the last few documents, keyed by file and pages: every turn of a
+# conversation shows the model its earlier PDFs again.
+CACHED_DOCUMENTS = 2
+
+# PDFium is not thread-safe; the page's events and the API's requests run in threads.
+_pdfium_lock = threading.RLock()
+_rendered: OrderedDict[tuple, tuple[Image.Image, ...]] = OrderedDict()
+
+_RANGE = r"\d{1,9}(?:\s*(?:-|–|—|to|through)\s*\d{1,9})?"
+_PAGE_LIST = re.compile(
+    r"\b(?:pages?|pp?\.)\s*("
+    + _RANGE
+    + r"(?:\s*(?:,\s*(?:and\s+|&\s*)?|and\s+|&\s*)"
+    + _RANGE
+    + r")*)",
+    re.IGNORECASE,
+)
+_NUMBERS = re.compile(r"\d+")
+_OF_TOTAL = re.compile(r"\bof (\d+)\b")
+NONE_READ = "No pages"
+
+
+class PdfError(MediaError):
+    """A PDF that cannot be used, or pages it does not have; one sentence for the person."""
+
+
+@dataclass(frozen=True)
+class PdfPages:
+    """The pages of a PDF the model reads: their numbers (from 1) and how many the PDF has."""
+
+    name: str
+    page_count: int
+    numbers: tuple[int, ...]
+
+    @property
+    def left_out(self) -> int:
+        return self.page_count - len(self.numbers)
+
+    @property
+    def caption(self) -> str:
+        """How the chat and exports say which pages were read ("Pages 1-10 of 30")."""
+        if not self.numbers:
+            return f"{NONE_READ} of {self.page_count} read: the message's page limit was used up"
+        word = "Page" if len(self.numbers) == 1 else "Pages"
+        return f"{word} {page_list(self.numbers)} of {self.page_count}"
+
+
+def is_pdf(path: str | Path) -> bool:
+    """Whether the file starts like a PDF (its content, not its name): `%PDF-`, after at most
+    some white space. (PDFium would look further, but then an MP3 whose tag quotes a PDF
+    header would count as one.)"""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(HEADER_WINDOW_BYTES)
+    except OSError:
+        return False
+    return head.lstrip(LEADING_SPACE).startswith(HEADER)
+
+
+def page_count(path: str | Path) -> int:
+    """How many pages the PDF has; PdfError if it is encrypted, damaged or has none."""
+    path = Path(path)
+    with _pdfium_lock, _open(path) as document:
+        return len(document)
+
+
+def requested_pages(text: str) -> list[tuple[int, int]] | None:
+    """The page ranges a message names ("pages 3-5" -> [(3, 5)], "page 2 and p. 7" ->
+    [(2, 2), (7, 7)]), each (first, last); None when it names none."""
+    ranges = []
+    for found in _PAGE_LIST.finditer(text or ""):
+        for item in re.split(r"\s*(?:,|\band\b|&)\s*", found[1]):
+            numbers = [int(number) for number in _NUMBERS.findall(item)]
+            if numbers:
+                ranges.append((min(numbers), max(numbers)))
+    return ranges or None
+
+
+def choose_pages(
+    name: str, count: int, requested: list[tuple[int, int]] | None, budget: int
+) -> PdfPages:
+    """The pages to read: those requested (PdfError for one the PDF does not have), else all,
+    the first `budget` of them."""
+    if requested is None:
+        return PdfPages(name, count, tuple(range(1, min(count, budget) + 1)))
+    for first, last in requested:
+        if first < 1 or last > count:
+            missing = first if first < 1 else last
+            pages = "one page" if count == 1 else f"{count} pages"
+            raise PdfError(f"{name} has {pages}, so it has no page {missing}.")
+    numbers = sorted({page for first, last in requested for page in range(first, last + 1)})
+    return PdfPages(name, count, tuple(numbers[: max(budget, 0)]))
+
+
+def stored_pages(name: str, caption: str, count: int, limits: Limits) -> PdfPages:
+    """The pages a kept attachment's caption says were read (see PdfPages.caption); without
+    one, the first pages up to the limit."""
+    if caption.startswith(NONE_READ):
+        return PdfPages(name, count, ())
+    head = caption.split(" of ", 1)[0]
+    return choose_pages(name, count, requested_pages(head), limits.max_pdf_pages)
+
+
+def render_pages(path: str | Path, pages: PdfPages) -> tuple[Image.Image, ...]:
+    """The chosen pages as RGB images of about PAGE_PIXELS each, in order; PdfError if a page
+    cannot be rendered."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise PdfError(f"{pages.name} could not be read.") from exc
+    key = (str(path), stat.st_size, stat.st_mtime_ns, pages.numbers)
+    with _pdfium_lock:
+        if key in _rendered:
+            _rendered.move_to_end(key)
+            return _rendered[key]
+        with _open(path, pages.name) as document:
+            images = tuple(_render(document, number, pages.name) for number in pages.numbers)
+        _rendered[key] = images
+        while len(_rendered) > CACHED_DOCUMENTS:
+            _rendered.popitem(last=False)
+    return images
+
+
+def page_list(numbers: tuple[int, ...] | list[int]) -> str:
+    """Page numbers as people write them: "1-3, 7 and 9"."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    parts = [f"{first}" if first == last else f"{first}-{last}" for first, last in runs]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def page_labels(pages: PdfPages, first_image: int) -> str:
+    """What the model reads before a PDF's images (which come first in the message, in order):
+    which image is which page, one line each ("Image 2: page 3 of 30.")."""
+    count = f"{pages.page_count} page{'s' if pages.page_count != 1 else ''}"
+    if not pages.numbers:
+        return f"{pages.name} is a PDF of {count}; none of its pages are shown."
+    last = first_image + len(pages.numbers) - 1
+    images = (
+        f"image {first_image} is one of its pages"
+        if last == first_image
+        else f"images {first_image} to {last} are its pages"
+    )
+    lines = [f"{pages.name} is a PDF of {count}; {images}, as follows."]
+    lines += [
+        f"Image {first_image + offset}: page {number} of {pages.page_count}."
+        for offset, number in enumerate(pages.numbers)
+    ]
+    return "\n".join(lines)
+
+
+def left_out_note(pages: list[PdfPages], limits: Limits) -> str:
+    """The reply's note when pages of a message's PDFs were not read ("" when all were):
+    "report.pdf: pages 1-10 of 30 were read. Loupe reads at most 10 pages ..."."""
+    notes = []
+    for document in pages:
+        if not document.left_out:
+            continue
+        if not document.numbers:
+            notes.append(f"{document.name}: none of its pages were read")
+            continue
+        one = len(document.numbers) == 1
+        read = f"{'page' if one else 'pages'} {page_list(document.numbers)}"
+        notes.append(
+            f"{document.name}: {read} of {document.page_count} {'was' if one else 'were'} read"
+        )
+    if not notes:
+        return ""
+    return (
+        f"{'; '.join(notes)}. Loupe reads at most {limits.max_pdf_pages} pages of a message: "
+        'name the pages you want, as in "pages 11-20".'
+    )
+
+
+def _open(path: Path, name: str | None = None):
+    """The document, open (close it with `with`); PdfError in one sentence if it won't open.
+
+    PDFium is called directly to open it: pypdfium2 counts "no pages" as a failure to load
+    and then reports PDFium's last error, which is left over from an earlier file."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    name = name or path.name
+    try:
+        handle = pdfium_c.FPDF_LoadDocument((str(path) + "\x00").encode("utf-8"), None)
+    except Exception as exc:  # a path PDFium cannot take
+        raise PdfError(f"{name} could not be read.") from exc
+    if not handle:
+        error = pdfium_c.FPDF_GetLastError()
+        if error == pdfium_c.FPDF_ERR_PASSWORD:
+            problem = "is protected by a password, so Loupe cannot open it"
+        elif error == pdfium_c.FPDF_ERR_SECURITY:
+            problem = "uses a kind of encryption Loupe cannot open"
+        elif error == pdfium_c.FPDF_ERR_FILE:
+            problem = "could not be read"
+        else:
+            problem = "is damaged or not a PDF Loupe can read"
+        raise PdfError(f"{name} {problem}.")
+    document = pdfium.PdfDocument(handle)
+    if len(document) < 1:
+        document.close()
+        raise PdfError(f"{name} has no pages.")
+    return document
+
+
+def _render(document, number: int, name: str) -> Image.Image:
+    """Page `number` (from 1) as an RGB image of about PAGE_PIXELS."""
+    try:
+        page = document[number - 1]
+        try:
+            width_pt, height_pt = page.get_size()
+            if not (width_pt > 0 and height_pt > 0 and math.isfinite(width_pt * height_pt)):
+                raise ValueError(f"page size {width_pt}x{height_pt}")
+            scale = math.sqrt(PAGE_PIXELS / (width_pt * height_pt))
+            scale = min(scale, MAX_SIDE_PX / max(width_pt, height_pt))
+            bitmap = page.render(scale=scale)
+            try:
+                return bitmap.to_pil().convert("RGB")
+            finally:
+                bitmap.close()
+        finally:
+            page.close()
+    except Exception as exc:  # PDFium raises PdfiumError; odd page sizes, MemoryError, ...
+        raise PdfError(f"Page {number} of {name} could not be rendered.") from exc
