@@ -58,7 +58,11 @@ def shown_user(message: StoredMessage) -> list[dict]:
 def shown_file(attachment: Attachment) -> dict:
     """A file in the chat, with a text alternative (the page's images need one)."""
     kind = {"image": "Image", "pdf": "PDF"}.get(attachment.kind, "Recording")
-    return {"path": attachment.path, "alt_text": f"{kind} you sent: {attachment.name}"}
+    alt_text = f"{kind} you sent: {attachment.name}"
+    if attachment.kind == "pdf":  # shown as a link, named as the person named the file
+        file = {"path": attachment.path, "orig_name": attachment.name}
+        return {"file": file | {"mime_type": "application/pdf"}, "alt_text": alt_text}
+    return {"path": attachment.path, "alt_text": alt_text}
 
 
 def shown_answer(message: StoredMessage) -> list[dict]:

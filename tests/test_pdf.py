@@ -35,9 +35,12 @@ from app.pdf import (
 from app.voice import SEND_AUDIO, Voice
 from model import GenerationOptions, SpeechRecognizer
 from model.prompts import build_inputs
+from tests import test_browser
 from tests.conftest import photo
 from tests.test_fuzz import FUZZ, mutated
 
+# The page test's fixtures: a fresh Chromium, and the demo app's page open in it.
+browser, page = test_browser.browser, test_browser.page
 CHROMIUM = Path("/usr/bin/chromium")
 LIMITS = Limits()
 PAGES = 30
@@ -363,7 +366,8 @@ def test_a_pdf_is_kept_shown_exported_and_reopened(engine, pdfs, tmp_path: Path)
     question, answer = conversation.messages
     assert Path(question.attachments[0].path).read_bytes() == pdfs["report"].read_bytes()
     assert answer.text.startswith("*report.pdf: pages 3-5 of 30 were read")
-    assert shown_conversation(conversation)[0][0]["content"]["path"].endswith(".pdf")
+    reopened_file = shown_conversation(conversation)[0][0]["content"]["file"]
+    assert reopened_file["path"].endswith(".pdf") and reopened_file["orig_name"] == "report.pdf"
     markdown = export_markdown(conversation)
     assert "[📄 report.pdf](file://" in markdown and "> Pages 3-5 of 30" in markdown
     sent = handlers.intake.model_messages(conversation, "")[0]
@@ -460,3 +464,24 @@ def test_v1_bodies_with_a_file_part_become_labelled_pages(pdfs):
     body["messages"][0]["content"][0]["text"] = "And page 31?"
     with pytest.raises(ApiError, match="report.pdf has 30 pages, so it has no page 31"):
         chat_call(body, LIMITS)
+
+
+def test_the_page_sends_a_pdf_and_shows_it_with_the_note(page, demo_app, pdfs):
+    from playwright.sync_api import expect
+
+    from tests.test_browser import REPLY_TIMEOUT_MS, wait_until_idle
+    from tests.test_page import attach, short_replies
+
+    url, _ = demo_app
+    short_replies(page)
+    attach(page, pdfs["report"])
+    page.fill("#message textarea", "Summarise pages 2-4")
+    page.keyboard.press("Enter")
+    page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
+    wait_until_idle(url)
+    chat = page.locator("#chat")
+    expect(chat.locator("a", has_text="report.pdf").first).to_be_visible()  # a file link
+    expect(chat.get_by_text("Pages 2-4 of 30", exact=True)).to_be_visible()
+    expect(page.locator("#chat .bot").last).to_contain_text(
+        "report.pdf: pages 2-4 of 30 were read."
+    )
