@@ -267,20 +267,21 @@ def unpack(archive: Path, into: Path, limits: Limits) -> None:
     holds too many or too large files (checked from its directory, before writing)."""
     try:
         with zipfile.ZipFile(archive) as bundle:
-            members = [
-                member
+            named = [
+                (member, PurePosixPath(member.filename.replace("\\", "/")))
                 for member in bundle.infolist()
-                if not member.is_dir() and not _hidden(PurePosixPath(member.filename))
+                if not member.is_dir()
             ]
+            for _, name in named:
+                if name.is_absolute() or ".." in name.parts:
+                    raise BatchProblem(f"{archive.name} names a file outside itself: {name}.")
+            members = [(member, name) for member, name in named if not _hidden(name)]
             if len(members) > MAX_BATCH_FILES:
                 raise BatchProblem(
                     f"{archive.name} holds {len(members)} files; the Batch view takes up to "
                     f"{MAX_BATCH_FILES} at once."
                 )
-            for member in members:
-                name = PurePosixPath(member.filename.replace("\\", "/"))
-                if name.is_absolute() or ".." in name.parts:
-                    raise BatchProblem(f"{archive.name} names a file outside itself: {name}.")
+            for member, name in members:
                 if member.file_size > limits.max_file_mb * 1024 * 1024:
                     raise BatchProblem(
                         f"{name.name} in {archive.name} is over the {limits.max_file_mb} MB "
@@ -410,7 +411,7 @@ def render_batch_view(batches: Batches) -> None:
         interactive=True,
         wrap=True,
         type="array",
-        max_chars=300,  # a long cell shows whole once selected
+        max_chars=160,  # a long cell shows whole once selected; alt text fits
         elem_id="batch-results",
     )
     with gr.Row():

@@ -200,10 +200,13 @@
         control.querySelector("img")?.alt;
       if (name) control.setAttribute("aria-label", name);
     });
-    // The Thinking section's title is itself the toggle: its arrow button is a duplicate.
+    // A collapsed section's title (Thinking, Image detail) is itself the toggle: its arrow
+    // button is a duplicate, and inert, so that the toggle holds no control of its own (a
+    // click on the arrow still reaches the title).
     document.querySelectorAll("#chat .thought-group .title button").forEach((arrow) => {
       arrow.setAttribute("aria-hidden", "true");
       arrow.setAttribute("tabindex", "-1");
+      arrow.inert = true;
     });
     // Gradio names each radio button apart, which breaks the group: the arrow keys would not
     // move between choices and each would be its own Tab stop. One name per group mends both.
@@ -231,6 +234,24 @@
     });
     // The Batch view's progress line is read out as it changes, politely.
     document.querySelector("#batch-progress:not([role])")?.setAttribute("role", "status");
+    // The table's lock icon on a column that cannot be edited: a label needs a role.
+    document.querySelectorAll("[aria-label='Static column']:not([role])").forEach((icon) => {
+      icon.setAttribute("role", "img");
+    });
+    // A gallery thumbnail that shows a caption is named by it, not "Thumbnail 1 of 6".
+    document.querySelectorAll("button[aria-label^='Thumbnail ']").forEach((thumbnail) => {
+      if (thumbnail.innerText.trim()) thumbnail.removeAttribute("aria-label");
+    });
+    // A file box that holds files is a button around their list, with links and buttons of
+    // its own: a labelled group then (its Upload button adds more); empty, it says what it does.
+    document.querySelectorAll("button[aria-label='common.upload'], [data-upload-box]").forEach(
+      (box) => {
+        box.dataset.uploadBox = "";
+        const holdsFiles = !!box.querySelector("a, button, input:not([type='file'])");
+        box.setAttribute("role", holdsFiles ? "group" : "button");
+        box.setAttribute("aria-label", holdsFiles ? "Files added" : "Add files");
+      }
+    );
     // An image whose alt repeats the text beside it is read twice: make it decorative.
     document.querySelectorAll("footer img[alt]").forEach((image) => {
       if (image.alt && image.parentElement?.textContent.includes(image.alt)) image.alt = "";

@@ -17,6 +17,7 @@ from PIL import Image
 from app.batch_view import MAX_BATCH_FILES, BatchProblem, unpack
 from app.config import Limits
 from tests.conftest import photo
+from tests.test_accessibility import assert_no_blocking_violations
 from tests.test_batch import chart, screenshot
 from tests.test_browser import browser, shoot, wait_until_idle  # noqa: F401 (browser: fixture)
 from tests.test_metadata import exiftool
@@ -72,11 +73,25 @@ def wait_for_end(page) -> str:
 
 
 def table(page) -> list[list[str]]:
-    rows = page.locator("#batch-results tbody tr")
-    return [
-        [cell.strip() for cell in rows.nth(n).locator("td").all_inner_texts()]
-        for n in range(rows.count())
-    ]
+    """The results table's rows as shown (long cells cut short), scrolled through: the table
+    draws only the rows in view."""
+    return page.evaluate(
+        """async () => {
+            const viewport = document.querySelector('#batch-results .virtual-table-viewport');
+            const rows = new Map();
+            for (let top = 0; ; top += viewport.clientHeight / 2) {
+                viewport.scrollTop = top;
+                await new Promise((settled) => requestAnimationFrame(() => setTimeout(settled)));
+                document.querySelectorAll('#batch-results [role=row].virtual-row').forEach(
+                    (row) => rows.set(Number(row.dataset.index), [
+                        ...row.querySelectorAll('[role=gridcell]')
+                    ].map((cell) => cell.innerText.trim())));
+                if (top >= viewport.scrollHeight) break;
+            }
+            viewport.scrollTop = 0;
+            return [...rows.keys()].sort((a, b) => a - b).map((index) => rows.get(index));
+        }"""
+    )
 
 
 def download(page, button: str, tmp_path: Path) -> Path:
@@ -102,6 +117,8 @@ def test_drop_describe_edit_and_download(batch_page, demo_app, uploads, tmp_path
     )  # counted as it goes: six files, the hidden ones left out
     assert wait_for_end(page).startswith("Done: 4 described, 0 already done, 2 failed")
     shoot(page, "batch-done")
+    assert page.get_attribute("#batch-progress", "role") == "status"  # read out as it changes
+    assert_no_blocking_violations(page, "the Batch view with results")
 
     rows = {row[0]: row for row in table(page)}
     assert set(rows) == {
@@ -117,13 +134,13 @@ def test_drop_describe_edit_and_download(batch_page, demo_app, uploads, tmp_path
     assert page.locator("#batch-images img").count() == 6
 
     # Correct the tent's alt text in the table, as a person would: select the cell and type.
-    tent = page.locator("#batch-results tbody tr", has_text="tent.jpg")
-    tent.locator("td").nth(2).dblclick()
-    editor = page.locator("#batch-results tbody textarea, #batch-results tbody input").first
+    tent = page.locator("#batch-results [role=row]", has_text="tent.jpg")
+    tent.locator("[role=gridcell]").nth(2).dblclick()
+    editor = page.locator("#batch-results [role=gridcell] textarea").first
     editor.fill(EDITED_ALT)
     editor.press("Enter")
     page.wait_for_function(
-        "(text) => document.querySelector('#batch-results tbody').innerText.includes(text)",
+        "(text) => document.querySelector('#batch-results').innerText.includes(text)",
         arg=EDITED_ALT,
     )
 
