@@ -51,7 +51,8 @@ def shown_user(message: StoredMessage) -> list[dict]:
     entries = [{"role": "user", "content": shown_file(a)} for a in message.attachments]
     entries += [{"role": "user", "content": a.caption} for a in message.attachments if a.caption]
     level = level_of(message.text)
-    text = f"Describe this image: {LEVELS[level].label}" if level else message.text
+    described = "PDF" if any(a.kind == "pdf" for a in message.attachments) else "image"
+    text = f"Describe this {described}: {LEVELS[level].label}" if level else message.text
     return entries + ([{"role": "user", "content": text}] if text else [])
 
 

@@ -485,3 +485,24 @@ def test_the_page_sends_a_pdf_and_shows_it_with_the_note(page, demo_app, pdfs):
     expect(page.locator("#chat .bot").last).to_contain_text(
         "report.pdf: pages 2-4 of 30 were read."
     )
+
+
+def test_describe_mode_reads_the_named_pages_one_at_a_time(engine, pdfs, tmp_path: Path):
+    from app.describe import AI_NOTICE
+
+    handlers = ChatHandlers(
+        engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), AppConfig()
+    )
+    value = {"text": "pages 2-3", "files": [str(pdfs["report"])]}
+    updates = list(handlers.describe_page(value, "", "read_text", *SETTINGS))
+    shown, box, conversation_id, *_ = updates[0]
+    assert box == {"text": "pages 2-3", "files": []}  # the typed text waits in the box
+    assert shown[1]["content"] == "Pages 2-3 of 30"
+    assert shown[2]["content"] == "Describe this PDF: Read all text"
+    conversation = handlers.history.get(conversation_id)
+    assert conversation.title == "Read all text: report.pdf"
+    answer = conversation.messages[-1].text
+    assert answer.startswith(f"{AI_NOTICE} *report.pdf: pages 2-3 of 30 were read.")
+    sent = handlers.intake.model_messages(conversation, "")[0]
+    assert [page_number(image) for image in sent.images] == [2, 3]
+    assert "one at a time, in order, each under a heading with its page number" in sent.text
