@@ -107,7 +107,7 @@ def file_kind(path: str | Path, limits: Limits) -> Kind:
         pdf.page_count(path)
         return "pdf"
     if _audio_format(path) is None:
-        raise MediaError(f"{path.name} is neither an image nor an audio file Loupe can use.")
+        raise MediaError(f"{path.name} is not an image, a PDF or an audio file Loupe can use.")
     with _open_audio(path, limits):
         return "audio"
 

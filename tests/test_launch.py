@@ -55,7 +55,7 @@ def test_chat_explains_a_file_it_cannot_read(demo_app, tmp_path: Path):
     fake = tmp_path / "notes.txt"
     fake.write_text("not media")
     client = Client(url, verbose=False)
-    with pytest.raises(Exception, match="neither an image nor an audio file"):
+    with pytest.raises(Exception, match="not an image, a PDF or an audio file"):
         client.predict({"text": "Read this", "files": [handle_file(fake)]}, api_name="/chat")
 
 

@@ -279,7 +279,7 @@ def test_the_page_limit_counts_every_pdf_of_a_message(pdfs):
         ("encrypted", "encrypted.pdf is protected by a password, so Loupe cannot open it."),
         ("no_pages", "no_pages.pdf has no pages."),
         ("cut", "cut.pdf is damaged or not a PDF Loupe can read."),
-        ("fake", "fake.pdf is neither an image nor an audio file Loupe can use."),
+        ("fake", "fake.pdf is not an image, a PDF or an audio file Loupe can use."),
     ],
 )
 def test_a_pdf_that_cannot_be_read_gives_one_sentence(pdfs, name: str, sentence: str):
