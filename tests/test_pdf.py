@@ -23,7 +23,7 @@ from PIL import Image
 from app.config import AppConfig, Limits
 from app.display import shown_conversation
 from app.handlers import ChatHandlers
-from app.history import History, export_markdown
+from app.history import History, export_json, export_markdown
 from app.intake import Intake
 from app.media import MediaError, file_kind, load_attachments
 from app.pdf import (
@@ -370,6 +370,8 @@ def test_a_pdf_is_kept_shown_exported_and_reopened(engine, pdfs, tmp_path: Path)
     assert reopened_file["path"].endswith(".pdf") and reopened_file["orig_name"] == "report.pdf"
     markdown = export_markdown(conversation)
     assert "[📄 report.pdf](file://" in markdown and "> Pages 3-5 of 30" in markdown
+    [kept] = json.loads(export_json(conversation))["messages"][0]["attachments"]
+    assert (kept["kind"], kept["name"], kept["caption"]) == ("pdf", "report.pdf", "Pages 3-5 of 30")
     sent = handlers.intake.model_messages(conversation, "")[0]
     assert [page_number(image) for image in sent.images] == [3, 4, 5]
 
