@@ -8,11 +8,11 @@ the image), so follow-up questions about the same image simply continue the conv
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
-from model import Message
+from model import AUTO_IMAGE_TOKENS, GenerationOptions, Message
 
 from . import moderation
 
@@ -21,10 +21,12 @@ AI_NOTICE = "AI description, may be wrong:"
 
 @dataclass(frozen=True)
 class Level:
-    """A description level: its name on the page and the prompt that asks for it."""
+    """A description level: its name on the page, the prompt that asks for it, and the image
+    budget it asks Auto for (0: what the image needs)."""
 
     label: str
     prompt: str
+    image_tokens: int = 0
 
 
 # Said first in every level's prompt: who the description is for, and what never to do.
@@ -86,6 +88,7 @@ LEVELS: dict[str, Level] = {
         "translate, summarise or explain anything. Put [?] right after any word you are unsure "
         "of, and write [unreadable] where text cannot be read at all. If there is no text, "
         "answer only: No text found.",
+        image_tokens=1120,  # every word, the smallest too
     ),
     "diagram": Level(
         "Diagram or chart",
@@ -100,6 +103,7 @@ LEVELS: dict[str, Level] = {
         "Say when a value is estimated from where a mark sits.\n"
         "4. The main trend, comparison or conclusion, in one or two sentences.\n"
         "If the image is not a diagram or chart, say so, then describe it briefly.",
+        image_tokens=1120,  # axis labels, legends and values are small text
     ),
     # Not a description: a verdict in OpenAI's moderation shape, read by moderation.verdict_of.
     "check_content": Level("Check content", moderation.PROMPT),
@@ -118,6 +122,14 @@ def level_prompt(level: str) -> str:
 def level_of(text: str) -> str | None:
     """The level whose prompt `text` is, or None for anything else the person wrote."""
     return next((level for level, spec in LEVELS.items() if spec.prompt == text), None)
+
+
+def level_options(level: str | None, options: GenerationOptions) -> GenerationOptions:
+    """`options` for answering at `level`: with Image detail on Auto, the level's own budget
+    (Read all text and Diagram or chart ask for 1120); a budget the person chose stays."""
+    if level is None or options.image_tokens != AUTO_IMAGE_TOKENS:
+        return options
+    return replace(options, preferred_image_tokens=LEVELS[level].image_tokens)
 
 
 def description_messages(image: Image.Image, level: str, context: str = "") -> list[Message]:

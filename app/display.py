@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model import Timing
+from model import ImageDetail, Timing
 
 from .describe import LEVELS, level_of
 from .history import Attachment, Conversation, StoredMessage
 
 THINKING_TITLE = "Thinking"
+IMAGE_DETAIL_TITLE = "Image detail"
 INTERRUPTED = "*(stopped)*"
 
 
@@ -23,6 +24,7 @@ class Reply:
     error: str | None = None
     cancelled: bool = False
     dropped: int = 0  # oldest messages left out: the conversation outgrew the context window
+    image_detail: ImageDetail | None = None  # the image budget its prompt was built with
 
 
 def dropped_note(dropped: int) -> str:
@@ -67,13 +69,19 @@ def shown_file(attachment: Attachment) -> dict:
 
 
 def shown_answer(message: StoredMessage) -> list[dict]:
-    reply = Reply(message.text, message.thinking, cancelled=message.status == "interrupted")
+    reply = Reply(
+        message.text,
+        message.thinking,
+        cancelled=message.status == "interrupted",
+        image_detail=message.image_detail,
+    )
     return shown_reply(reply)
 
 
 def shown_reply(reply: Reply) -> list[dict]:
-    """A reply: a collapsed Thinking section (if any), then the answer."""
-    entries = []
+    """A reply: a collapsed note of its image detail (if it saw images), a collapsed Thinking
+    section (if any), then the answer."""
+    entries = [detail_entry(reply.image_detail)] if reply.image_detail else []
     if reply.thinking:
         entries.append(
             {
@@ -89,6 +97,21 @@ def shown_reply(reply: Reply) -> list[dict]:
         answer = f"{answer} {INTERRUPTED}".strip()
     entries.append({"role": "assistant", "content": with_dropped_note(reply, answer or "…")})
     return entries
+
+
+def detail_entry(detail: ImageDetail) -> dict:
+    """The image detail a reply was made with, as a collapsed section titled with the value
+    ("Image detail: 1120 (Auto)") that says why. Not part of the answer: read aloud, copying
+    and the live region leave it out, as they leave out Thinking."""
+    if detail.auto:
+        why = f"Auto chose it: {detail.reason}. A value chosen under Settings wins over Auto."
+    else:
+        why = "The value set for this message under Image detail, in Settings."
+    return {
+        "role": "assistant",
+        "content": f"Each image was read at up to {detail.tokens} tokens. {why}",
+        "metadata": {"title": f"{IMAGE_DETAIL_TITLE}: {detail.label}", "status": "done"},
+    }
 
 
 def with_dropped_note(reply: Reply, text: str) -> str:

@@ -30,6 +30,7 @@ from .describe import (
     alt_text_of,
     description_messages,
     level_of,
+    level_options,
     level_prompt,
 )
 from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
@@ -269,7 +270,8 @@ class ChatHandlers:
             self._ask_for_description(conversation_id, image, level)
             yield from self._api_reply(conversation_id, "", GenerationOptions())
             return
-        for reply in self.stream(messages, GenerationOptions(), prefix=f"{AI_NOTICE} "):
+        options = level_options(level, GenerationOptions())
+        for reply in self.stream(messages, options, prefix=f"{AI_NOTICE} "):
             if reply.error:
                 raise refused(reply.error)
             yield reply.answer
@@ -327,10 +329,12 @@ class ChatHandlers:
         """
         reply = Reply(answer=prefix)
         reply_stream = self.engine.submit(ChatRequest(tuple(messages), options))
+        reply.image_detail = reply_stream.image_detail
         if owner:
             self._running[owner] = reply_stream
         try:
             for event in reply_stream:
+                reply.image_detail = reply_stream.image_detail  # a server's window may lower it
                 if isinstance(event, TextChunk):
                     if event.thinking:
                         reply.thinking += event.text
@@ -356,10 +360,13 @@ class ChatHandlers:
     ) -> Iterator[tuple[list, Reply]]:
         """Reply to the stored conversation: yields (chat shown, reply) as it grows, and keeps
         the answer, marked interrupted if it was stopped (also when the page goes away).
-        A description (the last message is a level's prompt) starts with the AI notice."""
+        A description (the last message is a level's prompt) starts with the AI notice, and
+        its level may ask for an image detail (see describe.level_options)."""
         conversation = self.history.get(conversation_id)
         shown, _ = shown_conversation(conversation)
-        prefix = f"{AI_NOTICE} " if level_of(conversation.messages[-1].text) else ""
+        level = level_of(conversation.messages[-1].text)
+        prefix = f"{AI_NOTICE} " if level else ""
+        options = level_options(level, options)
         note = self.intake.left_out_note(conversation.messages[-1])  # PDF pages not read
         prefix += f"*{note}*\n\n" if note else ""
         reply = Reply()
@@ -381,7 +388,14 @@ class ChatHandlers:
                 status = "complete" if finished else "interrupted"
                 self.history.append(
                     conversation_id,
-                    StoredMessage("assistant", reply.answer, (), reply.thinking, status),
+                    StoredMessage(
+                        "assistant",
+                        reply.answer,
+                        (),
+                        reply.thinking,
+                        status,
+                        image_detail=reply.image_detail,
+                    ),
                 )
 
     def _page_reply(

@@ -11,6 +11,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from model import ImageDetail
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
@@ -27,6 +29,7 @@ CREATE TABLE IF NOT EXISTS messages (
     thinking TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL DEFAULT 'complete',
     created REAL NOT NULL,
+    image_detail TEXT NOT NULL DEFAULT '',
     UNIQUE (conversation_id, position)
 );
 CREATE TABLE IF NOT EXISTS attachments (
@@ -61,6 +64,7 @@ class StoredMessage:
     attachments: tuple[Attachment, ...] = ()
     thinking: str = ""
     status: str = "complete"  # or "interrupted": stopped before it was finished
+    image_detail: ImageDetail | None = None  # an answer's: the image budget it was made with
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class History:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
 
     def create(self, title: str = NEW_TITLE) -> str:
         conversation_id = uuid.uuid4().hex[:12]
@@ -109,7 +114,7 @@ class History:
             ).fetchone()
             cursor = self._db.execute(
                 "INSERT INTO messages (conversation_id, position, role, text, thinking, status,"
-                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " created, image_detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     position,
@@ -118,6 +123,7 @@ class History:
                     message.thinking,
                     message.status,
                     now,
+                    json.dumps(asdict(message.image_detail)) if message.image_detail else "",
                 ),
             )
             self._db.executemany(
@@ -187,7 +193,7 @@ class History:
             if row is None:
                 return None
             messages = self._db.execute(
-                "SELECT id, role, text, thinking, status FROM messages"
+                "SELECT id, role, text, thinking, status, image_detail FROM messages"
                 " WHERE conversation_id = ? ORDER BY position",
                 (conversation_id,),
             ).fetchall()
@@ -202,8 +208,15 @@ class History:
             path = str(self.files_dir / file)
             by_message.setdefault(message_id, []).append(Attachment(kind, path, name, caption))
         stored = tuple(
-            StoredMessage(role, text, tuple(by_message.get(message_id, ())), thinking, status)
-            for message_id, role, text, thinking, status in messages
+            StoredMessage(
+                role,
+                text,
+                tuple(by_message.get(message_id, ())),
+                thinking,
+                status,
+                ImageDetail(**json.loads(detail)) if detail else None,
+            )
+            for message_id, role, text, thinking, status, detail in messages
         )
         return Conversation(*row, messages=stored)
 
@@ -233,6 +246,19 @@ class History:
         with self._lock, self._db:
             self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         shutil.rmtree(self.files_dir / conversation_id, ignore_errors=True)
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a data folder was made: added to its database, empty."""
+        with self._lock, self._db:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+            if "image_detail" not in columns:
+                try:
+                    self._db.execute(
+                        "ALTER TABLE messages ADD COLUMN image_detail TEXT NOT NULL DEFAULT ''"
+                    )
+                except sqlite3.OperationalError as exc:  # another Loupe added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def _keep(self, conversation_id: str, attachment: Attachment) -> Attachment:
         """A copy of the file in this conversation's folder; stored relative to files/."""

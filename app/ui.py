@@ -7,7 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from model import DEFAULT_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
+from model import AUTO_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
 
 from .batch_view import BATCH_PATH, Batches, render_batch_view
 from .conversations import ADDRESS_PARAMETER, GROUPS
@@ -366,9 +366,10 @@ def settings_sidebar() -> tuple[gr.Sidebar, list[gr.components.Component], gr.Ra
         top_k = gr.Slider(0, 200, value=64, step=1, label="Top-k")
         max_new_tokens = gr.Slider(16, 4096, value=512, step=16, label="Max new tokens")
         image_tokens = gr.Dropdown(
-            list(IMAGE_TOKEN_BUDGETS),
-            value=DEFAULT_IMAGE_TOKENS,
-            label="Image detail (tokens per image: more reads small text better)",
+            [("Auto", AUTO_IMAGE_TOKENS), *((str(n), n) for n in IMAGE_TOKEN_BUDGETS)],
+            value=AUTO_IMAGE_TOKENS,
+            label="Image detail (tokens per image; Auto: 280 for photos, 560 or 1120 for text)",
+            elem_id="image-detail",
         )
         thinking = gr.Checkbox(label="Thinking", value=False)
         voice_route = gr.Radio(

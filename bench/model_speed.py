@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from model.loader import LoadedModel
-from model.messages import AudioClip, GenerationOptions, Message
+from model.messages import AUTO_IMAGE_TOKENS, AudioClip, GenerationOptions, Message
 
 from .harness import Figure, figure, repeat, seconds
 
@@ -24,6 +26,7 @@ DECODE_PROMPT = "Write a short poem about the sea, the wind and the light."
 IMAGE_PROMPT = "What is written on the screenshot?"
 AUDIO_PROMPT = "Transcribe the audio clip and summarise what the speaker says."
 COPY_BYTES = 512 * 2**20  # enough to leave every cache behind
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,27 @@ def first_token_inputs(budgets: tuple[int, ...], audio_s: tuple[int, ...]) -> li
     for budget in budgets:
         message = Message("user", IMAGE_PROMPT, images=(screenshot(),))
         cases.append((f"image {budget}", (message,), GenerationOptions(image_tokens=budget)))
+    cases += auto_detail_inputs()
     for length_s in audio_s:
         message = Message("user", AUDIO_PROMPT, audio=(speech_like(length_s),))
         cases.append((f"audio {length_s} s", (message,), GenerationOptions()))
+    return cases
+
+
+def auto_detail_inputs() -> list[tuple]:
+    """Image detail Auto against the model's default of 280, on the app's real example
+    screenshot and photo. Auto's own look at the image is part of what is timed: the
+    processor's inputs are built with it (model.prompts.build_inputs)."""
+    from model.detail import image_tokens_for
+
+    cases = []
+    for kind, name in (("screenshot", "example-error.png"), ("photo", "example-photo.jpg")):
+        image = Image.open(ASSETS / name)
+        image.load()
+        message = (Message("user", IMAGE_PROMPT, images=(image,)),)
+        cases.append((f"{kind} {name} at 280", message, GenerationOptions(image_tokens=280)))
+        auto = f"{kind} {name} Auto: {image_tokens_for([image])}"
+        cases.append((auto, message, GenerationOptions(image_tokens=AUTO_IMAGE_TOKENS)))
     return cases
 
 

@@ -12,11 +12,13 @@ from .config import (
     ModelConfig,
     RemoteEngineConfig,
 )
+from .detail import ImageDetail
 from .engine import Engine, EngineStatus, ModelInfo, ReplyStream
 from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .folder import folder_problem
 from .local_engine import DEMO_FALLBACK_NOTE, LocalEngine
 from .messages import (
+    AUTO_IMAGE_TOKENS,
     DEFAULT_IMAGE_TOKENS,
     IMAGE_TOKEN_BUDGETS,
     AudioClip,
@@ -35,6 +37,7 @@ def open_engine(config: ModelConfig | RemoteEngineConfig, queue_size: int) -> En
 
 
 __all__ = [
+    "AUTO_IMAGE_TOKENS",
     "DEMO_FALLBACK_NOTE",
     "DEFAULT_ENGINE_CONCURRENCY",
     "DEFAULT_HANG_TIMEOUT_S",
@@ -49,6 +52,7 @@ __all__ = [
     "EngineStatus",
     "Finished",
     "GenerationOptions",
+    "ImageDetail",
     "LocalEngine",
     "Message",
     "ModelConfig",

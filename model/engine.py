@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from .detail import ImageDetail
 from .events import EngineError, Finished, ReplyEvent, TextChunk
 from .messages import ChatRequest
 
@@ -27,7 +28,8 @@ class ModelInfo:
     """What answers, as the status line and /health show it.
 
     For a remote engine `device` and `quantization` are the server's business: "remote" and
-    None; `url` is the server's address, without credentials.
+    None; `url` is the server's address, without credentials. `context_tokens`: what a prompt
+    and its reply may take together (0 where not known).
     """
 
     name: str
@@ -37,6 +39,7 @@ class ModelInfo:
     drafter: bool = False  # the multi-token-prediction drafter is loaded
     engine: EngineKind = "in-process"
     url: str | None = None
+    context_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,14 @@ class ReplyStream:
     """The events of one reply, in order; iterate it, or cancel it from any thread.
 
     The engine that made it calls `put` with each event and gives it `on_cancel`, which stops
-    the reply where it runs (a decoding step, an HTTP stream).
+    the reply where it runs (a decoding step, an HTTP stream). `image_detail` is the image
+    budget its prompt is built with (None without images, or where a server keeps its own):
+    set when the request is taken, and changed only before the first event, if at all.
     """
 
     def __init__(self, request_id: int, on_cancel: Callable[[], None] | None = None):
         self.request_id = request_id
+        self.image_detail: ImageDetail | None = None
         self._on_cancel = on_cancel
         self._events: queue.Queue[ReplyEvent] = queue.Queue()
         self.cancelled = threading.Event()
@@ -153,7 +159,11 @@ class Engine(Protocol):
         """Begin loading or connecting in the background and return at once."""
 
     def submit(self, request: ChatRequest) -> ReplyStream:
-        """Queue a request; a full queue or no model answers with an EngineError at once."""
+        """Queue a request; a full queue or no model answers with an EngineError at once.
+
+        An Auto image budget is chosen here (model.detail.resolve), so what runs the model
+        always gets a number; it takes tens of milliseconds per image, so call it off an event
+        loop."""
 
     def status(self) -> EngineStatus: ...
 

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import threading
 
+from . import detail
 from .config import ModelConfig
 from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
 from .events import STOPPED_BEFORE_START, ContextTrimmed, EngineError, Finished, TextChunk
@@ -105,14 +106,22 @@ class LocalEngine:
         return process.pid if process is not None else None
 
     def submit(self, request: ChatRequest) -> ReplyStream:
-        """Queue a request; a full queue or a failed load answers with an EngineError at once."""
+        """Queue a request; a full queue or a failed load answers with an EngineError at once.
+        An Auto image budget is chosen first, within the context window once it is known."""
         request_id = next(self._ids)
         stream = ReplyStream(request_id, lambda: self._cancel_running(request_id))
         if self._load_state == "error":
             stream.put(EngineError("unavailable", self._error or "No model is loaded."))
             return stream
+        request, stream.image_detail = detail.resolve(request, self._context_tokens())
         self._queue.offer(stream, request)
         return stream
+
+    def _context_tokens(self) -> int:
+        """The window a prompt and its reply share: the loaded model's (capped by the
+        configuration), or the configured cap while the model loads (0: not yet known)."""
+        info = self._info
+        return info.context_tokens if info and info.context_tokens else self._config.context_tokens
 
     def close(self) -> None:
         """Stop the dispatcher and the worker process."""

@@ -14,7 +14,8 @@ from PIL import Image
 
 Role = Literal["system", "user", "assistant"]
 IMAGE_TOKEN_BUDGETS = (70, 140, 280, 560, 1120)
-DEFAULT_IMAGE_TOKENS = 280
+DEFAULT_IMAGE_TOKENS = 280  # the model's own default
+AUTO_IMAGE_TOKENS = 0  # Auto: the engine chooses per request (model/detail.py)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class Message:
 class GenerationOptions:
     """Sampling and prompt settings; defaults are the model's own generation config.
 
+    `image_tokens` is the most soft tokens per image, one of IMAGE_TOKEN_BUDGETS, or
+    AUTO_IMAGE_TOKENS: the engine then chooses from the images (model.detail.resolve), starting
+    from `preferred_image_tokens` instead when a task asks for one (0: the images decide).
+
     `min_new_tokens` holds the stop tokens back until that many tokens are out (benchmarks force
     a length with it, so random weights can be timed). `speculative` lets the multi-token-
     prediction drafter propose tokens when one is loaded; the model still decides every token.
@@ -53,13 +58,16 @@ class GenerationOptions:
     top_k: int = 64
     max_new_tokens: int = 512
     thinking: bool = False
-    image_tokens: int = DEFAULT_IMAGE_TOKENS
+    image_tokens: int = AUTO_IMAGE_TOKENS
     min_new_tokens: int = 0
     speculative: bool = True
+    preferred_image_tokens: int = 0
 
     def __post_init__(self) -> None:
-        if self.image_tokens not in IMAGE_TOKEN_BUDGETS:
-            raise ValueError(f"image_tokens must be one of {IMAGE_TOKEN_BUDGETS}")
+        if self.image_tokens not in (AUTO_IMAGE_TOKENS, *IMAGE_TOKEN_BUDGETS):
+            raise ValueError(f"image_tokens must be 0 (Auto) or one of {IMAGE_TOKEN_BUDGETS}")
+        if self.preferred_image_tokens not in (0, *IMAGE_TOKEN_BUDGETS):
+            raise ValueError(f"preferred_image_tokens must be 0 or one of {IMAGE_TOKEN_BUDGETS}")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
         if self.min_new_tokens < 0:

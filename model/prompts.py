@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S, to_model_rate
-from .messages import AudioClip, GenerationOptions, Message, turn_starts
+from .detail import image_tokens_for
+from .messages import AUTO_IMAGE_TOKENS, AudioClip, GenerationOptions, Message, turn_starts
 
 
 def normalise_audio(clip: AudioClip) -> np.ndarray:
@@ -31,6 +33,18 @@ def template_messages(messages: tuple[Message, ...] | list[Message]) -> list[dic
     return rendered
 
 
+def concrete_options(
+    messages: tuple[Message, ...] | list[Message], options: GenerationOptions
+) -> GenerationOptions:
+    """The options with Auto's image budget chosen from the messages' images (no context
+    window counted: the engines resolve Auto with it before a request gets here)."""
+    if options.image_tokens != AUTO_IMAGE_TOKENS:
+        return options
+    images = [image for message in messages for image in message.images]
+    budget = image_tokens_for(images, options.preferred_image_tokens)
+    return replace(options, image_tokens=budget)
+
+
 def _template_kwargs(options: GenerationOptions) -> dict[str, Any]:
     return {
         "add_generation_prompt": True,
@@ -43,6 +57,7 @@ def render_prompt(
     processor: Any, messages: tuple[Message, ...] | list[Message], options: GenerationOptions
 ) -> str:
     """The prompt text before placeholder expansion (for inspection and tests)."""
+    options = concrete_options(messages, options)
     return processor.apply_chat_template(
         template_messages(messages), tokenize=False, **_template_kwargs(options)
     )
@@ -56,6 +71,7 @@ def build_inputs(
     Control tokens typed by a person are encoded as plain text, so a message cannot open a turn
     or smuggle in image placeholders.
     """
+    options = concrete_options(messages, options)
     return processor.apply_chat_template(
         template_messages(messages),
         tokenize=True,
@@ -96,6 +112,7 @@ def fit_to_context(
     soft tokens they become. Raises ContextOverflow when even the newest turn is too long.
     """
     messages = tuple(messages)
+    options = concrete_options(messages, options)
     budget = context_tokens - reply_room(options, context_tokens)
     inputs = build_inputs(processor, messages, options)
     if _length(inputs) <= budget:

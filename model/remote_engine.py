@@ -14,10 +14,12 @@ import itertools
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
+from . import detail
 from .config import RemoteEngineConfig
 from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
 from .events import (
@@ -28,7 +30,7 @@ from .events import (
     Finished,
     Timing,
 )
-from .messages import ChatRequest, turn_starts
+from .messages import DEFAULT_IMAGE_TOKENS, ChatRequest, turn_starts
 from .openai_wire import (
     EventReader,
     WireError,
@@ -135,6 +137,8 @@ class RemoteEngine:
         if self._load_state == "error":
             stream.put(EngineError("unreachable", self._error or self._down))
             return stream
+        # The server's window is learnt only from its refusal (see _open).
+        request, stream.image_detail = detail.resolve(request)
         self._queue.offer(stream, request)
         return stream
 
@@ -264,13 +268,16 @@ class RemoteEngine:
     def _open(self, stream: ReplyStream, request: ChatRequest) -> tuple[httpx.Response | None, int]:
         """Send the request; the open 200 stream and how many old messages were left out.
 
-        A field the server turns down is learnt and left out from then on; a prompt too long
-        for its context loses its oldest whole turns, one more each try.
+        A field the server turns down is learnt and left out from then on. A prompt too long
+        for its context first has an image budget Auto chose above 280 stepped down, then loses
+        its oldest whole turns, one more each try.
         """
-        messages, dropped = request.messages, 0
+        messages, options, dropped = request.messages, request.options, 0
         while True:
             left_out = set(self._refused)  # another reply may learn more meanwhile
-            body = request_body(ChatRequest(messages, request.options), self._model, left_out)
+            if "mm_processor_kwargs" in left_out:
+                stream.image_detail = None  # the server's own budget applies, unknown here
+            body = request_body(ChatRequest(messages, options), self._model, left_out)
             try:
                 response = self._http.send(
                     self._http.build_request("POST", "/chat/completions", json=body), stream=True
@@ -296,6 +303,13 @@ class RemoteEngine:
                         "The model server does not take %s; Loupe leaves it out from now on.",
                         ", ".join(sorted(learnt)),
                     )
+                continue
+            chosen = stream.image_detail
+            if status == 400 and too_long(message) and _may_step_down(chosen):
+                lower = detail.next_lower(chosen.tokens)
+                reason = f"{chosen.reason}; {chosen.tokens} did not fit the server's window"
+                stream.image_detail = replace(chosen, tokens=lower, reason=reason)
+                options = replace(options, image_tokens=lower)
                 continue
             starts = turn_starts(messages)
             if status == 400 and too_long(message) and starts:
@@ -334,6 +348,11 @@ class RemoteEngine:
         with self._lock:
             for name, value in fields.items():
                 setattr(self, f"_{name}", value)
+
+
+def _may_step_down(chosen: detail.ImageDetail | None) -> bool:
+    """Auto chose this budget, above 280: it gives way before the conversation's turns do."""
+    return chosen is not None and chosen.auto and chosen.tokens > DEFAULT_IMAGE_TOKENS
 
 
 def _model_ids(response: httpx.Response) -> list[str]:

@@ -19,6 +19,7 @@ import hashlib
 import pickle
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -54,10 +55,10 @@ def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
             )
         )
         return
-    conn.send(("loaded", loaded.info))
     from .prompts import context_length
 
     context_tokens = context_length(loaded.model.config, config.context_tokens)
+    conn.send(("loaded", replace(loaded.info, context_tokens=context_tokens)))
     prepared = PreparedInputs(loaded.processor, loaded.model.device, context_tokens)
     while True:
         try:

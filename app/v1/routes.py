@@ -71,7 +71,8 @@ class OpenAiApi:
         served = served_model(self.engine)
         check_model(body, served)
         call = await run_in_threadpool(chat_call, body, self.limits)
-        stream = self.engine.submit(call.request)
+        # Off the loop: choosing an Auto image detail looks at every image.
+        stream = await run_in_threadpool(self.engine.submit, call.request)
         refusal = stream.refusal()
         if refusal is not None:  # busy, or no model: said at once, before any reply starts
             raise ApiError.of(refusal)
@@ -81,6 +82,7 @@ class OpenAiApi:
         try:
             # Up to the first text (or the end), so a refusal still gets its own status code.
             await _until_disconnect(request, stream, _read(events, writer, stream, pending, True))
+            writer.image_detail = stream.image_detail  # settled before the first event
             if writer.error is not None:
                 raise ApiError.of(writer.error)
             if call.stream:

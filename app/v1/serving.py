@@ -8,7 +8,7 @@ import re
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from model import (
     Engine,
     EngineError,
     Finished,
+    ImageDetail,
     Message,
     ReplyEvent,
     TextChunk,
@@ -202,6 +203,10 @@ class ReplyWriter:
 
     Text is held back while it may be the start of a stop string; once one appears the reply
     ends there (`stopped`: the caller cancels the engine's stream and reads on to Finished).
+
+    Loupe's own facts about the reply go in an `x_loupe` object of the first chunk and of the
+    whole completion, which OpenAI clients ignore: `dropped_messages` (old messages left out to
+    fit the context window) and `image_detail` (the image budget: `tokens`, `auto`, `reason`).
     """
 
     completion: Completion
@@ -209,6 +214,7 @@ class ReplyWriter:
     content: str = ""
     reasoning: str = ""
     dropped: int = 0
+    image_detail: ImageDetail | None = None
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     error: EngineError | None = None
@@ -226,12 +232,21 @@ class ReplyWriter:
             self.content = f"*{self.call.note}*\n\n"
 
     def opening(self) -> dict[str, Any]:
-        """The first chunk: the role, the note the reply starts with (if any), and how many
-        old messages did not fit the context."""
+        """The first chunk: the role, the note the reply starts with (if any), and Loupe's
+        facts about the reply (see the class)."""
         chunk = self.completion.chunk({"role": "assistant", "content": self.content})
-        if self.dropped:
-            chunk["x_loupe"] = {"dropped_messages": self.dropped}
+        if self.extension():
+            chunk["x_loupe"] = self.extension()
         return chunk
+
+    def extension(self) -> dict[str, Any]:
+        """The `x_loupe` object: what of dropped messages and image detail applies."""
+        facts: dict[str, Any] = {}
+        if self.dropped:
+            facts["dropped_messages"] = self.dropped
+        if self.image_detail is not None:
+            facts["image_detail"] = asdict(self.image_detail)
+        return facts
 
     def read(self, event: ReplyEvent) -> list[dict[str, Any]]:
         """The chunks this event adds (none for some)."""
@@ -263,8 +278,8 @@ class ReplyWriter:
         body = self.completion.whole(
             self.content, self.reasoning, self.finish_reason or "stop", self.usage or usage(0, 0)
         )
-        if self.dropped:
-            body["x_loupe"] = {"dropped_messages": self.dropped}
+        if self.extension():
+            body["x_loupe"] = self.extension()
         return body
 
     def _text(self, text: str) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..audio import AUDIO_SAMPLE_RATE_HZ
 from ..messages import IMAGE_TOKEN_BUDGETS, AudioClip, ChatRequest, GenerationOptions, Message
-from ..prompts import normalise_audio
+from ..prompts import concrete_options, normalise_audio
 
 # Engines count audio tokens per 40 ms (640 samples); a clip of a whole number of them is
 # counted alike by vLLM and transformers.
@@ -79,7 +79,7 @@ def request_body(
 ) -> dict[str, Any]:
     """The body for POST /chat/completions. Temperature, top_p and max_tokens always go (some
     servers' defaults differ from the model's); fields in `refused` are left out."""
-    options = request.options
+    options = concrete_options(request.messages, request.options)
     body: dict[str, Any] = {
         "model": model,
         "messages": [message_to_wire(message) for message in request.messages],
