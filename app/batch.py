@@ -37,7 +37,7 @@ from model import (
 )
 
 from .config import Limits
-from .describe import alt_text_of, description_messages, level_prompt
+from .describe import alt_text_of, description_messages, level_options, level_prompt
 from .media import MediaError, load_image
 from .metadata import MetadataError, write_description, write_sidecar
 from .moderation import CATEGORY_NAMES, NotAVerdict, verdict_of
@@ -274,7 +274,8 @@ class Describer:
         except MediaError as exc:
             return _with(row, error=str(exc), seconds=_seconds(started))
         messages = description_messages(image, self.level, self.context)
-        stream = self.engine.submit(ChatRequest(tuple(messages), GenerationOptions()))
+        options = level_options(self.level, GenerationOptions())  # Read all text: 1120
+        stream = self.engine.submit(ChatRequest(tuple(messages), options))
         with self._lock:
             self._running.add(stream)
         if self.stop.is_set():  # stopped while this one was being submitted

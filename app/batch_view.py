@@ -346,9 +346,7 @@ def _edited(run: Run, table: list[list]) -> list[ItemResult]:
     shown = columns(run.job.level)
     edits = {
         str(line[0]): {
-            name: _cell(value)
-            for name, value in zip(shown, line, strict=False)
-            if name in EDITABLE
+            name: _cell(value) for name, value in zip(shown, line, strict=False) if name in EDITABLE
         }
         for line in table or []
         if line
@@ -365,7 +363,6 @@ def _cell(value: object) -> str:
 
 def _said(sentence: str) -> tuple:
     return sentence, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-
 
 
 def render_batch_view(batches: Batches) -> None:

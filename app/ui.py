@@ -16,12 +16,14 @@ from .desktop import capture_screen
 from .handlers import ChatHandlers
 from .media import with_file
 from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
+from .zoom import Zoom, render_zoom_panel
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STATUS_REFRESH_S = 1.0
 PUSH_TO_TALK_KEY = "F8"  # the key assets/push_to_talk.js listens for
 PUSH_TO_TALK_JS = ASSETS / "push_to_talk.js"
 ACCESSIBILITY_JS = ASSETS / "accessibility.js"  # live region, shortcuts, read aloud, names
+ZOOM_JS = ASSETS / "zoom.js"  # marking a region by dragging over the image
 PAGE_CSS = ASSETS / "page.css"
 # The keys assets/accessibility.js listens for (with Alt+Shift), as the page and README list them.
 SHORTCUTS = (
@@ -145,6 +147,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         with gr.Row(elem_id="composer-tools", equal_height=True):
             camera_button = gr.Button("Camera", size="sm", elem_id="camera-button")
             voice_button = gr.Button("Voice", size="sm", elem_id="voice-button")
+            zoom_button = gr.Button("Zoom", size="sm", elem_id="zoom-button")
             capture = gr.Button(
                 "Capture screen", size="sm", visible=desktop, elem_id="capture-screen"
             )
@@ -176,6 +179,9 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             microphone = gr.Audio(
                 sources=["microphone"], type="filepath", label="Voice", elem_id="microphone"
             )
+        render_zoom_panel(
+            Zoom(handlers.history, handlers.config.limits), zoom_button, box, conversation_id
+        )
         alt_text = gr.Textbox(
             label="Alt text",
             lines=2,
@@ -437,6 +443,6 @@ def help_dialog() -> str:
 def page_js(desktop: bool) -> str:
     """The page's script for launch(js=): the accessibility script, plus push-to-talk on the
     desktop. Each file is one arrow function; this calls them in turn."""
-    scripts = [ACCESSIBILITY_JS] + ([PUSH_TO_TALK_JS] if desktop else [])
+    scripts = [ACCESSIBILITY_JS, ZOOM_JS] + ([PUSH_TO_TALK_JS] if desktop else [])
     calls = "\n".join(f"({path.read_text().strip()})();" for path in scripts)
     return f"() => {{\n{calls}\n}}"
