@@ -40,6 +40,7 @@ LIMIT_FLAGS = {
     "--max-audio-s": ("max_audio_s", "SECONDS", "length of one recording"),
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
     "--max-pdf-pages": ("max_pdf_pages", "N", "PDF pages read in one message"),
+    "--max-video-s": ("max_video_s", "SECONDS", "length of one video, checked before decoding it"),
 }
 
 # Flag -> (metavar, help) of a model server; each also reads LOUPE_<FLAG> for its default.

@@ -8,6 +8,7 @@ from model import ImageDetail, Timing
 
 from .describe import LEVELS, level_of
 from .history import Attachment, Conversation, StoredMessage
+from .video import poster, video_label
 
 THINKING_TITLE = "Thinking"
 IMAGE_DETAIL_TITLE = "Image detail"
@@ -51,17 +52,27 @@ def shown_user(message: StoredMessage) -> list[dict]:
     """What the person sent: each file (named for screen readers), the captions of audio, then
     the text; a description's long prompt is shown as the level that was asked for."""
     entries = [{"role": "user", "content": shown_file(a)} for a in message.attachments]
+    entries += [  # a video's length under its poster frame
+        {"role": "user", "content": f"🎬 {video_label(a.path)}"}
+        for a in message.attachments
+        if a.kind == "video"
+    ]
     entries += [{"role": "user", "content": a.caption} for a in message.attachments if a.caption]
     level = level_of(message.text)
-    described = "PDF" if any(a.kind == "pdf" for a in message.attachments) else "image"
+    kinds = {a.kind for a in message.attachments}
+    described = "PDF" if "pdf" in kinds else "video" if "video" in kinds else "image"
     text = f"Describe this {described}: {LEVELS[level].label}" if level else message.text
     return entries + ([{"role": "user", "content": text}] if text else [])
 
 
 def shown_file(attachment: Attachment) -> dict:
     """A file in the chat, with a text alternative (the page's images need one)."""
-    kind = {"image": "Image", "pdf": "PDF"}.get(attachment.kind, "Recording")
+    kind = {"image": "Image", "pdf": "PDF", "video": "Video"}.get(attachment.kind, "Recording")
     alt_text = f"{kind} you sent: {attachment.name}"
+    if attachment.kind == "video":  # its first frame, as players show before playing
+        shown = poster(attachment.path)
+        if shown:
+            return {"path": shown, "alt_text": f"{alt_text}, {video_label(attachment.path)}"}
     if attachment.kind == "pdf":  # shown as a link, named as the person named the file
         file = {"path": attachment.path, "orig_name": attachment.name}
         return {"file": file | {"mime_type": "application/pdf"}, "alt_text": alt_text}

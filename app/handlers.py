@@ -140,10 +140,10 @@ class ChatHandlers:
         level = DEFAULT_LEVEL if level == DESCRIBE_OFF else level
         try:
             files = self.intake.message_files(value)
-            if [kind for _, kind in files] not in (["image"], ["pdf"]):
+            if [kind for _, kind in files] not in (["image"], ["pdf"], ["video"]):
                 raise MediaError(
-                    "Attach one image or PDF to describe: upload it, paste it, or take a webcam "
-                    "snapshot."
+                    "Attach one image, PDF or video to describe: upload it, paste it, or take a "
+                    "webcam snapshot."
                 )
             [(image, _)] = files
             # Decoded (a PDF: its pages chosen by the text in the box, as in a message).

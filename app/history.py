@@ -49,11 +49,11 @@ TITLE_CHARS = 60
 class Attachment:
     """A file kept with a message; `path` is absolute, inside the data folder."""
 
-    kind: str  # "image", "audio" or "pdf"
+    kind: str  # "image", "audio", "pdf" or "video"
     path: str
     name: str
-    # For audio sent as audio: what the speech recogniser heard; for a PDF: the pages the model
-    # reads ("Pages 1-10 of 30", see app/pdf.py).
+    # For audio sent as audio (and a video's soundtrack): what the speech recogniser heard; for
+    # a PDF: the pages the model reads ("Pages 1-10 of 30", see app/pdf.py).
     caption: str = ""
 
 
@@ -285,6 +285,8 @@ def export_markdown(conversation: Conversation) -> str:
                 lines.append(f"![{attachment.name}]({Path(attachment.path).as_uri()})")
             elif attachment.kind == "pdf":
                 lines.append(f"[📄 {attachment.name}]({Path(attachment.path).as_uri()})")
+            elif attachment.kind == "video":
+                lines.append(f"[🎬 {attachment.name}]({Path(attachment.path).as_uri()})")
             else:
                 lines.append(f"[🔊 {attachment.name}]({Path(attachment.path).as_uri()})")
             if attachment.caption:

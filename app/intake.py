@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from model import AudioClip, Message, split_at_pauses
+from model import AudioClip, Message, VideoClip, split_at_pauses
 
 from .config import Limits
 from .describe import level_of
@@ -25,11 +25,17 @@ from .pdf import (
     requested_pages,
     stored_pages,
 )
+from .video import Video
 from .voice import Voice
 
 PASTED_IMAGE_NAME = "image.png"  # what browsers call every image pasted from the clipboard
 # Said to the model after a PDF's page labels when the message asks for a description.
 PAGE_BY_PAGE = "Take the pages one at a time, in order, each under a heading with its page number."
+# Said to the model after a level's prompt (written for images) when it is a video's description.
+VIDEO_BY_TIME = (
+    "This is a video: you see its frames, each after its time (minutes:seconds), then hear its "
+    "sound. Describe what happens, in order, with the times, and what is said."
+)
 
 
 class Intake:
@@ -85,6 +91,10 @@ class Intake:
             return Attachment("image", path, display_name(path))
         if kind == "pdf":
             return Attachment("pdf", path, display_name(path), decoded.caption)
+        if kind == "video":  # what was heard in its soundtrack; a silent video has no caption
+            sound = decoded.soundtrack
+            caption = self.voice.caption(sound, clip_count(sound)) if sound else ""
+            return Attachment("video", path, display_name(path), caption)
         caption = self.voice.caption(path, clip_count(decoded))
         return Attachment("audio", path, display_name(path), caption)
 
@@ -121,37 +131,48 @@ def chosen_pages(text: str, decoded: list[Any], limits: Limits) -> list[Any]:
 
 def with_pages(
     text: str, files: list[tuple[str, Any]]
-) -> tuple[str, list[Image.Image], list[AudioClip]]:
-    """A message's text, images and audio from its decoded files (path, decoded), a PDF's
-    chosen pages rendered as images in their place.
+) -> tuple[str, list[Image.Image], list[AudioClip], list[VideoClip]]:
+    """A message's text, images, audio and videos from its decoded files (path, decoded), a
+    PDF's chosen pages rendered as images in their place, a video's soundtrack in the audio.
 
     The model sees a message's images before its text, so the text starts by saying which
     image is which page ("Image 3: page 5 of 30."); a description also asks for one page at a
     time."""
     images: list[Image.Image] = []
     audio: list[AudioClip] = []
+    videos: list[VideoClip] = []
     labels: list[str] = []
     for path, decoded in files:
         if isinstance(decoded, PdfPages):
             labels.append(page_labels(decoded, len(images) + 1))
             images += render_pages(path, decoded)
+        elif isinstance(decoded, Video):
+            videos.append(decoded.clip)
+            audio += [decoded.soundtrack] if decoded.soundtrack else []
         elif isinstance(decoded, AudioClip):
             audio.append(decoded)
         else:
             images.append(decoded)
+    described = level_of(text) is not None
+    if videos and described:
+        text = f"{text}\n\n{VIDEO_BY_TIME}"
     if labels:
-        by_page = [PAGE_BY_PAGE] if level_of(text) else []
+        by_page = [PAGE_BY_PAGE] if described else []
         text = "\n\n".join([*labels, *by_page, text] if text else [*labels, *by_page])
-    return text, images, audio
+    return text, images, audio, videos
 
 
 def model_message(
-    role: str, text: str, images: list[Image.Image], audio: list[AudioClip]
+    role: str,
+    text: str,
+    images: list[Image.Image],
+    audio: list[AudioClip],
+    videos: list[VideoClip] | tuple[VideoClip, ...] = (),
 ) -> Message:
-    """A message as the model takes it: at most 30 s per clip, so longer recordings become
-    several clips, split at pauses."""
+    """A message as the model takes it: at most 30 s per clip, so longer recordings (and
+    soundtracks) become several clips, split at pauses."""
     clips = tuple(piece for clip in audio for piece in split_at_pauses(clip))
-    return Message(role, text, tuple(images), clips)
+    return Message(role, text, tuple(images), clips, tuple(videos))
 
 
 def _caption_count(caption: str) -> int:

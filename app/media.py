@@ -1,4 +1,5 @@
-"""Intake of what people send: images, audio, PDFs and message text, checked, decoded and limited.
+"""Intake of what people send: images, audio, PDFs, videos and message text, checked, decoded and
+limited.
 
 A file's kind is decided by its content, never by its name: an image named .wav is an image,
 an executable named .png is refused. Every refusal is a MediaError with one sentence.
@@ -21,7 +22,7 @@ from model import AudioClip
 
 from .config import Limits
 
-Kind = Literal["image", "audio", "pdf"]
+Kind = Literal["image", "audio", "pdf", "video"]
 
 # The image formats PIL may parse; others (PSD, ICNS, EPS via Ghostscript, ...) are refused so
 # that only well-trodden decoders ever see an upload. (JPEG includes cameras' MPO files.)
@@ -91,9 +92,10 @@ def check_audio_file(path: str | Path, limits: Limits, name: str) -> None:
 
 
 def file_kind(path: str | Path, limits: Limits) -> Kind:
-    """What the file holds, "image", "pdf" or "audio"; MediaError if none, or over a limit
-    (for a PDF: encrypted, damaged or without pages)."""
-    from . import pdf
+    """What the file holds, "image", "pdf", "video" or "audio"; MediaError if none, or over a
+    limit (for a PDF: encrypted, damaged or without pages; for a video: its length, from the
+    header). An MP4 or WebM with pictures is a video; one with only sound is audio."""
+    from . import pdf, video
 
     path = Path(path)
     _check_size(path, limits)
@@ -106,6 +108,9 @@ def file_kind(path: str | Path, limits: Limits) -> Kind:
     if pdf.is_pdf(path):
         pdf.page_count(path)
         return "pdf"
+    if video.is_video(path):
+        video.check_video(path, limits)
+        return "video"
     if _audio_format(path) is None:
         raise MediaError(f"{path.name} is not an image, a PDF or an audio file Loupe can use.")
     with _open_audio(path, limits):
@@ -125,6 +130,9 @@ def load_attachments(paths: list[str], limits: Limits) -> tuple[list[Image.Image
         decoded = load_file(path, kind, limits)
         if kind == "pdf":
             images += render_pages(path, decoded)
+        elif kind == "video":  # its frames as images, its soundtrack as audio
+            images += decoded.clip.frames
+            audio += [decoded.soundtrack] if decoded.soundtrack else []
         else:
             (images if kind == "image" else audio).append(decoded)
     return images, audio
@@ -132,7 +140,12 @@ def load_attachments(paths: list[str], limits: Limits) -> tuple[list[Image.Image
 
 def load_file(path: str | Path, kind: Kind, limits: Limits) -> Image.Image | AudioClip | Any:
     """A file whose kind is known (from file_kind or attachment_kinds), decoded; for a PDF,
-    which pages the model reads when the message names none (pdf.PdfPages, not rendered)."""
+    which pages the model reads when the message names none (pdf.PdfPages, not rendered); for
+    a video, its frames and soundtrack (video.Video)."""
+    if kind == "video":
+        from .video import load_video
+
+        return load_video(path, limits)
     if kind == "pdf":
         from .pdf import choose_pages, page_count
 

@@ -137,9 +137,9 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         )
         box = gr.MultimodalTextbox(
             file_count="multiple",
-            file_types=["image", "audio", ".pdf"],
+            file_types=["image", "audio", "video", ".pdf", ".mkv"],
             stop_btn=True,
-            placeholder="Type, attach, drop or paste images, PDFs and audio; Enter sends.",
+            placeholder="Type, attach, drop or paste images, PDFs, videos and audio; Enter sends.",
             show_label=False,
             autofocus=True,
             elem_id="message",

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import soundfile
 
-from model import NO_SPEECH, AsrError, SpeechRecognizer, Transcript
+from model import NO_SPEECH, AsrError, AudioClip, SpeechRecognizer, Transcript
 
 from .errors import refused
 from .media import file_path, with_file
@@ -43,11 +43,15 @@ class Voice:
         except AsrError as exc:
             raise refused(str(exc)) from None
 
-    def caption(self, path: str, clips: int = 1) -> str:
-        """What was heard in audio sent to the model as audio, shown beside the message; a
-        recording the model takes as several `clips` (of at most 30 s each) says so."""
+    def caption(self, path: str | AudioClip, clips: int = 1) -> str:
+        """What was heard in audio sent to the model as audio (a file, or decoded audio such as
+        a video's soundtrack), shown beside the message; a recording the model takes as
+        several `clips` (of at most 30 s each) says so."""
         try:
-            transcript = self.transcribe(path)
+            if isinstance(path, AudioClip):
+                transcript = self.recognizer.transcribe(path.samples, path.sample_rate)
+            else:
+                transcript = self.transcribe(path)
         except AsrError as exc:
             return f"🎤 {exc}"
         heard = f"Heard: “{transcript.text}”" if transcript.heard else NO_SPEECH

@@ -20,11 +20,14 @@ from .local_engine import DEMO_FALLBACK_NOTE, LocalEngine
 from .messages import (
     AUTO_IMAGE_TOKENS,
     DEFAULT_IMAGE_TOKENS,
+    DEFAULT_VIDEO_FRAME_TOKENS,
     IMAGE_TOKEN_BUDGETS,
+    VIDEO_FRAME_TOKEN_BUDGETS,
     AudioClip,
     ChatRequest,
     GenerationOptions,
     Message,
+    VideoClip,
 )
 from .remote_engine import RemoteEngine
 
@@ -43,7 +46,9 @@ __all__ = [
     "DEFAULT_HANG_TIMEOUT_S",
     "DEFAULT_IMAGE_TOKENS",
     "DEFAULT_MODEL_ID",
+    "DEFAULT_VIDEO_FRAME_TOKENS",
     "IMAGE_TOKEN_BUDGETS",
+    "VIDEO_FRAME_TOKEN_BUDGETS",
     "AudioClip",
     "ChatRequest",
     "ContextTrimmed",
@@ -63,6 +68,7 @@ __all__ = [
     "AsrError",
     "SpeechRecognizer",
     "Transcript",
+    "VideoClip",
     "split_at_pauses",
     "ReplyEvent",
     "ReplyStream",

@@ -16,6 +16,10 @@ Role = Literal["system", "user", "assistant"]
 IMAGE_TOKEN_BUDGETS = (70, 140, 280, 560, 1120)
 DEFAULT_IMAGE_TOKENS = 280  # the model's own default
 AUTO_IMAGE_TOKENS = 0  # Auto: the engine chooses per request (model/detail.py)
+# Soft tokens per video frame: the processor's own default is 70, Google's for video; 32 frames
+# at 280 would already be about 9,000 tokens.
+VIDEO_FRAME_TOKEN_BUDGETS = (70, 140, 280)
+DEFAULT_VIDEO_FRAME_TOKENS = 70
 
 
 @dataclass(frozen=True)
@@ -31,13 +35,35 @@ class AudioClip:
 
 
 @dataclass(frozen=True)
+class VideoClip:
+    """Frames chosen from a video, in order, each with its time from the start in seconds.
+
+    The soundtrack is not here: it goes in the message's `audio`, as recordings do. For a
+    server that samples the video itself, the file as it was sent (`mime`: its type) is
+    `data`, or else read from `path` (empty where only the frames are known)."""
+
+    frames: tuple[Image.Image, ...]
+    timestamps_s: tuple[float, ...]
+    duration_s: float
+    path: str = ""
+    data: bytes = field(default=b"", repr=False)
+    mime: str = "video/mp4"
+
+    def __post_init__(self) -> None:
+        if not self.frames or len(self.frames) != len(self.timestamps_s):
+            raise ValueError("a VideoClip needs at least one frame, and one time per frame")
+
+
+@dataclass(frozen=True)
 class Message:
-    """One turn of a conversation. Media are shown to the model before the text."""
+    """One turn of a conversation. Media are shown to the model before the text: images, then
+    videos (frames), then audio (a video's soundtrack among it)."""
 
     role: Role
     text: str = ""
     images: tuple[Image.Image, ...] = ()
     audio: tuple[AudioClip, ...] = ()
+    video: tuple[VideoClip, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,8 +88,11 @@ class GenerationOptions:
     min_new_tokens: int = 0
     speculative: bool = True
     preferred_image_tokens: int = 0
+    video_frame_tokens: int = DEFAULT_VIDEO_FRAME_TOKENS
 
     def __post_init__(self) -> None:
+        if self.video_frame_tokens not in VIDEO_FRAME_TOKEN_BUDGETS:
+            raise ValueError(f"video_frame_tokens must be one of {VIDEO_FRAME_TOKEN_BUDGETS}")
         if self.image_tokens not in (AUTO_IMAGE_TOKENS, *IMAGE_TOKEN_BUDGETS):
             raise ValueError(f"image_tokens must be 0 (Auto) or one of {IMAGE_TOKEN_BUDGETS}")
         if self.preferred_image_tokens not in (0, *IMAGE_TOKEN_BUDGETS):

@@ -9,7 +9,14 @@ import numpy as np
 
 from .audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S, to_model_rate
 from .detail import image_tokens_for
-from .messages import AUTO_IMAGE_TOKENS, AudioClip, GenerationOptions, Message, turn_starts
+from .messages import (
+    AUTO_IMAGE_TOKENS,
+    AudioClip,
+    GenerationOptions,
+    Message,
+    VideoClip,
+    turn_starts,
+)
 
 
 def normalise_audio(clip: AudioClip) -> np.ndarray:
@@ -19,13 +26,21 @@ def normalise_audio(clip: AudioClip) -> np.ndarray:
     return to_model_rate(head)[: int(MAX_AUDIO_CLIP_S * AUDIO_SAMPLE_RATE_HZ)]
 
 
+# The processor stamps each frame with frames_indices / fps (as mm:ss). Frames are given with a
+# clock of milliseconds as their "index", so a recording with a variable frame rate (browsers')
+# is stamped with each frame's own time.
+VIDEO_CLOCK_HZ = 1000
+
+
 def template_messages(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
-    """The chat-template form: a content list per turn, images then audio then text."""
+    """The chat-template form: a content list per turn, images, videos (their frames as an
+    array (frames, height, width, 3)), audio, then text."""
     rendered = []
     for message in messages:
         content: list[dict[str, Any]] = [
             {"type": "image", "image": image.convert("RGB")} for image in message.images
         ]
+        content += [{"type": "video", "video": video_frames(clip)} for clip in message.video]
         content += [{"type": "audio", "audio": normalise_audio(clip)} for clip in message.audio]
         if message.text:
             content.append({"type": "text", "text": message.text})
@@ -45,11 +60,36 @@ def concrete_options(
     return replace(options, image_tokens=budget)
 
 
-def _template_kwargs(options: GenerationOptions) -> dict[str, Any]:
+def video_frames(clip: VideoClip) -> np.ndarray:
+    """A clip's frames as uint8 RGB, shape (frames, height, width, 3)."""
+    return np.stack([np.asarray(frame.convert("RGB"), dtype=np.uint8) for frame in clip.frames])
+
+
+def video_metadata(clip: VideoClip) -> dict[str, Any]:
+    """What the processor needs to stamp the frames already chosen with their times (it would
+    otherwise assume 24 fps and number them 0, 1, 2, ...)."""
+    indices = [round(t * VIDEO_CLOCK_HZ) for t in clip.timestamps_s]
+    total = max(round(clip.duration_s * VIDEO_CLOCK_HZ), indices[-1]) + 1
+    return {"total_num_frames": total, "fps": VIDEO_CLOCK_HZ, "frames_indices": indices}
+
+
+def _template_kwargs(
+    options: GenerationOptions, messages: tuple[Message, ...] | list[Message] = ()
+) -> dict[str, Any]:
+    processor_kwargs: dict[str, Any] = {"images_kwargs": {"max_soft_tokens": options.image_tokens}}
+    videos = [clip for message in messages for clip in message.video]
+    if videos:
+        # Frames are chosen by Loupe (about one a second, first and last kept), and their
+        # budget is their own: a flat max_soft_tokens would change the images' too.
+        processor_kwargs |= {
+            "do_sample_frames": False,
+            "video_metadata": [video_metadata(clip) for clip in videos],
+            "videos_kwargs": {"max_soft_tokens": options.video_frame_tokens},
+        }
     return {
         "add_generation_prompt": True,
         "enable_thinking": options.thinking,
-        "processor_kwargs": {"images_kwargs": {"max_soft_tokens": options.image_tokens}},
+        "processor_kwargs": processor_kwargs,
     }
 
 
@@ -59,7 +99,7 @@ def render_prompt(
     """The prompt text before placeholder expansion (for inspection and tests)."""
     options = concrete_options(messages, options)
     return processor.apply_chat_template(
-        template_messages(messages), tokenize=False, **_template_kwargs(options)
+        template_messages(messages), tokenize=False, **_template_kwargs(options, messages)
     )
 
 
@@ -78,7 +118,7 @@ def build_inputs(
         return_dict=True,
         return_tensors="pt",
         sanitize_control_tokens=True,
-        **_template_kwargs(options),
+        **_template_kwargs(options, messages),
     )
 
 

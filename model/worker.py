@@ -103,7 +103,9 @@ class PreparedInputs:
         # and the room the reply needs, which decides what fits.
         room = reply_room(options, self.context_tokens)
         key = hashlib.sha256(
-            pickle.dumps((messages, options.thinking, options.image_tokens, room))
+            pickle.dumps(
+                (messages, options.thinking, options.image_tokens, options.video_frame_tokens, room)
+            )
         ).digest()
         if key in self.entries:
             self.entries.move_to_end(key)

@@ -51,11 +51,12 @@ from ..media import (
     valid_text,
 )
 from ..pdf import PdfPages, left_out_note
+from ..video import Video
 from ..voice import Voice
 
 OWNER = "loupe"
 TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
-KIND_NAMES = {"image": "an image", "audio": "audio", "pdf": "a PDF"}
+KIND_NAMES = {"image": "an image", "audio": "audio", "pdf": "a PDF", "video": "a video"}
 
 
 class ApiError(Exception):
@@ -169,16 +170,18 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Messa
                     raise RequestError(str(exc), part.param) from None
                 if isinstance(decoded, PdfPages):
                     decoded = replace(decoded, name=_shown_name(part.name) or decoded.name)
+                if isinstance(decoded, Video):  # the file is gone after this: keep its bytes
+                    decoded = replace(decoded, clip=replace(decoded.clip, path="", data=part.data))
                 decoded_files.append(decoded)
             try:
                 decoded_files = chosen_pages(text, decoded_files, limits)
                 files = list(zip(map(str, paths), decoded_files, strict=True))
-                text, images, clips = with_pages(text, files)
+                text, images, clips, videos = with_pages(text, files)
             except MediaError as exc:
                 raise RequestError(str(exc), where) from None
             for path in paths:
                 path.unlink()
-            messages.append(model_message(message.role, text, images, clips))
+            messages.append(model_message(message.role, text, images, clips, videos))
             pdfs = [item for item in decoded_files if isinstance(item, PdfPages)]
             note = left_out_note(pdfs, limits)
     return tuple(messages), note

@@ -16,7 +16,14 @@ import numpy as np
 from PIL import Image
 
 from ..audio import AUDIO_SAMPLE_RATE_HZ
-from ..messages import IMAGE_TOKEN_BUDGETS, AudioClip, ChatRequest, GenerationOptions, Message
+from ..messages import (
+    IMAGE_TOKEN_BUDGETS,
+    AudioClip,
+    ChatRequest,
+    GenerationOptions,
+    Message,
+    VideoClip,
+)
 from ..prompts import concrete_options, normalise_audio
 
 # Engines count audio tokens per 40 ms (640 samples); a clip of a whole number of them is
@@ -61,12 +68,26 @@ def audio_part(clip: AudioClip) -> dict[str, Any]:
     return {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}
 
 
+def video_url(clip: VideoClip) -> str:
+    """The video file as it was sent, as a data URL: the server samples its frames itself
+    (vLLM: 32 over the whole video, as Loupe's at most 32)."""
+    data = clip.data
+    if not data:
+        with open(clip.path, "rb") as file:
+            data = file.read()
+    return f"data:{clip.mime};base64,{base64.b64encode(data).decode()}"
+
+
 def message_to_wire(message: Message) -> dict[str, Any]:
-    """One message; media first, as Loupe shows them to the model."""
-    if message.role != "user" or not (message.images or message.audio):
+    """One message; media first, as Loupe shows them to the model: images, videos (the file;
+    their sound goes as the message's audio, as servers do not take it from the video), audio."""
+    if message.role != "user" or not (message.images or message.audio or message.video):
         return {"role": message.role, "content": message.text}
     content: list[dict[str, Any]] = [
         {"type": "image_url", "image_url": {"url": image_url(image)}} for image in message.images
+    ]
+    content += [
+        {"type": "video_url", "video_url": {"url": video_url(clip)}} for clip in message.video
     ]
     content += [audio_part(clip) for clip in message.audio]
     if message.text:
@@ -154,12 +175,13 @@ def _number(body: dict[str, Any], name: str, kind: type, low: float, high: float
     return kind(value)
 
 
-def decode_data_url(url: str) -> tuple[str, bytes]:
+def decode_data_url(url: str, what: str = "images") -> tuple[str, bytes]:
     """(declared type, bytes) of a base64 data URL. Raises ValueError with one sentence for
     anything else: Loupe never fetches a URL or opens a path a client names."""
     if not isinstance(url, str) or not url.startswith("data:"):
+        example = "data:video/mp4;base64,..." if what == "videos" else "data:image/png;base64,..."
         raise ValueError(
-            "Loupe takes images only as base64 data URLs (data:image/png;base64,...); it does "
+            f"Loupe takes {what} only as base64 data URLs ({example}); it does "
             "not fetch web addresses or open file paths."
         )
     found = DATA_URL.fullmatch(url)
@@ -178,9 +200,10 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class MediaPart:
-    """An image, audio or file part of a request's message, still undecoded: `kind` is what the
-    part says it is ("image" for image_url, "audio" for input_audio, "pdf" for file); `param`
-    names it in errors; `name` is a file part's filename, if it gives one."""
+    """An image, video, audio or file part of a request's message, still undecoded: `kind` is
+    what the part says it is ("image" for image_url, "video" for video_url, "audio" for
+    input_audio, "pdf" for file); `param` names it in errors; `name` is a file part's filename,
+    if it gives one."""
 
     kind: str
     data: bytes
@@ -239,16 +262,16 @@ def _message_from_wire(message: Any, param: str) -> WireMessage:
             if not isinstance(text, str):
                 raise RequestError(f"{where}.text must be a string.", where)
             texts.append(text)
-        elif kind in ("image_url", "input_audio", "file"):
+        elif kind in ("image_url", "input_audio", "file", "video_url"):
             if role != "user":
                 raise RequestError(
-                    "Only the user's messages can carry images, audio or files.", where
+                    "Only the user's messages can carry images, videos, audio or files.", where
                 )
             media.append(_media_part(part, kind, where))
         else:
             raise RequestError(
-                f"{where} is a part of type {kind!r}; Loupe takes text, image_url (base64 data "
-                "URLs), input_audio and file (PDFs as base64 data URLs) parts.",
+                f"{where} is a part of type {kind!r}; Loupe takes text, image_url and video_url "
+                "(base64 data URLs), input_audio and file (PDFs as base64 data URLs) parts.",
                 where,
             )
     return WireMessage(role, "\n".join(texts), tuple(media))
@@ -260,6 +283,10 @@ def _media_part(part: dict[str, Any], kind: str, where: str) -> MediaPart:
             url = part.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url
             return MediaPart("image", decode_data_url(url)[1], where)
+        if kind == "video_url":
+            url = part.get("video_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            return MediaPart("video", decode_data_url(url, "videos")[1], where)
         if kind == "file":
             return _file_part(part.get("file"), where)
         audio = part.get("input_audio")

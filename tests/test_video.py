@@ -1,0 +1,474 @@
+"""Videos and screen recordings: frames about one a second with their times, the soundtrack as
+audio with a caption of what was said, limits checked before decoding, one sentence for a video
+that cannot be used; kept with the conversation and exported; through the intake, the engine's
+processor, gradio_client and /v1, and sent to a model server as video_url plus input_audio.
+
+The videos are made for real: MP4s written with PyAV (H.264 pictures that count their frames in
+their red channel, AAC speech from espeak-ng), and a WebM recorded by Chromium's own
+MediaRecorder from its fake camera and microphone, which gives no duration or frame count.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+
+from app.config import Limits
+from app.display import shown_conversation
+from app.history import Conversation, History, StoredMessage, export_markdown
+from app.intake import Intake
+from app.media import MediaError, file_kind, load_attachments
+from app.video import MAX_FRAMES, frame_times, load_video
+from app.voice import Voice
+from model import GenerationOptions, Message, SpeechRecognizer, VideoClip
+from model.openai_wire.requests import message_to_wire
+from model.prompts import build_inputs
+from tests.conftest import MAX_WER, QUESTION, speak, word_error_rate
+from tests.test_fuzz import FUZZ, mutated
+
+LIMITS = Limits()
+SPOKEN = "Open the settings menu, then press the blue button to save the file."
+FPS = 4
+# Each frame's red channel counts its frames: RED_STEP per frame (H.264 keeps a flat colour to
+# within a few levels), so a decoded picture says which frame it is.
+RED_STEP = 8
+CHROMIUM = Path("/usr/bin/chromium")
+RECORD_MS = 5000
+
+
+def write_video(
+    path: Path,
+    seconds: float,
+    fps: int = FPS,
+    size: tuple[int, int] = (320, 180),
+    speech: Path | None = None,
+    container: str | None = None,
+) -> Path:
+    """An H.264 (or, for WebM, VP8) video whose frame i is red 8*i with "frame i" written on
+    it; with `speech` (a WAV), that as its soundtrack (AAC, or Opus in WebM)."""
+    webm = container == "webm"
+    with av.open(str(path), "w", format=container) as out:
+        pictures = out.add_stream("libvpx" if webm else "libx264", rate=fps)
+        pictures.width, pictures.height = size
+        pictures.pix_fmt = "yuv420p"
+        sound = None
+        if speech is not None:
+            samples, rate = soundfile.read(speech, dtype="float32")
+            if webm:  # Opus takes 48 kHz
+                from scipy.signal import resample_poly
+
+                samples, rate = resample_poly(samples, 48_000, rate).astype(np.float32), 48_000
+            sound = out.add_stream("libopus" if webm else "aac", rate=rate)
+            sound.layout = "mono"
+        for index in range(int(seconds * fps)):
+            picture = Image.new("RGB", size, ((index * RED_STEP) % 256, 60, 120))
+            ImageDraw.Draw(picture).text((8, 8), f"frame {index}", fill="white")
+            for packet in pictures.encode(av.VideoFrame.from_image(picture)):
+                out.mux(packet)
+        for packet in pictures.encode():
+            out.mux(packet)
+        if sound is not None:
+            for start in range(0, len(samples), 960):
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(samples[None, start : start + 960]),
+                    format="flt",
+                    layout="mono",
+                )
+                frame.sample_rate, frame.pts = rate, start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+    return path
+
+
+def frame_number(image: Image.Image) -> int:
+    """Which frame of a written video a picture is, from its red channel (away from the text)."""
+    red = float(np.asarray(image)[-20:, -40:, 0].mean())
+    return round(red / RED_STEP)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("videos")
+    speech = speak(SPOKEN, folder / "speech.wav", gap_s=0.5)
+    made = {
+        "talk": write_video(folder / "talk.mp4", 8, speech=speech),
+        "silent": write_video(folder / "silent.mp4", 5),
+        "long": write_video(folder / "long.mp4", 130, fps=1, size=(64, 36)),
+        "short": write_video(folder / "short.mp4", 0.3),
+    }
+    data = made["talk"].read_bytes()
+    made["cut"] = folder / "cut.mp4"
+    made["cut"].write_bytes(data[: len(data) // 3])
+    made["fake"] = folder / "fake.mp4"
+    made["fake"].write_bytes(data[:32] + b"\x00" * 4000)
+    # Sound only, in an MP4: a recording, as before.
+    made["sound_only"] = folder / "voice-note.m4a"
+    with av.open(str(made["sound_only"]), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=16_000)
+        stream.layout = "mono"
+        samples = np.zeros(16_000, np.float32)
+        frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return made
+
+
+@pytest.fixture(scope="module")
+def chromium_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A WebM that Chromium's MediaRecorder records from its fake camera and, on its fake
+    microphone, the spoken question."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
+    folder = tmp_path_factory.mktemp("recorded")
+    question = speak(QUESTION, folder / "question.wav")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={question}%noloop",
+            ],
+        )
+        try:
+            page = browser.new_context(permissions=["microphone", "camera"]).new_page()
+            # An https page is a secure context, where getUserMedia exists; nothing is fetched.
+            page.route("https://recorder.test/", lambda route: route.fulfill(body="<p>rec</p>"))
+            page.goto("https://recorder.test/")
+            recorded = page.evaluate(
+                """async (ms) => {
+                    const stream = await navigator.mediaDevices.getUserMedia(
+                        {video: {width: 320, height: 240}, audio: true});
+                    const recorder = new MediaRecorder(stream);
+                    const chunks = [];
+                    recorder.ondataavailable = (event) => chunks.push(event.data);
+                    const stopped = new Promise((done) => { recorder.onstop = done; });
+                    recorder.start();
+                    await new Promise((done) => setTimeout(done, ms));
+                    recorder.stop();
+                    await stopped;
+                    const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+                    let text = "";
+                    for (let i = 0; i < bytes.length; i += 0x8000) {
+                        text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+                    }
+                    return [recorder.mimeType, btoa(text)];
+                }""",
+                RECORD_MS,
+            )
+        finally:
+            browser.close()
+    mime, data = recorded
+    assert mime.startswith("video/webm")
+    path = folder / "recording.webm"
+    path.write_bytes(base64.b64decode(data))
+    return path
+
+
+def intake() -> Intake:
+    return Intake(LIMITS, Voice(SpeechRecognizer()))
+
+
+def stored(text: str, *paths: Path) -> StoredMessage:
+    taker = intake()
+    files = taker.message_files({"text": text, "files": [str(path) for path in paths]})
+    return taker.stored_user_message(text, files)
+
+
+def model_message(message: StoredMessage) -> Message:
+    [sent] = intake().model_messages(Conversation("", "", 0, 0, (message,)), "")
+    return sent
+
+
+def prompt_text(processor, message: Message, options: GenerationOptions | None = None) -> str:
+    inputs = build_inputs(processor, [message], options or GenerationOptions())
+    return processor.tokenizer.decode(inputs["input_ids"][0])
+
+
+def count(processor, inputs, token: str) -> int:
+    return int((inputs["input_ids"] == processor.tokenizer.convert_tokens_to_ids(token)).sum())
+
+
+# -- choosing frames --------------------------------------------------------------------------
+
+
+@given(
+    frames=st.integers(1, 4000),
+    fps=st.sampled_from([0.5, 1, 5, 24, 29.97, 30, 60]),
+    start=st.floats(0, 10),
+)
+def test_frames_are_about_one_a_second_at_most_32_first_and_last_kept(frames, fps, start):
+    times = [start + index / fps for index in range(frames)]
+    chosen = frame_times(times)
+    assert chosen[0] == 0 and chosen[-1] == frames - 1
+    assert chosen == sorted(set(chosen)) and len(chosen) <= MAX_FRAMES
+    span = times[-1] - times[0]
+    assert len(chosen) >= min(MAX_FRAMES, frames, int(span) + 1)
+    if span >= 1:  # about one a second: evenly spread, a second or a little more apart
+        gaps = np.diff([times[index] for index in chosen])
+        even = span / min(MAX_FRAMES - 1, int(span))
+        assert even - 1.01 / fps <= gaps.min() and gaps.max() <= even + 1.01 / fps
+
+
+# -- intake -----------------------------------------------------------------------------------
+
+
+def test_an_mp4_with_pictures_is_a_video_and_one_with_only_sound_stays_audio(videos, tmp_path):
+    renamed = tmp_path / "screen.wav"  # the name says audio; the content says video
+    shutil.copyfile(videos["talk"], renamed)
+    assert file_kind(renamed, LIMITS) == "video"
+    assert file_kind(videos["silent"], LIMITS) == "video"
+    assert file_kind(videos["sound_only"], LIMITS) == "audio"
+
+
+def test_frames_with_their_times_and_the_soundtrack_reach_the_processor(videos, processor):
+    video = load_video(videos["talk"], LIMITS)
+    clip = video.clip
+    assert len(clip.frames) == 8  # 7.75 s: one a second, the first and the last
+    assert clip.timestamps_s[0] == 0 and clip.timestamps_s[-1] == pytest.approx(7.75)
+    for image, at in zip(clip.frames, clip.timestamps_s, strict=True):
+        assert frame_number(image) == round(at * FPS)  # the frame of that time, decoded
+    assert clip.frames[0].size == (320, 180) and clip.mime == "video/mp4"
+    assert video.soundtrack.sample_rate == 16_000 and 4 < video.soundtrack.duration_s < 8
+
+    message = model_message(stored("What happens here?", videos["talk"]))
+    assert message.video == (clip,) and len(message.audio) == 1
+    inputs = build_inputs(processor, [message], GenerationOptions())
+    assert tuple(inputs["pixel_values_videos"].shape) == (8, 70, 6912)
+    assert count(processor, inputs, "<|video|>") == 8 * 66  # 16:9 at 70: 66 tokens a frame
+    assert count(processor, inputs, "<|audio|>") == pytest.approx(
+        25 * video.soundtrack.duration_s, abs=2
+    )  # 25 audio tokens a second
+    text = processor.tokenizer.decode(inputs["input_ids"][0])
+    stamps = re.findall(r"(\d\d:\d\d) <\|image>", text)
+    assert stamps == [f"00:{second:02d}" for second in range(8)]
+    # The frames' budget is their own: 140 changes the frames, not an image's 280.
+    richer = build_inputs(processor, [message], GenerationOptions(video_frame_tokens=140))
+    assert richer["pixel_values_videos"].shape[1] == 140
+
+
+def test_the_caption_holds_what_was_said_and_a_silent_video_has_none(videos):
+    [talk] = stored("What does she say?", videos["talk"]).attachments
+    assert talk.kind == "video" and talk.caption.startswith("🎤 Heard: “")
+    assert word_error_rate(SPOKEN, talk.caption.split("“", 1)[1]) <= 0.34
+    message = stored("What happens?", videos["silent"])
+    [silent] = message.attachments
+    assert silent.caption == ""
+    sent = model_message(message)
+    assert len(sent.video) == 1 and sent.audio == ()
+
+
+def test_a_browser_recorded_webm_without_a_frame_count_works(chromium_webm, processor):
+    with av.open(str(chromium_webm)) as container:
+        stream = container.streams.video[0]
+        assert not stream.frames  # what MediaRecorder writes: no count (pitfall 4)
+    assert file_kind(chromium_webm, LIMITS) == "video"
+    message = stored("What do you see and hear?", chromium_webm)
+    [attachment] = message.attachments
+    heard = attachment.caption.removeprefix("🎤 Heard: “").removesuffix("”")
+    # The fake microphone's question; Chromium's Opus at 32 kb/s and a start clipped by the
+    # recorder's own start cost a few words more than the WAV does (measured: 1 to 5 of 15).
+    assert word_error_rate(QUESTION, heard) <= 2 * MAX_WER and "describe" in heard.lower()
+    sent = model_message(message)
+    [clip] = sent.video
+    assert clip.mime == "video/webm" and 4 <= len(clip.frames) <= 6
+    assert 4 < clip.duration_s < 6 and clip.timestamps_s[-1] == clip.duration_s
+    inputs = build_inputs(processor, [sent], GenerationOptions())
+    assert inputs["pixel_values_videos"].shape[0] == len(clip.frames)
+    assert count(processor, inputs, "<|audio|>") > 50
+    with pytest.raises(MediaError, match=r"^recording\.webm (lasts 5 s|is longer than 2 s)"):
+        file_kind(chromium_webm, Limits(max_video_s=2))
+
+
+@pytest.mark.parametrize(
+    "name, sentence",
+    [
+        ("long", r"^long\.mp4 lasts 2\.2 min; Loupe takes videos up to 2 min\.$"),
+        ("cut", r"^cut\.mp4 is (damaged|cut short)[^.]*\.$"),
+        ("fake", r"^fake\.mp4 is damaged: not a video or audio file Loupe can read\.$"),
+    ],
+)
+def test_long_and_broken_videos_are_refused_in_one_sentence(videos, name, sentence):
+    with pytest.raises(MediaError, match=sentence):
+        stored("What is this?", videos[name])
+
+
+def test_a_video_of_one_frame_is_one_frame_at_00_00(videos, processor):
+    clip = load_video(videos["short"], LIMITS).clip
+    assert clip.timestamps_s == (0.0,) and clip.duration_s == 0
+    message = Message("user", "What is it?", video=(clip,))
+    assert "00:00 <|image>" in prompt_text(processor, message)
+
+
+def test_the_video_is_kept_shown_with_its_poster_and_length_and_exported(videos, tmp_path):
+    history = History(tmp_path / "data")
+    conversation_id = history.create()
+    history.append(conversation_id, stored("What happens?", videos["talk"]))
+    conversation = history.get(conversation_id)
+    shown, _ = shown_conversation(conversation)
+    poster = shown[0]["content"]
+    assert poster["path"].endswith(".poster.jpg") and Path(poster["path"]).is_file()
+    assert poster["alt_text"] == "Video you sent: talk.mp4, Video, 0:08"
+    assert shown[1]["content"] == "🎬 Video, 0:08"
+    assert shown[2]["content"].startswith("🎤 Heard: “")
+    with Image.open(poster["path"]) as first:
+        assert frame_number(first.convert("RGB")) == 0
+    exported = export_markdown(conversation)
+    assert "[🎬 talk.mp4](file://" in exported and "> 🎤 Heard: “" in exported
+    # Reopened, it is decoded again into the same frames and sound.
+    again = model_message(conversation.messages[0])
+    assert len(again.video[0].frames) == 8 and len(again.audio) == 1
+
+
+def test_describe_mode_on_a_video_asks_what_happens_and_what_is_said(videos):
+    from app.describe import level_prompt
+
+    message = stored(level_prompt("detailed"), videos["talk"])
+    sent = model_message(message)
+    assert sent.text.endswith("Describe what happens, in order, with the times, and what is said.")
+    shown, _ = shown_conversation(Conversation("", "", 0, 0, (message,)))
+    assert shown[-1]["content"] == "Describe this video: Detailed"
+
+
+def test_load_attachments_gives_a_videos_frames_and_sound(videos):
+    images, audio = load_attachments([str(videos["talk"])], LIMITS)
+    assert len(images) == 8 and len(audio) == 1
+
+
+# -- engines and the API ----------------------------------------------------------------------
+
+
+def test_a_model_server_gets_the_video_file_and_its_sound(videos):
+    message = model_message(stored("What happens?", videos["talk"]))
+    wire = message_to_wire(message)
+    kinds = [part["type"] for part in wire["content"]]
+    assert kinds == ["video_url", "input_audio", "text"]
+    url = wire["content"][0]["video_url"]["url"]
+    assert url.startswith("data:video/mp4;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == videos["talk"].read_bytes()
+
+
+def test_the_engine_answers_a_video_with_sound(engine, videos):
+    from model import ChatRequest, Finished, TextChunk
+
+    message = model_message(stored("What happens?", videos["talk"]))
+    events = list(engine.submit(ChatRequest((message,), GenerationOptions(max_new_tokens=8))))
+    assert isinstance(events[-1], Finished), events[-1]
+    assert any(isinstance(event, TextChunk) for event in events)
+    assert events[-1].timing.prompt_tokens > 8 * 60 + 100
+
+
+def _video_part(path: Path, mime: str = "video/mp4") -> dict:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return {"type": "video_url", "video_url": {"url": f"data:{mime};base64,{data}"}}
+
+
+def test_v1_bodies_with_a_video_url_become_frames_and_sound(videos):
+    from app.v1.serving import ApiError, chat_call
+
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "What happens?"}, _video_part(videos["talk"])],
+            }
+        ]
+    }
+    [sent] = chat_call(body, LIMITS).request.messages
+    [clip] = sent.video
+    assert len(clip.frames) == 8 and len(sent.audio) == 1
+    assert clip.data == videos["talk"].read_bytes()  # for a model server, after the file is gone
+    body["messages"][0]["content"][1] = _video_part(videos["long"])
+    with pytest.raises(ApiError, match=r"content\[1\] lasts 2\.2 min; Loupe takes videos up to"):
+        chat_call(body, LIMITS)
+    body["messages"][0]["content"][1] = {
+        "type": "video_url",
+        "video_url": {"url": "https://example.com/a.mp4"},
+    }
+    with pytest.raises(ApiError, match="Loupe takes videos only as base64 data URLs"):
+        chat_call(body, LIMITS)
+
+
+def test_the_chat_api_takes_a_video(demo_app, videos):
+    from gradio_client import Client, handle_file
+
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    message = {"text": "What happens?", "files": [handle_file(videos["talk"])]}
+    answer = client.predict(message, max_new_tokens=16, api_name="/chat")
+    assert isinstance(answer, str) and answer
+    with pytest.raises(Exception, match=r"long\.mp4 lasts 2\.2 min; Loupe takes videos up to"):
+        message = {"text": "And this?", "files": [handle_file(videos["long"])]}
+        client.predict(message, max_new_tokens=16, api_name="/chat")
+
+
+def test_v1_takes_a_video_url(demo_app, videos, chromium_webm):
+    import openai
+
+    url, _ = demo_app
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none")
+    for path, mime in [(videos["talk"], "video/mp4"), (chromium_webm, "video/webm")]:
+        completion = client.chat.completions.create(
+            model="",
+            messages=[{"role": "user", "content": [_video_part(path, mime)]}],
+            max_tokens=4,
+        )
+        assert completion.usage.prompt_tokens > 4 * 60
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="",
+            messages=[{"role": "user", "content": [_video_part(videos["cut"])]}],
+            max_tokens=4,
+        )
+    assert "content[0] is" in json.dumps(refused.value.body)
+
+
+# -- fuzzing ----------------------------------------------------------------------------------
+
+
+def _video_seeds(folder: Path) -> list[bytes]:
+    seeds = []
+    for name, container in [("seed.mp4", None), ("seed.webm", "webm")]:
+        path = write_video(folder / name, 1.2, fps=5, size=(32, 18), container=container)
+        seeds.append(path.read_bytes())
+    return seeds
+
+
+VIDEO_SEEDS = _video_seeds(Path(__import__("tempfile").mkdtemp(prefix="video-seeds-")))
+
+
+@FUZZ
+@given(data=mutated(VIDEO_SEEDS))
+def test_video_bytes_give_frames_and_sound_or_one_sentence(tmp_path: Path, data: bytes):
+    path = tmp_path / "upload.mp4"
+    path.write_bytes(data)
+    try:
+        kind = file_kind(path, LIMITS)
+        images, audio = load_attachments([str(path)], LIMITS)
+    except MediaError as exc:
+        message = str(exc)
+        assert message.startswith(path.name) and message.endswith(".") and "\n" not in message
+        return
+    if kind == "video":
+        video = load_video(path, LIMITS)
+        assert 1 <= len(video.clip.frames) <= MAX_FRAMES
+        assert list(video.clip.timestamps_s) == sorted(video.clip.timestamps_s)
+        assert all(image.mode == "RGB" for image in images)
+        assert isinstance(video.clip, VideoClip)
