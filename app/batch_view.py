@@ -401,7 +401,12 @@ def render_batch_view(batches: Batches) -> None:
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="batch-stop")
     progress = gr.Markdown("", elem_id="batch-progress")
     images = gr.Gallery(
-        label="Images", columns=6, height="auto", allow_preview=True, elem_id="batch-images"
+        label="Images",
+        columns=8,
+        height=300,
+        object_fit="contain",
+        allow_preview=True,
+        elem_id="batch-images",
     )
     table = gr.Dataframe(
         label="Results (select a cell to correct it; downloads take your corrections)",
