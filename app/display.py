@@ -72,7 +72,8 @@ def shown_file(attachment: Attachment) -> dict:
     if attachment.kind == "video":  # its first frame, as players show before playing
         shown = poster(attachment.path)
         if shown:
-            return {"path": shown, "alt_text": f"{alt_text}, {video_label(attachment.path)}"}
+            alt_text = f"First frame of the video you sent: {attachment.name}"
+            return {"path": shown, "alt_text": alt_text}
     if attachment.kind == "pdf":  # shown as a link, named as the person named the file
         file = {"path": attachment.path, "orig_name": attachment.name}
         return {"file": file | {"mime_type": "application/pdf"}, "alt_text": alt_text}

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from model import (
+    DEFAULT_VIDEO_FRAME_TOKENS,
     ChatRequest,
     ContextTrimmed,
     Engine,
@@ -210,11 +211,14 @@ class ChatHandlers:
         thinking: bool,
         image_tokens: int,
         conversation_id: str,
+        video_frame_tokens: int = DEFAULT_VIDEO_FRAME_TOKENS,
     ) -> Iterator[str]:
-        """Answer a message (text, images, audio files); streams the reply as it grows.
+        """Answer a message (text, images, videos, audio files); streams the reply as it grows.
 
         With a `conversation_id` (from /new_conversation) the exchange is kept in that
         conversation and earlier turns are part of the prompt; without one it stands alone.
+        `video_frame_tokens` (Video detail) comes after the conversation id, which callers that
+        give arguments by position pass ninth.
         """
         try:
             files = self.intake.message_files(message)
@@ -222,7 +226,14 @@ class ChatHandlers:
         except MediaError as exc:
             raise refused(exc) from None
         system, options = generation_options(
-            system_prompt, temperature, top_p, top_k, max_new_tokens, thinking, image_tokens
+            system_prompt,
+            temperature,
+            top_p,
+            top_k,
+            max_new_tokens,
+            thinking,
+            image_tokens,
+            video_frame_tokens,
         )
         if conversation_id:
             if not self.history.get(conversation_id):
@@ -461,6 +472,7 @@ def generation_options(
     max_new_tokens: int,
     thinking: bool,
     image_tokens: int,
+    video_frame_tokens: int = DEFAULT_VIDEO_FRAME_TOKENS,
 ) -> tuple[str, GenerationOptions]:
     """The settings panel's values (in its order) as a system prompt and GenerationOptions."""
     return valid_text(system_prompt), GenerationOptions(
@@ -470,6 +482,7 @@ def generation_options(
         max_new_tokens=int(max_new_tokens),
         thinking=bool(thinking),
         image_tokens=int(image_tokens),
+        video_frame_tokens=int(video_frame_tokens),
     )
 
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from model import AUTO_IMAGE_TOKENS, IMAGE_TOKEN_BUDGETS
+from model import (
+    AUTO_IMAGE_TOKENS,
+    DEFAULT_VIDEO_FRAME_TOKENS,
+    IMAGE_TOKEN_BUDGETS,
+    VIDEO_FRAME_TOKEN_BUDGETS,
+)
 
 from .batch_view import BATCH_PATH, Batches, render_batch_view
 from .conversations import ADDRESS_PARAMETER, GROUPS
@@ -321,8 +326,13 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL, allow_custom_value=True)
             api_description = gr.Textbox()
             api_describe_conversation = gr.Textbox("")
+        # The conversation id stays where /chat's callers give it; newer settings follow it.
+        *chat_settings, video_detail = settings
         api_message.submit(
-            handlers.chat, [api_message, *settings, api_conversation], api_reply, api_name="chat"
+            handlers.chat,
+            [api_message, *chat_settings, api_conversation, video_detail],
+            api_reply,
+            api_name="chat",
         )
         api_audio.upload(handlers.transcribe, api_audio, api_transcript, api_name="transcribe")
         api_image.upload(
@@ -377,6 +387,12 @@ def settings_sidebar() -> tuple[gr.Sidebar, list[gr.components.Component], gr.Ra
             label="Image detail (tokens per image; Auto: 280 for photos, 560 or 1120 for text)",
             elem_id="image-detail",
         )
+        video_frame_tokens = gr.Dropdown(
+            [(str(n), n) for n in VIDEO_FRAME_TOKEN_BUDGETS],
+            value=DEFAULT_VIDEO_FRAME_TOKENS,
+            label="Video detail (tokens per frame; a video is up to 32 frames)",
+            elem_id="video-detail",
+        )
         thinking = gr.Checkbox(label="Thinking", value=False)
         voice_route = gr.Radio(
             list(VOICE_ROUTES),
@@ -409,6 +425,7 @@ def settings_sidebar() -> tuple[gr.Sidebar, list[gr.components.Component], gr.Ra
         max_new_tokens,
         thinking,
         image_tokens,
+        video_frame_tokens,
     ]
     return panel, settings, voice_route
 

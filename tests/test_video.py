@@ -34,8 +34,12 @@ from app.voice import Voice
 from model import GenerationOptions, Message, SpeechRecognizer, VideoClip
 from model.openai_wire.requests import message_to_wire
 from model.prompts import build_inputs
+from tests import test_browser
 from tests.conftest import MAX_WER, QUESTION, speak, word_error_rate
 from tests.test_fuzz import FUZZ, mutated
+
+# The page test's fixtures: a fresh Chromium, and the demo app's page open in it.
+browser, page = test_browser.browser, test_browser.page
 
 LIMITS = Limits()
 SPOKEN = "Open the settings menu, then press the blue button to save the file."
@@ -325,7 +329,7 @@ def test_the_video_is_kept_shown_with_its_poster_and_length_and_exported(videos,
     shown, _ = shown_conversation(conversation)
     poster = shown[0]["content"]
     assert poster["path"].endswith(".poster.jpg") and Path(poster["path"]).is_file()
-    assert poster["alt_text"] == "Video you sent: talk.mp4, Video, 0:08"
+    assert poster["alt_text"] == "First frame of the video you sent: talk.mp4"
     assert shown[1]["content"] == "🎬 Video, 0:08"
     assert shown[2]["content"].startswith("🎤 Heard: “")
     with Image.open(poster["path"]) as first:
@@ -350,6 +354,17 @@ def test_describe_mode_on_a_video_asks_what_happens_and_what_is_said(videos):
 def test_load_attachments_gives_a_videos_frames_and_sound(videos):
     images, audio = load_attachments([str(videos["talk"])], LIMITS)
     assert len(images) == 8 and len(audio) == 1
+
+
+def test_video_detail_is_a_setting_of_its_own():
+    from app.handlers import generation_options
+
+    _, options = generation_options("", 1.0, 0.95, 64, 16, False, 0)
+    assert options.video_frame_tokens == 70  # Gemma's own video budget, by default
+    _, options = generation_options("", 1.0, 0.95, 64, 16, False, 560, 140)
+    assert (options.image_tokens, options.video_frame_tokens) == (560, 140)
+    with pytest.raises(ValueError, match="video_frame_tokens must be one of"):
+        GenerationOptions(video_frame_tokens=1120)
 
 
 # -- engines and the API ----------------------------------------------------------------------
@@ -414,6 +429,11 @@ def test_the_chat_api_takes_a_video(demo_app, videos):
     message = {"text": "What happens?", "files": [handle_file(videos["talk"])]}
     answer = client.predict(message, max_new_tokens=16, api_name="/chat")
     assert isinstance(answer, str) and answer
+    # Video detail, the setting after the conversation id; 560 is not one of its values.
+    answer = client.predict(message, max_new_tokens=16, video_frame_tokens=140, api_name="/chat")
+    assert isinstance(answer, str) and answer
+    with pytest.raises(Exception, match="560"):
+        client.predict(message, max_new_tokens=16, video_frame_tokens=560, api_name="/chat")
     with pytest.raises(Exception, match=r"long\.mp4 lasts 2\.2 min; Loupe takes videos up to"):
         message = {"text": "And this?", "files": [handle_file(videos["long"])]}
         client.predict(message, max_new_tokens=16, api_name="/chat")
@@ -472,3 +492,25 @@ def test_video_bytes_give_frames_and_sound_or_one_sentence(tmp_path: Path, data:
         assert list(video.clip.timestamps_s) == sorted(video.clip.timestamps_s)
         assert all(image.mode == "RGB" for image in images)
         assert isinstance(video.clip, VideoClip)
+
+
+# -- the page ---------------------------------------------------------------------------------
+
+
+def test_the_page_sends_a_video_and_shows_its_poster_length_and_speech(page, demo_app, videos):
+    from playwright.sync_api import expect
+
+    from tests.test_browser import REPLY_TIMEOUT_MS, wait_until_idle
+    from tests.test_page import attach, short_replies
+
+    url, _ = demo_app
+    short_replies(page)
+    attach(page, videos["talk"])
+    page.fill("#message textarea", "What happens in this recording?")
+    page.keyboard.press("Enter")
+    page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
+    wait_until_idle(url)
+    chat = page.locator("#chat")
+    expect(chat.locator("img[src$='.poster.jpg']")).to_be_visible()  # its first frame
+    expect(chat.get_by_text("🎬 Video, 0:08", exact=True)).to_be_visible()
+    expect(chat.get_by_text("🎤 Heard: “", exact=False)).to_be_visible()
