@@ -1,20 +1,32 @@
-"""Desktop mode: the page in its own window, and screen capture into the next message."""
+"""Desktop mode: the page in its own window, and screen captures and recordings into the next
+message."""
 
 from __future__ import annotations
 
 import logging
 import math
 import tempfile
+import threading
+import time
 import webbrowser
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
+import gradio as gr
 from PIL import Image
 
 from .errors import refused
 from .media import with_file
 
 WINDOW_TITLE = "Loupe"
+RECORD_SCREEN = "Record screen"
+STOP_RECORDING = "Stop recording"
+# A screen recording is a video like any other: about one frame a second reaches the model, so
+# two a second leaves room to choose; 30 s keeps it to a few thousand tokens.
+RECORD_MAX_S = 30.0
+RECORD_FPS = 2
+RECORD_MAX_SIDE_PX = 1920
 
 
 def capture_screen(value: dict | None, max_image_mp: float) -> Any:
@@ -32,6 +44,86 @@ def capture_screen(value: dict | None, max_image_mp: float) -> Any:
     with tempfile.NamedTemporaryFile(prefix="screen-", suffix=".png", delete=False) as file:
         shot.save(file, format="PNG")
     return with_file(value, file.name)
+
+
+class ScreenRecorder:
+    """Record screen: the whole screen, RECORD_FPS frames a second, into an MP4 (H.264, no
+    sound), until stopped or RECORD_MAX_S; the recording then joins the next message, where it
+    is taken as any video is. One recording at a time, for the one person at the desktop."""
+
+    def __init__(self, max_s: float = RECORD_MAX_S, fps: float = RECORD_FPS):
+        self.max_s, self.fps = max_s, fps
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._path = ""
+        self._error = ""
+
+    @property
+    def recording(self) -> bool:
+        return self._thread is not None
+
+    def toggle(self, value: dict | None) -> tuple[Any, Any]:
+        """The button: start recording (it becomes Stop recording), or stop and attach."""
+        if not self.recording:
+            self.start()
+            return gr.skip(), gr.update(value=STOP_RECORDING)
+        return self.stop(value), gr.update(value=RECORD_SCREEN)
+
+    def start(self) -> None:
+        """Begin recording in the background; one sentence if the screen cannot be grabbed."""
+        from PIL import ImageGrab
+
+        try:
+            first = ImageGrab.grab()
+        except OSError as exc:
+            raise refused(f"The screen could not be recorded: {exc}.") from None
+        with tempfile.NamedTemporaryFile(prefix="screen-", suffix=".mp4", delete=False) as file:
+            self._path = file.name
+        self._stop.clear()
+        self._error = ""
+        self._thread = threading.Thread(target=self._record, args=(first,), daemon=True)
+        self._thread.start()
+
+    def stop(self, value: dict | None) -> Any:
+        """Finish the recording and put it in the message box."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return gr.skip()
+        self._stop.set()
+        thread.join()
+        if self._error:
+            raise refused(f"The screen recording failed: {self._error}.")
+        return with_file(value, self._path)
+
+    def _record(self, first: Image.Image) -> None:
+        import av
+        from PIL import ImageGrab
+
+        width, height = _even_size(first.size)
+        started = time.monotonic()
+        try:
+            with av.open(self._path, "w", format="mp4") as out:
+                stream = out.add_stream("libx264", rate=int(self.fps))
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.codec_context.time_base = Fraction(1, 1000)  # stamped in milliseconds
+                stream.options = {"preset": "veryfast", "tune": "stillimage"}
+                shot, at = first, 0.0
+                while True:
+                    frame = av.VideoFrame.from_image(shot.convert("RGB").resize((width, height)))
+                    frame.pts, frame.time_base = int(at * 1000), Fraction(1, 1000)
+                    out.mux(stream.encode(frame))
+                    if self._stop.wait(1 / self.fps) or time.monotonic() - started >= self.max_s:
+                        break
+                    shot, at = ImageGrab.grab(), time.monotonic() - started
+                out.mux(stream.encode(None))
+        except Exception as exc:  # the display went away, the disk is full, ...
+            self._error = str(exc) or type(exc).__name__
+
+
+def _even_size(size: tuple[int, int]) -> tuple[int, int]:
+    """A screen's size for H.264: at most RECORD_MAX_SIDE_PX wide or high, even numbers."""
+    scale = min(1.0, RECORD_MAX_SIDE_PX / max(size))
+    return tuple(max(2, int(side * scale) // 2 * 2) for side in size)
 
 
 def open_window(url: str, serve_forever: Callable[[], None]) -> None:

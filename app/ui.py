@@ -17,7 +17,7 @@ from model import (
 from .batch_view import BATCH_PATH, Batches, render_batch_view
 from .conversations import ADDRESS_PARAMETER, GROUPS
 from .describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
-from .desktop import capture_screen
+from .desktop import RECORD_SCREEN, ScreenRecorder, capture_screen
 from .handlers import ChatHandlers
 from .media import with_file
 from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
@@ -155,6 +155,10 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             zoom_button = gr.Button("Zoom", size="sm", elem_id="zoom-button")
             capture = gr.Button(
                 "Capture screen", size="sm", visible=desktop, elem_id="capture-screen"
+            )
+            # Up to 30 s of the whole screen; pressed again (Stop recording), it is attached.
+            record_screen = gr.Button(
+                RECORD_SCREEN, size="sm", visible=desktop, elem_id="record-screen"
             )
             gr.Button(
                 f"Hold to talk ({PUSH_TO_TALK_KEY})",
@@ -299,6 +303,9 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         webcam.input(
             attach_snapshot, [box, webcam], [box, webcam], api_visibility="private"
         ).then(None, js=START_WEBCAM_JS)
+        record_screen.click(
+            ScreenRecorder().toggle, box, [box, record_screen], api_visibility="private"
+        )
         capture.click(
             functools.partial(capture_screen, max_image_mp=handlers.config.limits.max_image_mp),
             box,

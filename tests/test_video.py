@@ -34,12 +34,13 @@ from app.voice import Voice
 from model import GenerationOptions, Message, SpeechRecognizer, VideoClip
 from model.openai_wire.requests import message_to_wire
 from model.prompts import build_inputs
-from tests import test_browser
+from tests import test_browser, test_desktop
 from tests.conftest import MAX_WER, QUESTION, speak, word_error_rate
 from tests.test_fuzz import FUZZ, mutated
 
 # The page test's fixtures: a fresh Chromium, and the demo app's page open in it.
 browser, page = test_browser.browser, test_browser.page
+x_display = test_desktop.x_display  # an X server (Xvfb) for Record screen
 
 LIMITS = Limits()
 SPOKEN = "Open the settings menu, then press the blue button to save the file."
@@ -514,3 +515,50 @@ def test_the_page_sends_a_video_and_shows_its_poster_length_and_speech(page, dem
     expect(chat.locator("img[src$='.poster.jpg']")).to_be_visible()  # its first frame
     expect(chat.get_by_text("🎬 Video, 0:08", exact=True)).to_be_visible()
     expect(chat.get_by_text("🎤 Heard: “", exact=False)).to_be_visible()
+
+
+# -- desktop mode's Record screen -------------------------------------------------------------
+
+
+def test_record_screen_attaches_a_video_of_the_screen(x_display: str):
+    import time
+
+    import gradio as gr
+
+    from app.desktop import RECORD_SCREEN, STOP_RECORDING, ScreenRecorder
+
+    recorder = ScreenRecorder()
+    value = {"text": "What did I do?", "files": ["earlier.png"]}
+    unchanged, button = recorder.toggle(value)
+    assert unchanged == gr.skip() and button["value"] == STOP_RECORDING and recorder.recording
+    time.sleep(3.2)
+    box, button = recorder.toggle(value)
+    assert button["value"] == RECORD_SCREEN and not recorder.recording
+    assert box["text"] == "What did I do?" and box["files"][0] == "earlier.png"
+    recording = Path(box["files"][1])
+    assert file_kind(recording, LIMITS) == "video"
+    video = load_video(recording, LIMITS)
+    assert video.soundtrack is None and 2.5 < video.duration_s < 4.5
+    assert len(video.clip.frames) >= 3 and video.clip.frames[0].size == test_desktop.SCREEN
+
+
+def test_record_screen_stops_by_itself_at_its_limit(x_display: str):
+    import time
+
+    from app.desktop import ScreenRecorder
+
+    recorder = ScreenRecorder(max_s=1.0)
+    recorder.start()
+    time.sleep(2.5)
+    box = recorder.stop({"text": "", "files": []})
+    assert load_video(box["files"][0], LIMITS).duration_s <= 1.0
+
+
+def test_record_screen_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch):
+    import gradio as gr
+
+    from app.desktop import ScreenRecorder
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(gr.Error, match="The screen could not be recorded"):
+        ScreenRecorder().start()
