@@ -317,7 +317,13 @@ class RemoteEngine:
                 dropped += starts[0] - kept_head
                 messages = messages[:kept_head] + messages[starts[0] :]
                 continue
-            raise _Refused(*self._refusal(status, message))
+            kind, sentence = self._refusal(status, message)
+            if kind in ("bad_input", "generation_failed") and any(m.video for m in messages):
+                sentence = (  # the server's own words rarely say it was the video
+                    "The model server did not take this video (vLLM reads video; many servers "
+                    f"do not): {message.rstrip('.')}."
+                )
+            raise _Refused(kind, sentence)
 
     def _refusal(self, status: int, message: str) -> tuple[ErrorKind, str]:
         """A server's refusal as an error kind and one sentence."""

@@ -243,6 +243,19 @@ def test_an_mp4_with_pictures_is_a_video_and_one_with_only_sound_stays_audio(vid
     assert file_kind(videos["sound_only"], LIMITS) == "audio"
 
 
+@pytest.mark.parametrize(
+    "name, container, mime",
+    [("clip.mov", "mov", "video/quicktime"), ("clip.mkv", "matroska", "video/x-matroska")],
+)
+def test_mov_and_mkv_are_videos_too(tmp_path: Path, name: str, container: str, mime: str):
+    speech = speak("Hello there.", tmp_path / "hello.wav")
+    path = write_video(tmp_path / name, 3, speech=speech, container=container)
+    assert file_kind(path, LIMITS) == "video"
+    video = load_video(path, LIMITS)
+    assert len(video.clip.frames) == 3 and video.clip.mime == mime
+    assert video.soundtrack is not None
+
+
 def test_frames_with_their_times_and_the_soundtrack_reach_the_processor(videos, processor):
     video = load_video(videos["talk"], LIMITS)
     clip = video.clip
@@ -562,3 +575,26 @@ def test_record_screen_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(gr.Error, match="The screen could not be recorded"):
         ScreenRecorder().start()
+
+
+def test_a_model_server_that_cannot_read_video_says_so_in_one_sentence(model_server, videos):
+    """`transformers serve` reads video_url only with torchcodec, which is not installed here:
+    its failure comes back as one sentence that names the video (a server with torchcodec
+    answers)."""
+    from model import ChatRequest, EngineError, Finished, RemoteEngine, RemoteEngineConfig
+    from tests.conftest import wait_until_ready
+
+    config = RemoteEngineConfig(model_server.url, model=model_server.model)
+    engine = RemoteEngine(config, queue_size=2)
+    engine.start()
+    try:
+        wait_until_ready(engine, 30)
+        message = model_message(stored("What happens?", videos["talk"]))
+        events = list(engine.submit(ChatRequest((message,), GenerationOptions(max_new_tokens=8))))
+    finally:
+        engine.close()
+    last = events[-1]
+    assert isinstance(last, Finished | EngineError)
+    if isinstance(last, EngineError):
+        assert last.message.startswith("The model server did not take this video (vLLM reads")
+        assert "\n" not in last.message and last.message.endswith(".")
