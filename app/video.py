@@ -324,10 +324,14 @@ def _decode(path: Path, limits: Limits) -> Video:
 
 
 def _scaled(frame: Any) -> Image.Image:
-    """A decoded frame as RGB, at most FRAME_PIXELS, its aspect ratio kept."""
+    """A decoded frame as RGB, at most FRAME_PIXELS, its aspect ratio kept, upright: a phone
+    records portrait video as landscape pictures and a rotation to show them with."""
     scale = min(1.0, math.sqrt(FRAME_PIXELS / max(1, frame.width * frame.height)))
     width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
-    return frame.reformat(width=width, height=height, format="rgb24").to_image()
+    image = frame.reformat(width=width, height=height, format="rgb24").to_image()
+    # Counterclockwise degrees, as PIL turns: -90 (a phone held upright) turns it clockwise.
+    turn = round((frame.rotation or 0) / 90) * 90 % 360
+    return image.rotate(turn, expand=True) if turn else image
 
 
 def _soundtrack(container: Any, name: str) -> AudioClip | None:

@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import shutil
+import struct
 from pathlib import Path
 
 import av
@@ -254,6 +255,21 @@ def test_mov_and_mkv_are_videos_too(tmp_path: Path, name: str, container: str, m
     video = load_video(path, LIMITS)
     assert len(video.clip.frames) == 3 and video.clip.mime == mime
     assert video.soundtrack is not None
+
+
+def test_a_phone_video_held_upright_comes_out_upright(videos, tmp_path: Path):
+    # A phone writes landscape pictures and, in the track header, a matrix that turns them a
+    # quarter clockwise; this is that matrix, written into the test video's header.
+    data = bytearray(videos["silent"].read_bytes())
+    header = data.find(b"tkhd")
+    assert data[header + 4] == 0  # version 0: the matrix comes 40 bytes after the box type
+    struct.pack_into(">9i", data, header + 44, 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    path = tmp_path / "portrait.mp4"
+    path.write_bytes(data)
+    first = load_video(path, LIMITS).clip.frames[0]
+    assert first.size == (180, 320)
+    text = np.asarray(first.convert("L"))[:60, -30:] > 200  # "frame 0", now down the right
+    assert text.any()
 
 
 def test_frames_with_their_times_and_the_soundtrack_reach_the_processor(videos, processor):
