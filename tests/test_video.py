@@ -381,6 +381,29 @@ def test_describe_mode_on_a_video_asks_what_happens_and_what_is_said(videos):
     assert shown[-1]["content"] == "Describe this video: Detailed"
 
 
+def test_describe_mode_on_the_page_describes_a_video(engine, videos, tmp_path: Path):
+    from app.config import AppConfig
+    from app.describe import AI_NOTICE
+    from app.handlers import ChatHandlers
+
+    handlers = ChatHandlers(
+        engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), AppConfig()
+    )
+    value = {"text": "", "files": [str(videos["talk"])]}
+    settings = ("", 1.0, 0.95, 64, 8, False, 0)
+    updates = list(handlers.describe_page(value, "", "detailed", *settings))
+    shown, _, conversation_id, *_ = updates[0]
+    assert shown[1]["content"] == "🎬 Video, 0:08"
+    assert shown[2]["content"].startswith("🎤 Heard: “")
+    assert shown[3]["content"] == "Describe this video: Detailed"
+    conversation = handlers.history.get(conversation_id)
+    assert conversation.title == "Detailed: talk.mp4"
+    assert conversation.messages[-1].text.startswith(AI_NOTICE)
+    [sent] = handlers.intake.model_messages(conversation, "")[:1]
+    assert len(sent.video) == 1 and len(sent.audio) == 1
+    assert sent.text.endswith("with the times, and what is said.")
+
+
 def test_load_attachments_gives_a_videos_frames_and_sound(videos):
     images, audio = load_attachments([str(videos["talk"])], LIMITS)
     assert len(images) == 8 and len(audio) == 1
