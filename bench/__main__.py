@@ -24,11 +24,11 @@ from typing import Any
 from model.config import ModelConfig
 from model.messages import IMAGE_TOKEN_BUDGETS
 
-from . import app_speed, asr_speed, model_speed, remote_speed
+from . import app_speed, asr_speed, batch_speed, model_speed, remote_speed
 from .harness import Figure, device_label, figure, machine, repeat, write
 from .shapes import SHAPES
 
-STAGES = ("load", "first-token", "decode", "settings", "engine", "app", "asr", "remote")
+STAGES = ("load", "first-token", "decode", "settings", "engine", "app", "asr", "remote", "batch")
 OVERHEAD_GOAL = 0.98  # app tokens per second over raw generate's
 DELAY_GOAL_MS = 10.0  # worker to client, per chunk, median
 
@@ -46,10 +46,12 @@ class Plan:
     asr_s: tuple[int, ...]
     remote_tokens: int  # one reply at a time from a model server
     remote_concurrent_tokens: int  # each of eight replies at once
+    batch_images: int  # image files the describe job runs over, in process and on a server
+    batch_tokens: int  # each description's length
 
 
-FULL = Plan(5, (128, 1024), IMAGE_TOKEN_BUDGETS, (5, 30), 128, 1024, (10, 60), 256, 64)
-QUICK = Plan(1, (16, 64), (70, 280), (5,), 16, 64, (5,), 32, 16)
+FULL = Plan(5, (128, 1024), IMAGE_TOKEN_BUDGETS, (5, 30), 128, 1024, (10, 60), 256, 64, 100, 64)
+QUICK = Plan(1, (16, 64), (70, 280), (5,), 16, 64, (5,), 32, 16, 10, 16)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,8 +92,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
     slug = subject.label.split(",")[0].lower().replace(" ", "-")
-    if set(args.stages) == {"remote"}:  # a server's figures alone: beside the model's, not over
-        slug = f"remote-{slug}"
+    if set(args.stages) in ({"remote"}, {"batch"}):  # beside the model's figures, not over them
+        slug = f"{args.stages[0]}-{slug}"
     name = f"{device_label()}-{slug}{'-quick' if args.quick else ''}"
     paths = write(args.out, name, results, figures)
     print("\n".join(str(path) for path in paths))
@@ -185,6 +187,13 @@ def run(
         details["speech recognition"] = asr_speed.SETTINGS
     if "remote" in stages:
         notes += remote(plan, Path(details["miniature"]), app_config, app_flags, figures)
+    if "batch" in stages:
+        measured, batch_notes, batch_details = batch_speed.measure(
+            app_config, Path(details["miniature"]), plan.batch_images, plan.batch_tokens
+        )
+        figures += measured
+        notes += batch_notes
+        details |= batch_details
     return {
         "subject": subject.label,
         "machine": machine(),

@@ -29,13 +29,21 @@ def test_quick_mode_writes_json_a_table_and_a_plot(tmp_path: Path):
     stages = {figure["stage"] for figure in figures}
     for stage in ("load 4bit", "time to first token 4bit", "decode 4bit", "settings", "engine"):
         assert stage in stages, stage
-    assert {"app", "gradio alone", "speech recognition", "remote"} <= stages
+    assert {"app", "gradio alone", "speech recognition", "remote", "batch"} <= stages
     assert all(math.isfinite(f["median"]) and f["median"] >= 0 for f in figures)
     rates = [f for f in figures if f["unit"] == "tokens/s"]
     assert rates and all(f["median"] > 0 for f in rates)
     ratios = {f["stage"]: f["median"] for f in figures if f["unit"] == "ratio"}
-    assert set(ratios) == {"engine", "app", "remote"} and all(0 < r < 10 for r in ratios.values())
+    assert set(ratios) == {"engine", "app", "remote", "batch"}
+    assert all(0 < r < 10 for r in ratios.values())
     assert sum(f["stage"] == "remote" and f["unit"] == "ratio" for f in figures) == 2
+    # Describing a folder: images per minute in process and on a server, each against the
+    # model's own pace, and the run's summary (every file described).
+    per_minute = [f for f in figures if f["unit"] == "images/min"]
+    assert len(per_minute) == 4 and all(f["median"] > 0 for f in per_minute)
+    assert sum(f["stage"] == "batch" and f["unit"] == "ratio" for f in figures) == 2
+    summaries = [note for note in results["notes"] if "the job's summary" in note]
+    assert len(summaries) == 2 and all("0 failed" in note for note in summaries)
     v1_skipped = any(note.startswith("app /v1: not measured") for note in results["notes"])
     assert "app /v1" in stages or v1_skipped
     assert results["machine"]["cpu"] and results["notes"]
