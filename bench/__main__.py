@@ -48,10 +48,15 @@ class Plan:
     remote_concurrent_tokens: int  # each of eight replies at once
     batch_images: int  # image files the describe job runs over, in process and on a server
     batch_tokens: int  # each description's length
+    recording_s: int  # a screen recording with speech: its length
+    recording_px: tuple[int, int]  # and its size
 
 
-FULL = Plan(5, (128, 1024), IMAGE_TOKEN_BUDGETS, (5, 30), 128, 1024, (10, 60), 256, 64, 100, 64)
-QUICK = Plan(1, (16, 64), (70, 280), (5,), 16, 64, (5,), 32, 16, 10, 16)
+FULL = Plan(
+    5, (128, 1024), IMAGE_TOKEN_BUDGETS, (5, 30), 128, 1024, (10, 60), 256, 64, 100, 64,
+    30, (1920, 1080),
+)  # fmt: skip
+QUICK = Plan(1, (16, 64), (70, 280), (5,), 16, 64, (5,), 32, 16, 10, 16, 4, (320, 180))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -162,7 +167,13 @@ def run(
             figures += loaded_figures
         if "first-token" in stages:
             cases = model_speed.first_token_inputs(plan.image_budgets, plan.audio_s)
-            timed = model_speed.measure_first_token(loaded, cases, plan.runs)
+            with tempfile.TemporaryDirectory() as folder:
+                decode_s, recording = model_speed.screen_recording(
+                    plan.recording_s, plan.recording_px, Path(folder)
+                )
+            figures.append(figure("video", f"{recording[0]}: decoded by the intake", "s", decode_s))
+            timed = model_speed.measure_first_token(loaded, [*cases, recording], plan.runs)
+            timed += model_speed.measure_recording_memory(loaded, recording)
             figures += [replace(f, stage=f"{f.stage} {quant}") for f in timed]
         if "decode" in stages:
             decoded, ceiling = model_speed.measure_decode(

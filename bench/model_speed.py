@@ -296,3 +296,67 @@ def shape_subject(shape: str, processor_folder: Path, device: str) -> Subject:
         return LoadedModel(model, processor, ModelInfo(f"{shape} shape", True, device, quant))
 
     return Subject(f"Gemma 4 {shape} shape, random weights", load)
+
+
+RECORDING_PROMPT = "What happens in this screen recording, and what is said?"
+RECORDING_SPEECH = (
+    "First I open the settings window. Then I choose the network tab and press connect. "
+    "An error appears: access is denied. I try again as administrator, and it works. "
+)
+
+
+def screen_recording(seconds_long: int, size: tuple[int, int], folder: Path) -> tuple:
+    """A screen recording with speech made as an MP4 (H.264 and AAC, 30 frames a second), read
+    as the app's intake reads it: (decode seconds, the first-token case)."""
+    import numpy as np
+    import soundfile
+
+    from app.config import Limits
+    from app.video import load_video
+    from tests.conftest import speak
+    from tests.test_video import write_video
+
+    speech = speak(RECORDING_SPEECH * 4, folder / "speech.wav")
+    samples, rate = soundfile.read(speech, dtype="float32")
+    samples = np.resize(samples, seconds_long * rate)  # spoken all through, looped if short
+    soundfile.write(speech, samples, rate)
+    path = write_video(folder / "recording.mp4", seconds_long, size=size, speech=speech)
+    started = time.perf_counter()
+    video = load_video(path, Limits())
+    decode_s = time.perf_counter() - started
+    audio = (video.soundtrack,) if video.soundtrack is not None else ()
+    message = Message("user", RECORDING_PROMPT, video=(video.clip,), audio=audio)
+    name = f"screen recording {seconds_long} s {size[0]}x{size[1]} with sound"
+    return decode_s, (name, (message,), GenerationOptions())
+
+
+def measure_recording_memory(loaded: LoadedModel, case: tuple) -> list[Figure]:
+    """The memory one answer to the recording takes on top of the loaded model: the highest
+    resident set seen while its inputs are built and its first token made (and on a GPU the
+    highest allocation), over what was resident before."""
+    import threading
+
+    import psutil
+    import torch
+
+    name, messages, options = case
+    process, highest, done = psutil.Process(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.005):
+            highest[0] = max(highest[0], process.memory_info().rss)
+
+    gc.collect()
+    before = process.memory_info().rss
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    generate(loaded, prepared(loaded, messages, options), 1)
+    done.set()
+    watcher.join()
+    figures = [figure("memory", f"{name}: RAM added", "GB", max(highest[0] - before, 0) / 1e9)]
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()
+        figures.append(figure("memory", f"{name}: VRAM added at peak", "GB", peak / 1e9))
+    return figures
