@@ -29,7 +29,14 @@ def test_quick_mode_writes_json_a_table_and_a_plot(tmp_path: Path):
     stages = {figure["stage"] for figure in figures}
     for stage in ("load 4bit", "time to first token 4bit", "decode 4bit", "settings", "engine"):
         assert stage in stages, stage
-    assert {"app", "gradio alone", "speech recognition", "remote", "batch"} <= stages
+    assert {"app", "gradio alone", "speech recognition", "remote", "batch", "video"} <= stages
+    recording = [f for f in figures if "screen recording" in f["name"]]
+    assert {f["stage"] for f in recording} == {
+        "video",
+        "time to first token 4bit",
+        "processor 4bit",
+        "memory 4bit",
+    }
     assert all(math.isfinite(f["median"]) and f["median"] >= 0 for f in figures)
     rates = [f for f in figures if f["unit"] == "tokens/s"]
     assert rates and all(f["median"] > 0 for f in rates)
