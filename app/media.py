@@ -261,7 +261,7 @@ def load_audio(path: str | Path, limits: Limits) -> AudioClip:
                 samples_so_far += plane.shape[1]
                 # Without a duration in the header, stop decoding as soon as it is too long.
                 if samples_so_far > limits.max_audio_s * rate:
-                    raise MediaError(_too_long(path.name, None, limits))
+                    raise MediaError(too_long(path.name, None, limits.max_audio_s, "recording"))
         except MediaError:
             raise
         except Exception as exc:  # PyAV raises many types for corrupt input
@@ -357,26 +357,29 @@ def _open_audio(path: Path, limits: Limits) -> Iterator[tuple[Any, float | None]
             raise MediaError(f"{path.name} has no audio in it.")
         if container.streams.audio[0].codec_context is None:  # a codec FFmpeg does not know
             raise MediaError(f"{path.name} is not an audio file Loupe can read.")
-        declared_s = _declared_seconds(container, container.streams.audio[0])
+        declared_s = declared_seconds(container, container.streams.audio[0])
         if declared_s and declared_s > limits.max_audio_s:
-            raise MediaError(_too_long(path.name, declared_s, limits))
+            raise MediaError(too_long(path.name, declared_s, limits.max_audio_s, "recording"))
         yield container, declared_s
 
 
-def _declared_seconds(container: Any, stream: Any) -> float | None:
-    """The duration the file's header declares, if it declares one."""
-    if stream.duration is not None and stream.time_base:
+def declared_seconds(container: Any, stream: Any) -> float | None:
+    """The duration a recording's or a video's header declares, if it declares one (a zero is
+    none: browsers' WebM says 0)."""
+    if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:
+    if container.duration and container.duration > 0:
         return container.duration / 1_000_000  # AV_TIME_BASE
     return None
 
 
-def _too_long(name: str, seconds: float | None, limits: Limits) -> str:
-    limit = _duration(limits.max_audio_s)
+def too_long(name: str, seconds: float | None, limit_s: float, what: str) -> str:
+    """The sentence for a recording or a video (`what`) over its limit; `seconds` its length
+    when known."""
+    limit = _duration(limit_s)
     if seconds:
-        return f"{name} lasts {_duration(seconds)}; Loupe takes recordings up to {limit}."
-    return f"{name} is longer than {limit}, the longest recording Loupe takes."
+        return f"{name} lasts {_duration(seconds)}; Loupe takes {what}s up to {limit}."
+    return f"{name} is longer than {limit}, the longest {what} Loupe takes."
 
 
 def _duration(seconds: float) -> str:

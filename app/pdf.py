@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from .config import Limits
+from .decoded_files import DecodedFiles
 from .media import MediaError
 
 HEADER = b"%PDF-"
@@ -42,7 +42,7 @@ CACHED_DOCUMENTS = 2
 
 # PDFium is not thread-safe; the page's events and the API's requests run in threads.
 _pdfium_lock = threading.RLock()
-_rendered: OrderedDict[tuple, tuple[Image.Image, ...]] = OrderedDict()
+_rendered: DecodedFiles[tuple[Image.Image, ...]] = DecodedFiles(CACHED_DOCUMENTS)
 
 _RANGE = r"\d{1,9}(?:\s*(?:-|–|—|to|through)\s*\d{1,9})?"
 _PAGE_LIST = re.compile(
@@ -143,21 +143,15 @@ def render_pages(path: str | Path, pages: PdfPages) -> tuple[Image.Image, ...]:
     """The chosen pages as RGB images of about PAGE_PIXELS each, in order; PdfError if a page
     cannot be rendered."""
     path = Path(path)
+
+    def render() -> tuple[Image.Image, ...]:
+        with _pdfium_lock, _open(path, pages.name) as document:
+            return tuple(_render(document, number, pages.name) for number in pages.numbers)
+
     try:
-        stat = path.stat()
+        return _rendered.get(path, pages.numbers, render)
     except OSError as exc:
         raise PdfError(f"{pages.name} could not be read.") from exc
-    key = (str(path), stat.st_size, stat.st_mtime_ns, pages.numbers)
-    with _pdfium_lock:
-        if key in _rendered:
-            _rendered.move_to_end(key)
-            return _rendered[key]
-        with _open(path, pages.name) as document:
-            images = tuple(_render(document, number, pages.name) for number in pages.numbers)
-        _rendered[key] = images
-        while len(_rendered) > CACHED_DOCUMENTS:
-            _rendered.popitem(last=False)
-    return images
 
 
 def page_list(numbers: tuple[int, ...] | list[int]) -> str:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,8 @@ from PIL import Image
 from model import AudioClip, VideoClip
 
 from .config import Limits
-from .media import MediaError, _audio_format, _duration
+from .decoded_files import DecodedFiles
+from .media import MediaError, _audio_format, declared_seconds, too_long
 
 # Gemma 4 plans for at most 32 frames per video (the processor's num_frames, vLLM's
 # _VIDEO_MAX_FRAMES), and Google describes its video as read at one frame a second.
@@ -43,8 +42,7 @@ POSTER_SUFFIX = ".poster.jpg"
 CACHED_VIDEOS = 2
 VIDEO_CONTAINERS = ("mov", "matroska")
 
-_cache_lock = threading.Lock()
-_decoded: OrderedDict[tuple, Video] = OrderedDict()
+_decoded: DecodedFiles[Video] = DecodedFiles(CACHED_VIDEOS)
 
 
 class VideoError(MediaError):
@@ -94,20 +92,9 @@ def load_video(path: str | Path, limits: Limits) -> Video:
     """The video's chosen frames with their times, and its soundtrack at 16 kHz mono."""
     path = Path(path)
     try:
-        stat = path.stat()
+        return _decoded.get(path, limits.max_video_s, lambda: _decode(path, limits))
     except OSError as exc:
         raise VideoError(f"{path.name} could not be read.") from exc
-    key = (str(path), stat.st_size, stat.st_mtime_ns, limits.max_video_s)
-    with _cache_lock:
-        if key in _decoded:
-            _decoded.move_to_end(key)
-            return _decoded[key]
-    video = _decode(path, limits)
-    with _cache_lock:
-        _decoded[key] = video
-        while len(_decoded) > CACHED_VIDEOS:
-            _decoded.popitem(last=False)
-    return video
 
 
 def frame_times(times: list[float]) -> list[int]:
@@ -146,7 +133,7 @@ def video_label(path: str | Path) -> str:
     """How the chat names a kept video: "Video, 0:42" ("Video" if its length cannot be read)."""
     try:
         with _open(Path(path)) as (container, stream):
-            seconds = _declared_seconds(container, stream)
+            seconds = declared_seconds(container, stream)
             if seconds is None or not stream.duration:  # see _length
                 seconds = _packet_span(container, stream, math.inf, Path(path).name)
     except Exception:  # shown in the chat: a damaged file keeps its plain label
@@ -216,28 +203,13 @@ def _video_stream(container: Any) -> Any:
     return None
 
 
-def _declared_seconds(container: Any, stream: Any) -> float | None:
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    if container.duration and container.duration > 0:
-        return container.duration / 1_000_000  # AV_TIME_BASE
-    return None
-
-
-def _too_long(name: str, seconds: float | None, limits: Limits) -> str:
-    limit = _duration(limits.max_video_s)
-    if seconds:
-        return f"{name} lasts {_duration(seconds)}; Loupe takes videos up to {limit}."
-    return f"{name} is longer than {limit}, the longest video Loupe takes."
-
-
 def _length(container: Any, stream: Any, name: str, limits: Limits) -> float:
     """The length the header declares, refused if too long. Matroska and WebM are also measured
     by their packets (not decoded): browsers' recordings declare no duration, and FFmpeg then
     gives an estimate from the bit rate, which can be far off."""
-    declared = _declared_seconds(container, stream)
+    declared = declared_seconds(container, stream)
     if declared is not None and declared > limits.max_video_s:
-        raise VideoError(_too_long(name, declared, limits))
+        raise VideoError(too_long(name, declared, limits.max_video_s, "video"))
     if declared is not None and stream.duration:  # the stream's own: MP4 and MOV declare it
         return declared
     return _packet_span(container, stream, limits.max_video_s, name)
@@ -265,9 +237,7 @@ def _packet_times(container: Any, stream: Any, max_s: float, name: str) -> list[
             times.append(float(stamp * base))
             first = min(first, times[-1])
             if times[-1] - first > max_s:
-                raise VideoError(
-                    f"{name} is longer than {_duration(max_s)}, the longest video Loupe takes."
-                )
+                raise VideoError(too_long(name, None, max_s, "video"))
     except VideoError:
         raise
     except Exception as exc:  # damage part way through
@@ -283,9 +253,9 @@ def _decode(path: Path, limits: Limits) -> Video:
 
     name = path.name
     with _open(path) as (container, stream):
-        declared = _declared_seconds(container, stream)
+        declared = declared_seconds(container, stream)
         if declared is not None and declared > limits.max_video_s:
-            raise VideoError(_too_long(name, declared, limits))
+            raise VideoError(too_long(name, declared, limits.max_video_s, "video"))
         times = _packet_times(container, stream, limits.max_video_s, name)
     if not times:
         raise VideoError(f"{name} has no pictures in it.")
