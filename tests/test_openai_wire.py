@@ -38,9 +38,10 @@ from model.openai_wire import (
     sse,
     sse_data,
 )
-from tests.conftest import photo, tone, wait_until_ready
+from tests.conftest import ROOT, photo, tone, wait_until_ready
 
 URL = "http://gpu-box:8000/v1"
+ASSETS = ROOT / "assets"
 
 
 def test_a_request_goes_as_every_server_takes_it():
@@ -50,7 +51,7 @@ def test_a_request_goes_as_every_server_takes_it():
     body = request_body(ChatRequest((Message("system", "Be brief."), message), options), "g")
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     image, audio, text = body["messages"][1]["content"]
-    assert image["image_url"]["url"].startswith("data:image/png;base64,")
+    assert image["image_url"]["url"].startswith("data:image/jpeg;base64,")  # a photo
     assert audio["input_audio"]["format"] == "wav"
     samples, rate = soundfile.read(io.BytesIO(base64.b64decode(audio["input_audio"]["data"])))
     # 16 kHz mono, cut at the model's 30 s, a whole number of 40 ms audio tokens.
@@ -77,9 +78,24 @@ def test_an_odd_length_clip_is_padded_to_whole_audio_tokens():
     assert len(samples) == 16_640
 
 
-def test_large_photos_go_as_jpeg():
-    body = request_body(ChatRequest((Message("user", "", images=(photo(2000, 1500),)),)), "g")
-    assert body["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/jpeg")
+@pytest.mark.parametrize(
+    ("image", "mime"),
+    [
+        (lambda: Image.open(ASSETS / "example-error.png"), "image/png"),  # text: lossless
+        (lambda: Image.open(ASSETS / "example-photo.jpg"), "image/jpeg"),
+        (lambda: photo(2000, 1500), "image/jpeg"),
+        (lambda: photo(64, 48), "image/jpeg"),
+    ],
+)
+def test_images_of_text_go_as_png_and_photos_as_jpeg(image, mime):
+    picture = image().convert("RGB")
+    body = request_body(ChatRequest((Message("user", "", images=(picture,)),)), "g")
+    url = body["messages"][0]["content"][0]["image_url"]["url"]
+    assert url.startswith(f"data:{mime};base64,")
+    sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.size == picture.size
+    if mime == "image/png":
+        assert sent.convert("RGB").tobytes() == picture.tobytes()
 
 
 @pytest.mark.parametrize(
