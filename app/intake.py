@@ -84,7 +84,7 @@ class Intake:
             for a in message.attachments
             if a.kind == "pdf" and _caption_count(a.caption)
         ]
-        return left_out_note(pages, self.limits)
+        return left_out_note(pages, self.limits, message.text)
 
     def _attachment(self, path: str, kind: Kind, decoded: Any) -> Attachment:
         if kind == "image":

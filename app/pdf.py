@@ -186,13 +186,23 @@ def page_labels(pages: PdfPages, first_image: int) -> str:
     return "\n".join(lines)
 
 
-def left_out_note(pages: list[PdfPages], limits: Limits) -> str:
-    """The reply's note when pages of a message's PDFs were not read ("" when all were):
-    "report.pdf: pages 1-10 of 30 were read. Loupe reads at most 10 pages ..."."""
-    notes = []
+def left_out_note(pages: list[PdfPages], limits: Limits, text: str) -> str:
+    """The reply's note when pages of a message's PDFs were not read ("" when all were), e.g.
+    "report.pdf: pages 1-10 of 30 were read. Loupe reads at most 10 pages ...": when the limit
+    cut pages the message (its `text`) named, or, naming none, pages of the whole PDF."""
+    requested = requested_pages(text)
+    notes, cut = [], False
     for document in pages:
         if not document.left_out:
             continue
+        wanted = document.page_count
+        if requested is not None:
+            wanted = len({
+                page
+                for first, last in requested
+                for page in range(max(first, 1), min(last, document.page_count) + 1)
+            })  # fmt: skip
+        cut = cut or len(document.numbers) < wanted
         if not document.numbers:
             notes.append(f"{document.name}: none of its pages were read")
             continue
@@ -201,7 +211,7 @@ def left_out_note(pages: list[PdfPages], limits: Limits) -> str:
         notes.append(
             f"{document.name}: {read} of {document.page_count} {'was' if one else 'were'} read"
         )
-    if not notes:
+    if not cut:  # every page asked for was read; the chat shows which under the file
         return ""
     return (
         f"{'; '.join(notes)}. Loupe reads at most {limits.max_pdf_pages} pages of a message: "

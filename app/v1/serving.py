@@ -173,6 +173,7 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Messa
                 if isinstance(decoded, Video):  # the file is gone after this: keep its bytes
                     decoded = replace(decoded, clip=replace(decoded.clip, path="", data=part.data))
                 decoded_files.append(decoded)
+            asked = text
             try:
                 decoded_files = chosen_pages(text, decoded_files, limits)
                 files = list(zip(map(str, paths), decoded_files, strict=True))
@@ -183,7 +184,7 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Messa
                 path.unlink()
             messages.append(model_message(message.role, text, images, clips, videos))
             pdfs = [item for item in decoded_files if isinstance(item, PdfPages)]
-            note = left_out_note(pdfs, limits)
+            note = left_out_note(pdfs, limits, asked)
     return tuple(messages), note
 
 
