@@ -211,14 +211,12 @@ class ChatHandlers:
         thinking: bool,
         image_tokens: int,
         conversation_id: str,
-        video_frame_tokens: int = DEFAULT_VIDEO_FRAME_TOKENS,
     ) -> Iterator[str]:
         """Answer a message (text, images, videos, audio files); streams the reply as it grows.
 
         With a `conversation_id` (from /new_conversation) the exchange is kept in that
         conversation and earlier turns are part of the prompt; without one it stands alone.
-        `video_frame_tokens` (Video detail) comes after the conversation id, which callers that
-        give arguments by position pass ninth.
+        Videos are read at the default Video detail (the page's setting is the page's).
         """
         try:
             files = self.intake.message_files(message)
@@ -233,7 +231,6 @@ class ChatHandlers:
             max_new_tokens,
             thinking,
             image_tokens,
-            video_frame_tokens,
         )
         if conversation_id:
             if not self.history.get(conversation_id):

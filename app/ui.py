@@ -333,11 +333,12 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL, allow_custom_value=True)
             api_description = gr.Textbox()
             api_describe_conversation = gr.Textbox("")
-        # The conversation id stays where /chat's callers give it; newer settings follow it.
-        *chat_settings, video_detail = settings
+        # /chat's inputs stay as its callers know them (the HTTP API takes them by position):
+        # Video detail, a later setting, is the page's only; /chat uses its default.
+        *chat_settings, _video_detail = settings
         api_message.submit(
             handlers.chat,
-            [api_message, *chat_settings, api_conversation, video_detail],
+            [api_message, *chat_settings, api_conversation],
             api_reply,
             api_name="chat",
         )

@@ -25,6 +25,7 @@ SMALL_QUEUE = 2
 SMALL_CONTEXT_TOKENS = 200
 STOPS_EACH = 50
 IDLE_DEADLINE_S = 2.0
+START_ATTEMPTS = 20  # replies started to catch one mid-stream; a refused call ends at once
 # Greedy, so the demo model's reply is the same every time: about 350 tokens, several seconds.
 LONG_REPLY = {"text": "Talk at length.", "files": []}
 LONG = {"temperature": 0.0, "max_new_tokens": 4000}
@@ -144,8 +145,12 @@ def test_a_burst_past_the_queue_is_told_busy_at_once_and_service_recovers(small_
 
 def _stop_mid_reply(url: str, stop) -> float:
     """Start a long reply, let it stream, `stop()` it; seconds until the model is idle."""
-    while not (stop.start() and _engine(url)["state"] == "busy"):
-        stop()  # the reply already ended: start another
+    for _ in range(START_ATTEMPTS):
+        if stop.start() and _engine(url)["state"] == "busy":
+            break
+        stop()  # the reply already ended (or was refused): start another
+    else:
+        raise AssertionError(f"no reply was still streaming in {START_ATTEMPTS} attempts")
     stop()
     return _seconds_to_idle(url)
 

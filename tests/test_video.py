@@ -482,11 +482,6 @@ def test_the_chat_api_takes_a_video(demo_app, videos):
     message = {"text": "What happens?", "files": [handle_file(videos["talk"])]}
     answer = client.predict(message, max_new_tokens=16, api_name="/chat")
     assert isinstance(answer, str) and answer
-    # Video detail, the setting after the conversation id; 560 is not one of its values.
-    answer = client.predict(message, max_new_tokens=16, video_frame_tokens=140, api_name="/chat")
-    assert isinstance(answer, str) and answer
-    with pytest.raises(Exception, match="560"):
-        client.predict(message, max_new_tokens=16, video_frame_tokens=560, api_name="/chat")
     with pytest.raises(Exception, match=r"long\.mp4 lasts 2\.2 min; Loupe takes videos up to"):
         message = {"text": "And this?", "files": [handle_file(videos["long"])]}
         client.predict(message, max_new_tokens=16, api_name="/chat")
