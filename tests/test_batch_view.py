@@ -106,15 +106,22 @@ def download(page, button: str, tmp_path: Path) -> Path:
     return target
 
 
-def test_drop_describe_edit_and_download(batch_page, demo_app, uploads, tmp_path):
-    page, (url, _) = batch_page, demo_app
-    page.set_input_files("#batch-files input[type=file]", [str(path) for path in uploads])
-    page.get_by_label("Alt text", exact=True).check()
+def start(page, files: list[Path], level: str, counted: str) -> None:
+    """Add the files, choose the level, Start, and wait until the progress line matches
+    `counted` (a regular expression)."""
+    page.set_input_files("#batch-files input[type=file]", [str(path) for path in files])
+    page.get_by_label(level, exact=True).check()
     page.click("#batch-start")
     page.wait_for_function(
-        "() => /\\d+\\/6 images/.test(document.querySelector('#batch-progress').innerText)",
+        "(p) => new RegExp(p).test(document.querySelector('#batch-progress').innerText)",
+        arg=counted,
         timeout=RUN_TIMEOUT_MS,
-    )  # counted as it goes: six files, the hidden ones left out
+    )
+
+
+def test_drop_describe_edit_and_download(batch_page, demo_app, uploads, tmp_path):
+    page, (url, _) = batch_page, demo_app
+    start(page, uploads, "Alt text", r"\d+\/6 images")  # six files: the hidden ones left out
     assert wait_for_end(page).startswith("Done: 4 described, 0 already done, 2 failed")
     shoot(page, "batch-done")
     assert page.get_attribute("#batch-progress", "role") == "status"  # read out as it changes
@@ -172,13 +179,7 @@ def test_stop_ends_the_run_and_keeps_what_was_done(batch_page, demo_app, tmp_pat
     for n in range(12):
         files.append(tmp_path / f"photo-{n:02}.jpg")
         photo(320, 240, seed=n).save(files[-1])
-    page.set_input_files("#batch-files input[type=file]", [str(path) for path in files])
-    page.get_by_label("Detailed", exact=True).check()
-    page.click("#batch-start")
-    page.wait_for_function(
-        "() => /^[1-9]\\d*\\/12 images/.test(document.querySelector('#batch-progress').innerText)",
-        timeout=RUN_TIMEOUT_MS,
-    )
+    start(page, files, "Detailed", r"^[1-9]\d*\/12 images")  # some done, not all
     page.click("#batch-stop")
     started = time.monotonic()
     ended = wait_for_end(page)
