@@ -33,21 +33,26 @@ def browser(spoken_question: Path) -> Iterator:
     """A fresh Chromium per test: its fake microphone plays the recording only once."""
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                # The microphone plays this recording once, then silence.
-                f"--use-file-for-fake-audio-capture={spoken_question}%noloop",
-            ],
-        )
+        browser = launch_chromium(playwright, spoken_question)
         yield browser
         browser.close()
+
+
+def launch_chromium(playwright, heard: Path):
+    """Debian's Chromium with a fake camera, and a fake microphone that plays `heard` once,
+    then silence."""
+    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={heard}%noloop",
+        ],
+    )
 
 
 @pytest.fixture

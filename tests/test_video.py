@@ -49,7 +49,6 @@ FPS = 4
 # Each frame's red channel counts its frames: RED_STEP per frame (H.264 keeps a flat colour to
 # within a few levels), so a decoded picture says which frame it is.
 RED_STEP = 8
-CHROMIUM = Path("/usr/bin/chromium")
 RECORD_MS = 5000
 
 
@@ -139,20 +138,12 @@ def chromium_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     microphone, the spoken question."""
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
+    from tests.test_browser import launch_chromium
+
     folder = tmp_path_factory.mktemp("recorded")
     question = speak(QUESTION, folder / "question.wav")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={question}%noloop",
-            ],
-        )
+        browser = launch_chromium(playwright, question)
         try:
             page = browser.new_context(permissions=["microphone", "camera"]).new_page()
             # An https page is a secure context, where getUserMedia exists; nothing is fetched.
