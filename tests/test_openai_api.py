@@ -19,6 +19,7 @@ import numpy as np
 import openai
 import pytest
 import soundfile
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.testclient import TestClient
@@ -184,6 +185,46 @@ def test_thinking_on_streams_and_answers(demo_app, thinking):
         assert set(extra) <= {"reasoning_content"}
 
 
+def pdf_part(pages: int) -> dict[str, Any]:
+    """A PDF of `pages` plain pages as OpenAI's file part: more than 10 makes the reply's note."""
+    sheets = [Image.new("RGB", (200, 280), (255, 255, 255 - page)) for page in range(pages)]
+    buffer = io.BytesIO()
+    sheets[0].save(buffer, "PDF", save_all=True, append_images=sheets[1:])
+    data = "data:application/pdf;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return {"type": "file", "file": {"file_data": data, "filename": "minutes.pdf"}}
+
+
+def streamed_and_whole(api: openai.OpenAI, messages: list, **options: Any) -> tuple[dict, dict]:
+    """The same greedy request streamed (its pieces joined) and whole: content and reasoning."""
+    options = {"model": SERVED, "messages": messages, "temperature": 0.0, **options}
+    joined = {"content": "", "reasoning_content": ""}
+    for chunk in api.chat.completions.create(stream=True, **options):
+        for delta in (chunk.choices[0].delta,) if chunk.choices else ():
+            joined["content"] += delta.content or ""
+            joined["reasoning_content"] += (delta.model_extra or {}).get("reasoning_content", "")
+    message = api.chat.completions.create(**options).choices[0].message
+    reasoning = (message.model_extra or {}).get("reasoning_content") or ""
+    return joined, {"content": message.content, "reasoning_content": reasoning}
+
+
+@pytest.mark.parametrize(
+    ("messages", "options"),
+    [
+        ([{"role": "user", "content": "Count to ten."}], {"max_tokens": 4}),
+        (TALK, {"max_tokens": 40}),
+        (ask(image_part()), {"max_tokens": 12}),
+        (ask(pdf_part(12)), {"max_tokens": 8}),
+        (TALK, {"max_tokens": 24, "extra_body": {"reasoning_effort": "high"}}),
+    ],
+    ids=["count", "talk", "image", "pdf-note", "thinking"],
+)
+def test_streamed_pieces_join_to_the_whole_reply(demo_app, messages, options):
+    url, _ = demo_app
+    joined, whole = streamed_and_whole(client(url), messages, **options)
+    assert joined == whole
+    assert whole["content"] or whole["reasoning_content"]
+
+
 def test_refusals_in_openai_shape(demo_app):
     url, _ = demo_app
     api = client(url)
@@ -219,6 +260,48 @@ def test_refusals_in_openai_shape(demo_app):
     assert "e" not in reply.choices[0].message.content
     assert reply.choices[0].finish_reason == "stop"
     assert engine_state(url)["state"] == "idle"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "sentence"),
+    [
+        ('"max_tokens": Infinity', "max_tokens", "a whole number of at least 1"),
+        ('"max_tokens": 1e400', "max_tokens", "a whole number of at least 1"),
+        ('"max_tokens": [5]', "max_tokens", "a whole number of at least 1"),
+        ('"max_tokens": "abc"', "max_tokens", "a whole number of at least 1"),
+        ('"max_tokens": 2.5', "max_tokens", "a whole number of at least 1"),
+        ('"chat_template_kwargs": 5', "chat_template_kwargs", "an object such as"),
+        ('"stream_options": 5', "stream_options", "an object such as"),
+        ('"stream": true, "stream_options": {"include_usage": "yes"}',
+         "stream_options.include_usage", "true or false"),
+        ('"stream": "no"', "stream", "true or false"),
+        ('"temperature": NaN', "temperature", "a number between 0 and 2"),
+        ('"top_p": true', "top_p", "a number between 0 and 1"),
+        ('"reasoning_effort": 3', "reasoning_effort", "one of none, minimal"),
+        ('"mm_processor_kwargs": [280]', "mm_processor_kwargs", "an object such as"),
+    ],
+)
+def test_every_field_of_the_wrong_type_is_a_400_naming_it(demo_app, fields, param, sentence):
+    url, _ = demo_app
+    body = '{"messages": [{"role": "user", "content": "Hi"}], ' + fields + "}"
+    answer = httpx.post(
+        f"{url}/v1/chat/completions",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and error["message"].startswith(f"{param} must be {sentence}")
+    assert error["message"].endswith(".") and "\n" not in error["message"]
+
+
+def test_a_max_tokens_past_the_context_is_cut_to_the_room_left(demo_app):
+    url, _ = demo_app
+    reply = client(url).chat.completions.create(
+        model=SERVED, messages=TALK, max_tokens=10**15, temperature=0.0
+    )
+    check_usage(reply.usage)
 
 
 def test_a_client_that_disconnects_mid_stream_stops_its_reply(demo_app):
@@ -501,6 +584,13 @@ def test_an_error_mid_stream_reaches_the_client():
         whole.chat.completions.create(model=SERVED, messages=TALK, stream=True)
 
 
+def test_text_read_before_the_stream_starts_is_sent_once():
+    api = scripted([TextChunk("Hel"), TextChunk("lo"), DONE])
+    chunks = list(api.chat.completions.create(model=SERVED, messages=TALK, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "Hello"
+
+
 def test_dropped_messages_go_in_an_extension_field_not_the_text():
     trimmed = scripted([ContextTrimmed(2), TextChunk("Hi"), DONE])
     first = next(iter(trimmed.chat.completions.create(model=SERVED, messages=TALK, stream=True)))
@@ -566,5 +656,10 @@ def test_loupe_on_loupe(keyed_app, image_file: Path):
         )
         assert len(updates) > 1 and updates[-1].strip()
         wait_idle(keyed_app)
+        joined, whole = streamed_and_whole(client(url), ask(image_part()), max_tokens=12)
+        direct = client(keyed_app, KEY).chat.completions.create(
+            model=SERVED, messages=ask(image_part()), temperature=0.0, max_tokens=12
+        )
+        assert joined == whole and whole["content"] == direct.choices[0].message.content
     finally:
         stop_app(front)

@@ -179,9 +179,9 @@ def test_a_body_maps_to_options_with_the_models_defaults():
     assert (options.max_new_tokens, options.thinking, options.top_k) == (7, True, 5)
     thinking_off = {"chat_template_kwargs": {"enable_thinking": False}, "reasoning_effort": "high"}
     assert not options_from_body(thinking_off).thinking
-    with pytest.raises(ValueError, match="temperature must be between 0 and 2"):
+    with pytest.raises(ValueError, match="temperature must be a number between 0 and 2"):
         options_from_body({"temperature": 9})
-    with pytest.raises(ValueError, match="max_soft_tokens must be one of"):
+    with pytest.raises(ValueError, match="max_soft_tokens must be one of 70, 140"):
         options_from_body({"mm_processor_kwargs": {"max_soft_tokens": 333}})
 
 

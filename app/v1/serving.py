@@ -30,11 +30,11 @@ from model.openai_wire import (
     Completion,
     RequestError,
     WireMessage,
+    chat_fields,
     delta_of,
     engine_error_body,
     error_body,
     messages_from_body,
-    options_from_body,
     partial_suffix,
     stop_strings,
     usage,
@@ -126,7 +126,8 @@ def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
     if body.get("n") not in (None, 1):
         raise ApiError("bad_input", "Loupe writes one reply per request; n must be 1.", "n")
     try:
-        options = options_from_body(body)
+        fields = chat_fields(body)
+        options = fields.options()
         stops = stop_strings(body)
         wire = messages_from_body(body)
         messages, note = model_messages(wire, limits)
@@ -134,9 +135,8 @@ def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
         raise ApiError("bad_input", str(exc), exc.param) from None
     except ValueError as exc:  # options out of range; MediaError is one too
         raise ApiError("bad_input", str(exc)) from None
-    stream = bool(body.get("stream"))
-    include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
-    return ChatCall(ChatRequest(messages, options), stream, include_usage, stops, note)
+    request = ChatRequest(messages, options)
+    return ChatCall(request, bool(fields.stream), fields.include_usage, stops, note)
 
 
 def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Message, ...], str]:
@@ -232,13 +232,19 @@ class ReplyWriter:
 
     def __post_init__(self) -> None:
         # The reply starts with the call's note, as the page's and /chat's replies do.
-        if self.call.note and not self.content:
-            self.content = f"*{self.call.note}*\n\n"
+        if not self.content:
+            self.content = self.lead
+
+    @property
+    def lead(self) -> str:
+        """What the reply starts with before the model's text: the call's note, if any."""
+        return f"*{self.call.note}*\n\n" if self.call.note else ""
 
     def opening(self) -> dict[str, Any]:
         """The first chunk: the role, the note the reply starts with (if any), and Loupe's
-        facts about the reply (see the class)."""
-        chunk = self.completion.chunk({"role": "assistant", "content": self.content})
+        facts about the reply (see the class). The model's text, even text already read, comes
+        in the chunks after it, so that the chunks joined are the reply exactly."""
+        chunk = self.completion.chunk({"role": "assistant", "content": self.lead})
         if self.extension():
             chunk["x_loupe"] = self.extension()
         return chunk

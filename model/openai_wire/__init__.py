@@ -18,8 +18,10 @@ from .errors import (
 )
 from .replies import Completion, EventReader, delta_of, partial_suffix, sse, sse_data, usage
 from .requests import (
+    ChatFields,
     RequestError,
     WireMessage,
+    chat_fields,
     decode_data_url,
     image_url,
     messages_from_body,
@@ -30,6 +32,8 @@ from .requests import (
 )
 
 __all__ = [
+    "ChatFields",
+    "chat_fields",
     "ERRORS",
     "RETRY_AFTER_S",
     "Completion",

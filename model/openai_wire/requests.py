@@ -10,10 +10,18 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
 
 from ..audio import AUDIO_SAMPLE_RATE_HZ
 from ..detail import text_lines
@@ -131,48 +139,116 @@ def refused_fields(status: int, message: str) -> set[str]:
 # -- from a client ---------------------------------------------------------------------------
 
 
+# What each field a client may send must be, as the sentence refusing it says.
+FIELD_RULES = {
+    "model": "a string",
+    "stream": "true or false",
+    "stream_options": 'an object such as {"include_usage": true}',
+    "stream_options.include_usage": "true or false",
+    "temperature": "a number between 0 and 2",
+    "top_p": "a number between 0 and 1",
+    "top_k": "a whole number between 0 and 1,000,000",
+    "max_tokens": "a whole number of at least 1",
+    "max_completion_tokens": "a whole number of at least 1",
+    "min_tokens": "a whole number of at least 0",
+    "seed": "a whole number",
+    "reasoning_effort": "one of none, minimal, low, medium, high and xhigh",
+    "chat_template_kwargs": 'an object such as {"enable_thinking": true}',
+    "chat_template_kwargs.enable_thinking": "true or false",
+    "mm_processor_kwargs": 'an object such as {"max_soft_tokens": 280}',
+    "mm_processor_kwargs.max_soft_tokens": "one of " + ", ".join(map(str, IMAGE_TOKEN_BUDGETS)),
+}
+# Strict: a number is not a string or a bool, a whole number is not 2.5, and JSON's 1e400
+# (infinity to Python) is no number at all.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+WholeNumber = Annotated[int, Field(strict=True)]
+# Far above any context window; the engine gives a reply at most the room its context leaves.
+MAX_TOKENS_CEILING = 2**31 - 1
+TokenCount = Annotated[WholeNumber, Field(ge=1)]
+
+
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class StreamOptions(_Fields):
+    include_usage: StrictBool = False
+
+
+class TemplateOptions(_Fields):
+    enable_thinking: StrictBool | None = None
+
+
+class MediaOptions(_Fields):
+    max_soft_tokens: Literal[IMAGE_TOKEN_BUDGETS] | None = None  # type: ignore[valid-type]
+
+
+class ChatFields(_Fields):
+    """The fields of a chat-completions body that Loupe reads, besides `messages` and `stop`,
+    each checked for its type and range; the fields Loupe does not read are ignored."""
+
+    model: StrictStr | None = None
+    stream: StrictBool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Number, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[WholeNumber, Field(ge=0, le=1_000_000)] | None = None
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
+    min_tokens: Annotated[WholeNumber, Field(ge=0)] | None = None
+    seed: WholeNumber | None = None  # taken, not used
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    chat_template_kwargs: TemplateOptions | None = None
+    mm_processor_kwargs: MediaOptions | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    def options(self) -> GenerationOptions:
+        """GenerationOptions; absent fields keep the model's defaults."""
+        defaults = GenerationOptions()
+        enabled = self.chat_template_kwargs and self.chat_template_kwargs.enable_thinking
+        if enabled is not None:
+            thinking = enabled
+        else:
+            thinking = self.reasoning_effort not in (None, "none", "minimal")
+        asked = self.max_completion_tokens or self.max_tokens or defaults.max_new_tokens
+        max_new_tokens = min(asked, MAX_TOKENS_CEILING)
+        min_new_tokens = self.min_tokens or 0
+        if min_new_tokens > max_new_tokens:
+            raise RequestError("min_tokens must not be more than max_tokens.", "min_tokens")
+        budget = self.mm_processor_kwargs and self.mm_processor_kwargs.max_soft_tokens
+        return GenerationOptions(
+            temperature=_given(self.temperature, defaults.temperature),
+            top_p=_given(self.top_p, defaults.top_p),
+            top_k=_given(self.top_k, defaults.top_k),
+            max_new_tokens=max_new_tokens,
+            thinking=thinking,
+            image_tokens=budget or defaults.image_tokens,
+            # vLLM's extension: the end of the reply is held back until this many tokens are out.
+            min_new_tokens=min_new_tokens,
+        )
+
+
+def chat_fields(body: dict[str, Any]) -> ChatFields:
+    """The body's fields, checked; RequestError names the first wrong one in a sentence."""
+    try:
+        return ChatFields.model_validate(body)
+    except ValidationError as exc:
+        param = ".".join(str(step) for step in exc.errors()[0]["loc"])
+        rule = FIELD_RULES.get(param) or FIELD_RULES[param.split(".")[0]]
+        raise RequestError(f"{param} must be {rule}.", param) from None
+
+
 def options_from_body(body: dict[str, Any]) -> GenerationOptions:
     """GenerationOptions from a request body; absent fields keep the model's defaults.
-    Raises ValueError with one sentence for values out of range."""
-    defaults = GenerationOptions()
-    kwargs = body.get("chat_template_kwargs") or {}
-    if "enable_thinking" in kwargs:
-        thinking = bool(kwargs["enable_thinking"])
-    else:
-        effort = body.get("reasoning_effort")
-        thinking = effort not in (None, "none", "minimal")
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    budget = (body.get("mm_processor_kwargs") or {}).get("max_soft_tokens")
-    if budget is not None and budget not in IMAGE_TOKEN_BUDGETS:
-        raise ValueError(
-            f"mm_processor_kwargs.max_soft_tokens must be one of {IMAGE_TOKEN_BUDGETS}."
-        )
-    values = {
-        "temperature": _number(body, "temperature", float, 0.0, 2.0, defaults.temperature),
-        "top_p": _number(body, "top_p", float, 0.0, 1.0, defaults.top_p),
-        "top_k": _number(body, "top_k", int, 0, 1_000_000, defaults.top_k),
-        "max_new_tokens": int(max_tokens) if max_tokens else defaults.max_new_tokens,
-        "thinking": thinking,
-        "image_tokens": budget or defaults.image_tokens,
-        # vLLM's extension: the end of the reply is held back until this many tokens are out.
-        "min_new_tokens": _number(body, "min_tokens", int, 0, 1_000_000, 0),
-    }
-    if values["max_new_tokens"] < 1:
-        raise ValueError("max_tokens must be at least 1.")
-    if values["min_new_tokens"] > values["max_new_tokens"]:
-        raise ValueError("min_tokens must not be more than max_tokens.")
-    return GenerationOptions(**values)
+    Raises RequestError (a ValueError) with one sentence for a field of the wrong type or range."""
+    return chat_fields(body).options()
 
 
-def _number(body: dict[str, Any], name: str, kind: type, low: float, high: float, default: Any):
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number.")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}.")
-    return kind(value)
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def decode_data_url(url: str, what: str = "images") -> tuple[str, bytes]:
