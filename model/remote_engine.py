@@ -77,6 +77,9 @@ class RemoteEngine:
         self._key_refused = (
             f"The model server at {self._where} refused Loupe's API key; check --engine-api-key."
         )
+        self._loading = (
+            f"The model server at {self._where} is still loading its model; Loupe keeps trying."
+        )
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._http = httpx.Client(
             base_url=config.url.rstrip("/"),
@@ -179,6 +182,8 @@ class RemoteEngine:
             return self._down
         if response.status_code in (401, 403):
             return self._key_refused
+        if response.status_code == 503:  # what llama.cpp's server answers while it loads
+            return self._loading
         listed = _model_ids(response)
         chosen = self._config.model
         if chosen and listed and chosen not in listed:

@@ -3,8 +3,11 @@ miniature checkpoint, started on a loopback port."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -179,3 +182,56 @@ def test_the_engine_flags_build_a_remote_config_that_never_shows_the_key(
         build_config(parse_args(["--engine-url", "gpu-box:8000"]))
     with pytest.raises(SystemExit, match=r"^--engine-concurrency takes 1 or more"):
         build_config(parse_args(["--engine-url", "http://gpu-box/v1", "--engine-concurrency", "0"]))
+
+
+@pytest.fixture
+def loading_server() -> Iterator[tuple[str, threading.Event]]:
+    """A model server that answers /v1/models as llama.cpp's does while it loads its weights
+    (503), until the event is set; then it lists one model. Its URL, and the event."""
+    loaded = threading.Event()
+
+    class Models(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if loaded.is_set():
+                status, body = 200, {"object": "list", "data": [{"id": "gemma", "object": "model"}]}
+            else:
+                error = {"code": 503, "message": "Loading model", "type": "unavailable_error"}
+                status, body = 503, {"error": error}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:  # quiet test output
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1", loaded
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_still_loading_is_said_to_load_and_is_used_once_loaded(
+    loading_server: tuple[str, threading.Event],
+):
+    url, loaded = loading_server
+    engine = RemoteEngine(RemoteEngineConfig(url, model=""), queue_size=4)
+    engine.start()
+    try:
+        deadline = time.monotonic() + 10
+        while engine.status().load_state == "loading" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.status().error == (
+            f"The model server at {url} is still loading its model; Loupe keeps trying."
+        )
+        loaded.set()
+        wait_for_ready(engine)
+        assert engine.status().info.name == "gemma"
+    finally:
+        engine.close()
