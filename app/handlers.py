@@ -218,11 +218,6 @@ class ChatHandlers:
         conversation and earlier turns are part of the prompt; without one it stands alone.
         Videos are read at the default Video detail (the page's setting is the page's).
         """
-        try:
-            files = self.intake.message_files(message)
-            stored = self.intake.stored_user_message(message.get("text"), files)
-        except MediaError as exc:
-            raise refused(exc) from None
         system, options = generation_options(
             system_prompt,
             temperature,
@@ -232,16 +227,23 @@ class ChatHandlers:
             thinking,
             image_tokens,
         )
+        try:
+            files = self.intake.message_files(message)
+            stored = self.intake.stored_user_message(message.get("text"), files)
+            if not conversation_id:
+                # PDF pages are rendered here, so a page PDFium cannot render is refused too.
+                conversation = Conversation("", "", 0, 0, (stored,))
+                messages = self.intake.model_messages(conversation, system)
+        except MediaError as exc:
+            raise refused(exc) from None
         if conversation_id:
             if not self.history.get(conversation_id):
                 raise refused(GONE)
             self.history.append(conversation_id, stored)
             yield from self._api_reply(conversation_id, system, options)
             return
-        conversation = Conversation("", "", 0, 0, (stored,))
         note = self.intake.left_out_note(stored)  # PDF pages not read
         prefix = f"*{note}*\n\n" if note else ""
-        messages = self.intake.model_messages(conversation, system)
         for reply in self.stream(messages, options, prefix=prefix):
             if reply.error:
                 raise refused(reply.error)

@@ -25,6 +25,7 @@ from app.server import FOREIGN_HOST, FOREIGN_ORIGIN, HostGuard, allowed_hosts
 from launch import build_config, parse_args
 from tests.conftest import console_text, health_when_loaded, photo, start_app, stop_app
 from tests.test_media import png_declaring
+from tests.test_pdf import ONE_PAGE, handmade_pdf
 
 MAX_FILE_MB = 1
 MAX_FILES = 2
@@ -341,12 +342,25 @@ def test_uploads_are_deleted_when_loupe_stops(miniature: Path, image_file: Path,
 
 
 def test_ordinary_refusals_through_the_api_are_one_log_line_each(
-    strict_process: tuple[subprocess.Popen, str], image_file: Path
+    strict_process: tuple[subprocess.Popen, str], image_file: Path, tmp_path: Path
 ):
     process, url = strict_process
     client = Client(url, verbose=False)
     gone = client.predict(api_name="/new_conversation")
+    # Its page tree counts two pages and holds one: PDFium opens it, and cannot render page 2.
+    unrenderable = tmp_path / "unrenderable.pdf"
+    pages = b"<< /Type /Pages /Kids [3 0 R] /Count 2 >>"
+    unrenderable.write_bytes(handmade_pdf([ONE_PAGE[0], pages, ONE_PAGE[2]]))
+    pdf_message = {"text": "Read it", "files": [handle_file(unrenderable)]}
     refusals = {
+        "Page 2 of unrenderable.pdf could not be rendered": lambda: client.predict(
+            pdf_message, api_name="/chat"
+        ),
+        "Page 2 of unrenderable.pdf could not be rendered.": lambda: client.predict(
+            pdf_message,
+            conversation_id=client.predict(api_name="/new_conversation"),
+            api_name="/chat",
+        ),
         "This conversation no longer exists": lambda: client.predict(
             "no-such-id", "markdown", api_name="/export"
         ),
