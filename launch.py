@@ -41,6 +41,28 @@ LIMIT_FLAGS = {
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
     "--max-pdf-pages": ("max_pdf_pages", "N", "PDF pages read in one message"),
     "--max-video-s": ("max_video_s", "SECONDS", "length of one video, checked before decoding it"),
+    "--max-request-messages": ("max_request_messages", "N", "messages the model is sent at once"),
+    "--max-request-chars": ("max_request_chars", "N", "characters the model is sent at once"),
+    "--max-request-images": (
+        "max_request_images",
+        "N",
+        "images, PDF pages and video frames the model is sent at once",
+    ),
+    "--max-request-mp": (
+        "max_request_mp",
+        "MEGAPIXELS",
+        "pixels of the images the model is sent at once",
+    ),
+    "--max-request-audio-s": (
+        "max_request_audio_s",
+        "SECONDS",
+        "seconds of recordings the model is sent at once",
+    ),
+    "--max-request-video-s": (
+        "max_request_video_s",
+        "SECONDS",
+        "seconds of video the model is sent at once",
+    ),
 }
 
 # Flag -> (metavar, help) of a model server; each also reads LOUPE_<FLAG> for its default.
@@ -92,9 +114,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--auth",
-        default=None,
+        action="append",
+        default=[],
         metavar="USER:PASS",
-        help="require this user name and password on the page",
+        help="require a login on the page: this user name and password (repeatable, one per "
+        "person); each user name has its own conversations",
+    )
+    parser.add_argument(
+        "--auth-file",
+        type=Path,
+        default=env_default("auth_file", "") or None,
+        metavar="FILE",
+        help="logins as --auth takes them, one USER:PASS a line (# starts a comment), kept off "
+        "the command line (or LOUPE_AUTH_FILE)",
     )
     parser.add_argument(
         "--data-dir",
@@ -204,12 +236,7 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> AppConfig:
     """AppConfig from flags; raises SystemExit with one sentence on bad values."""
-    auth = None
-    if args.auth is not None:
-        user, sep, password = args.auth.partition(":")
-        if not (sep and user and password):
-            raise SystemExit("--auth takes USER:PASS, for example --auth ana:correct-horse.")
-        auth = (user, password)
+    auth = logins(args.auth, args.auth_file)
     model, remote = engine_config(args)
     return AppConfig(
         model=model,
@@ -225,6 +252,33 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         data_dir=args.data_dir,
         allowed_hosts=tuple(name.strip().lower() for name in args.allowed_host),
     )
+
+
+def logins(pairs: list[str], users_file: Path | None) -> tuple[tuple[str, str], ...]:
+    """(user name, password) of each --auth USER:PASS and each line of --auth-file; raises
+    SystemExit with one sentence on a malformed or repeated login."""
+    named = [(pair, "--auth") for pair in pairs]
+    if users_file is not None:
+        try:
+            lines = users_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"--auth-file {users_file} could not be read ({exc}).") from None
+        named += [
+            (line.strip(), f"line {number} of {users_file}")
+            for number, line in enumerate(lines, 1)
+            if line.strip() and not line.strip().startswith("#")
+        ]
+    found: dict[str, str] = {}
+    for pair, where in named:
+        user, sep, password = pair.partition(":")
+        # Gradio's login form strips the user name it is sent; a name with spaces around it
+        # could never log in.
+        if not (sep and user.strip() and password) or user != user.strip():
+            raise SystemExit(f"{where} takes USER:PASS, for example ana:correct-horse.")
+        if user in found:
+            raise SystemExit(f"The user name {user!r} is given twice ({where}); give each once.")
+        found[user] = password
+    return tuple(found.items())
 
 
 def engine_config(args: argparse.Namespace) -> tuple[ModelConfig, RemoteEngineConfig | None]:
@@ -308,6 +362,12 @@ def parse_describe_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--force", action="store_true", help="describe again what an earlier run finished"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files in the way that Loupe did not write (an --out, sidecars, copies in "
+        "--out-dir) and read-only ones; without it the run refuses before it starts",
+    )
     files = parser.add_argument_group("alt text into the image files (JPEG, PNG, WebP)")
     files.add_argument(
         "--write-metadata",
@@ -320,7 +380,9 @@ def parse_describe_args(argv: list[str]) -> argparse.Namespace:
         "--in-place", action="store_true", help="write into the original files themselves"
     )
     files.add_argument(
-        "--sidecar", action="store_true", help="a .txt file with the alt text beside each image"
+        "--sidecar",
+        action="store_true",
+        help="a text file with the alt text beside each image, named after it: photo.jpg.txt",
     )
     add_engine_flags(parser)
     add_limit_flags(parser)
@@ -333,6 +395,7 @@ def describe(argv: list[str]) -> int:
     described, 1 when some failed, 130 when stopped."""
     from app.batch import DescribeJob, Stopped, job_problem, run_job, workers_for
     from app.batch_progress import ProgressLine
+    from app.batch_writes import writes_problem
 
     args = parse_describe_args(argv)
     model, remote = engine_config(args)
@@ -353,8 +416,9 @@ def describe(argv: list[str]) -> int:
         out_dir=args.out_dir,
         in_place=args.in_place,
         sidecar=args.sidecar,
+        overwrite=args.overwrite,
     )
-    problem = job_problem(job) or model_problem(model, remote)
+    problem = job_problem(job) or model_problem(model, remote) or writes_problem(job)
     if problem:
         print(problem, file=sys.stderr)
         return 2

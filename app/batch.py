@@ -18,10 +18,9 @@ import glob
 import io
 import json
 import os
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -36,10 +35,11 @@ from model import (
     TextChunk,
 )
 
+from .atomic_file import replace_atomically
 from .config import Limits
 from .describe import alt_text_of, description_messages, level_options, level_prompt
 from .media import MediaError, load_image
-from .metadata import MetadataError, write_description, write_sidecar
+from .metadata import MetadataError, sidecar_path, write_description, write_sidecar
 from .moderation import CATEGORY_NAMES, NotAVerdict, verdict_of
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -124,6 +124,8 @@ class DescribeJob:
     out_dir: Path | None = None
     in_place: bool = False
     sidecar: bool = False  # a .txt beside each written image, with its alt text
+    # Replace files Loupe did not write, and read-only ones (see batch_writes).
+    overwrite: bool = False
 
     @property
     def writes_files(self) -> bool:
@@ -174,24 +176,55 @@ def job_problem(job: DescribeJob) -> str | None:
 
 def image_files(paths: tuple[str, ...], leave_out: tuple[Path, ...] = ()) -> list[Path]:
     """The files to describe, in a stable order: files as named, folders' files recursively
-    (hidden ones left out), and glob patterns expanded. A name that matches nothing is kept, so
-    that its row can say so."""
+    (hidden ones left out), and glob patterns expanded, without the sidecars among them. A name
+    that matches nothing is kept, so that its row can say so."""
     found: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found += sorted(
+            found += _without_sidecars(
                 file
                 for file in path.rglob("*")
                 if file.is_file() and not file.name.startswith(".")
             )
         elif not path.exists() and glob.has_magic(name):
-            found += sorted(Path(match) for match in glob.glob(name, recursive=True))
+            found += _without_sidecars(Path(match) for match in glob.glob(name, recursive=True))
         else:
             found.append(path)
     skip = {file.resolve() for file in leave_out}
     unique = dict.fromkeys(file for file in found if file.resolve() not in skip)
     return list(unique)
+
+
+def _without_sidecars(files: Iterable[Path]) -> list[Path]:
+    """`files`, sorted, without the sidecars of others among them (photo.jpg.txt beside
+    photo.jpg), so that the run after one that wrote them does not take them for images."""
+    found = sorted(files)
+    named = set(found)
+    return [file for file in found if not (file.suffix == ".txt" and file.with_suffix("") in named)]
+
+
+def to_describe(files: list[Path], rows: dict[str, ItemResult]) -> list[Path]:
+    """The files an earlier run (its journal's `rows`) did not finish: new and failed ones."""
+    return [file for file in files if str(file) not in rows or rows[str(file)].error]
+
+
+def common_folder(files: list[Path]) -> Path | None:
+    """The folder that holds all `files`, under which --out-dir keeps their structure."""
+    return Path(os.path.commonpath([file.resolve().parent for file in files])) if files else None
+
+
+def written_files(job: DescribeJob, root: Path | None, image: Path) -> tuple[Path, ...]:
+    """The files the job writes for `image` once described: the image with its alt text (a
+    copy in --out-dir, or the image itself with --in-place), then its sidecar."""
+    written = []
+    if job.in_place:
+        written.append(image)
+    elif job.out_dir is not None and root is not None:
+        written.append(job.out_dir / image.resolve().relative_to(root))
+    if job.sidecar:
+        written.append(sidecar_path(written[0] if written else image))
+    return tuple(written)
 
 
 class Journal:
@@ -225,7 +258,7 @@ class Journal:
             os.fsync(file.fileno())
 
     def write_output(self, rows: list[ItemResult]) -> None:
-        """The output, whole, replacing the last one at once."""
+        """The output, whole, replacing the last one at once (its mode kept)."""
         columns = output_columns(rows)
         if self.out.suffix.lower() == ".csv":
             buffer = io.StringIO()
@@ -237,13 +270,7 @@ class Journal:
             kept = ({k: v for k, v in asdict(row).items() if k in columns} for row in rows)
             text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in kept)
         with self._lock:
-            handle, temporary = tempfile.mkstemp(prefix=f".{self.out.name}.", dir=self.out.parent)
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.chmod(temporary, 0o644)  # as an ordinary new file, not mkstemp's private one
-            os.replace(temporary, self.out)
+            replace_atomically(self.out, text.encode("utf-8"))
 
 
 class Describer:
@@ -300,17 +327,13 @@ class Describer:
         return row
 
     def _write_into_files(self, path: Path, row: ItemResult) -> None:
+        image = path
         if self.job.in_place or self.job.out_dir is not None:
-            target = (
-                path
-                if self.job.in_place
-                else self.job.out_dir / path.resolve().relative_to(self.root)
-            )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_description(path, target, row.alt_text, row.long_description)
-            path = target
+            image = written_files(self.job, self.root, path)[0]
+            image.parent.mkdir(parents=True, exist_ok=True)
+            write_description(path, image, row.alt_text, row.long_description)
         if self.job.sidecar:
-            write_sidecar(path, row.alt_text)
+            write_sidecar(image, row.alt_text)
 
     def _answered(self, row: ItemResult, text: str, seconds: float) -> ItemResult:
         info = self.engine.status().info
@@ -343,10 +366,9 @@ def run_job(
         journal.start_over()
     rows = journal.load()
     files = image_files(job.paths, leave_out=(job.out, journal.path))
-    todo = [file for file in files if str(file) not in rows or rows[str(file)].error]
+    todo = to_describe(files, rows)
     summary = Summary(skipped=len(files) - len(todo))
-    root = Path(os.path.commonpath([file.resolve().parent for file in files])) if files else None
-    describer = Describer(engine, limits, job, root, stop)
+    describer = Describer(engine, limits, job, common_folder(files), stop)
     # Wakes when the job is stopped from outside, or when it ends (cancel_all sets the event).
     threading.Thread(
         target=lambda: describer.stop.wait() and describer.cancel_all(),

@@ -7,14 +7,14 @@ never by its name. Every refusal is a MetadataError with one sentence.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import uuid
 import zlib
 from pathlib import Path
 
 import pyexiv2
+
+from .atomic_file import replace_atomically
 
 # Exiv2's built-in Iptc4xmpCore schema (prefix "iptc") already knows both accessibility
 # properties, so no namespace needs registering: they read back as XMP-iptcCore in ExifTool.
@@ -94,7 +94,28 @@ def write_description(
         ) from error
     if decorative:
         written = _blank(written, placeholder, kind, source.name)
-    _replace_atomically(target, written, mode_from=source)
+    replace_atomically(target, written, mode_from=source)
+
+
+def alt_text_in(path: Path) -> str | None:
+    """The alt text written in an image file's metadata, or None when it has none (or is not
+    a JPEG, PNG or WebP file that can be read)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if _kind(data) is None:
+        return None
+    try:
+        with _LOCK:
+            image = pyexiv2.ImageData(data)
+            try:
+                field = image.read_xmp().get(ALT_TEXT_KEY)
+            finally:
+                image.close()
+    except (RuntimeError, ValueError):
+        return None
+    return field.get(DEFAULT_LANGUAGE) if isinstance(field, dict) else None
 
 
 def _blank(data: bytes, placeholder: str, kind: str, name: str) -> bytes:
@@ -126,40 +147,16 @@ def _fix_png_crc(data: bytes, offset: int) -> bytes:
     raise MetadataError("The PNG file's metadata could not be found after writing.")
 
 
-def _replace_atomically(target: Path, data: bytes, mode_from: Path | None = None) -> None:
-    """Write `data` to a temporary file beside `target`, flush it to disk, then rename it over
-    `target`; the temporary file is removed on any failure."""
-    folder = target.parent
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        # mkstemp makes the file private (0600): give it the mode the file would have had.
-        for model in (mode_from, target):
-            if model is not None and model.exists():
-                os.chmod(temporary, os.stat(model).st_mode & 0o777)
-                break
-        else:
-            os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def sidecar_path(image: Path) -> Path:
-    """The caption file beside an image, as caption tools name it: photo.jpg -> photo.txt."""
-    return Path(image).with_suffix(".txt")
+    """The caption file beside an image, named as XMP sidecars are, after the whole file name
+    (photo.jpg -> photo.jpg.txt): two images never share one, and no image is its own."""
+    image = Path(image)
+    return image.with_name(f"{image.name}.txt")
 
 
 def write_sidecar(image: Path, text: str) -> Path:
     """Write `text` (UTF-8, exactly as given) to the image's sidecar, atomically, and return
     the sidecar's path. An empty text, a decorative image, gives an empty file."""
     path = sidecar_path(image)
-    _replace_atomically(path, text.encode("utf-8"))
+    replace_atomically(path, text.encode("utf-8"))
     return path

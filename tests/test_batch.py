@@ -10,14 +10,25 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
-from app.batch import DescribeJob, ItemResult, Journal, job_problem, run_job
+import launch
+from app.batch import (
+    DescribeJob,
+    ItemResult,
+    Journal,
+    image_files,
+    job_problem,
+    run_job,
+)
+from app.batch_writes import writes_problem
 from app.config import Limits
 from app.describe import description_messages
+from app.metadata import sidecar_path, write_description
 from model import RemoteEngine, RemoteEngineConfig
 from tests.conftest import ROOT, ModelServer, photo, wait_until_ready
 
@@ -191,7 +202,7 @@ def test_alt_text_goes_into_copies_and_the_originals_stay(folder: Path, tmp_path
         assert exiftool(copy).get("AltTextAccessibility", "") == row["alt_text"]
         with Image.open(copy) as written, Image.open(folder / name) as original:
             assert written.tobytes() == original.tobytes()  # only the metadata changed
-        assert copy.with_suffix(".txt").read_text() == row["alt_text"]
+        assert sidecar_path(copy).read_text() == row["alt_text"]
     assert not (copies / "broken.jpg").exists()
     assert {file: file.read_bytes() for file in originals} == originals  # untouched
 
@@ -205,3 +216,173 @@ def test_writing_into_files_needs_somewhere_to_write(folder: Path, tmp_path: Pat
     )
     run = describe(str(folder), "--level", "brief", "--out", out, "--sidecar")
     assert run.stderr.strip() == "Writing into the files takes the alt text: add --level alt_text."
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """`launch.py describe` run in this process, which must refuse before loading the model:
+    its one sentence."""
+    assert launch.main(["describe", *args, "--demo"]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "Traceback" not in said, said
+    return said.strip()
+
+
+def test_sidecars_are_named_after_the_whole_file_and_a_persons_own_files_stay(tmp_path: Path):
+    images = tmp_path / "images"
+    images.mkdir()
+    photo(64, 48, seed=1).save(images / "b.png")
+    photo(64, 48, seed=2).save(images / "b.webp")
+    photo(64, 48, seed=3).save(images / "photo.txt", format="PNG")  # a PNG by its content
+    (images / "b.txt").write_text("My own notes about b.")
+    kept = {file: file.read_bytes() for file in images.iterdir()}
+    out = tmp_path / "alt.jsonl"
+    args = (str(images), "--level", "alt_text", "--out", str(out), "--sidecar")
+    run = describe(*args)
+    assert run.returncode == 1, run.stderr  # b.txt is not an image: its row says so
+    rows = {Path(row["path"]).name: row for row in map(json.loads, out.read_text().splitlines())}
+    assert {file: file.read_bytes() for file in kept} == kept  # nothing of the person's replaced
+    for name in ("b.png", "b.webp", "photo.txt"):
+        assert (images / f"{name}.txt").read_text() == rows[name]["alt_text"]
+    assert not (images / "b.txt.txt").exists()
+
+    again = describe(*args, "--force")  # Loupe's own sidecars: replaced when run again
+    assert again.returncode == 1 and "3 described, 0 already done, 1 failed" in again.stderr
+
+
+def test_a_file_in_the_way_that_loupe_did_not_write_is_refused_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    image = tmp_path / "a.png"
+    photo(32, 24).save(image)
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text("date,amount\n2024-01-01,100\n")
+    assert refused(capsys, str(image), "--out", str(ledger)) == (
+        f"--out {ledger} already holds a file Loupe did not write; name another file, or add "
+        "--overwrite to replace it."
+    )
+    assert ledger.read_text() == "date,amount\n2024-01-01,100\n"
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"path": "a.png", "mood": "sunny"}\n')
+    assert "Loupe did not write" in refused(capsys, str(image), "--out", str(notes))
+
+    sidecar = tmp_path / "a.png.txt"
+    sidecar.write_text("My own caption.")
+    out = str(tmp_path / "alt.csv")
+    args = (str(image), "--level", "alt_text", "--out", out, "--sidecar")
+    assert refused(capsys, *args) == (
+        f"The sidecar {sidecar} is already there and Loupe did not write it; move it away, or "
+        "add --overwrite to replace it."
+    )
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    (copies / "a.png").write_bytes(image.read_bytes())
+    args = (str(image), "--level", "alt_text", "--out", out, "--write-metadata")
+    assert refused(capsys, *args, "--out-dir", str(copies)).startswith(
+        f"The copy {copies / 'a.png'} is already there and Loupe did not write it;"
+    )
+    assert sidecar.read_text() == "My own caption."
+
+    job = DescribeJob((str(image),), "alt_text", ledger, overwrite=True)
+    assert writes_problem(job) is None  # the person means it
+    assert writes_problem(replace(job, out=tmp_path / "x.csv", sidecar=True)) is None
+
+
+def test_what_loupe_wrote_is_known_again_so_a_run_goes_on(tmp_path: Path):
+    image = tmp_path / "a.png"
+    photo(32, 24).save(image)
+    out = tmp_path / "alt.csv"
+    journal = Journal(out)
+    row = ItemResult(str(image), "alt_text", alt_text="A red square.")
+    journal.add(row)
+    journal.write_output([row])
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    write_description(image, copies / "a.png", row.alt_text)
+    sidecar_path(copies / "a.png").write_text(row.alt_text)
+    sidecar_path(image).write_text(row.alt_text)
+    job = DescribeJob((str(image),), "alt_text", out, force=True, sidecar=True)
+    assert writes_problem(job) is None
+    assert writes_problem(replace(job, out_dir=copies)) is None
+    for empty in ("empty.csv", "empty.jsonl"):  # nothing to lose, e.g. made by mktemp
+        (tmp_path / empty).touch()
+        assert writes_problem(DescribeJob((str(image),), "brief", tmp_path / empty)) is None
+    jsonl = tmp_path / "alt.jsonl"
+    Journal(jsonl).write_output([row])
+    assert writes_problem(DescribeJob((str(image),), "brief", jsonl)) is None
+
+    sidecar_path(image).write_text("Edited by hand: a crimson square.")  # now the person's
+    assert "Loupe did not write it" in writes_problem(job)
+    write_description(image, copies / "a.png", "Another tool's alt text.")
+    assert "Loupe did not write it" in writes_problem(replace(job, out_dir=copies, sidecar=False))
+
+
+def test_read_only_files_and_the_originals_folder_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    images = tmp_path / "images"
+    images.mkdir()
+    photo(32, 24).save(images / "ro.png")
+    (images / "ro.png").chmod(0o444)
+    before = (images / "ro.png").read_bytes()
+    out = str(tmp_path / "alt.csv")
+    args = (str(images), "--level", "alt_text", "--out", out, "--write-metadata")
+    assert refused(capsys, *args, "--in-place") == (
+        f"{images / 'ro.png'} is read-only; Loupe leaves it as it is unless you add --overwrite."
+    )
+    for out_dir in (images, tmp_path):  # the images' folder, and one that holds it
+        assert refused(capsys, *args, "--out-dir", str(out_dir)) == (
+            f"--out-dir {out_dir} is or holds the images' folder, and the originals stay "
+            "untouched: choose a folder apart from them, or --in-place to write into them."
+        )
+    assert "the next run would describe the copies" in refused(
+        capsys, *args, "--out-dir", str(images / "with-alt-text")
+    )
+    assert (images / "ro.png").read_bytes() == before and sorted(images.iterdir()) == [
+        images / "ro.png"
+    ]
+    job = DescribeJob((str(images),), "alt_text", Path(out), in_place=True, overwrite=True)
+    assert writes_problem(job) is None
+    read_only_out = tmp_path / "done.csv"
+    Journal(read_only_out).write_output([])
+    read_only_out.chmod(0o444)
+    assert refused(capsys, str(images), "--out", str(read_only_out)) == (
+        f"--out {read_only_out} is read-only; Loupe leaves it as it is unless you add --overwrite."
+    )
+
+
+def test_an_out_that_is_a_folder_or_a_write_over_an_image_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    images = tmp_path / "images"
+    images.mkdir()
+    photo(32, 24).save(images / "a.png")
+    folder = tmp_path / "results.csv"
+    folder.mkdir()
+    assert refused(capsys, str(images), "--out", str(folder)) == (
+        f"--out {folder} is a folder: name a .csv or .jsonl file."
+    )
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "images",
+        "results.csv",
+    ]  # no journal, no temporary files
+    assert refused(capsys, str(images), "--out", str(images / "a.png" / "out.csv")) == (
+        f"--out {images / 'a.png' / 'out.csv'} cannot be written: {images / 'a.png'} is a file, "
+        "not a folder."
+    )
+
+    photo(32, 24, seed=1).save(images / "a.png.txt", format="PNG")  # an image, by its content
+    out = str(tmp_path / "alt.csv")
+    named = (str(images / "a.png"), str(images / "a.png.txt"))
+    args = (*named, "--level", "alt_text", "--out", out)
+    assert refused(capsys, *args, "--sidecar", "--overwrite") == (
+        f"Loupe would write over {images / 'a.png.txt'}, which this run reads or writes; "
+        "rename it or write elsewhere."
+    )
+    copies = tmp_path / "copies"
+    assert refused(capsys, *args, "--sidecar", "--write-metadata", "--out-dir", str(copies)) == (
+        f"{images / 'a.png'} and {images / 'a.png.txt'} would both be written to "
+        f"{copies / 'a.png.txt'}; rename one of them."
+    )
+    # A folder's sidecars are not images to describe; only a file named as one is.
+    assert image_files((str(images),)) == [images / "a.png"]
+    assert image_files((str(images / "*"),)) == [images / "a.png"]

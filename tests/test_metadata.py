@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageCms
 
-from app.metadata import MetadataError, sidecar_path, write_description, write_sidecar
+from app.atomic_file import replace_atomically
+from app.metadata import (
+    MetadataError,
+    alt_text_in,
+    sidecar_path,
+    write_description,
+    write_sidecar,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("jpg", "png", "webp")
@@ -171,13 +178,39 @@ def test_threads_write_at_once(tmp_path: Path) -> None:
 
 def test_sidecar(tmp_path: Path) -> None:
     image = make_image(tmp_path, "jpg")
-    assert sidecar_path(image) == tmp_path / "photo.txt"
-    assert sidecar_path(Path("a/b.c/photo.final.png")) == Path("a/b.c/photo.final.txt")
-    assert write_sidecar(image, ALT) == tmp_path / "photo.txt"
-    assert (tmp_path / "photo.txt").read_text(encoding="utf-8") == ALT
+    assert sidecar_path(image) == tmp_path / "photo.jpg.txt"
+    assert sidecar_path(Path("a/b.c/photo.final.png")) == Path("a/b.c/photo.final.png.txt")
+    # Named after the whole name: photo.png and photo.webp never share one, and an image
+    # named photo.txt is never its own.
+    assert sidecar_path(Path("photo.png")) != sidecar_path(Path("photo.webp"))
+    assert sidecar_path(Path("photo.txt")) == Path("photo.txt.txt")
+    assert write_sidecar(image, ALT) == tmp_path / "photo.jpg.txt"
+    assert (tmp_path / "photo.jpg.txt").read_text(encoding="utf-8") == ALT
     write_sidecar(image, "")  # decorative: an empty caption
-    assert (tmp_path / "photo.txt").read_bytes() == b""
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg", "photo.txt"]
+    assert (tmp_path / "photo.jpg.txt").read_bytes() == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg", "photo.jpg.txt"]
+
+
+@pytest.mark.parametrize("extension", FORMATS)
+def test_the_alt_text_written_reads_back(tmp_path: Path, extension: str) -> None:
+    source = make_image(tmp_path, extension)
+    assert alt_text_in(source) is None  # not described yet
+    write_description(source, tmp_path / f"a.{extension}", ALT, LONG)
+    assert alt_text_in(tmp_path / f"a.{extension}") == ALT
+    write_description(source, tmp_path / f"b.{extension}", "")
+    assert alt_text_in(tmp_path / f"b.{extension}") == ""  # decorative
+    (tmp_path / "notes.txt").write_text(ALT)
+    assert alt_text_in(tmp_path / "notes.txt") is None
+    assert alt_text_in(tmp_path / "missing.png") is None
+
+
+def test_a_failed_replace_leaves_the_target_and_no_temporary_file(tmp_path: Path) -> None:
+    folder = tmp_path / "results.csv"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        replace_atomically(folder, b"path,level\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+    assert list(folder.iterdir()) == []
 
 
 def test_no_torch_or_gradio_imported() -> None:
