@@ -41,28 +41,6 @@ LIMIT_FLAGS = {
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
     "--max-pdf-pages": ("max_pdf_pages", "N", "PDF pages read in one message"),
     "--max-video-s": ("max_video_s", "SECONDS", "length of one video, checked before decoding it"),
-    "--max-request-messages": ("max_request_messages", "N", "messages the model is sent at once"),
-    "--max-request-chars": ("max_request_chars", "N", "characters the model is sent at once"),
-    "--max-request-images": (
-        "max_request_images",
-        "N",
-        "images, PDF pages and video frames the model is sent at once",
-    ),
-    "--max-request-mp": (
-        "max_request_mp",
-        "MEGAPIXELS",
-        "pixels of the images the model is sent at once",
-    ),
-    "--max-request-audio-s": (
-        "max_request_audio_s",
-        "SECONDS",
-        "seconds of recordings the model is sent at once",
-    ),
-    "--max-request-video-s": (
-        "max_request_video_s",
-        "SECONDS",
-        "seconds of video the model is sent at once",
-    ),
 }
 
 # Flag -> (metavar, help) of a model server; each also reads LOUPE_<FLAG> for its default.
@@ -114,19 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--auth",
-        action="append",
-        default=[],
+        default=None,
         metavar="USER:PASS",
-        help="require a login on the page: this user name and password (repeatable, one per "
-        "person); each user name has its own conversations",
-    )
-    parser.add_argument(
-        "--auth-file",
-        type=Path,
-        default=env_default("auth_file", "") or None,
-        metavar="FILE",
-        help="logins as --auth takes them, one USER:PASS a line (# starts a comment), kept off "
-        "the command line (or LOUPE_AUTH_FILE)",
+        help="require this user name and password on the page",
     )
     parser.add_argument(
         "--data-dir",
@@ -236,7 +204,12 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> AppConfig:
     """AppConfig from flags; raises SystemExit with one sentence on bad values."""
-    auth = logins(args.auth, args.auth_file)
+    auth = None
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            raise SystemExit("--auth takes USER:PASS, for example --auth ana:correct-horse.")
+        auth = (user, password)
     model, remote = engine_config(args)
     return AppConfig(
         model=model,
@@ -252,33 +225,6 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         data_dir=args.data_dir,
         allowed_hosts=tuple(name.strip().lower() for name in args.allowed_host),
     )
-
-
-def logins(pairs: list[str], users_file: Path | None) -> tuple[tuple[str, str], ...]:
-    """(user name, password) of each --auth USER:PASS and each line of --auth-file; raises
-    SystemExit with one sentence on a malformed or repeated login."""
-    named = [(pair, "--auth") for pair in pairs]
-    if users_file is not None:
-        try:
-            lines = users_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SystemExit(f"--auth-file {users_file} could not be read ({exc}).") from None
-        named += [
-            (line.strip(), f"line {number} of {users_file}")
-            for number, line in enumerate(lines, 1)
-            if line.strip() and not line.strip().startswith("#")
-        ]
-    found: dict[str, str] = {}
-    for pair, where in named:
-        user, sep, password = pair.partition(":")
-        # Gradio's login form strips the user name it is sent; a name with spaces around it
-        # could never log in.
-        if not (sep and user.strip() and password) or user != user.strip():
-            raise SystemExit(f"{where} takes USER:PASS, for example ana:correct-horse.")
-        if user in found:
-            raise SystemExit(f"The user name {user!r} is given twice ({where}); give each once.")
-        found[user] = password
-    return tuple(found.items())
 
 
 def engine_config(args: argparse.Namespace) -> tuple[ModelConfig, RemoteEngineConfig | None]:
