@@ -3,8 +3,9 @@ progress and Stop; the results in an editable table beside the images; downloads
 Lines, or a zip of the images with their alt text written into them.
 
 Each start is a run in its own folder under the data folder (`batches/ID/`): the uploaded images
-(a zip unpacked), and the run's output and journal, as `launch.py describe` keeps them. A page
-that is closed stops its run; what was finished stays in that folder.
+(a zip unpacked), and the run's output and journal, as `launch.py describe` keeps them. The page
+holds its latest run: once the run ends, only the images its downloads need are kept; the folder
+goes when the page closes or starts another run (see batch_uploads for what is sent).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import gradio as gr
 
@@ -34,6 +35,7 @@ from .batch import (
     workers_for,
 )
 from .batch_progress import progress_sentence
+from .batch_uploads import BatchProblem, remove_old_runs, unpack
 from .config import Limits
 from .describe import LEVELS
 from .errors import refused
@@ -43,8 +45,8 @@ log = logging.getLogger("loupe.app")
 
 BATCH_PATH = "batch"
 DEFAULT_BATCH_LEVEL = "alt_text"
-MAX_BATCH_FILES = 1000  # files in one run, a zip's included
 UPDATE_EVERY_S = 0.5  # the page is updated at most this often while a run goes on
+STOP_WAIT_S = 30.0  # a stopped run ends once its replies in flight are cancelled: seconds
 # The result columns shown for a level, between the file and its problem; the others are in the
 # downloads.
 LEVEL_COLUMNS = {
@@ -68,10 +70,6 @@ HEADERS = {  # each column's header and width
 ZIP_NAME = "images-with-alt-text.zip"
 
 
-class BatchProblem(Exception):
-    """Why a run cannot start, or a download cannot be made, in one sentence."""
-
-
 @dataclass
 class Run:
     """One run of the Batch view: its folder, its job, and the rows finished so far."""
@@ -83,6 +81,7 @@ class Run:
     rows: dict[str, ItemResult] = field(default_factory=dict)
     updates: queue.Queue = field(default_factory=queue.Queue)
     outcome: str = ""  # the sentence the run ended with
+    worker: threading.Thread | None = None
 
     @property
     def images(self) -> Path:
@@ -114,6 +113,7 @@ class Batches:
         self.engine, self.limits, self.remote = engine, limits, remote
         self.folder = batches_folder(data_dir)
         self._runs: dict[str, Run] = {}  # the page's session -> its latest run
+        remove_old_runs(self.folder, ())
 
     def start(
         self, uploads: list[str] | None, level: str, context: str, request: gr.Request
@@ -128,8 +128,12 @@ class Batches:
         except BatchProblem as exc:
             yield _said(str(exc))
             return
+        previous = self._runs.get(request.session_hash)
         self._runs[request.session_hash] = run
+        if previous is not None:
+            self._discard(previous)  # its results left the page with this run
         worker = threading.Thread(target=self._work, args=(run,), name="loupe-batch", daemon=True)
+        run.worker = worker
         started = time.monotonic()
         worker.start()
         yield (
@@ -160,11 +164,18 @@ class Batches:
             gr.update(interactive=True),
             gr.update(interactive=False),
         )
+        _remove_images_no_download_needs(run)  # the gallery above shows Gradio's own copies
 
     def stop(self, request: gr.Request) -> None:
         run = self._runs.get(request.session_hash)
         if run is not None:
             run.stop.set()
+
+    def close(self, request: gr.Request) -> None:
+        """The page closed or reloaded: its run ends, and its folder goes with its results."""
+        run = self._runs.pop(request.session_hash, None)
+        if run is not None:
+            self._discard(run)
 
     def downloader(self, kind: str) -> Callable[[list[list], gr.Request], list[str]]:
         """The handler of a Download button: "csv", "jsonl" or "zip"."""
@@ -195,26 +206,23 @@ class Batches:
             raise BatchProblem(
                 "Check content judges each image alone: empty “What the images are for” first."
             )
+        remove_old_runs(self.folder, [held.folder for held in list(self._runs.values())])
         folder = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         images = folder / "images"
-        images.mkdir(parents=True)
         try:
-            for upload in map(Path, uploads):
-                if zipfile.is_zipfile(upload) or upload.suffix.lower() == ".zip":
-                    unpack(upload, images, self.limits)
-                else:
-                    shutil.copyfile(upload, _free_name(images / upload.name))
-            files = image_files((str(images),))
-            if len(files) > MAX_BATCH_FILES:
-                raise BatchProblem(
-                    f"That is {len(files)} files; the Batch view takes up to {MAX_BATCH_FILES} "
-                    "at once (launch.py describe takes any number)."
-                )
-        except BatchProblem:
+            unpack(map(Path, uploads), images, self.limits)
+        except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        files = image_files((str(images),))
         job = DescribeJob((str(images),), level, folder / "results.jsonl", context)
         return Run(folder, job, files)
+
+    def _discard(self, run: Run) -> None:
+        run.stop.set()
+        if run.worker is not None:
+            run.worker.join(STOP_WAIT_S)
+        shutil.rmtree(run.folder, ignore_errors=True)
 
     def _work(self, run: Run) -> None:
         def finished(_done: int, _total: int, row: ItemResult) -> None:
@@ -261,51 +269,16 @@ class Batches:
         return archive
 
 
-def unpack(archive: Path, into: Path, limits: Limits) -> None:
-    """A zip's files into `into`, keeping its folders; hidden files and macOS's resource forks
-    left out. Refuses, in one sentence, a zip that cannot be read, names outside itself, or
-    holds too many or too large files (checked from its directory, before writing)."""
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            named = [
-                (member, PurePosixPath(member.filename.replace("\\", "/")))
-                for member in bundle.infolist()
-                if not member.is_dir()
-            ]
-            for _, name in named:
-                if name.is_absolute() or ".." in name.parts:
-                    raise BatchProblem(f"{archive.name} names a file outside itself: {name}.")
-            members = [(member, name) for member, name in named if not _hidden(name)]
-            if len(members) > MAX_BATCH_FILES:
-                raise BatchProblem(
-                    f"{archive.name} holds {len(members)} files; the Batch view takes up to "
-                    f"{MAX_BATCH_FILES} at once."
-                )
-            for member, name in members:
-                if member.file_size > limits.max_file_mb * 1024 * 1024:
-                    raise BatchProblem(
-                        f"{name.name} in {archive.name} is over the {limits.max_file_mb} MB "
-                        "limit for one file."
-                    )
-                target = _free_name(into.joinpath(*name.parts))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with bundle.open(member) as source, target.open("wb") as copy:
-                    shutil.copyfileobj(source, copy)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
-        raise BatchProblem(f"{archive.name} could not be unpacked ({exc}).") from None
-
-
-def _hidden(name: PurePosixPath) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in name.parts)
-
-
-def _free_name(path: Path) -> Path:
-    """`path`, or `name-2.ext`, `name-3.ext`, … when two uploads share a name."""
-    candidate, number = path, 1
-    while candidate.exists():
-        number += 1
-        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-    return candidate
+def _remove_images_no_download_needs(run: Run) -> None:
+    """Once a run has ended, only the zip of images with their alt text needs images: those
+    described, at that level."""
+    kept = {path for path, row in run.rows.items() if not row.error}
+    if run.job.level != "alt_text" or not kept:
+        shutil.rmtree(run.images, ignore_errors=True)
+        return
+    for file in run.files:
+        if str(file) not in kept:
+            file.unlink(missing_ok=True)
 
 
 def _wait_for_rows(run: Run) -> bool:

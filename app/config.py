@@ -28,6 +28,10 @@ class Limits:
     max_files_per_message: int = 8
     # Five minutes of 48 kHz stereo WAV (about 55 MB) fits; so does a 25-megapixel PNG.
     max_file_mb: int = 100
+    # What one Batch view run may unpack in all: a thousand web images of 2 MB. A zip is
+    # checked from its directory before anything is written, so a few MB of zeros cannot fill
+    # the disk; larger sets go through `launch.py describe`, which reads them where they are.
+    max_batch_mb: int = 2048
     # Refused from the header, before decoding: a small file can declare billions of pixels.
     max_image_mp: float = 25.0
     # Recordings are split at pauses into the model's 30 s clips; five minutes is ten or more

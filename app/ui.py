@@ -375,6 +375,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     )
     with page.route("Describe many images", BATCH_PATH, show_in_navbar=False):
         render_batch_view(batches)
+    page.unload(batches.close)  # a closed page's run ends, and its files go
     return page
 
 

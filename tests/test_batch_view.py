@@ -1,20 +1,34 @@
 """The page's Batch view (/batch), in real Chromium on `launch.py --demo`: images and a zip
 dropped, progress, Stop, an edited cell, and the downloads (CSV, and a zip of the images with
-their alt text, read back with exiftool); and the zip intake's refusals, without a browser."""
+their alt text, read back with exiftool), and the run's files removed once nothing needs them;
+and the intake's refusals (zip bombs, names no disk takes, a full disk), without a browser."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import shutil
+import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
-from app.batch_view import MAX_BATCH_FILES, BatchProblem, unpack
+from app.batch_uploads import (
+    FREE_DISK_RESERVE_MB,
+    KEEP_RUN_S,
+    MAX_BATCH_FILES,
+    MB,
+    BatchProblem,
+    check_free_disk,
+    remove_old_runs,
+    unpack,
+)
 from app.config import Limits
 from tests.conftest import photo
 from tests.test_accessibility import assert_no_blocking_violations
@@ -23,6 +37,7 @@ from tests.test_browser import browser, shoot, wait_until_idle  # noqa: F401 (br
 from tests.test_metadata import exiftool
 
 RUN_TIMEOUT_MS = 240_000
+FILES_GONE_S = 30  # a closed page is noticed by Gradio's heartbeat, every 15 s
 EDITED_ALT = "A red tent pitched by a lake at dawn"
 
 
@@ -106,6 +121,19 @@ def download(page, button: str, tmp_path: Path) -> Path:
     return target
 
 
+def runs(home: Path) -> set[Path]:
+    """The Batch view's run folders in the demo app's data folder."""
+    folder = home / ".loupe" / "batches"
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+def gone(path: Path, within_s: float = 10) -> bool:
+    deadline = time.monotonic() + within_s
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not path.exists()
+
+
 def start(page, files: list[Path], level: str, counted: str) -> None:
     """Add the files, choose the level, Start, and wait until the progress line matches
     `counted` (a regular expression)."""
@@ -119,10 +147,19 @@ def start(page, files: list[Path], level: str, counted: str) -> None:
     )
 
 
-def test_drop_describe_edit_and_download(batch_page, demo_app, uploads, tmp_path):
+def test_drop_describe_edit_and_download(batch_page, demo_app, home, uploads, tmp_path):
     page, (url, _) = batch_page, demo_app
+    before = runs(home)
     start(page, uploads, "Alt text", r"\d+\/6 images")  # six files: the hidden ones left out
     assert wait_for_end(page).startswith("Done: 4 described, 0 already done, 2 failed")
+    (run,) = runs(home) - before
+    # Only the zip of images with their alt text needs images now: the described ones.
+    assert gone(run / "images" / "site" / "program.png")
+    assert (run / "images" / "tent.jpg").exists()
+    page.wait_for_function(  # the gallery shows copies of its own
+        "() => [...document.querySelectorAll('#batch-images img')]"
+        ".filter((image) => image.complete && image.naturalWidth > 0).length >= 4"
+    )
     shoot(page, "batch-done")
     assert page.get_attribute("#batch-progress", "role") == "status"  # read out as it changes
     assert_no_blocking_violations(page, "the Batch view with results")
@@ -173,13 +210,15 @@ def test_drop_describe_edit_and_download(batch_page, demo_app, uploads, tmp_path
     wait_until_idle(url)
 
 
-def test_stop_ends_the_run_and_keeps_what_was_done(batch_page, demo_app, tmp_path):
+def test_stop_ends_the_run_and_keeps_what_was_done(batch_page, demo_app, home, tmp_path):
     page, (url, _) = batch_page, demo_app
     files = []
     for n in range(12):
         files.append(tmp_path / f"photo-{n:02}.jpg")
         photo(320, 240, seed=n).save(files[-1])
+    before = runs(home)
     start(page, files, "Detailed", r"^[1-9]\d*\/12 images")  # some done, not all
+    (run,) = runs(home) - before
     page.click("#batch-stop")
     started = time.monotonic()
     ended = wait_for_end(page)
@@ -193,6 +232,9 @@ def test_stop_ends_the_run_and_keeps_what_was_done(batch_page, demo_app, tmp_pat
     assert page.locator("#batch-stop").is_disabled()
     assert httpx.get(f"{url}/health").json()["engine"]["queue"] == 0
     wait_until_idle(url)
+    assert gone(run / "images")  # no download of this level needs them
+    page.context.close()  # the page is closed: its run's folder goes, results and all
+    assert gone(run, FILES_GONE_S)
 
 
 def test_start_without_images_says_so(batch_page):
@@ -203,7 +245,7 @@ def test_start_without_images_says_so(batch_page):
     assert progress(batch_page) == "Add images, or a zip of them, first."
 
 
-# -- the zip intake -------------------------------------------------------------------------
+# -- the intake ----------------------------------------------------------------------------
 
 
 def zip_of(path: Path, members: dict[str, bytes]) -> Path:
@@ -213,15 +255,62 @@ def zip_of(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
+def zip_of_zeros(path: Path, members: int, size: int) -> Path:
+    """A zip bomb: `members` files of `size` zero bytes each, deflated once and stored again
+    for each member (deflating gigabytes in the test would take minutes)."""
+    zeros = bytes(size)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate, as zips hold it
+    packed, crc = packer.compress(zeros) + packer.flush(), zlib.crc32(zeros)
+    with zipfile.ZipFile(path, "w") as bundle:
+        for n in range(members):
+            member = zipfile.ZipInfo(f"zeros-{n:02}.png")
+            member.compress_type = zipfile.ZIP_DEFLATED
+            member.CRC, member.file_size, member.compress_size = crc, size, len(packed)
+            member.header_offset = bundle.fp.tell()
+            bundle.fp.write(member.FileHeader() + packed)
+            bundle.filelist.append(member)
+            bundle.NameToInfo[member.filename] = member
+        bundle.start_dir = bundle.fp.tell()
+    return path
+
+
+def patched(archive: Path, header: bytes, offset: int, value: bytes) -> Path:
+    """`archive` with `value` written at `offset` into every local and central header of the
+    kind `header` names: a zip as a hostile tool could make it."""
+    data = bytearray(archive.read_bytes())
+    at = data.find(header)
+    while at >= 0:
+        data[at + offset : at + offset + len(value)] = value
+        at = data.find(header, at + 1)
+    archive.write_bytes(bytes(data))
+    return archive
+
+
+def written(folder: Path) -> int:
+    return sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
+
+
 def test_unpack_keeps_folders_and_leaves_hidden_files_out(tmp_path: Path) -> None:
     archive = zip_of(
         tmp_path / "a.zip",
         {"x/one.png": b"1", "two.png": b"2", "x/.hidden": b"3", "__MACOSX/x/._one.png": b"4"},
     )
-    unpack(archive, tmp_path / "out", Limits())
+    unpack([archive], tmp_path / "out", Limits())
     out = tmp_path / "out"
     found = sorted(path.relative_to(out).as_posix() for path in out.rglob("*"))
     assert found == ["two.png", "x", "x/one.png"]
+
+
+def test_files_of_one_name_get_names_of_their_own(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "tent.jpg").write_bytes(folder.encode())
+    archive = zip_of(tmp_path / "more.zip", {"Tent.jpg": b"c", "x/tent.jpg": b"d"})
+    out = tmp_path / "out"
+    unpack([tmp_path / "a" / "tent.jpg", tmp_path / "b" / "tent.jpg", archive], out, Limits())
+    found = {path.relative_to(out).as_posix(): path.read_bytes() for path in out.rglob("*.jpg")}
+    # Tent.jpg and tent.jpg are one file on macOS's and Windows's disks.
+    assert found == {"tent.jpg": b"a", "tent-2.jpg": b"b", "Tent-3.jpg": b"c", "x/tent.jpg": b"d"}
 
 
 @pytest.mark.parametrize(
@@ -230,23 +319,97 @@ def test_unpack_keeps_folders_and_leaves_hidden_files_out(tmp_path: Path) -> Non
         ({"../evil.png": b"1"}, "names a file outside itself"),
         ({"/etc/evil.png": b"1"}, "names a file outside itself"),
         ({f"{n}.png": b"" for n in range(MAX_BATCH_FILES + 1)}, f"up to {MAX_BATCH_FILES}"),
+        ({f"{'x' * 296}.png": b"1"}, "^x{59}… in bad.zip has a name longer than files can have"),
+        ({"a.png": b"1", "a.png/b.png": b"2"}, "^“a.png” is both a file and a folder in"),
+        ({"a/b.png": b"1", "A": b"2"}, "^“A” is both a file and a folder in what was sent;"),
     ],
 )
 def test_unpack_refuses_in_one_sentence(tmp_path: Path, members: dict, says: str) -> None:
     archive = zip_of(tmp_path / "bad.zip", members)
     with pytest.raises(BatchProblem, match=says):
-        unpack(archive, tmp_path / "out", Limits())
+        unpack([archive], tmp_path / "out", Limits())
+    assert not (tmp_path / "out").exists()  # refused before anything was written
     assert not (tmp_path / "evil.png").exists()
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """3 MB that unpack to 3 GB: each member is under the limit for one file, not all."""
+    archive = zip_of_zeros(tmp_path / "bomb.zip", members=30, size=99 * MB)
+    assert archive.stat().st_size < 4 * MB
+    with pytest.raises(BatchProblem) as refusal:
+        unpack([archive], tmp_path / "out", Limits())
+    assert str(refusal.value) == (
+        "These files come to 2,970 MB unpacked; the Batch view takes up to 2,048 MB at once "
+        "(launch.py describe takes any amount)."
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_files_over_the_limit_together_are_refused_across_uploads(tmp_path: Path) -> None:
+    first = zip_of_zeros(tmp_path / "first.zip", members=600, size=1000)
+    second = zip_of_zeros(tmp_path / "second.zip", members=600, size=1000)
+    with pytest.raises(BatchProblem, match=f"That is 1200 files; .* up to {MAX_BATCH_FILES}"):
+        unpack([first, second], tmp_path / "out", Limits())
+    third = zip_of_zeros(tmp_path / "third.zip", members=400, size=2000)
+    with pytest.raises(BatchProblem, match="come to 1 MB unpacked; .* up to 1 MB"):
+        unpack([first, third], tmp_path / "out", Limits(max_batch_mb=1))  # 1,000 files
+    assert not (tmp_path / "out").exists()
 
 
 def test_unpack_refuses_a_member_over_the_size_limit(tmp_path: Path) -> None:
     archive = zip_of(tmp_path / "big.zip", {"big.png": bytes(2 * 1024 * 1024)})
-    with pytest.raises(BatchProblem, match="over the 1 MB limit"):
-        unpack(archive, tmp_path / "out", Limits(max_file_mb=1))
+    with pytest.raises(BatchProblem, match="big.png in big.zip is over the 1 MB limit"):
+        unpack([archive], tmp_path / "out", Limits(max_file_mb=1))
+
+
+def test_a_member_holding_more_than_its_zip_declares_writes_no_more(tmp_path: Path) -> None:
+    archive = zip_of_zeros(tmp_path / "liar.zip", members=1, size=MB)
+    patched(archive, b"PK\x01\x02", 24, struct.pack("<I", 1000))  # central: 1,000 bytes
+    patched(archive, b"PK\x03\x04", 22, struct.pack("<I", 1000))  # local header: the same
+    with pytest.raises(BatchProblem, match="^zeros-00.png in liar.zip could not be unpacked"):
+        unpack([archive], tmp_path / "out", Limits())
+    assert written(tmp_path / "out") <= 1000
+
+
+def test_an_encrypted_member_is_named_in_plain_words(tmp_path: Path) -> None:
+    archive = zip_of(tmp_path / "locked.zip", {"site/a.png": b"1"})
+    patched(archive, b"PK\x01\x02", 8, b"\x01")  # flags: encrypted
+    patched(archive, b"PK\x03\x04", 6, b"\x01")
+    with pytest.raises(BatchProblem) as refusal:
+        unpack([archive], tmp_path / "out", Limits())
+    assert str(refusal.value) == (
+        "site/a.png in locked.zip is encrypted; unpack it with its password, then add the images."
+    )
 
 
 def test_a_damaged_zip_is_refused(tmp_path: Path) -> None:
     archive = zip_of(tmp_path / "ok.zip", {"a.png": b"123"})
     archive.write_bytes(archive.read_bytes()[:-30])
     with pytest.raises(BatchProblem, match="could not be unpacked|ok.zip"):
-        unpack(archive, tmp_path / "out", Limits())
+        unpack([archive], tmp_path / "out", Limits())
+
+
+def test_files_that_would_fill_the_disk_are_refused(tmp_path: Path, monkeypatch) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    check_free_disk(tmp_path / "not" / "yet", 0)  # a folder to come: its disk is asked
+    with pytest.raises(BatchProblem, match="MB free \\(it keeps 1,024 MB\\); free some space"):
+        check_free_disk(tmp_path / "not" / "yet", free - FREE_DISK_RESERVE_MB * MB + MB)
+    # unpack asks before writing: on a disk with 1 MB more than the reserve, 2 MB are refused.
+    small = shutil.disk_usage(tmp_path)._replace(free=(FREE_DISK_RESERVE_MB + 1) * MB)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: small)
+    archive = zip_of(tmp_path / "two.zip", {"a.png": bytes(MB), "b.png": bytes(MB)})
+    with pytest.raises(BatchProblem, match="need 2 MB unpacked and .* has 1,025 MB free"):
+        unpack([archive], tmp_path / "out", Limits())
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_no_page_holds_are_removed_after_a_day(tmp_path: Path) -> None:
+    now = time.time()
+    runs = {name: tmp_path / name for name in ("old", "held", "recent")}
+    for name, run in runs.items():
+        (run / "images").mkdir(parents=True)
+        (run / "images" / "a.png").write_bytes(b"1")
+        age = KEEP_RUN_S + 60 if name != "recent" else KEEP_RUN_S - 60
+        os.utime(run, (now - age, now - age))
+    remove_old_runs(tmp_path, [runs["held"]], now)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["held", "recent"]
