@@ -97,11 +97,7 @@ def plan(uploads: Iterable[Path], limits: Limits) -> list[Upload]:
             files += _members(upload)
         elif not _hidden(PurePosixPath(upload.name)):
             files.append(Upload(upload, PurePosixPath(upload.name), upload.stat().st_size))
-    if len(files) > MAX_BATCH_FILES:
-        raise BatchProblem(
-            f"That is {len(files)} files; the Batch view takes up to {MAX_BATCH_FILES} at once "
-            "(launch.py describe takes any number)."
-        )
+    _check_count(len(files))
     for file in files:
         if file.size > limits.max_file_mb * MB:
             raise BatchProblem(f"{file} is over the {limits.max_file_mb} MB limit for one file.")
@@ -147,14 +143,15 @@ def _members(archive: Path) -> list[Upload]:
             infos = [member for member in bundle.infolist() if not member.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
         raise BatchProblem(f"{archive.name} could not be unpacked ({exc}).") from None
-    members = []
-    for member in infos:
-        name = PurePosixPath(member.filename.replace("\\", "/"))
-        file = Upload(archive, name, member.file_size, member)
+    named = [(member, PurePosixPath(member.filename.replace("\\", "/"))) for member in infos]
+    for _, name in named:
         if name.is_absolute() or ".." in name.parts or not name.parts:
-            raise BatchProblem(f"{archive.name} names a file outside itself: {file.name}.")
-        if _hidden(name):
-            continue
+            raise BatchProblem(f"{archive.name} names a file outside itself: {name}.")
+    named = [(member, name) for member, name in named if not _hidden(name)]
+    _check_count(len(named))  # before each member is looked at: a zip can list millions
+    members = []
+    for member, name in named:
+        file = Upload(archive, name, member.file_size, member)
         if member.flag_bits & ZIP_ENCRYPTED:
             raise BatchProblem(
                 f"{file} is encrypted; unpack it with its password, then add the images."
@@ -167,6 +164,14 @@ def _members(archive: Path) -> list[Upload]:
             )
         members.append(file)
     return members
+
+
+def _check_count(files: int) -> None:
+    if files > MAX_BATCH_FILES:
+        raise BatchProblem(
+            f"That is {files} files; the Batch view takes up to {MAX_BATCH_FILES} at once "
+            "(launch.py describe takes any number)."
+        )
 
 
 def _named(files: list[Upload]) -> list[Upload]:
