@@ -41,6 +41,28 @@ LIMIT_FLAGS = {
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
     "--max-pdf-pages": ("max_pdf_pages", "N", "PDF pages read in one message"),
     "--max-video-s": ("max_video_s", "SECONDS", "length of one video, checked before decoding it"),
+    "--max-request-messages": ("max_request_messages", "N", "messages the model is sent at once"),
+    "--max-request-chars": ("max_request_chars", "N", "characters the model is sent at once"),
+    "--max-request-images": (
+        "max_request_images",
+        "N",
+        "images, PDF pages and video frames the model is sent at once",
+    ),
+    "--max-request-mp": (
+        "max_request_mp",
+        "MEGAPIXELS",
+        "pixels of the images the model is sent at once",
+    ),
+    "--max-request-audio-s": (
+        "max_request_audio_s",
+        "SECONDS",
+        "seconds of recordings the model is sent at once",
+    ),
+    "--max-request-video-s": (
+        "max_request_video_s",
+        "SECONDS",
+        "seconds of video the model is sent at once",
+    ),
 }
 
 # Flag -> (metavar, help) of a model server; each also reads LOUPE_<FLAG> for its default.

@@ -46,6 +46,19 @@ class Limits:
     # A video is at most 32 frames (about 2,100 tokens at 70 per frame) and its soundtrack 25
     # tokens a second: two minutes is about 5,100 tokens, and its sound four 30 s clips.
     max_video_s: float = 120.0
+    # What one request sends the model in all (app/request_totals.py): every message of a /v1
+    # request, or the turns of a conversation the page sends (its oldest turns are left out
+    # beyond these). Sized so that the worst request they allow adds about 1.5 GB to the app
+    # and its worker together (README "Safe by default"; `python -m bench memory` measures it).
+    max_request_messages: int = 500
+    # One long message's worth: the attention over a prompt grows with its square.
+    max_request_chars: int = 100_000
+    # Images, PDF pages read and video frames: a video's 32 frames and 16 images or pages.
+    max_request_images: int = 48
+    # Images at their own size, pages and frames as rendered: four 25-megapixel photos.
+    max_request_mp: float = 100.0
+    max_request_audio_s: float = 600.0
+    max_request_video_s: float = 240.0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from model import (
+    BUSY,
     DEFAULT_VIDEO_FRAME_TOKENS,
     ChatRequest,
     ContextTrimmed,
@@ -16,6 +17,7 @@ from model import (
     Finished,
     GenerationOptions,
     Message,
+    QueueSlot,
     ReplyStream,
     TextChunk,
     Timing,
@@ -94,18 +96,25 @@ class ChatHandlers:
             if route == TRANSCRIBE and audio_paths:
                 yield _unchanged(self.voice.into_box(value, audio_paths), conversation_id)
                 return
-            message = self.intake.stored_user_message(value.get("text"), files)
+            slot = self._queue_slot()
         except MediaError as exc:
             gr.Warning(str(exc))
             yield _unchanged(value, conversation_id)
             return
-        if not (message.text or message.attachments):
-            yield _unchanged(value, conversation_id)
-            return
-        if not self.history.get(conversation_id or ""):
-            conversation_id = self.history.create()
-        self.history.append(conversation_id, message)
-        yield from self._page_reply(conversation_id, *generation_options(*settings))
+        with slot:
+            try:
+                message = self.intake.stored_user_message(value.get("text"), files)
+            except MediaError as exc:
+                gr.Warning(str(exc))
+                yield _unchanged(value, conversation_id)
+                return
+            if not (message.text or message.attachments):
+                yield _unchanged(value, conversation_id)
+                return
+            if not self.history.get(conversation_id or ""):
+                conversation_id = self.history.create()
+            self.history.append(conversation_id, message)
+            yield from self._page_reply(conversation_id, *generation_options(*settings), slot)
 
     def regenerate(self, conversation_id: str, *settings: Any) -> Iterator[tuple]:
         """Answer the last message again, replacing the last answer."""
@@ -228,6 +237,22 @@ class ChatHandlers:
             image_tokens,
         )
         try:
+            slot = self._queue_slot()  # a busy Loupe says so before reading any file
+        except MediaError as exc:
+            raise refused(exc) from None
+        with slot:
+            yield from self._chat_reply(message, system, options, conversation_id, slot)
+
+    def _chat_reply(
+        self,
+        message: dict,
+        system: str,
+        options: GenerationOptions,
+        conversation_id: str,
+        slot: QueueSlot,
+    ) -> Iterator[str]:
+        """/chat's reply (see `chat`), queued in `slot`."""
+        try:
             files = self.intake.message_files(message)
             stored = self.intake.stored_user_message(message.get("text"), files)
             if not conversation_id:
@@ -240,11 +265,11 @@ class ChatHandlers:
             if not self.history.get(conversation_id):
                 raise refused(GONE)
             self.history.append(conversation_id, stored)
-            yield from self._api_reply(conversation_id, system, options)
+            yield from self._api_reply(conversation_id, system, options, slot)
             return
         note = self.intake.left_out_note(stored)  # PDF pages not read
         prefix = f"*{note}*\n\n" if note else ""
-        for reply in self.stream(messages, options, prefix=prefix):
+        for reply in self.stream(messages, options, prefix=prefix, slot=slot):
             if reply.error:
                 raise refused(reply.error)
             yield reply.answer
@@ -331,14 +356,19 @@ class ChatHandlers:
         options: GenerationOptions,
         owner: str = "",
         prefix: str = "",
+        slot: QueueSlot | None = None,
+        left_out: int = 0,
     ) -> Iterator[Reply]:
         """Yields the growing reply, which starts with `prefix`; cancels the request if the
-        consumer stops early.
+        consumer stops early. `slot` is the queue place reserved for it (see `_queue_slot`);
+        `left_out` the oldest messages already left out of `messages` (Intake.sent_turns).
 
         A reply with an `owner` (its conversation) can also be stopped with `stop(owner)`.
         """
-        reply = Reply(answer=prefix)
-        reply_stream = self.engine.submit(ChatRequest(tuple(messages), options))
+        reply = Reply(answer=prefix, dropped=left_out)
+        if left_out:
+            gr.Info(dropped_note(left_out))  # a pop-up on the page
+        reply_stream = self.engine.submit(ChatRequest(tuple(messages), options), slot)
         reply.image_detail = reply_stream.image_detail
         if owner:
             self._running[owner] = reply_stream
@@ -356,8 +386,8 @@ class ChatHandlers:
                 elif isinstance(event, EngineError):
                     reply.error = event.message
                 elif isinstance(event, ContextTrimmed):
-                    reply.dropped = event.dropped
-                    gr.Info(dropped_note(event.dropped))  # a pop-up on the page
+                    reply.dropped = left_out + event.dropped
+                    gr.Info(dropped_note(reply.dropped))  # a pop-up on the page
                 yield reply
         finally:
             # A client that goes away closes this generator: stop the model too.
@@ -366,12 +396,17 @@ class ChatHandlers:
                 del self._running[owner]
 
     def answer(
-        self, conversation_id: str, system_prompt: str, options: GenerationOptions
+        self,
+        conversation_id: str,
+        system_prompt: str,
+        options: GenerationOptions,
+        slot: QueueSlot | None = None,
     ) -> Iterator[tuple[list, Reply]]:
         """Reply to the stored conversation: yields (chat shown, reply) as it grows, and keeps
         the answer, marked interrupted if it was stopped (also when the page goes away).
         A description (the last message is a level's prompt) starts with the AI notice, and
-        its level may ask for an image detail (see describe.level_options)."""
+        its level may ask for an image detail (see describe.level_options). `slot` is a queue
+        place reserved for it; without one a place is reserved before any file is read."""
         conversation = self.history.get(conversation_id)
         shown, _ = shown_conversation(conversation)
         level = level_of(conversation.messages[-1].text)
@@ -381,14 +416,21 @@ class ChatHandlers:
         prefix += f"*{note}*\n\n" if note else ""
         reply = Reply()
         try:
+            slot = slot or self._queue_slot()
+            conversation, left_out = self.intake.sent_turns(conversation, system_prompt)
             messages = self.intake.model_messages(conversation, system_prompt)
-        except MediaError as exc:  # a file of this conversation went missing from the disk
+        except MediaError as exc:  # busy, or a file of this conversation went missing
+            if slot is not None:
+                slot.release()  # not sent: its place is free again
             reply.error = str(exc)
             yield [*shown, *shown_reply(reply)], reply
             return
         try:
-            for reply in self.stream(messages, options, owner=conversation_id, prefix=prefix):
-                yield [*shown, *shown_reply(reply)], reply
+            with slot:
+                for reply in self.stream(
+                    messages, options, conversation_id, prefix, slot, left_out
+                ):
+                    yield [*shown, *shown_reply(reply)], reply
         finally:
             # What was written is kept: marked interrupted when it was stopped (also when the
             # page went away) or cut off by a failure, whose sentence the page shows. A reply
@@ -409,13 +451,17 @@ class ChatHandlers:
                 )
 
     def _page_reply(
-        self, conversation_id: str, system_prompt: str, options: GenerationOptions
+        self,
+        conversation_id: str,
+        system_prompt: str,
+        options: GenerationOptions,
+        slot: QueueSlot | None = None,
     ) -> Iterator[tuple]:
         """Streams (chat, message box, id, status line, *side list, title) as the reply grows.
         The side list and the title box change at the start; the status line at the end."""
         listed = self.conversations.listing(conversation_id)
         title = self.history.get(conversation_id).title
-        for shown, _ in self.answer(conversation_id, system_prompt, options):
+        for shown, _ in self.answer(conversation_id, system_prompt, options, slot):
             yield shown, None, conversation_id, gr.skip(), *listed, title
             listed, title = (gr.skip(),) * len(listed), gr.skip()
         status = status_text(self.engine.status(), self.last_timing)
@@ -423,9 +469,13 @@ class ChatHandlers:
         yield gr.skip(), gr.skip(), conversation_id, status, *listed, gr.skip()
 
     def _api_reply(
-        self, conversation_id: str, system_prompt: str, options: GenerationOptions
+        self,
+        conversation_id: str,
+        system_prompt: str,
+        options: GenerationOptions,
+        slot: QueueSlot | None = None,
     ) -> Iterator[str]:
-        for _, reply in self.answer(conversation_id, system_prompt, options):
+        for _, reply in self.answer(conversation_id, system_prompt, options, slot):
             if reply.error:
                 raise refused(reply.error)
             yield with_dropped_note(reply, reply.answer)
@@ -443,6 +493,14 @@ class ChatHandlers:
         self.history.append(
             conversation_id, StoredMessage("user", level_prompt(level), (attachment,))
         )
+
+    def _queue_slot(self) -> QueueSlot:
+        """A place in the engine's queue, taken before a request's files are decoded, so that
+        a busy Loupe says so at once and decodes nothing; MediaError (busy) when it is full."""
+        slot = self.engine.reserve()
+        if slot is None:
+            raise MediaError(BUSY)
+        return slot
 
     def _drop_last_answer(self, conversation_id: str) -> bool:
         """Forget the last answer (if the conversation ends with one); False if it is gone."""

@@ -4,6 +4,7 @@ conversation as the model reads it."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,26 @@ from model import AudioClip, Message, VideoClip, split_at_pauses
 from .config import Limits
 from .describe import level_of
 from .history import Attachment, Conversation, StoredMessage
-from .media import Kind, attachment_kinds, file_kind, file_path, load_file, message_text
+from .media import (
+    Kind,
+    MediaError,
+    attachment_kinds,
+    file_kind,
+    file_path,
+    load_file,
+    message_text,
+)
 from .pdf import (
     PdfPages,
     choose_pages,
     left_out_note,
+    page_count,
     page_labels,
     render_pages,
     requested_pages,
     stored_pages,
 )
+from .request_totals import Totals, file_totals, message_totals
 from .video import Video
 from .voice import Voice
 
@@ -64,9 +75,21 @@ class Intake:
         own (describe mode keeps a level's prompt as the text).
         """
         text = message_text(text, self.limits)
+        # A PDF's pages are chosen without rendering them, so that the message is counted
+        # against what one request may send before anything is decoded.
+        pdfs = [
+            load_file(path, kind, self.limits) if kind == "pdf" else None for path, kind in files
+        ]
+        pdfs = self.chosen_pages(text if pages_from is None else pages_from, pdfs)
+        totals = message_totals(
+            text, [(*file, pages) for file, pages in zip(files, pdfs, strict=True)]
+        )
+        totals.check(self.limits, "This message")
         # Decoded here so that a damaged file is refused, not kept.
-        decoded = [load_file(path, kind, self.limits) for path, kind in files]
-        decoded = self.chosen_pages(text if pages_from is None else pages_from, decoded)
+        decoded = [
+            pages if pages is not None else load_file(path, kind, self.limits)
+            for (path, kind), pages in zip(files, pdfs, strict=True)
+        ]
         attachments = tuple(
             self._attachment(path, kind, file)
             for (path, kind), file in zip(files, decoded, strict=True)
@@ -97,6 +120,40 @@ class Intake:
             return Attachment("video", path, display_name(path), caption)
         caption = self.voice.caption(path, clip_count(decoded))
         return Attachment("audio", path, display_name(path), caption)
+
+    def sent_turns(
+        self, conversation: Conversation, system_prompt: str
+    ) -> tuple[Conversation, int]:
+        """The conversation as one request sends it: its newest whole turns (a turn starts at
+        one of the person's messages) within the per-request totals (app/request_totals.py),
+        and how many older messages are left out. The newest turn always stays: its message
+        was counted when it came. Counted from the files' headers, nothing decoded."""
+        messages = conversation.messages
+        starts = [i for i, m in enumerate(messages) if m.role == "user" or i == 0]
+        start = starts[-1] if starts else 0
+        totals = Totals(1, len(system_prompt.strip())) if system_prompt.strip() else Totals()
+        totals += sum(map(self._totals, messages[start:]), Totals())
+        for earlier in reversed(starts[:-1]):
+            totals += sum(map(self._totals, messages[earlier:start]), Totals())
+            if totals.over(self.limits) is not None:
+                break
+            start = earlier
+        return replace(conversation, messages=messages[start:]), start
+
+    def _totals(self, stored: StoredMessage) -> Totals:
+        """What a kept message adds to a request (see request_totals). A file that can no
+        longer be read adds nothing: `model_messages` leaves it out, or refuses the turn."""
+        totals = message_totals(stored.text, [])
+        for attachment in stored.attachments:
+            try:
+                pages = None
+                if attachment.kind == "pdf":
+                    count = page_count(attachment.path)
+                    pages = stored_pages(attachment.name, attachment.caption, count, self.limits)
+                totals += file_totals(attachment.path, attachment.kind, pages)
+            except (MediaError, OSError):
+                continue
+        return totals
 
     def model_messages(self, conversation: Conversation, system_prompt: str) -> list[Message]:
         """What the model sees: the system prompt, then every turn with its images and audio.

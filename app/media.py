@@ -7,6 +7,7 @@ an executable named .png is refused. Every refusal is a MediaError with one sent
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Iterator
@@ -361,6 +362,29 @@ def _open_audio(path: Path, limits: Limits) -> Iterator[tuple[Any, float | None]
         if declared_s and declared_s > limits.max_audio_s:
             raise MediaError(too_long(path.name, declared_s, limits.max_audio_s, "recording"))
         yield container, declared_s
+
+
+def audio_seconds(path: str | Path) -> float:
+    """How long a recording (its kind already known) lasts, without decoding it: what its
+    header declares, else the span of its packets' times (browsers' WebM declares none)."""
+    import av
+
+    path = Path(path)
+    try:
+        with av.open(str(path), format=_audio_format(path)) as container:
+            stream = container.streams.audio[0]
+            declared = declared_seconds(container, stream)
+            if declared:
+                return declared
+            start, end = math.inf, 0.0
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    at = float(packet.pts * stream.time_base)
+                    start = min(start, at)
+                    end = max(end, at + float((packet.duration or 0) * stream.time_base))
+    except Exception as exc:  # PyAV raises many types for damaged input
+        raise MediaError(f"{path.name} is not an audio file Loupe can read.") from exc
+    return max(0.0, end - start) if end else 0.0
 
 
 def declared_seconds(container: Any, stream: Any) -> float | None:

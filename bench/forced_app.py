@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import launch
-from model import ChatRequest, Engine, EngineStatus, ReplyEvent, ReplyStream, TextChunk, open_engine
+from model import (
+    ChatRequest,
+    Engine,
+    EngineStatus,
+    QueueSlot,
+    ReplyEvent,
+    ReplyStream,
+    TextChunk,
+    open_engine,
+)
 
 
 class ForcedEngine:
@@ -39,9 +48,12 @@ class ForcedEngine:
     def close(self) -> None:
         self.inner.close()
 
-    def submit(self, request: ChatRequest) -> LoggedStream:
+    def reserve(self) -> QueueSlot | None:
+        return self.inner.reserve()
+
+    def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> LoggedStream:
         options = replace(request.options, min_new_tokens=request.options.max_new_tokens)
-        return LoggedStream(self.inner.submit(replace(request, options=options)), self.log)
+        return LoggedStream(self.inner.submit(replace(request, options=options), slot), self.log)
 
 
 class LoggedStream:

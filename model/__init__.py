@@ -13,7 +13,7 @@ from .config import (
     RemoteEngineConfig,
 )
 from .detail import ImageDetail
-from .engine import Engine, EngineStatus, ModelInfo, ReplyStream
+from .engine import BUSY, Engine, EngineStatus, ModelInfo, QueueSlot, ReplyStream
 from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .folder import folder_problem
 from .local_engine import DEMO_FALLBACK_NOTE, LocalEngine
@@ -41,6 +41,7 @@ def open_engine(config: ModelConfig | RemoteEngineConfig, queue_size: int) -> En
 
 __all__ = [
     "AUTO_IMAGE_TOKENS",
+    "BUSY",
     "DEMO_FALLBACK_NOTE",
     "DEFAULT_ENGINE_CONCURRENCY",
     "DEFAULT_HANG_TIMEOUT_S",
@@ -63,6 +64,7 @@ __all__ = [
     "ModelConfig",
     "ModelInfo",
     "NO_SPEECH",
+    "QueueSlot",
     "RemoteEngine",
     "RemoteEngineConfig",
     "AsrError",

@@ -115,22 +115,79 @@ class ReplyStream:
                 return
 
 
+class QueueSlot:
+    """A place held in an engine's queue while a request is still being prepared (its media
+    decoded), so that a full queue says "busy" before that work rather than after it.
+
+    Give it to `Engine.submit`, which queues the request in it; a slot not used by the end of a
+    `with` block (the request was refused, or failed to decode) is given back.
+    """
+
+    def __init__(self, release: Callable[[], None]):
+        self._release = release
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        """Give the place back (once; later calls, and calls after `submit`, do nothing)."""
+        if self._give_up():
+            self._release()
+
+    def taken_over(self) -> QueueSlot | None:
+        """A new slot that holds this one's place from now on (this one then holds nothing);
+        None if the place was given back already."""
+        return QueueSlot(self._release) if self._give_up() else None
+
+    def _give_up(self) -> bool:
+        """Stop holding the place; whether it was still held."""
+        with self._lock:
+            held, self._held = self._held, False
+        return held
+
+    def __enter__(self) -> QueueSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class RequestQueue:
     """Requests waiting for an engine's reply threads, in order. Bounded: past its size a
-    request is told at once that Loupe is busy, instead of waiting unseen."""
+    request is told at once that Loupe is busy, instead of waiting unseen. A place can be
+    reserved before the request exists (`reserve`), so that the busy answer comes before any
+    work on it."""
 
     def __init__(self, size: int):
-        self._queue: queue.Queue[tuple[ReplyStream, ChatRequest] | None] = queue.Queue(size)
+        # Unbounded itself: the places bound it (waiting requests and reservations together).
+        self._queue: queue.Queue[tuple[ReplyStream, ChatRequest, QueueSlot] | None] = queue.Queue()
+        self._places = threading.Semaphore(size)
 
-    def offer(self, stream: ReplyStream, request: ChatRequest) -> None:
-        try:
-            self._queue.put_nowait((stream, request))
-        except queue.Full:
+    def reserve(self) -> QueueSlot | None:
+        """A place for a request still being prepared; None when every place is taken."""
+        if not self._places.acquire(blocking=False):
+            return None
+        return QueueSlot(self._places.release)
+
+    def offer(
+        self, stream: ReplyStream, request: ChatRequest, slot: QueueSlot | None = None
+    ) -> None:
+        """Queue the request in `slot`'s place (reserved earlier) or in a free one; busy if
+        there is none."""
+        place = (slot.taken_over() if slot is not None else None) or self.reserve()
+        if place is None:
             stream.put(EngineError("busy", BUSY))
+            return
+        self._queue.put((stream, request, place))
 
     def take(self) -> tuple[ReplyStream, ChatRequest] | None:
-        """The next request, waiting for one; None once the queue is closed."""
-        return self._queue.get()
+        """The next request, waiting for one (its place is free again); None once the queue
+        is closed."""
+        item = self._queue.get()
+        if item is None:
+            return None
+        stream, request, slot = item
+        slot.release()
+        return stream, request
 
     def waiting(self) -> int:
         return self._queue.qsize()
@@ -143,6 +200,7 @@ class RequestQueue:
             except queue.Empty:
                 return
             if item is not None:
+                item[2].release()
                 item[0].put(error)
 
     def close(self, readers: int) -> None:
@@ -158,8 +216,13 @@ class Engine(Protocol):
     def start(self) -> None:
         """Begin loading or connecting in the background and return at once."""
 
-    def submit(self, request: ChatRequest) -> ReplyStream:
-        """Queue a request; a full queue or no model answers with an EngineError at once.
+    def reserve(self) -> QueueSlot | None:
+        """A place in the queue for a request still being prepared (see QueueSlot); None when
+        the queue is full, so the caller says "busy" before decoding anything."""
+
+    def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> ReplyStream:
+        """Queue a request (in `slot`, if one was reserved); a full queue or no model answers
+        with an EngineError at once.
 
         An Auto image budget is chosen here (model.detail.resolve), so what runs the model
         always gets a number; it takes tens of milliseconds per image, so call it off an event

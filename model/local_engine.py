@@ -16,7 +16,14 @@ import threading
 
 from . import detail
 from .config import ModelConfig
-from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
+from .engine import (
+    EngineStatus,
+    LoadState,
+    ModelInfo,
+    QueueSlot,
+    ReplyStream,
+    RequestQueue,
+)
 from .events import STOPPED_BEFORE_START, ContextTrimmed, EngineError, Finished, TextChunk
 from .messages import ChatRequest
 from .worker import REPLACED_AFTER, serve
@@ -105,7 +112,10 @@ class LocalEngine:
         process = self._process
         return process.pid if process is not None else None
 
-    def submit(self, request: ChatRequest) -> ReplyStream:
+    def reserve(self) -> QueueSlot | None:
+        return self._queue.reserve()
+
+    def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> ReplyStream:
         """Queue a request; a full queue or a failed load answers with an EngineError at once.
         An Auto image budget is chosen first, within the context window once it is known."""
         request_id = next(self._ids)
@@ -114,7 +124,7 @@ class LocalEngine:
             stream.put(EngineError("unavailable", self._error or "No model is loaded."))
             return stream
         request, stream.image_detail = detail.resolve(request, self._context_tokens())
-        self._queue.offer(stream, request)
+        self._queue.offer(stream, request, slot)
         return stream
 
     def _context_tokens(self) -> int:

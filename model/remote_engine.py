@@ -21,7 +21,14 @@ import httpx
 
 from . import detail
 from .config import RemoteEngineConfig
-from .engine import EngineStatus, LoadState, ModelInfo, ReplyStream, RequestQueue
+from .engine import (
+    EngineStatus,
+    LoadState,
+    ModelInfo,
+    QueueSlot,
+    ReplyStream,
+    RequestQueue,
+)
 from .events import (
     STOPPED_BEFORE_START,
     ContextTrimmed,
@@ -134,7 +141,10 @@ class RemoteEngine:
                 kind="remote",
             )
 
-    def submit(self, request: ChatRequest) -> ReplyStream:
+    def reserve(self) -> QueueSlot | None:
+        return self._queue.reserve()
+
+    def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> ReplyStream:
         request_id = next(self._ids)
         stream = ReplyStream(request_id, lambda: self._close_stream(request_id))
         if self._load_state == "error":
@@ -142,7 +152,7 @@ class RemoteEngine:
             return stream
         # The server's window is learnt only from its refusal (see _open).
         request, stream.image_detail = detail.resolve(request)
-        self._queue.offer(stream, request)
+        self._queue.offer(stream, request, slot)
         return stream
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from model import (
     Finished,
     GenerationOptions,
     ModelInfo,
+    QueueSlot,
     ReplyStream,
     TextChunk,
     Timing,
@@ -538,7 +539,10 @@ class ScriptedEngine:
         info = ModelInfo("scripted", True, "cpu", None) if self.ready else None
         return EngineStatus("ready" if self.ready else "loading", "12%", info, False, 0)
 
-    def submit(self, request: ChatRequest) -> ReplyStream:
+    def reserve(self) -> QueueSlot:
+        return QueueSlot(lambda: None)
+
+    def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> ReplyStream:
         stream = ReplyStream(1, self.cancelled.set)
         for event in self.events:
             stream.put(event)

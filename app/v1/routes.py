@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
-from model import ContextTrimmed, Engine, ReplyEvent, ReplyStream
+from model import BUSY, ContextTrimmed, Engine, EngineError, ReplyEvent, ReplyStream
 from model.openai_wire import sse
 
 from ..config import Limits
@@ -70,9 +70,14 @@ class OpenAiApi:
         body = await run_in_threadpool(_json, await _body(request, limit))
         served = served_model(self.engine)
         check_model(body, served)
-        call = await run_in_threadpool(chat_call, body, self.limits)
-        # Off the loop: choosing an Auto image detail looks at every image.
-        stream = await run_in_threadpool(self.engine.submit, call.request)
+        # A place in the queue first: a busy Loupe says so before decoding any media.
+        slot = self.engine.reserve()
+        if slot is None:
+            raise ApiError.of(EngineError("busy", BUSY))
+        with slot:
+            call = await run_in_threadpool(chat_call, body, self.limits)
+            # Off the loop: choosing an Auto image detail looks at every image.
+            stream = await run_in_threadpool(self.engine.submit, call.request, slot)
         refusal = stream.refusal()
         if refusal is not None:  # busy, or no model: said at once, before any reply starts
             raise ApiError.of(refusal)

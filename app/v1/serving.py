@@ -43,6 +43,7 @@ from model.openai_wire import (
 from ..config import Limits
 from ..intake import chosen_pages, model_message, with_pages
 from ..media import (
+    Kind,
     MediaError,
     attachment_kinds,
     check_audio_file,
@@ -51,6 +52,7 @@ from ..media import (
     valid_text,
 )
 from ..pdf import PdfPages, left_out_note
+from ..request_totals import Totals, file_totals
 from ..video import Video
 from ..voice import Voice
 
@@ -143,20 +145,15 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Messa
     """The messages with their media through the upload intake (content sniffing, count, size,
     megapixel and length limits), audio split at pauses into the model's 30 s clips, PDFs'
     pages as labelled images; and the note the reply starts with when pages of the last
-    message's PDFs were left out (see app/pdf.py)."""
+    message's PDFs were left out (see app/pdf.py).
+
+    Every file is checked and counted against the request's totals (app/request_totals.py)
+    before any is decoded, so a request over them costs no decoding."""
     messages, note = [], ""
     with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:  # private to this user
-        for index, message in enumerate(wire):
-            where = f"messages[{index}].content"
-            # Named after its part, so a refusal says which one: "messages[0].content[1] is ..."
-            paths = [Path(folder, part.param) for part in message.media]
-            for path, part in zip(paths, message.media, strict=True):
-                path.write_bytes(part.data)
-            try:
-                text = message_text(message.text, limits)
-                kinds = attachment_kinds([str(path) for path in paths], limits)
-            except MediaError as exc:
-                raise RequestError(str(exc), where) from None
+        checked = _checked_messages(wire, Path(folder), limits)
+        for index, (text, paths, kinds, pdfs) in enumerate(checked):
+            message, where = wire[index], f"messages[{index}].content"
             decoded_files: list[Any] = []
             for path, part, kind in zip(paths, message.media, kinds, strict=True):
                 if kind != part.kind:
@@ -186,6 +183,64 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Messa
             pdfs = [item for item in decoded_files if isinstance(item, PdfPages)]
             note = left_out_note(pdfs, limits, asked)
     return tuple(messages), note
+
+
+def _checked_messages(
+    wire: list[WireMessage], folder: Path, limits: Limits
+) -> list[tuple[str, list[Path], list[Kind], list[PdfPages | None]]]:
+    """Each message's text, files (written to `folder`, named after their parts so that a
+    refusal says which one: "messages[0].content[1] is ..."), their kinds, and each PDF's pages
+    to read: checked without decoding, and counted against the request's totals. RequestError
+    names what is wrong, or the message where the request passes a total."""
+    checked = []
+    totals = Totals(messages=len(wire), chars=sum(len(message.text) for message in wire))
+    _check_totals(totals, limits, "messages")  # before any file is written
+    for index, message in enumerate(wire):
+        where = f"messages[{index}].content"
+        paths = [Path(folder, part.param) for part in message.media]
+        for path, part in zip(paths, message.media, strict=True):
+            path.write_bytes(part.data)
+        try:
+            text = message_text(message.text, limits)
+            kinds = attachment_kinds([str(path) for path in paths], limits)
+        except MediaError as exc:
+            raise RequestError(str(exc), where) from None
+        for part, kind in zip(message.media, kinds, strict=True):
+            if kind != part.kind:
+                raise RequestError(
+                    f"{part.param} holds {KIND_NAMES[kind]}, not {KIND_NAMES[part.kind]}.",
+                    part.param,
+                )
+        try:
+            pdfs = _pdf_pages(text, paths, message.media, kinds, limits)
+            for path, kind, pages in zip(paths, kinds, pdfs, strict=True):
+                totals += file_totals(path, kind, pages)
+        except MediaError as exc:
+            raise RequestError(str(exc), where) from None
+        _check_totals(totals, limits, where)
+        checked.append((text, paths, kinds, pdfs))
+    return checked
+
+
+def _pdf_pages(
+    text: str, paths: list[Path], parts: tuple[Any, ...], kinds: list[Kind], limits: Limits
+) -> list[PdfPages | None]:
+    """For each file of a message, the pages the model reads if it is a PDF (chosen by the
+    message's text, named after its part's filename), else None."""
+    pages: list[Any] = [
+        replace(load_file(path, kind, limits), name=_shown_name(part.name) or path.name)
+        if kind == "pdf"
+        else None
+        for path, part, kind in zip(paths, parts, kinds, strict=True)
+    ]
+    return chosen_pages(text, pages, limits)
+
+
+def _check_totals(totals: Totals, limits: Limits, param: str) -> None:
+    """RequestError naming `param` when the request's totals so far pass a limit."""
+    sentence = totals.over(limits)
+    if sentence is not None:
+        raise RequestError(sentence, param)
 
 
 def _shown_name(filename: str) -> str:

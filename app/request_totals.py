@@ -1,0 +1,107 @@
+"""What one request sends the model in all, across its messages: how many messages, characters,
+images (PDF pages and video frames count as images), megapixels, and seconds of audio and of
+video, counted before anything is decoded and held to Limits' per-request totals.
+
+So the memory a request can take is bounded by the request, not only by each message: the
+page and /v1 both count here, the page over the turns of a conversation it sends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from PIL import Image
+
+from .config import Limits
+from .media import IMAGE_FORMATS, Kind, MediaError, _duration, audio_seconds
+from .pdf import PAGE_PIXELS, PdfPages
+from .video import FRAME_PIXELS, FRAMES_PER_S, MAX_FRAMES, check_video
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a request (or a part of one) sends the model."""
+
+    messages: int = 0
+    chars: int = 0
+    images: int = 0  # images, PDF pages read and video frames
+    megapixels: float = 0.0  # images at their own size, pages and frames as they are rendered
+    audio_s: float = 0.0
+    video_s: float = 0.0
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def over(self, limits: Limits, subject: str = "This request") -> str | None:
+        """The sentence refusing these totals (its subject such as "This request"), or None
+        when they are within `limits`."""
+        if self.messages > limits.max_request_messages:
+            return (
+                f"{subject} has {self.messages:,} messages; Loupe sends the model at most "
+                f"{limits.max_request_messages:,} messages at once."
+            )
+        if self.chars > limits.max_request_chars:
+            return (
+                f"{subject} holds {self.chars:,} characters of text; Loupe sends the model at "
+                f"most {limits.max_request_chars:,} characters at once."
+            )
+        if self.images > limits.max_request_images:
+            return (
+                f"{subject} has {self.images} images (PDF pages and video frames count as "
+                f"images); Loupe sends the model at most {limits.max_request_images} at once."
+            )
+        if self.megapixels > limits.max_request_mp:
+            return (
+                f"{subject} has images of {self.megapixels:,.0f} megapixels in all; Loupe "
+                f"sends the model at most {limits.max_request_mp:g} megapixels at once."
+            )
+        if self.audio_s > limits.max_request_audio_s:
+            return (
+                f"{subject} has {_duration(self.audio_s)} of recordings; Loupe sends the model "
+                f"at most {_duration(limits.max_request_audio_s)} of recordings at once."
+            )
+        if self.video_s > limits.max_request_video_s:
+            return (
+                f"{subject} has {_duration(self.video_s)} of video; Loupe sends the model at "
+                f"most {_duration(limits.max_request_video_s)} of video at once."
+            )
+        return None
+
+    def check(self, limits: Limits, subject: str = "This request") -> None:
+        """MediaError with `over`'s sentence when these totals are past `limits`."""
+        sentence = self.over(limits, subject)
+        if sentence is not None:
+            raise MediaError(sentence)
+
+
+def message_totals(text: str, files: list[tuple[str | Path, Kind, PdfPages | None]]) -> Totals:
+    """One message: its text and its files (path, kind, and for a PDF the pages read), each
+    counted from its header (see `file_totals`)."""
+    totals = Totals(messages=1, chars=len(text))
+    for path, kind, pages in files:
+        totals += file_totals(path, kind, pages)
+    return totals
+
+
+def file_totals(path: str | Path, kind: Kind, pages: PdfPages | None = None) -> Totals:
+    """What a file adds, known without decoding it: an image's size from its header, a PDF's
+    pages read (`pages`), a video's length (and so its frames), a recording's length."""
+    if kind == "image":
+        with Image.open(path, formats=IMAGE_FORMATS) as opened:  # the header only
+            width, height = opened.size
+        return Totals(images=1, megapixels=width * height / 1e6)
+    if kind == "pdf":
+        count = len(pages.numbers) if pages is not None else 0
+        return Totals(images=count, megapixels=count * PAGE_PIXELS / 1e6)
+    if kind == "video":
+        seconds = check_video(path, _NO_VIDEO_LIMIT)
+        frames = min(MAX_FRAMES, math.floor(seconds * FRAMES_PER_S) + 1)
+        frames = max(frames, 2)  # under a second: its first and last frames
+        return Totals(images=frames, megapixels=frames * FRAME_PIXELS / 1e6, video_s=seconds)
+    return Totals(audio_s=audio_seconds(path))
+
+
+# Per-file lengths are checked when a file arrives; a kept file is counted whatever it lasts.
+_NO_VIDEO_LIMIT = Limits(max_video_s=math.inf)
