@@ -5,10 +5,13 @@ A file is a video when its container (MP4/MOV or Matroska/WebM, told by its firs
 a video stream that is not just cover art; an MP4 or WebM with only sound stays a recording.
 Everything is read with PyAV, already installed for faster-whisper: no FFmpeg program needed.
 
-The length is checked before any decoding: from the header, or, where there is none (browsers'
-MediaRecorder writes WebM without a duration or frame count), from the packets' times, read
-without decoding them and stopped as soon as they pass the limit. Only the chosen frames are
-converted to pictures, scaled down to what the largest per-frame budget can use.
+The length of the pictures and of the sound, and the frames' size, are checked before any
+decoding: the lengths from the header, or, where there is none (browsers' MediaRecorder writes
+WebM without a duration or frame count), from the packets' times, read without decoding them and
+stopped as soon as they pass the limit; the size from the stream's header, and FFmpeg itself is
+told the most pixels a frame may have (its probe of a file decodes a frame). A file shorter than
+its container declares is cut short. Only the chosen frames are converted to pictures, scaled
+down to what the largest per-frame budget can use; the sound is decoded at most to its limit.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ from model import AudioClip, VideoClip
 
 from .config import Limits
 from .decoded_files import DecodedFiles
-from .media import MediaError, _audio_format, declared_seconds, too_long
+from .media import (
+    MediaError,
+    _audio_format,
+    _duration,
+    declared_seconds,
+    plain_number,
+    too_long,
+)
 
 # Gemma 4 plans for at most 32 frames per video (the processor's num_frames, vLLM's
 # _VIDEO_MAX_FRAMES), and Google describes its video as read at one frame a second.
@@ -36,11 +46,22 @@ FRAMES_PER_S = 1.0
 # 16:9), the largest per-frame budget Loupe offers; the processor scales them to the budget.
 FRAME_PIXELS = 280 * 48 * 48
 SOUND_RATE_HZ = 16_000
+# Decoded sound may run past its packets' times by an encoder's priming and padding.
+SOUND_SLACK_S = 1.0
 POSTER_SUFFIX = ".poster.jpg"
 # Decoded videos of the last few files: every turn of a conversation shows the model its
 # earlier videos again.
 CACHED_VIDEOS = 2
 VIDEO_CONTAINERS = ("mov", "matroska")
+# Limits for reading kept videos to show them (their label and poster): they were checked
+# when they came, and the probe still needs a pixel limit.
+SHOWN = Limits()
+# No limit on what _read_packets reads: for showing a kept video's length.
+UNBOUNDED = Limits(max_video_s=math.inf, max_audio_s=math.inf)
+# Matroska's EBML header (its first element) is some 40 bytes; the segment's size follows it.
+EBML_HEAD_BYTES = 256
+EBML_ID = b"\x1a\x45\xdf\xa3"
+SEGMENT_ID = b"\x18\x53\x80\x67"
 
 _decoded: DecodedFiles[Video] = DecodedFiles(CACHED_VIDEOS)
 
@@ -62,19 +83,19 @@ class Video:
         return self.clip.duration_s
 
 
-def is_video(path: str | Path) -> bool:
+def is_video(path: str | Path, limits: Limits) -> bool:
     """Whether the file is a container with a video stream (cover art does not count).
     VideoError when it starts like MP4 or WebM but cannot be opened at all."""
-    import av
-
     path = Path(path)
     demuxer = _audio_format(path)
     if demuxer not in VIDEO_CONTAINERS:
         return False
     try:
-        container = av.open(str(path), format=demuxer)
+        container = _av_open(path, demuxer, limits)
     except Exception as exc:  # PyAV raises many types for damaged input
         problem = "is damaged: not a video or audio file Loupe can read"
+        if _cut_short(path):  # an MP4 whose index was to come at the end
+            problem = "is cut short: the file is incomplete"
         raise VideoError(f"{path.name} {problem}.") from exc
     with container:
         return _video_stream(container) is not None
@@ -82,9 +103,13 @@ def is_video(path: str | Path) -> bool:
 
 def check_video(path: str | Path, limits: Limits) -> float:
     """The video's length in seconds, from its header (or its packets' times where the header
-    gives none); VideoError when it is over `limits.max_video_s` or unreadable."""
+    gives none); VideoError when it is unreadable, cut short, or over a limit: its pictures'
+    length (`limits.max_video_s`), its sound's (that, and `limits.max_audio_s`), its frames'
+    size (`limits.max_image_mp`)."""
     path = Path(path)
-    with _open(path) as (container, stream):
+    if _cut_short(path):
+        raise VideoError(f"{path.name} is cut short: the video file is incomplete.")
+    with _open(path, limits) as (container, stream):
         return _length(container, stream, path.name, limits)
 
 
@@ -92,7 +117,7 @@ def load_video(path: str | Path, limits: Limits) -> Video:
     """The video's chosen frames with their times, and its soundtrack at 16 kHz mono."""
     path = Path(path)
     try:
-        return _decoded.get(path, limits.max_video_s, lambda: _decode(path, limits))
+        return _decoded.get(path, limits, lambda: _decode(path, limits))
     except OSError as exc:
         raise VideoError(f"{path.name} could not be read.") from exc
 
@@ -132,10 +157,11 @@ def length_text(seconds: float) -> str:
 def video_label(path: str | Path) -> str:
     """How the chat names a kept video: "Video, 0:42" ("Video" if its length cannot be read)."""
     try:
-        with _open(Path(path)) as (container, stream):
+        with _open(Path(path), SHOWN) as (container, stream):
             seconds = declared_seconds(container, stream)
             if seconds is None or not stream.duration:  # see _length
-                seconds = _packet_span(container, stream, math.inf, Path(path).name)
+                times = _read_packets(container, stream, None, Path(path).name, UNBOUNDED)
+                seconds = _picture_span(times.frame_times, Path(path).name)
     except Exception:  # shown in the chat: a damaged file keeps its plain label
         return "Video"
     return f"Video, {length_text(seconds)}"
@@ -144,15 +170,12 @@ def video_label(path: str | Path) -> str:
 def poster(path: str | Path) -> str | None:
     """The path of the video's first frame as a JPEG beside it (made once), for the chat;
     None if it cannot be made."""
-    import av
-
     path = Path(path)
     target = path.with_name(path.name + POSTER_SUFFIX)
     if target.exists():
         return str(target)
     try:
-        with av.open(str(path), format=_audio_format(path)) as container:
-            stream = _video_stream(container)
+        with _open(path, SHOWN) as (container, stream):
             frame = next(container.decode(stream))
             _scaled(frame).save(target, "JPEG", quality=85)
     except Exception:  # the chat then shows the file itself
@@ -163,32 +186,68 @@ def poster(path: str | Path) -> str | None:
 # -- reading --------------------------------------------------------------------------------------
 
 
-class _open:
-    """The container and its video stream, open; VideoError in one sentence if not."""
+@dataclass(frozen=True)
+class _Packets:
+    """What a video's packets say, read without decoding them."""
 
-    def __init__(self, path: Path):
+    frame_times: list[float]  # every picture's time in seconds, sorted
+    sound_s: float  # from the first sound packet's start to the last one's end
+
+
+def _av_open(path: Path, demuxer: str, limits: Limits) -> Any:
+    """The container, opened by PyAV with FFmpeg told the most pixels a frame may have: opening
+    probes the streams, which decodes a frame, and a small file can declare a huge one."""
+    import av
+
+    return av.open(str(path), format=demuxer, options=_max_pixels(limits))
+
+
+def _max_pixels(limits: Limits) -> dict[str, str]:
+    return {"max_pixels": str(int(limits.max_image_mp * 1_000_000))}
+
+
+class _open:
+    """The container and its video stream, open, its frames' size checked against
+    `limits.max_image_mp` from the header; VideoError in one sentence if not."""
+
+    def __init__(self, path: Path, limits: Limits):
         self.path = path
+        self.limits = limits
         self.container: Any = None
 
     def __enter__(self) -> tuple[Any, Any]:
-        import av
-
         name = self.path.name
         demuxer = _audio_format(self.path)
         if demuxer not in VIDEO_CONTAINERS:
             raise VideoError(f"{name} is not a video Loupe can read.")
         try:
-            self.container = av.open(str(self.path), format=demuxer)
+            self.container = _av_open(self.path, demuxer, self.limits)
         except Exception as exc:
             raise VideoError(f"{name} is damaged: not a video Loupe can read.") from exc
         stream = _video_stream(self.container)
-        if stream is None:
+        try:
+            if stream is None:
+                raise VideoError(f"{name} has no pictures in it.")
+            _check_frame_size(stream, name, self.limits)
+        except VideoError:
             self.container.close()
-            raise VideoError(f"{name} has no pictures in it.")
+            raise
+        # The decoder refuses frames past the limit too: a stream can change its size.
+        stream.codec_context.options = _max_pixels(self.limits)
         return self.container, stream
 
     def __exit__(self, *exc: object) -> None:
         self.container.close()
+
+
+def _check_frame_size(stream: Any, name: str, limits: Limits) -> None:
+    """VideoError when the stream's header declares frames over `limits.max_image_mp`."""
+    pixels = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+    if pixels > limits.max_image_mp * 1_000_000:
+        raise VideoError(
+            f"{name} has frames of {plain_number(pixels / 1_000_000)} megapixels; Loupe takes "
+            f"video frames up to {plain_number(limits.max_image_mp)} megapixels."
+        )
 
 
 def _video_stream(container: Any) -> Any:
@@ -203,41 +262,81 @@ def _video_stream(container: Any) -> Any:
     return None
 
 
+def _sound_stream(container: Any) -> Any:
+    """The soundtrack: the first sound stream, if FFmpeg can decode it; else None."""
+    sounds = container.streams.audio
+    return sounds[0] if sounds and sounds[0].codec_context is not None else None
+
+
+def _sound_limit_s(limits: Limits) -> float:
+    """The longest soundtrack: a video's length, and a recording's."""
+    return min(limits.max_video_s, limits.max_audio_s)
+
+
+def _sound_too_long(name: str, seconds: float | None, limits: Limits) -> str:
+    """The sentence for a soundtrack over its limit; `seconds` its length when known."""
+    limit = _duration(_sound_limit_s(limits))
+    what = "videos" if limits.max_video_s <= limits.max_audio_s else "recordings"
+    length = _duration(seconds) if seconds else f"over {limit}"
+    return f"{name}'s sound lasts {length}; Loupe takes {what} up to {limit}."
+
+
 def _length(container: Any, stream: Any, name: str, limits: Limits) -> float:
-    """The length the header declares, refused if too long. Matroska and WebM are also measured
-    by their packets (not decoded): browsers' recordings declare no duration, and FFmpeg then
+    """The pictures' length the header declares, refused if it or the sound's is too long.
+    Where a stream declares no length of its own (Matroska and WebM), both are measured by
+    their packets (not decoded): browsers' recordings declare no duration, and FFmpeg then
     gives an estimate from the bit rate, which can be far off."""
+    declared = _check_declared(container, stream, name, limits)
+    sound = _sound_stream(container)
+    if declared is not None and stream.duration and (sound is None or sound.duration):  # MP4
+        return declared
+    packets = _read_packets(container, stream, sound, name, limits)
+    return _picture_span(packets.frame_times, name)
+
+
+def _check_declared(container: Any, stream: Any, name: str, limits: Limits) -> float | None:
+    """The pictures' length the header declares (None: none), refused if it or the sound's
+    own declared length is over its limit."""
     declared = declared_seconds(container, stream)
     if declared is not None and declared > limits.max_video_s:
         raise VideoError(too_long(name, declared, limits.max_video_s, "video"))
-    if declared is not None and stream.duration:  # the stream's own: MP4 and MOV declare it
-        return declared
-    return _packet_span(container, stream, limits.max_video_s, name)
+    sound = _sound_stream(container)
+    if sound is not None and sound.duration:
+        sound_s = float(sound.duration * sound.time_base)
+        if sound_s > _sound_limit_s(limits):
+            raise VideoError(_sound_too_long(name, sound_s, limits))
+    return declared
 
 
-def _packet_span(container: Any, stream: Any, max_s: float, name: str) -> float:
-    """The time from the first frame to the last, from the packets (not decoded); VideoError
-    as soon as it passes `max_s`."""
-    times = _packet_times(container, stream, max_s, name)
+def _picture_span(times: list[float], name: str) -> float:
+    """The time from the first frame to the last; VideoError when there is no frame."""
     if not times:
         raise VideoError(f"{name} has no pictures in it.")
     return times[-1] - times[0]
 
 
-def _packet_times(container: Any, stream: Any, max_s: float, name: str) -> list[float]:
-    """Every frame's time in seconds (sorted), read from the packets without decoding them."""
-    base = stream.time_base
+def _read_packets(container: Any, stream: Any, sound: Any, name: str, limits: Limits) -> _Packets:
+    """The pictures' times and the sound's length (`sound` None: none read), from the packets
+    without decoding them; VideoError as soon as either passes its limit."""
     times: list[float] = []
-    first = math.inf
+    first = sound_start = math.inf
+    sound_end = -math.inf
     try:
-        for packet in container.demux(stream):
+        for packet in container.demux(*(s for s in (stream, sound) if s is not None)):
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is None or packet.size == 0:
                 continue  # the flush packet at the end
-            times.append(float(stamp * base))
-            first = min(first, times[-1])
-            if times[-1] - first > max_s:
-                raise VideoError(too_long(name, None, max_s, "video"))
+            at = float(stamp * packet.time_base)
+            if packet.stream.index == stream.index:
+                times.append(at)
+                first = min(first, at)
+                if at - first > limits.max_video_s:
+                    raise VideoError(too_long(name, None, limits.max_video_s, "video"))
+                continue
+            sound_start = min(sound_start, at)
+            sound_end = max(sound_end, at + float((packet.duration or 0) * packet.time_base))
+            if sound_end - sound_start > _sound_limit_s(limits):
+                raise VideoError(_sound_too_long(name, None, limits))
     except VideoError:
         raise
     except Exception as exc:  # damage part way through
@@ -245,24 +344,79 @@ def _packet_times(container: Any, stream: Any, max_s: float, name: str) -> list[
             raise VideoError(f"{name} is damaged: not a video Loupe can read.") from exc
         raise VideoError(f"{name} is cut short: the video file is incomplete.") from exc
     times.sort()
-    return times
+    return _Packets(times, max(0.0, sound_end - sound_start))
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether the file holds fewer bytes than its container declares: an MP4 or MOV box, or
+    a Matroska or WebM segment, that runs past the end. FFmpeg reads such a file up to where
+    it stops without saying so. (Browsers' recordings declare no segment size.)"""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        if _audio_format(path) == "mov":
+            return _boxes_end(file, size) > size
+        end = _segment_end(file.read(EBML_HEAD_BYTES))
+    return end is not None and end > size
+
+
+def _boxes_end(file: Any, size: int) -> int:
+    """Where the file's last top-level MP4 box ends, as the boxes declare their sizes."""
+    offset = 0
+    while offset + 8 <= size:
+        file.seek(offset)
+        header = file.read(16)
+        length = int.from_bytes(header[:4], "big")
+        if length == 1 and len(header) == 16:  # a 64-bit size follows the type
+            length = int.from_bytes(header[8:16], "big")
+        if length == 0:  # the last box, up to the end of the file
+            return size
+        if length < 8:  # damaged; FFmpeg says so when it reads it
+            return offset
+        offset += length
+    return offset
+
+
+def _segment_end(head: bytes) -> int | None:
+    """Where a Matroska file's segment ends, as its start declares; None when it declares an
+    unknown size (live recordings) or the start is not as expected."""
+    if not head.startswith(EBML_ID):
+        return None
+    size, length = _ebml_size(head, len(EBML_ID))
+    if size is None:
+        return None
+    offset = len(EBML_ID) + length + size
+    if head[offset : offset + len(SEGMENT_ID)] != SEGMENT_ID:
+        return None
+    size, length = _ebml_size(head, offset + len(SEGMENT_ID))
+    return None if size is None else offset + len(SEGMENT_ID) + length + size
+
+
+def _ebml_size(data: bytes, offset: int) -> tuple[int | None, int]:
+    """An EBML element size at `offset` (a variable-length integer: its first byte's leading
+    zeros say how many bytes follow) and its length in bytes; None for "unknown" (all ones)."""
+    if offset >= len(data) or data[offset] == 0:
+        return None, 1
+    length = 9 - data[offset].bit_length()
+    raw = data[offset : offset + length]
+    value = int.from_bytes(raw, "big") & ((1 << (7 * length)) - 1)
+    if len(raw) < length or value == (1 << (7 * length)) - 1:
+        return None, length
+    return value, length
 
 
 def _decode(path: Path, limits: Limits) -> Video:
     import av
 
     name = path.name
-    with _open(path) as (container, stream):
-        declared = declared_seconds(container, stream)
-        if declared is not None and declared > limits.max_video_s:
-            raise VideoError(too_long(name, declared, limits.max_video_s, "video"))
-        times = _packet_times(container, stream, limits.max_video_s, name)
-    if not times:
-        raise VideoError(f"{name} has no pictures in it.")
+    with _open(path, limits) as (container, stream):
+        _check_declared(container, stream, name, limits)
+        packets = _read_packets(container, stream, _sound_stream(container), name, limits)
+    times = packets.frame_times
+    _picture_span(times, name)
     chosen = frame_times(times)
     wanted = {times[i]: i for i in chosen}
     frames: dict[int, Image.Image] = {}
-    with _open(path) as (container, stream):
+    with _open(path, limits) as (container, stream):
         stream.thread_type = "AUTO"
         last = times[chosen[-1]]
         try:
@@ -280,7 +434,7 @@ def _decode(path: Path, limits: Limits) -> Video:
         if not frames:
             raise VideoError(f"{name} is damaged: not a video Loupe can read.")
         mime = _mime(path, container)
-        sound = _soundtrack(container, name)
+        sound = _soundtrack(container, name, limits)
     order = sorted(frames)
     start = times[0]
     clip = VideoClip(
@@ -304,18 +458,26 @@ def _scaled(frame: Any) -> Image.Image:
     return image.rotate(turn, expand=True) if turn else image
 
 
-def _soundtrack(container: Any, name: str) -> AudioClip | None:
-    """The first sound stream as 16 kHz mono float32; None when there is none, or no sound."""
+def _soundtrack(container: Any, name: str, limits: Limits) -> AudioClip | None:
+    """The sound as 16 kHz mono float32; None when there is none, or no sound. VideoError when
+    it decodes to more than its limit (its packets' times can understate it)."""
     import av
 
-    if not container.streams.audio or container.streams.audio[0].codec_context is None:
+    sound = _sound_stream(container)
+    if sound is None:
         return None
     container.seek(0)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SOUND_RATE_HZ)
     parts: list[np.ndarray] = []
+    most = (_sound_limit_s(limits) + SOUND_SLACK_S) * SOUND_RATE_HZ
+    count = 0
     try:
-        for frame in container.decode(container.streams.audio[0]):
-            parts += [out.to_ndarray()[0] for out in resampler.resample(frame)]
+        for frame in container.decode(sound):
+            for out in resampler.resample(frame):
+                parts.append(out.to_ndarray()[0])
+                count += len(parts[-1])
+            if count > most:
+                raise VideoError(_sound_too_long(name, None, limits))
         parts += [out.to_ndarray()[0] for out in resampler.resample(None)]
     except av.error.FFmpegError as exc:
         if not parts:

@@ -3,9 +3,14 @@ result, and what is accepted goes through the real processor."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import sys
+import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,7 @@ from tests.conftest import photo, tone
 
 LIMITS = Limits()
 RED = (255, 0, 0)
+NOBODY = 65534  # the user id with no files of its own
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -64,13 +70,18 @@ def through_processor(processor, images=(), audio=()) -> None:
 # -- images ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("width", "height"), [(10_000, 10_000), (20_000, 20_000)])
-def test_decompression_bomb_is_refused_from_its_header(tmp_path: Path, width: int, height: int):
+@pytest.mark.parametrize(
+    ("width", "height", "megapixels"),
+    [(10_000, 10_000, "100"), (20_000, 20_000, "400"), (100_000, 100_000, "10,000")],
+)
+def test_decompression_bomb_is_refused_from_its_header(
+    tmp_path: Path, width: int, height: int, megapixels: str
+):
     # 100 megapixels is over Loupe's limit; 400 is over PIL's own ceiling too, which PIL raises.
+    # The count is said whichever ceiling refused it, as people write numbers.
     path = tmp_path / "bomb.png"
     path.write_bytes(png_declaring(width, height))
     assert path.stat().st_size < 10_000
-    megapixels = f"{width * height / 1e6:g}"  # the count, whichever ceiling refused it
     with pytest.raises(
         MediaError,
         match=rf"^bomb\.png has {megapixels} megapixels; Loupe takes images up to 25 megapixels\.$",
@@ -290,6 +301,55 @@ def test_file_size_and_count_limits(tmp_path: Path, image_file: Path, audio_file
     refusal = r"^big\.png is 4\.\d+ MB; Loupe takes files up to 1 MB\.$"
     with pytest.raises(MediaError, match=refusal):
         attachment_kinds([str(big)], Limits(max_file_mb=1))
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as file:  # sparse: nothing written to the disk
+        file.truncate(1500 * 1024 * 1024)
+    refusal = r"^huge\.png is 1,500 MB; Loupe takes files up to 100 MB\.$"
+    with pytest.raises(MediaError, match=refusal):
+        attachment_kinds([str(huge)], LIMITS)
+
+
+@contextmanager
+def unreadable(path: Path) -> Iterator[None]:
+    """The file there but not readable by this process: mode 000, and for root, who may read
+    any file, the process acting as the user nobody meanwhile."""
+    path.parent.chmod(0o755)
+    path.chmod(0)
+    as_root = os.geteuid() == 0
+    if as_root:
+        os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        if as_root:
+            os.seteuid(0)
+        path.chmod(0o644)
+
+
+@pytest.mark.parametrize(
+    "how, why",
+    [
+        ("mode 000", "Loupe is not allowed to open it"),
+        ("a folder", "it is a folder"),
+        ("gone", "it is no longer there"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_said_to_be_so(image_file: Path, how: str, why: str):
+    file_kind(image_file, LIMITS)  # the readers imported while this process may read them
+    with tempfile.TemporaryDirectory() as folder:  # where the user nobody may look
+        path = Path(folder, "photo.png")
+        shutil.copy(image_file, path)
+        sentence = rf"^photo\.png could not be read: {why}\.$"
+        if how == "mode 000":
+            with unreadable(path), pytest.raises(MediaError, match=sentence):
+                file_kind(path, LIMITS)
+            return
+        path.unlink()
+        if how == "a folder":
+            path.mkdir()
+        for read in (file_kind, load_image):
+            with pytest.raises(MediaError, match=sentence):
+                read(path, LIMITS)
 
 
 # -- text -----------------------------------------------------------------------------------------

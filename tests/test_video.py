@@ -15,6 +15,9 @@ import json
 import re
 import shutil
 import struct
+import subprocess
+import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -59,11 +62,14 @@ def write_video(
     size: tuple[int, int] = (320, 180),
     speech: Path | None = None,
     container: str | None = None,
+    faststart: bool = False,
 ) -> Path:
     """An H.264 (or, for WebM, VP8) video whose frame i is red 8*i with "frame i" written on
-    it; with `speech` (a WAV), that as its soundtrack (AAC, or Opus in WebM)."""
+    it; with `speech` (a WAV), that as its soundtrack (AAC, or Opus in WebM). `faststart`
+    puts an MP4's index first, as phones and web servers do."""
     webm = container == "webm"
-    with av.open(str(path), "w", format=container) as out:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", format=container, options=options) as out:
         pictures = out.add_stream("libvpx" if webm else "libx264", rate=fps)
         pictures.width, pictures.height = size
         pictures.pix_fmt = "yuv420p"
@@ -98,6 +104,40 @@ def write_video(
     return path
 
 
+def write_long_sound(path: Path, sound_s: float, container: str | None = None) -> Path:
+    """Five small frames, one a second, and `sound_s` of silence: one encoded packet of it
+    written again and again, so hours of sound take well under a second. The WebM is written
+    as browsers record it, declaring no duration."""
+    webm = container == "webm"
+    with av.open(str(path), "w", format=container, options={"live": "1"} if webm else {}) as out:
+        pictures = out.add_stream("libvpx" if webm else "libx264", rate=1)
+        pictures.width, pictures.height, pictures.pix_fmt = 64, 36, "yuv420p"
+        rate, size = (48_000, 960) if webm else (8_000, 1024)  # samples a packet: 20 ms Opus, AAC
+        sound = out.add_stream("libopus" if webm else "aac", rate=rate)
+        sound.layout = "mono"
+        encoded = []
+        for index in range(4):  # past the encoder's priming
+            silence = av.AudioFrame.from_ndarray(
+                np.zeros((1, size), np.float32), format="flt", layout="mono"
+            )
+            silence.sample_rate, silence.pts = rate, index * size
+            encoded += sound.encode(silence)
+        for second in range(5):
+            picture = av.VideoFrame.from_image(Image.new("RGB", (64, 36), (40 * second, 0, 0)))
+            for packet in pictures.encode(picture):
+                out.mux(packet)
+        for packet in pictures.encode():
+            out.mux(packet)
+        body = bytes(encoded[-1])
+        for index in range(int(sound_s * rate / size)):
+            packet = av.Packet(body)
+            packet.stream, packet.time_base = sound, Fraction(1, rate)
+            packet.pts = packet.dts = index * size
+            packet.duration = size
+            out.mux(packet)
+    return path
+
+
 def frame_number(image: Image.Image) -> int:
     """Which frame of a written video a picture is, from its red channel (away from the text)."""
     red = float(np.asarray(image)[-20:, -40:, 0].mean())
@@ -117,6 +157,16 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = made["talk"].read_bytes()
     made["cut"] = folder / "cut.mp4"
     made["cut"].write_bytes(data[: len(data) // 3])
+    # Cut where FFmpeg reads on without a word: an MP4 whose index comes first, and a WebM.
+    for name, container, faststart in [
+        ("cut-faststart.mp4", None, True),
+        ("cut.webm", "webm", False),
+    ]:
+        whole = write_video(
+            folder / f"whole-{name}", 8, speech=speech, container=container, faststart=faststart
+        ).read_bytes()
+        made[name] = folder / name
+        made[name].write_bytes(whole[: len(whole) * 3 // 5])
     made["fake"] = folder / "fake.mp4"
     made["fake"].write_bytes(data[:32] + b"\x00" * 4000)
     # Sound only, in an MP4: a recording, as before.
@@ -326,13 +376,121 @@ def test_a_browser_recorded_webm_without_a_frame_count_works(chromium_webm, proc
     "name, sentence",
     [
         ("long", r"^long\.mp4 lasts 2\.2 min; Loupe takes videos up to 2 min\.$"),
-        ("cut", r"^cut\.mp4 is (damaged|cut short)[^.]*\.$"),
+        ("cut", r"^cut\.mp4 is cut short: the file is incomplete\.$"),
+        ("cut-faststart.mp4", r"^cut-faststart\.mp4 is cut short: the video file is incomplete\.$"),
+        ("cut.webm", r"^cut\.webm is cut short: the video file is incomplete\.$"),
         ("fake", r"^fake\.mp4 is damaged: not a video or audio file Loupe can read\.$"),
     ],
 )
 def test_long_and_broken_videos_are_refused_in_one_sentence(videos, name, sentence):
     with pytest.raises(MediaError, match=sentence):
         stored("What is this?", videos[name])
+
+
+@pytest.mark.parametrize(
+    "container, sound_s, sentence",
+    [  # an MP4 declares its sound's length; a browser's WebM only has its packets' times
+        (None, 7200, r"^long-sound\.mp4's sound lasts 2 h; Loupe takes videos up to 2 min\.$"),
+        (
+            "webm",
+            200,
+            r"^long-sound\.webm's sound lasts over 2 min; Loupe takes videos up to 2 min\.$",
+        ),
+    ],
+)
+def test_a_soundtrack_longer_than_the_video_limit_is_refused_before_decoding(
+    tmp_path: Path, container: str | None, sound_s: float, sentence: str
+):
+    suffix = "webm" if container else "mp4"
+    path = write_long_sound(tmp_path / f"long-sound.{suffix}", sound_s, container)
+    with pytest.raises(MediaError, match=sentence):
+        stored("What is said?", path)  # refused before it is kept
+    with pytest.raises(MediaError, match=sentence):
+        load_video(path, LIMITS)
+
+
+def test_a_soundtrack_is_held_to_the_recording_limit_too(tmp_path: Path):
+    path = write_long_sound(tmp_path / "talk.mp4", 90)
+    assert file_kind(path, LIMITS) == "video"
+    sentence = r"^talk\.mp4's sound lasts 90 s; Loupe takes recordings up to 60 s\.$"
+    with pytest.raises(MediaError, match=sentence):
+        file_kind(path, Limits(max_audio_s=60))
+
+
+def test_video_frames_are_held_to_the_megapixel_limit_from_the_header(tmp_path: Path):
+    path = write_video(tmp_path / "wide.mp4", 1, fps=1, size=(2000, 600))
+    assert file_kind(path, LIMITS) == "video"
+    sentence = (
+        r"^wide\.mp4 has frames of 1\.2 megapixels; Loupe takes video frames up to 1 megapixels\.$"
+    )
+    with pytest.raises(MediaError, match=sentence):
+        file_kind(path, Limits(max_image_mp=1))
+    with pytest.raises(MediaError, match=sentence):
+        load_video(path, Limits(max_image_mp=1))
+
+
+# Refuses a 4096x4096 video, counting how much the process grew (MB) on the way.
+REFUSE_IN_CHILD = """
+import json, resource, sys
+import av
+from app.config import Limits
+from app.media import MediaError, file_kind
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    file_kind(sys.argv[1], Limits(max_image_mp=4))
+    sentence = ""
+except MediaError as exc:
+    sentence = str(exc)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps([sentence, grown]))
+"""
+
+
+def test_a_video_over_the_megapixel_limit_is_refused_without_decoding_a_frame(tmp_path: Path):
+    # Opening a file probes its streams, which decodes a frame unless FFmpeg is told the limit.
+    path = tmp_path / "huge.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
+        stream.width = stream.height = 4096
+        stream.pix_fmt = "yuv420p"
+        for packet in [*stream.encode(av.VideoFrame(4096, 4096, "yuv420p")), *stream.encode()]:
+            out.mux(packet)
+    child = subprocess.run(
+        [sys.executable, "-c", REFUSE_IN_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
+    sentence, grown_mb = json.loads(child.stdout)
+    assert sentence == (
+        "huge.mp4 has frames of 16.8 megapixels; Loupe takes video frames up to 4 megapixels."
+    )
+    assert grown_mb < 40  # a decoded frame and the decoder's buffers: some 80 MB
+
+
+@pytest.mark.parametrize("damage", ["gone", "over a limit now"])
+def test_an_earlier_message_whose_video_cannot_be_read_again_does_not_fail_later_turns(
+    videos, tmp_path: Path, damage: str
+):
+    path = tmp_path / "talk.mp4"
+    shutil.copy(videos["talk"], path)
+    first = stored("What happens?", path)
+    if damage == "gone":
+        path.unlink()
+        sentence = "talk.mp4 could not be read: it is no longer there."
+    else:  # as a message kept before its sound's length was checked
+        write_long_sound(path, 7200)
+        sentence = "talk.mp4's sound lasts 2 h; Loupe takes videos up to 2 min."
+    later = StoredMessage("user", "And then?")
+    turns = (first, StoredMessage("assistant", "Someone talks."), later)
+    sent = intake().model_messages(Conversation("", "", 0, 0, turns), "")
+    assert sent[0].video == () and sent[0].audio == ()
+    assert sent[0].text == f"What happens?\n\n(This message's files are left out: {sentence})"
+    assert [message.text for message in sent[1:]] == ["Someone talks.", "And then?"]
+    # The message being answered gets the sentence: that turn, not every later one.
+    with pytest.raises(MediaError, match=f"^{re.escape(sentence)}$"):
+        intake().model_messages(Conversation("", "", 0, 0, (first,)), "")
 
 
 def test_a_video_of_one_frame_is_one_frame_at_00_00(videos, processor):
