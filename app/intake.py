@@ -47,6 +47,8 @@ VIDEO_BY_TIME = (
     "This is a video: you see its frames, each after its time (minutes:seconds), then hear its "
     "sound. Describe what happens, in order, with the times, and what is said."
 )
+# Said to the model in place of an earlier message's files that can no longer be read.
+FILES_LEFT_OUT = "(This message's files are left out: {})"
 
 
 class Intake:
@@ -159,17 +161,32 @@ class Intake:
         """What the model sees: the system prompt, then every turn with its images and audio.
         A PDF's pages are images, and the text before the person's says which page each is."""
         messages = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
-        for stored in conversation.messages:
-            files = []
-            for attachment in stored.attachments:
-                kind = file_kind(attachment.path, self.limits)
-                decoded = load_file(attachment.path, kind, self.limits)
-                if kind == "pdf":
-                    count = decoded.page_count
-                    decoded = stored_pages(attachment.name, attachment.caption, count, self.limits)
-                files.append((attachment.path, decoded))
-            messages.append(model_message(stored.role, *with_pages(stored.text, files)))
+        last = len(conversation.messages) - 1
+        for index, stored in enumerate(conversation.messages):
+            try:
+                messages.append(self._model_message(stored))
+            except MediaError as exc:
+                if index == last:  # the message being answered: this turn gets the sentence
+                    raise
+                # An earlier message whose files can no longer be read (gone from the disk, or
+                # over a limit lowered since) is sent without them, so that it does not make
+                # every later turn of the conversation fail.
+                text = "\n\n".join(filter(None, [stored.text, FILES_LEFT_OUT.format(exc)]))
+                messages.append(Message(stored.role, text))
         return messages
+
+    def _model_message(self, stored: StoredMessage) -> Message:
+        """A kept message as the model sees it, its files decoded again; MediaError if one
+        cannot be."""
+        files = []
+        for attachment in stored.attachments:
+            kind = file_kind(attachment.path, self.limits)
+            decoded = load_file(attachment.path, kind, self.limits)
+            if kind == "pdf":
+                count = decoded.page_count
+                decoded = stored_pages(attachment.name, attachment.caption, count, self.limits)
+            files.append((attachment.path, decoded))
+        return model_message(stored.role, *with_pages(stored.text, files))
 
 
 def chosen_pages(text: str, decoded: list[Any], limits: Limits) -> list[Any]:

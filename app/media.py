@@ -12,6 +12,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,7 +110,7 @@ def file_kind(path: str | Path, limits: Limits) -> Kind:
     if pdf.is_pdf(path):
         pdf.page_count(path)
         return "pdf"
-    if video.is_video(path):
+    if video.is_video(path, limits):
         video.check_video(path, limits)
         return "video"
     if _audio_format(path) is None:
@@ -156,17 +157,37 @@ def load_file(path: str | Path, kind: Kind, limits: Limits) -> Image.Image | Aud
 
 
 def _check_size(path: Path, limits: Limits) -> None:
+    """MediaError unless the file can be opened, holds something and is within the size limit.
+    Opened here so that a file Loupe may not read is said to be so, not to be no image."""
     try:
         size = path.stat().st_size
+        with path.open("rb"):
+            pass
     except OSError as exc:
-        raise MediaError(f"{path.name} could not be read.") from exc
+        raise MediaError(unreadable(path.name, exc)) from exc
     if size == 0:
         raise MediaError(f"{path.name} is empty.")
     if size > limits.max_file_mb * 1024 * 1024:
         raise MediaError(
-            f"{path.name} is {size / 1024 / 1024:.3g} MB; Loupe takes files up to "
-            f"{limits.max_file_mb} MB."
+            f"{path.name} is {plain_number(size / 1024 / 1024)} MB; Loupe takes files up to "
+            f"{plain_number(limits.max_file_mb)} MB."
         )
+
+
+def unreadable(name: str, error: OSError) -> str:
+    """The sentence for a file that could not be opened, with why when it is a common case."""
+    why = {
+        PermissionError: "Loupe is not allowed to open it",
+        FileNotFoundError: "it is no longer there",
+        IsADirectoryError: "it is a folder",
+    }.get(type(error))
+    return f"{name} could not be read: {why}." if why else f"{name} could not be read."
+
+
+def plain_number(value: float) -> str:
+    """A number as a sentence says it: three significant digits, thousands separated, never
+    in exponent form (10,000 and 0.0576, not 1e+04 and 5.76e-02)."""
+    return format(Decimal(f"{value:.3g}"), ",f")
 
 
 # -- images ---------------------------------------------------------------------------------------
@@ -211,8 +232,11 @@ def _open_image(path: Path, limits: Limits) -> Image.Image:
 
 
 def _too_many_pixels(name: str, pixels: int | None, limits: Limits) -> str:
-    size = f"{pixels / 1_000_000:.3g} megapixels" if pixels else "more pixels than PIL reads"
-    return f"{name} has {size}; Loupe takes images up to {limits.max_image_mp:g} megapixels."
+    size = "more pixels than PIL reads"
+    if pixels:
+        size = f"{plain_number(pixels / 1_000_000)} megapixels"
+    limit = plain_number(limits.max_image_mp)
+    return f"{name} has {size}; Loupe takes images up to {limit} megapixels."
 
 
 def _upright_rgb(image: Image.Image) -> Image.Image:
@@ -412,7 +436,7 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.1f} min".replace(".0 min", " min")
-    return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 3600:,.0f} h"
 
 
 def _float_frames(container: Any, stream: Any, name: str) -> Iterator[tuple[np.ndarray, int]]:
