@@ -114,9 +114,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--auth",
-        default=None,
+        action="append",
+        default=[],
         metavar="USER:PASS",
-        help="require this user name and password on the page",
+        help="require a login on the page: this user name and password (repeatable, one per "
+        "person); each user name has its own conversations",
+    )
+    parser.add_argument(
+        "--auth-file",
+        type=Path,
+        default=env_default("auth_file", "") or None,
+        metavar="FILE",
+        help="logins as --auth takes them, one USER:PASS a line (# starts a comment), kept off "
+        "the command line (or LOUPE_AUTH_FILE)",
     )
     parser.add_argument(
         "--data-dir",
@@ -226,12 +236,7 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> AppConfig:
     """AppConfig from flags; raises SystemExit with one sentence on bad values."""
-    auth = None
-    if args.auth is not None:
-        user, sep, password = args.auth.partition(":")
-        if not (sep and user and password):
-            raise SystemExit("--auth takes USER:PASS, for example --auth ana:correct-horse.")
-        auth = (user, password)
+    auth = logins(args.auth, args.auth_file)
     model, remote = engine_config(args)
     return AppConfig(
         model=model,
@@ -247,6 +252,33 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         data_dir=args.data_dir,
         allowed_hosts=tuple(name.strip().lower() for name in args.allowed_host),
     )
+
+
+def logins(pairs: list[str], users_file: Path | None) -> tuple[tuple[str, str], ...]:
+    """(user name, password) of each --auth USER:PASS and each line of --auth-file; raises
+    SystemExit with one sentence on a malformed or repeated login."""
+    named = [(pair, "--auth") for pair in pairs]
+    if users_file is not None:
+        try:
+            lines = users_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"--auth-file {users_file} could not be read ({exc}).") from None
+        named += [
+            (line.strip(), f"line {number} of {users_file}")
+            for number, line in enumerate(lines, 1)
+            if line.strip() and not line.strip().startswith("#")
+        ]
+    found: dict[str, str] = {}
+    for pair, where in named:
+        user, sep, password = pair.partition(":")
+        # Gradio's login form strips the user name it is sent; a name with spaces around it
+        # could never log in.
+        if not (sep and user.strip() and password) or user != user.strip():
+            raise SystemExit(f"{where} takes USER:PASS, for example ana:correct-horse.")
+        if user in found:
+            raise SystemExit(f"The user name {user!r} is given twice ({where}); give each once.")
+        found[user] = password
+    return tuple(found.items())
 
 
 def engine_config(args: argparse.Namespace) -> tuple[ModelConfig, RemoteEngineConfig | None]:

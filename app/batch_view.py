@@ -40,6 +40,7 @@ from .config import Limits
 from .describe import LEVELS
 from .errors import refused
 from .metadata import MetadataError, write_description
+from .owners import user_of
 
 log = logging.getLogger("loupe.app")
 
@@ -100,6 +101,12 @@ def batches_folder(data_dir: Path) -> Path:
     return data_dir / "batches"
 
 
+def _page(request: gr.Request) -> tuple[str, str]:
+    """A page's key to its run: the logged-in user and the page's session, so that a session
+    hash sent by another user's page names nothing of theirs."""
+    return user_of(request), request.session_hash
+
+
 def columns(level: str) -> tuple[str, ...]:
     return ("path", *LEVEL_COLUMNS.get(level, OTHER_LEVELS_COLUMNS), "error")
 
@@ -112,14 +119,14 @@ class Batches:
     ):
         self.engine, self.limits, self.remote = engine, limits, remote
         self.folder = batches_folder(data_dir)
-        self._runs: dict[str, Run] = {}  # the page's session -> its latest run
+        self._runs: dict[tuple[str, str], Run] = {}  # a page (see _page) -> its latest run
         remove_old_runs(self.folder, ())
 
     def start(
         self, uploads: list[str] | None, level: str, context: str, request: gr.Request
     ) -> Iterator[tuple]:
         """Start: streams (progress, images, table, start button, stop button)."""
-        running = self._runs.get(request.session_hash)
+        running = self._runs.get(_page(request))
         if running is not None and not running.outcome:
             yield _said("A batch is already running on this page; stop it first.")
             return
@@ -128,8 +135,8 @@ class Batches:
         except BatchProblem as exc:
             yield _said(str(exc))
             return
-        previous = self._runs.get(request.session_hash)
-        self._runs[request.session_hash] = run
+        previous = self._runs.get(_page(request))
+        self._runs[_page(request)] = run
         if previous is not None:
             self._discard(previous)  # its results left the page with this run
         worker = threading.Thread(target=self._work, args=(run,), name="loupe-batch", daemon=True)
@@ -167,13 +174,13 @@ class Batches:
         _remove_images_no_download_needs(run)  # the gallery above shows Gradio's own copies
 
     def stop(self, request: gr.Request) -> None:
-        run = self._runs.get(request.session_hash)
+        run = self._runs.get(_page(request))
         if run is not None:
             run.stop.set()
 
     def close(self, request: gr.Request) -> None:
         """The page closed or reloaded: its run ends, and its folder goes with its results."""
-        run = self._runs.pop(request.session_hash, None)
+        run = self._runs.pop(_page(request), None)
         if run is not None:
             self._discard(run)
 
@@ -187,7 +194,7 @@ class Batches:
 
     def download(self, kind: str, table: list[list], request: gr.Request) -> list[str]:
         """The results as the table shows them, edits included."""
-        run = self._runs.get(request.session_hash)
+        run = self._runs.get(_page(request))
         if run is None or not run.rows:
             raise refused("Describe some images first; then their results can be downloaded.")
         rows = _edited(run, table)

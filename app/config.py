@@ -76,7 +76,8 @@ class AppConfig:
     port: int = DEFAULT_PORT
     desktop: bool = False
     share: bool = False
-    auth: tuple[str, str] | None = None
+    # The page's logins, (user name, password) each (--auth, --auth-file); none: no login.
+    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     # Host names the page may be reached by besides the bound host and localhost (see server.py).
     allowed_hosts: tuple[str, ...] = ()

@@ -12,7 +12,8 @@ import gradio as gr
 
 from .display import shown_conversation
 from .errors import refused
-from .history import History
+from .history import LOCAL_USER, History
+from .owners import user_of
 
 GROUPS = ("Today", "Yesterday", "Previous 7 days", "Earlier")
 ADDRESS_PARAMETER = "c"  # ?c=ID in the page's address opens that conversation
@@ -60,66 +61,67 @@ def hidden_alt_text() -> Any:
 
 class Conversations:
     """What the side list's events call. The list is one radio group per date group (GROUPS),
-    so its outputs are always those groups in that order."""
+    so its outputs are always those groups in that order. Each acts for `user`, the logged-in
+    user name, and sees only that user's conversations."""
 
     def __init__(self, history: History):
         self.history = history
 
-    def groups(self, selected: str | None, query: str = "") -> tuple:
+    def groups(self, selected: str | None, query: str = "", user: str = LOCAL_USER) -> tuple:
         """The date groups' radios: choices, the open conversation checked, empty ones hidden."""
         updates = []
-        for choices in grouped(self.history.list(query)).values():
+        for choices in grouped(self.history.list(query, owner=user)).values():
             ids = [conversation_id for _, conversation_id in choices]
             value = selected if selected in ids else None
             updates.append(gr.update(choices=choices, value=value, visible=bool(choices)))
         return tuple(updates)
 
-    def listing(self, selected: str | None) -> tuple:
+    def listing(self, selected: str | None, user: str = LOCAL_USER) -> tuple:
         """The groups, unfiltered, and the search box emptied: after a new message, a rename or
         a delete, the whole list shows where that conversation now is."""
-        return (*self.groups(selected), "")
+        return (*self.groups(selected, user=user), "")
 
-    def open(self, conversation_id: str | None, query: str = "") -> tuple:
+    def open(self, conversation_id: str | None, query: str = "", user: str = LOCAL_USER) -> tuple:
         """A conversation picked in the list: (chat, id, title, alt-text box, exports, *groups);
         the alt text and exports of the one open before go."""
-        conversation = self.history.get(conversation_id or "")
+        conversation = self.history.get(conversation_id or "", user)
         if conversation is None:
-            return [], "", "", hidden_alt_text(), None, *self.groups(None, query)
+            return [], "", "", hidden_alt_text(), None, *self.groups(None, query, user=user)
         shown = shown_conversation(conversation)[0]
-        groups = self.groups(conversation.id, query)
+        groups = self.groups(conversation.id, query, user=user)
         return shown, conversation.id, conversation.title, hidden_alt_text(), None, *groups
 
     def open_address(self, request: gr.Request) -> tuple:
         """On page load: the conversation the address names (`?c=ID`), else a fresh chat."""
-        return self.open(request.query_params.get(ADDRESS_PARAMETER))
+        return self.open(request.query_params.get(ADDRESS_PARAMETER), user=user_of(request))
 
-    def new_chat(self) -> tuple:
+    def new_chat(self, user: str = LOCAL_USER) -> tuple:
         """(chat, id, title, alt-text box, exports, message box, *listing) for a fresh chat; a
         draft in the message box goes too, as a new chat starts empty."""
-        return [], "", "", hidden_alt_text(), None, None, *self.listing(None)
+        return [], "", "", hidden_alt_text(), None, None, *self.listing(None, user=user)
 
-    def rename(self, conversation_id: str, title: str) -> tuple:
-        if self.history.get(conversation_id or ""):
+    def rename(self, conversation_id: str, title: str, user: str = LOCAL_USER) -> tuple:
+        if self.history.get(conversation_id or "", user):
             self.history.rename(conversation_id, title)
-        return self.listing(conversation_id)
+        return self.listing(conversation_id, user=user)
 
-    def ask_to_delete(self, conversation_id: str) -> tuple:
+    def ask_to_delete(self, conversation_id: str, user: str = LOCAL_USER) -> tuple:
         """Delete pressed: (the confirmation row shown, what it asks)."""
-        conversation = self.history.get(conversation_id or "")
+        conversation = self.history.get(conversation_id or "", user)
         if conversation is None:
             raise refused("Open a conversation to delete it.")
         question = f"Delete “{conversation.title}” and its files? This cannot be undone."
         return gr.update(visible=True), question
 
-    def delete(self, conversation_id: str) -> tuple:
+    def delete(self, conversation_id: str, user: str = LOCAL_USER) -> tuple:
         """Delete confirmed: new_chat's outputs, then the confirmation row hidden."""
-        if conversation_id:
+        if self.history.get(conversation_id or "", user):
             self.history.delete(conversation_id)
-        return *self.new_chat(), gr.update(visible=False)
+        return *self.new_chat(user=user), gr.update(visible=False)
 
-    def export_files(self, conversation_id: str) -> list[str]:
+    def export_files(self, conversation_id: str, user: str = LOCAL_USER) -> list[str]:
         """Markdown and JSON copies of the conversation, for download."""
-        conversation = self.history.get(conversation_id or "")
+        conversation = self.history.get(conversation_id or "", user)
         if conversation is None:
             raise refused("Open or start a conversation to export it.")
-        return [str(path) for path in self.history.export(conversation.id)]
+        return [str(path) for path in self.history.export(conversation.id, user)]

@@ -38,7 +38,7 @@ from .describe import (
 )
 from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
 from .errors import refused
-from .history import NEW_TITLE, Attachment, Conversation, History, StoredMessage
+from .history import LOCAL_USER, NEW_TITLE, Attachment, Conversation, History, StoredMessage
 from .intake import Intake, display_name
 from .media import (
     MediaError,
@@ -48,6 +48,7 @@ from .media import (
     valid_text,
 )
 from .moderation import verdict_in_words
+from .owners import user_of
 from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 
@@ -71,19 +72,26 @@ class ChatHandlers:
     # -- the page --------------------------------------------------------------------------
 
     def send(
-        self, value: dict, conversation_id: str, mode: str, route: str, *settings: Any
+        self,
+        value: dict,
+        conversation_id: str,
+        mode: str,
+        route: str,
+        *settings: Any,
+        user: str = LOCAL_USER,
     ) -> Iterator[tuple]:
         """The composer's Send: a message, or in describe mode (a level chosen) a description
         of the attached image; a message with no file is a follow-up question either way.
-        Streams the page's reply outputs, then the alt-text box."""
+        Streams the page's reply outputs, then the alt-text box. (Each page handler acts for
+        `user`, the logged-in user name, and sees only that user's conversations.)"""
         if mode != DESCRIBE_OFF and value.get("files"):
-            yield from self.describe_page(value, conversation_id, mode, *settings)
+            yield from self.describe_page(value, conversation_id, mode, *settings, user=user)
             return
-        for update in self.respond(value, conversation_id, route, *settings):
+        for update in self.respond(value, conversation_id, route, *settings, user=user):
             yield *update, gr.skip()
 
     def respond(
-        self, value: dict, conversation_id: str, route: str, *settings: Any
+        self, value: dict, conversation_id: str, route: str, *settings: Any, user: str = LOCAL_USER
     ) -> Iterator[tuple]:
         """A message: streams (chat, input box, conversation id, status line, *side list, title).
 
@@ -111,19 +119,24 @@ class ChatHandlers:
             if not (message.text or message.attachments):
                 yield _unchanged(value, conversation_id)
                 return
-            if not self.history.get(conversation_id or ""):
-                conversation_id = self.history.create()
+            if not self.history.get(conversation_id or "", user):
+                conversation_id = self.history.create(owner=user)
             self.history.append(conversation_id, message)
-            yield from self._page_reply(conversation_id, *generation_options(*settings), slot)
+            options = generation_options(*settings)
+            yield from self._page_reply(conversation_id, *options, slot, user=user)
 
-    def regenerate(self, conversation_id: str, *settings: Any) -> Iterator[tuple]:
+    def regenerate(
+        self, conversation_id: str, *settings: Any, user: str = LOCAL_USER
+    ) -> Iterator[tuple]:
         """Answer the last message again, replacing the last answer."""
-        if self._drop_last_answer(conversation_id):
-            yield from self._page_reply(conversation_id, *generation_options(*settings))
+        if self._drop_last_answer(conversation_id, user):
+            yield from self._page_reply(conversation_id, *generation_options(*settings), user=user)
 
-    def edit(self, conversation_id: str, edit: gr.EditData, *settings: Any) -> Iterator[tuple]:
+    def edit(
+        self, conversation_id: str, edit: gr.EditData, *settings: Any, user: str = LOCAL_USER
+    ) -> Iterator[tuple]:
         """A message the person edited in the chat: resend it from there."""
-        conversation = self.history.get(conversation_id or "")
+        conversation = self.history.get(conversation_id or "", user)
         if conversation is None:
             return
         _, positions = shown_conversation(conversation)
@@ -134,13 +147,13 @@ class ChatHandlers:
             text = message_text(edit.value, self.config.limits)
         except MediaError as exc:
             gr.Warning(str(exc))
-            yield self._shown(conversation_id), *_unchanged(gr.skip(), conversation_id)[1:]
+            yield self._shown(conversation_id, user), *_unchanged(gr.skip(), conversation_id)[1:]
             return
         self.history.edit_text(conversation_id, position, text)
-        yield from self._page_reply(conversation_id, *generation_options(*settings))
+        yield from self._page_reply(conversation_id, *generation_options(*settings), user=user)
 
     def describe_page(
-        self, value: dict, conversation_id: str, level: str, *settings: Any
+        self, value: dict, conversation_id: str, level: str, *settings: Any, user: str = LOCAL_USER
     ) -> Iterator[tuple]:
         """Describe: the one image in the box, described at `level` (Detailed when describe
         mode is off) in this conversation, so that questions typed next are follow-ups about it.
@@ -164,22 +177,23 @@ class ChatHandlers:
             gr.Warning(str(exc))
             yield *_unchanged(value, conversation_id), gr.skip()
             return
-        if not self.history.get(conversation_id or ""):
-            conversation_id = self.history.create()
-        self._ask_for_description(conversation_id, image, level, attachment)
+        if not self.history.get(conversation_id or "", user):
+            conversation_id = self.history.create(owner=user)
+        self._ask_for_description(conversation_id, image, level, attachment, user=user)
         box: Any = {"text": value.get("text") or "", "files": []}
         alt_text: Any = hidden_alt_text()
-        for shown, _, *rest in self._page_reply(conversation_id, *generation_options(*settings)):
+        options = generation_options(*settings)
+        for shown, _, *rest in self._page_reply(conversation_id, *options, user=user):
             yield shown, box, *rest, alt_text
             box = alt_text = gr.skip()
         if level in ("alt_text", "check_content"):
-            box = self._answer_box(conversation_id, level)
+            box = self._answer_box(conversation_id, level, user)
             yield *_unchanged(gr.skip(), conversation_id), box
 
-    def _answer_box(self, conversation_id: str, level: str) -> Any:
+    def _answer_box(self, conversation_id: str, level: str, user: str) -> Any:
         """The alt-text box for the conversation's last answer: its alt text, to edit and copy;
         after Check content, whose answer is JSON, the verdict in words."""
-        last = self.history.get(conversation_id).messages[-1]
+        last = self.history.get(conversation_id, user).messages[-1]
         if last.role != "assistant":  # the reply failed: nothing to fill in
             return gr.skip()
         if level == "check_content":
@@ -192,8 +206,10 @@ class ChatHandlers:
         }.get(alt.kind, "Alt text: check it, edit it, then copy it")
         return gr.update(value=alt.text, label=label, visible=True)
 
-    def stop(self, conversation_id: str) -> None:
+    def stop(self, conversation_id: str, user: str = LOCAL_USER) -> None:
         """Stop: the model stops within one decoding step; the reply ends marked stopped."""
+        if self.history.get(conversation_id or "", user) is None:
+            return  # not this user's reply to stop
         reply_stream = self._running.get(conversation_id)
         if reply_stream is not None:
             reply_stream.cancel()
@@ -220,6 +236,7 @@ class ChatHandlers:
         thinking: bool,
         image_tokens: int,
         conversation_id: str,
+        request: gr.Request | None = None,
     ) -> Iterator[str]:
         """Answer a message (text, images, videos, audio files); streams the reply as it grows.
 
@@ -241,7 +258,8 @@ class ChatHandlers:
         except MediaError as exc:
             raise refused(exc) from None
         with slot:
-            yield from self._chat_reply(message, system, options, conversation_id, slot)
+            user = user_of(request)
+            yield from self._chat_reply(message, system, options, conversation_id, slot, user=user)
 
     def _chat_reply(
         self,
@@ -250,6 +268,8 @@ class ChatHandlers:
         options: GenerationOptions,
         conversation_id: str,
         slot: QueueSlot,
+        *,
+        user: str = LOCAL_USER,
     ) -> Iterator[str]:
         """/chat's reply (see `chat`), queued in `slot`."""
         try:
@@ -262,10 +282,10 @@ class ChatHandlers:
         except MediaError as exc:
             raise refused(exc) from None
         if conversation_id:
-            if not self.history.get(conversation_id):
+            if not self.history.get(conversation_id, user):
                 raise refused(GONE)
             self.history.append(conversation_id, stored)
-            yield from self._api_reply(conversation_id, system, options, slot)
+            yield from self._api_reply(conversation_id, system, options, slot, user=user)
             return
         note = self.intake.left_out_note(stored)  # PDF pages not read
         prefix = f"*{note}*\n\n" if note else ""
@@ -284,7 +304,11 @@ class ChatHandlers:
         return self.voice.transcribe_endpoint(audio)
 
     def describe(
-        self, image: str, level: str = DEFAULT_LEVEL, conversation_id: str = ""
+        self,
+        image: str,
+        level: str = DEFAULT_LEVEL,
+        conversation_id: str = "",
+        request: gr.Request | None = None,
     ) -> Iterator[str]:
         """Describe an image at a level (brief, detailed, alt_text, read_text, diagram, or
         check_content for a moderation verdict as JSON); streams the description, which always
@@ -300,10 +324,11 @@ class ChatHandlers:
         except (MediaError, ValueError) as exc:
             raise refused(exc) from None
         if conversation_id:
-            if not self.history.get(conversation_id):
+            user = user_of(request)
+            if not self.history.get(conversation_id, user):
                 raise refused(GONE)
-            self._ask_for_description(conversation_id, image, level)
-            yield from self._api_reply(conversation_id, "", GenerationOptions())
+            self._ask_for_description(conversation_id, image, level, user=user)
+            yield from self._api_reply(conversation_id, "", GenerationOptions(), user=user)
             return
         options = level_options(level, GenerationOptions())
         for reply in self.stream(messages, options, prefix=f"{AI_NOTICE} "):
@@ -311,22 +336,32 @@ class ChatHandlers:
                 raise refused(reply.error)
             yield reply.answer
 
-    def new_conversation(self) -> str:
-        """Start a conversation that /chat can continue; its id."""
-        return self.history.create()
+    def new_conversation(self, request: gr.Request | None = None) -> str:
+        """Start a conversation that /chat can continue; its id. (Every API endpoint acts
+        for the logged-in user of its `request` and sees only that user's conversations.)"""
+        return self.history.create(owner=user_of(request))
 
-    def regenerate_api(self, conversation_id: str, max_new_tokens: int = 512) -> Iterator[str]:
+    def regenerate_api(
+        self, conversation_id: str, max_new_tokens: int = 512, request: gr.Request | None = None
+    ) -> Iterator[str]:
         """Answer the conversation's last message again; streams the new reply."""
-        if not self._drop_last_answer(conversation_id):
+        user = user_of(request)
+        if not self._drop_last_answer(conversation_id, user):
             raise refused(GONE)
-        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens))
+        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens), user=user)
 
     def edit_api(
-        self, conversation_id: str, message_index: int, text: str, max_new_tokens: int = 512
+        self,
+        conversation_id: str,
+        message_index: int,
+        text: str,
+        max_new_tokens: int = 512,
+        request: gr.Request | None = None,
     ) -> Iterator[str]:
         """Replace the text of message `message_index` (one of yours, counted from 0) and
         answer again from there; streams the new reply."""
-        conversation = self.history.get(conversation_id)
+        user = user_of(request)
+        conversation = self.history.get(conversation_id, user)
         if conversation is None:
             raise refused(GONE)
         index = int(message_index)
@@ -339,13 +374,16 @@ class ChatHandlers:
         except MediaError as exc:
             raise refused(exc) from None
         self.history.edit_text(conversation_id, index, text)
-        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens))
+        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens), user=user)
 
-    def export_api(self, conversation_id: str, format: str = "markdown") -> str:
+    def export_api(
+        self, conversation_id: str, format: str = "markdown", request: gr.Request | None = None
+    ) -> str:
         """The conversation as Markdown ("markdown") or JSON ("json")."""
-        if self.history.get(conversation_id) is None:
+        user = user_of(request)
+        if self.history.get(conversation_id, user) is None:
             raise refused(GONE)
-        markdown, json_file = self.history.export(conversation_id)
+        markdown, json_file = self.history.export(conversation_id, user)
         return (json_file if format == "json" else markdown).read_text()
 
     # -- shared ----------------------------------------------------------------------------
@@ -401,13 +439,15 @@ class ChatHandlers:
         system_prompt: str,
         options: GenerationOptions,
         slot: QueueSlot | None = None,
+        *,
+        user: str = LOCAL_USER,
     ) -> Iterator[tuple[list, Reply]]:
         """Reply to the stored conversation: yields (chat shown, reply) as it grows, and keeps
         the answer, marked interrupted if it was stopped (also when the page goes away).
         A description (the last message is a level's prompt) starts with the AI notice, and
         its level may ask for an image detail (see describe.level_options). `slot` is a queue
         place reserved for it; without one a place is reserved before any file is read."""
-        conversation = self.history.get(conversation_id)
+        conversation = self.history.get(conversation_id, user)
         shown, _ = shown_conversation(conversation)
         level = level_of(conversation.messages[-1].text)
         prefix = f"{AI_NOTICE} " if level else ""
@@ -456,16 +496,18 @@ class ChatHandlers:
         system_prompt: str,
         options: GenerationOptions,
         slot: QueueSlot | None = None,
+        *,
+        user: str = LOCAL_USER,
     ) -> Iterator[tuple]:
         """Streams (chat, message box, id, status line, *side list, title) as the reply grows.
         The side list and the title box change at the start; the status line at the end."""
-        listed = self.conversations.listing(conversation_id)
-        title = self.history.get(conversation_id).title
-        for shown, _ in self.answer(conversation_id, system_prompt, options, slot):
+        listed = self.conversations.listing(conversation_id, user=user)
+        title = self.history.get(conversation_id, user).title
+        for shown, _ in self.answer(conversation_id, system_prompt, options, slot, user=user):
             yield shown, None, conversation_id, gr.skip(), *listed, title
             listed, title = (gr.skip(),) * len(listed), gr.skip()
         status = status_text(self.engine.status(), self.last_timing)
-        listed = self.conversations.listing(conversation_id)
+        listed = self.conversations.listing(conversation_id, user=user)
         yield gr.skip(), gr.skip(), conversation_id, status, *listed, gr.skip()
 
     def _api_reply(
@@ -474,20 +516,28 @@ class ChatHandlers:
         system_prompt: str,
         options: GenerationOptions,
         slot: QueueSlot | None = None,
+        *,
+        user: str = LOCAL_USER,
     ) -> Iterator[str]:
-        for _, reply in self.answer(conversation_id, system_prompt, options, slot):
+        for _, reply in self.answer(conversation_id, system_prompt, options, slot, user=user):
             if reply.error:
                 raise refused(reply.error)
             yield with_dropped_note(reply, reply.answer)
 
     def _ask_for_description(
-        self, conversation_id: str, image: str, level: str, attachment: Attachment | None = None
+        self,
+        conversation_id: str,
+        image: str,
+        level: str,
+        attachment: Attachment | None = None,
+        *,
+        user: str = LOCAL_USER,
     ) -> None:
         """Keep the level's prompt with the image (or the `attachment` made of it, such as a
         PDF with its pages chosen) as the person's message; a conversation that starts with it
         is named after the level and the file, not after the long prompt."""
         name = display_name(image)
-        if self.history.get(conversation_id).title == NEW_TITLE:
+        if self.history.get(conversation_id, user).title == NEW_TITLE:
             self.history.rename(conversation_id, f"{LEVELS[level].label}: {name}")
         attachment = attachment or Attachment("image", image, name)
         self.history.append(
@@ -502,17 +552,17 @@ class ChatHandlers:
             raise MediaError(BUSY)
         return slot
 
-    def _drop_last_answer(self, conversation_id: str) -> bool:
+    def _drop_last_answer(self, conversation_id: str, user: str) -> bool:
         """Forget the last answer (if the conversation ends with one); False if it is gone."""
-        conversation = self.history.get(conversation_id or "")
+        conversation = self.history.get(conversation_id or "", user)
         if conversation is None or not conversation.messages:
             return False
         if conversation.messages[-1].role == "assistant":
             self.history.truncate(conversation_id, len(conversation.messages) - 1)
         return True
 
-    def _shown(self, conversation_id: str) -> list[dict]:
-        return shown_conversation(self.history.get(conversation_id))[0]
+    def _shown(self, conversation_id: str, user: str) -> list[dict]:
+        return shown_conversation(self.history.get(conversation_id, user))[0]
 
 
 def _unchanged(box: Any, conversation_id: str) -> tuple:

@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,6 +44,9 @@ CREATE TABLE IF NOT EXISTS attachments (
 """
 NEW_TITLE = "New chat"
 TITLE_CHARS = 60
+# The owner of every conversation when Loupe runs without --auth (and of those kept before
+# conversations had owners); with --auth, each login's user name owns its own.
+LOCAL_USER = ""
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,9 @@ class Conversation:
 
 
 class History:
-    """All conversations of this Loupe, in `data_dir` (conversations.db and files/)."""
+    """All conversations of this Loupe, in `data_dir` (conversations.db and files/). Each has
+    an owner: `create` gives it one, and `get` and `list` show a conversation to its owner
+    only, so whoever changes one by its id has found it through them first."""
 
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
@@ -91,12 +97,14 @@ class History:
         self._db.executescript(SCHEMA)
         self._add_missing_columns()
 
-    def create(self, title: str = NEW_TITLE) -> str:
+    def create(self, title: str = NEW_TITLE, owner: str = LOCAL_USER) -> str:
         conversation_id = uuid.uuid4().hex[:12]
         now = time.time()
         with self._lock, self._db:
             self._db.execute(
-                "INSERT INTO conversations VALUES (?, ?, ?, ?)", (conversation_id, title, now, now)
+                "INSERT INTO conversations (id, title, created, updated, owner)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, title, now, now, owner),
             )
         return conversation_id
 
@@ -172,9 +180,9 @@ class History:
                 (conversation_id, position),
             )
 
-    def export(self, conversation_id: str) -> tuple[Path, Path]:
-        """Write the conversation as Markdown and JSON under exports/; the two files."""
-        conversation = self.get(conversation_id)
+    def export(self, conversation_id: str, owner: str = LOCAL_USER) -> tuple[Path, Path]:
+        """Write `owner`'s conversation as Markdown and JSON under exports/; the two files."""
+        conversation = self.get(conversation_id, owner)
         folder = self.exports_dir / conversation_id
         folder.mkdir(parents=True, exist_ok=True)
         stem = "".join(c if c.isalnum() or c in " -_" else "_" for c in conversation.title)
@@ -184,11 +192,12 @@ class History:
         json_file.write_text(export_json(conversation))
         return markdown, json_file
 
-    def get(self, conversation_id: str) -> Conversation | None:
+    def get(self, conversation_id: str, owner: str = LOCAL_USER) -> Conversation | None:
+        """The conversation, or None when there is none of this id that `owner` owns."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, title, created, updated FROM conversations WHERE id = ?",
-                (conversation_id,),
+                "SELECT id, title, created, updated FROM conversations WHERE id = ? AND owner = ?",
+                (conversation_id, owner),
             ).fetchone()
             if row is None:
                 return None
@@ -220,18 +229,19 @@ class History:
         )
         return Conversation(*row, messages=stored)
 
-    def list(self, query: str = "") -> list[tuple[str, str, float]]:
-        """(id, title, last used) of every conversation, the most recently used first; with a
-        `query`, only those whose title or messages hold it (ASCII letters in any case)."""
-        sql = "SELECT id, title, updated FROM conversations c"
-        parameters: tuple[str, ...] = ()
+    def list(self, query: str = "", owner: str = LOCAL_USER) -> list[tuple[str, str, float]]:
+        """(id, title, last used) of every conversation of `owner`, the most recently used
+        first; with a `query`, only those whose title or messages hold it (ASCII letters in any
+        case)."""
+        sql = "SELECT id, title, updated FROM conversations c WHERE c.owner = ?"
+        parameters: tuple[str, ...] = (owner,)
         if query.strip():
             pattern = "%" + "".join(f"\\{c}" if c in "%_\\" else c for c in query.strip()) + "%"
             sql += (
-                " WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m"
-                " WHERE m.conversation_id = c.id AND m.text LIKE ? ESCAPE '\\')"
+                " AND (c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m"
+                " WHERE m.conversation_id = c.id AND m.text LIKE ? ESCAPE '\\'))"
             )
-            parameters = (pattern, pattern)
+            parameters = (owner, pattern, pattern)
         with self._lock:
             return self._db.execute(f"{sql} ORDER BY updated DESC", parameters).fetchall()
 
@@ -248,17 +258,26 @@ class History:
         shutil.rmtree(self.files_dir / conversation_id, ignore_errors=True)
 
     def _add_missing_columns(self) -> None:
-        """Columns added since a data folder was made: added to its database, empty."""
+        """Columns added since a data folder was made: added to its database, empty (so the
+        conversations kept before owners existed belong to the local user, LOCAL_USER)."""
+        added = (
+            ("messages", "image_detail", "TEXT NOT NULL DEFAULT ''"),
+            ("conversations", "owner", "TEXT NOT NULL DEFAULT ''"),
+        )
         with self._lock, self._db:
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
-            if "image_detail" not in columns:
+            for table, column, declaration in added:
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column in columns:
+                    continue
                 try:
-                    self._db.execute(
-                        "ALTER TABLE messages ADD COLUMN image_detail TEXT NOT NULL DEFAULT ''"
-                    )
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
                 except sqlite3.OperationalError as exc:  # another Loupe added it meanwhile
                     if "duplicate column" not in str(exc):
                         raise
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS conversations_by_owner"
+                " ON conversations (owner, updated)"
+            )
 
     def _keep(self, conversation_id: str, attachment: Attachment) -> Attachment:
         """A copy of the file in this conversation's folder; stored relative to files/."""

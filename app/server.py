@@ -1,10 +1,12 @@
 """Serves the page with safe settings: /health, the OpenAI-compatible /v1 behind its key, upload
-limits, a guard on Host and Origin."""
+limits, a guard on Host and Origin, and with --auth a login for every Gradio route and a slower
+answer to repeated wrong passwords."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import os
 import socket
 from urllib.parse import urlsplit
@@ -12,8 +14,9 @@ from urllib.parse import urlsplit
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.openai_wire import error_body
 
@@ -22,12 +25,19 @@ from .batch_view import batches_folder
 from .config import AppConfig
 from .desktop import open_window
 from .handlers import ChatHandlers
+from .login_throttle import LOGIN_NOTE, FailedLogins, refusal
 from .ui import PAGE_CSS, build_ui, page_js
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."
 FOREIGN_ORIGIN = "Loupe does not take requests from other web sites."
 API_PREFIX = "/v1"
+GRADIO_API_PREFIX = "/gradio_api/"
+LOGIN_PATHS = ("/login", "/login/")
+# Gradio calls this route itself while it starts, with no login; it runs the startup events
+# once (they have run by the time anyone could call it) and says whether it did.
+OPEN_GRADIO_ROUTES = ("/gradio_api/startup-events",)
+LOG_IN_FIRST = "Log in to Loupe first."
 WRONG_KEY = (
     "Loupe's /v1 needs the key Loupe was started with (--api-key), sent as "
     "Authorization: Bearer KEY."
@@ -116,6 +126,62 @@ class ApiKeyGuard:
         return WRONG_KEY
 
 
+class LoginRequired:
+    """ASGI middleware, with --auth: every Gradio route under /gradio_api/ needs a login.
+    Gradio guards most of them itself, but not all: POST /gradio_api/cancel, for one, would
+    stop anyone's reply for a caller who never logged in."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] not in ("http", "websocket")
+            or not _route_path(scope).startswith(GRADIO_API_PREFIX)
+            or _route_path(scope) in OPEN_GRADIO_ROUTES
+            or _logged_in(scope)
+        ):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await JSONResponse({"detail": LOG_IN_FIRST}, 401)(scope, receive, send)
+
+
+class LoginThrottle:
+    """ASGI middleware in front of Gradio's POST /login, which would check any number of
+    passwords as fast as they come: a try made before its client's wait is over (see
+    FailedLogins) gets 429, Retry-After and a sentence, and its password is not checked."""
+
+    def __init__(self, app: ASGIApp, failures: FailedLogins) -> None:
+        self.app = app
+        self.failures = failures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or _route_path(scope) not in LOGIN_PATHS
+        ):
+            await self.app(scope, receive, send)
+            return
+        address = (scope.get("client") or ("",))[0]
+        wait_s = self.failures.wait_s(address)
+        if wait_s > 0:
+            headers = {"Retry-After": str(math.ceil(wait_s))}
+            response = JSONResponse({"detail": refusal(wait_s)}, 429, headers=headers)
+            await response(scope, receive, send)
+            return
+        self.failures.tried(address)
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                self.failures.succeeded(address)
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+
 def api_closed_reason(config: AppConfig) -> str | None:
     """Why /v1 refuses every request when no --api-key is set, or None where it is open: only
     on this machine alone (loopback), with no login and no public share link."""
@@ -123,7 +189,7 @@ def api_closed_reason(config: AppConfig) -> str | None:
         return None
     if config.host not in LOOPBACK:
         return f"Loupe listens on the network ({config.host}) and no --api-key is set"
-    if config.auth is not None:
+    if config.auth:
         return "the page has a login (--auth) and no --api-key is set"
     if config.share:
         return "the page has a public share link (--share) and no --api-key is set"
@@ -141,6 +207,13 @@ def allowed_hosts(config: AppConfig) -> tuple[set[str], bool]:
     return hosts, open_to_network
 
 
+def login_guards(config: AppConfig) -> list[Middleware]:
+    """With --auth: the throttle on wrong passwords, and a login for all of Gradio's API."""
+    if not config.auth:
+        return []
+    return [Middleware(LoginThrottle, failures=FailedLogins()), Middleware(LoginRequired)]
+
+
 def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     """Serve until interrupted (the caller closes the engine). The model keeps loading in the
     background meanwhile."""
@@ -150,7 +223,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     # it is told "busy" at once instead of waiting unseen in Gradio's queue.
     page.queue(default_concurrency_limit=None)
     hosts, open_to_network = allowed_hosts(config)
-    if open_to_network and config.auth is None:
+    if open_to_network and not config.auth:
         print(
             f"Warning: Loupe is open to the network on {config.host} without --auth; "
             "anyone who can reach this machine can use it.",
@@ -167,7 +240,8 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         server_name=config.host,
         server_port=config.port,
         share=config.share,
-        auth=config.auth,
+        auth=list(config.auth) or None,
+        auth_message=LOGIN_NOTE,
         ssr_mode=False,
         js=page_js(config.desktop),
         css_paths=[PAGE_CSS],
@@ -185,6 +259,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             "middleware": [
                 Middleware(HostGuard, hosts=hosts, any_ip=open_to_network),
                 Middleware(ApiKeyGuard, key=config.api_key, closed_reason=closed),
+                *login_guards(config),
             ],
             # Routed before Gradio's own, so /health and /v1 answer from the first request.
             "routes": [
@@ -235,6 +310,16 @@ def _route_path(scope: Scope) -> str:
     """The path as routes match it: without the root path a proxy may mount Loupe under."""
     path, root = scope["path"], scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _logged_in(scope: Scope) -> bool:
+    """Whether the request carries the cookie of a login Gradio gave (Starlette puts the
+    Gradio app, which keeps them, in the scope); the cookies are named as Gradio names them."""
+    app = scope.get("app")
+    cookies = HTTPConnection(scope).cookies
+    suffix = getattr(app, "cookie_id", None)
+    token = cookies.get(f"access-token-{suffix}") or cookies.get(f"access-token-unsecure-{suffix}")
+    return token is not None and token in getattr(app, "tokens", {})
 
 
 def _is_ip(name: str) -> bool:

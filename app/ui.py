@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -20,6 +22,7 @@ from .describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
 from .desktop import RECORD_SCREEN, ScreenRecorder, capture_screen
 from .handlers import ChatHandlers
 from .media import with_file
+from .owners import for_user, user_of
 from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
 from .zoom import Zoom, render_zoom_panel
 
@@ -209,33 +212,33 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         fresh_chat = [*opened, box, *listing]
 
         sent = box.submit(
-            handlers.send,
+            for_user(handlers.send),
             [box, conversation_id, mode, voice_route, *settings],
             [*reply_outputs, alt_text],
             api_visibility="private",
         )
         regenerated = chatbot.retry(
-            handlers.regenerate,
+            for_user(handlers.regenerate),
             [conversation_id, *settings],
             reply_outputs,
             api_name="page_regenerate",
             api_visibility="private",
         )
         edited = chatbot.edit(
-            handlers.edit,
+            edit_for_user(handlers),
             [conversation_id, *settings],
             reply_outputs,
             api_name="page_edit",
             api_visibility="private",
         )
         described = describe.click(
-            handlers.describe_page,
+            for_user(handlers.describe_page),
             [box, conversation_id, mode, *settings],
             [*reply_outputs, alt_text],
             api_visibility="private",
         )
         # Stop asks the model to stop; the reply then ends by itself, shown and kept as stopped.
-        box.stop(handlers.stop, conversation_id, api_visibility="private", queue=False)
+        box.stop(for_user(handlers.stop), conversation_id, api_visibility="private", queue=False)
         # Leaving a conversation while its reply is written ends that reply (kept as stopped).
         replies = [sent, regenerated, edited, described]
         # Reading aloud happens in the browser (its speech synthesis works offline).
@@ -246,7 +249,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
 
         for group in groups:
             group.input(
-                conversations.open,
+                for_user(conversations.open),
                 [group, search],
                 [*opened, *groups],
                 api_visibility="private",
@@ -254,7 +257,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
                 show_progress="hidden",  # instant; and the live region says Generating on progress
             )
         search.input(
-            conversations.groups,
+            for_user(conversations.groups),
             [conversation_id, search],
             groups,
             api_visibility="private",
@@ -264,7 +267,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         # the model no longer sees what was cleared (the conversation stays in the list).
         gr.on(
             [new_chat.click, chatbot.clear],
-            conversations.new_chat,
+            for_user(conversations.new_chat),
             None,
             fresh_chat,
             api_visibility="private",
@@ -272,16 +275,19 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             show_progress="hidden",
         )
         rename.click(
-            conversations.rename, [conversation_id, title], listing, api_visibility="private"
+            for_user(conversations.rename),
+            [conversation_id, title],
+            listing,
+            api_visibility="private",
         )
         delete.click(
-            conversations.ask_to_delete,
+            for_user(conversations.ask_to_delete),
             conversation_id,
             [confirm_row, confirm_text],
             api_visibility="private",
         )
         confirm.click(
-            conversations.delete,
+            for_user(conversations.delete),
             conversation_id,
             [*fresh_chat, confirm_row],
             api_visibility="private",
@@ -290,7 +296,10 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
         )
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, queue=False)
         export.click(
-            conversations.export_files, conversation_id, exported, api_visibility="private"
+            for_user(conversations.export_files),
+            conversation_id,
+            exported,
+            api_visibility="private",
         )
         # The address names the open conversation, so a reload (or a bookmark) opens it again.
         conversation_id.change(None, conversation_id, js=SET_ADDRESS_JS)
@@ -437,6 +446,18 @@ def settings_sidebar() -> tuple[gr.Sidebar, list[gr.components.Component], gr.Ra
         video_frame_tokens,
     ]
     return panel, settings, voice_route
+
+
+def edit_for_user(handlers: ChatHandlers) -> Callable[..., Iterator[tuple]]:
+    """The chat's edit event: for_user's, with the edit's data (which Gradio passes to a
+    parameter annotated gr.EditData) before the settings."""
+
+    def edited(
+        request: gr.Request, conversation_id: str, edit: gr.EditData, *settings: Any
+    ) -> Iterator[tuple]:
+        yield from handlers.edit(conversation_id, edit, *settings, user=user_of(request))
+
+    return edited
 
 
 def example_into_box(selected: gr.SelectData) -> dict:

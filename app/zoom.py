@@ -17,8 +17,9 @@ from PIL import Image
 
 from .config import Limits
 from .errors import refused
-from .history import History
+from .history import LOCAL_USER, History
 from .media import MediaError, file_kind, file_path, load_image, with_file
+from .owners import for_user
 
 MIN_REGION_PX = 8  # a smaller region holds nothing the model could read
 EDGES = ("Left", "Top", "Width", "Height")  # of the region, in percent of the image
@@ -31,13 +32,15 @@ class Zoom:
     def __init__(self, history: History, limits: Limits):
         self.history, self.limits = history, limits
 
-    def sources(self, value: dict | None, conversation_id: str) -> dict:
-        """The images to choose from, newest first: the message box's, then the conversation's.
-        Opens the panel on the first."""
+    def sources(
+        self, value: dict | None, conversation_id: str, *, user: str = LOCAL_USER
+    ) -> dict:
+        """The images to choose from, newest first: the message box's, then the conversation's
+        (if it is `user`'s). Opens the panel on the first."""
         choices = [
             (f"In the message box: {Path(path).name}", path) for path in self._box_images(value)
         ][::-1]
-        conversation = self.history.get(conversation_id) if conversation_id else None
+        conversation = self.history.get(conversation_id, user) if conversation_id else None
         for message in reversed(conversation.messages if conversation else ()):
             for attachment in message.attachments:
                 if attachment.kind == "image":
@@ -59,7 +62,8 @@ class Zoom:
         if not source:
             raise refused("Choose the image to zoom into.")
         try:
-            image = load_image(Path(source), self.limits)  # upright, as the model would see it
+            # Upright as the model sees it, every pixel kept: the region is read at full detail.
+            image = load_image(Path(source), self.limits, max_pixels=None)
         except MediaError as exc:
             raise refused(exc) from None
         region = crop(image, left, top, width, height)
@@ -126,7 +130,9 @@ def render_zoom_panel(
             attach = gr.Button("Attach this region", variant="primary", elem_id="zoom-attach")
             close = gr.Button("Close", elem_id="zoom-close")
 
-    button.click(zoom.sources, [box, conversation_id], source, api_visibility="private").success(
+    button.click(
+        for_user(zoom.sources), [box, conversation_id], source, api_visibility="private"
+    ).success(
         lambda: (gr.update(visible=True), *DEFAULT_REGION), None, [panel, *edges], queue=False
     )
     source.change(lambda path: path, source, preview, api_visibility="private")

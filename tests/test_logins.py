@@ -1,0 +1,361 @@
+"""Logins (--auth): several users, each with conversations and batches of their own; wrong
+passwords slowed down per client address; no Gradio route answers without a login. Through
+real HTTP against one launched --demo app with two users, plus unit tests of the pieces."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from app.config import AppConfig
+from app.conversations import Conversations
+from app.handlers import GONE
+from app.history import LOCAL_USER, History, StoredMessage
+from app.login_throttle import (
+    FIRST_WAIT_S,
+    FREE_FAILURES,
+    LOGIN_NOTE,
+    MAX_ADDRESSES,
+    MAX_WAIT_S,
+    FailedLogins,
+)
+from app.owners import user_of
+from app.server import LOG_IN_FIRST
+from launch import build_config, parse_args
+from tests.conftest import health_when_loaded, photo, start_app, stop_app
+
+ANA = ("ana", "correct-horse")
+BEN = ("ben", "battery-staple")
+WRONG_TRIES = 100
+
+
+@pytest.fixture(scope="module")
+def team_app(miniature: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One --demo app with two logins (one by --auth, one from --auth-file), and its URL."""
+    data = tmp_path_factory.mktemp("team-data")
+    users = data.parent / "users.txt"
+    users.write_text(f"# the team\n{':'.join(BEN)}\n")
+    process, url = start_app(
+        "--demo",
+        "--auth",
+        ":".join(ANA),
+        "--auth-file",
+        str(users),
+        env={"LOUPE_DATA_DIR": str(data)},
+    )
+    try:
+        health_when_loaded(process, url)
+        yield url
+    finally:
+        output = stop_app(process)
+        assert "Traceback" not in output, output
+
+
+@contextmanager
+def logged_in(url: str, user: tuple[str, str]) -> Iterator[httpx.Client]:
+    """A client with the cookie of a login as `user`."""
+    with httpx.Client(base_url=url, timeout=60) as browser:
+        answer = browser.post("/login", data={"username": user[0], "password": user[1]})
+        assert answer.status_code == 200, answer.text
+        yield browser
+
+
+def from_address(url: str, address: str) -> httpx.Client:
+    """A client whose requests come from another loopback address (a client of its own)."""
+    return httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address=address))
+
+
+# -- through HTTP -------------------------------------------------------------------------------
+
+
+def test_the_page_needs_a_login_and_health_answers_without(team_app: str):
+    health = httpx.get(f"{team_app}/health").json()  # no credentials: monitors need no login
+    assert health["status"] == "ok" and "ana" not in json.dumps(health)
+    refused = httpx.get(f"{team_app}/config")
+    assert refused.status_code == 401
+    # The login page shows how wrong passwords are slowed down.
+    assert refused.json()["detail"]["auth_message"] == LOGIN_NOTE
+    for user in (ANA, BEN):
+        with logged_in(team_app, user) as browser:
+            assert browser.get("/config").json()["username"] == user[0]
+            # The login opens the page, not the OpenAI-compatible /v1: that needs --api-key.
+            closed = browser.get("/v1/models")
+            assert closed.status_code == 401 and "--api-key" in closed.json()["error"]["message"]
+    assert httpx.get(f"{team_app}/v1/models").status_code == 401
+
+
+def test_wrong_passwords_are_slowed_down_per_address(team_app: str):
+    """Before: 100 wrong passwords were all checked, in 0.2 s. Now the first few are; the rest
+    are refused unchecked, with a sentence and Retry-After, until the client's wait is over."""
+    with from_address(team_app, "127.0.0.2") as guesser:
+        started = time.monotonic()
+        answers = [
+            guesser.post("/login", data={"username": "ana", "password": f"guess-{n}"})
+            for n in range(WRONG_TRIES)
+        ]
+        elapsed = time.monotonic() - started
+        codes = [answer.status_code for answer in answers]
+        assert codes == [400] * FREE_FAILURES + [429] * (WRONG_TRIES - FREE_FAILURES), codes
+        last = answers[-1]
+        assert "Too many wrong passwords from this address: wait" in last.json()["detail"]
+        assert 1 <= int(last.headers["retry-after"]) <= MAX_WAIT_S
+        # During the wait even the right password is not checked.
+        right = {"username": ANA[0], "password": ANA[1]}
+        assert guesser.post("/login", data=right).status_code == 429
+        # Another address is not held up meanwhile.
+        with from_address(team_app, "127.0.0.1") as other:
+            assert other.post("/login", data=right).status_code == 200
+        time.sleep(int(last.headers["retry-after"]))
+        assert guesser.post("/login", data=right).status_code == 200  # and the count restarts
+        assert guesser.post("/login", data={"username": "ana", "password": "x"}).status_code == 400
+    print(f"{WRONG_TRIES} wrong passwords: {elapsed:.2f} s, {codes.count(400)} checked")
+
+
+def test_tries_sent_at_once_are_counted_before_they_are_answered(team_app: str):
+    def guess(n: int) -> int:
+        with from_address(team_app, "127.0.0.3") as guesser:
+            data = {"username": "ben", "password": f"guess-{n}"}
+            return guesser.post("/login", data=data).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = sorted(pool.map(guess, range(20)))
+    assert codes == [400] * FREE_FAILURES + [429] * (20 - FREE_FAILURES), codes
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/gradio_api/cancel", {"session_hash": "x", "fn_index": 0, "event_id": "y"}),
+        ("POST", "/gradio_api/stream/some-event/close", None),
+        ("POST", "/gradio_api/reset", {"event_id": "y"}),
+        ("GET", "/gradio_api/heartbeat/some-session", None),
+    ],
+)
+def test_no_gradio_route_answers_without_a_login(team_app: str, method: str, path: str, body):
+    answer = httpx.request(method, f"{team_app}{path}", json=body)
+    assert answer.status_code == 401 and answer.json() == {"detail": LOG_IN_FIRST}, answer.text
+    with logged_in(team_app, ANA) as browser:
+        if path.endswith("/cancel"):
+            assert browser.post(path, json=body).json() == {"success": True}
+
+
+def test_each_user_has_conversations_of_their_own(team_app: str, image_file: Path):
+    ana = Client(team_app, auth=ANA, verbose=False)
+    ben = Client(team_app, auth=BEN, verbose=False)
+    conversation_id = ana.predict(api_name="/new_conversation")
+    ana.predict(
+        {"text": "My secret plan", "files": []},
+        conversation_id=conversation_id,
+        max_new_tokens=16,
+        api_name="/chat",
+    )
+    calls = {
+        "/chat": lambda: ben.predict(
+            {"text": "Show me", "files": []}, conversation_id=conversation_id, api_name="/chat"
+        ),
+        "/describe": lambda: ben.predict(
+            handle_file(image_file), "brief", conversation_id, api_name="/describe"
+        ),
+        "/regenerate": lambda: ben.predict(conversation_id, api_name="/regenerate"),
+        "/edit": lambda: ben.predict(conversation_id, 0, "Mine now", api_name="/edit"),
+        "/export": lambda: ben.predict(conversation_id, "json", api_name="/export"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(AppError) as refused:
+            call()
+        assert GONE in str(refused.value), name
+    exported = json.loads(ana.predict(conversation_id, "json", api_name="/export"))
+    assert [m["text"] for m in exported["messages"]][0] == "My secret plan"  # untouched
+    assert len(exported["messages"]) == 2
+    # Ben's own conversation works as ever.
+    his = ben.predict(api_name="/new_conversation")
+    hello = {"text": "Hi", "files": []}
+    ben.predict(hello, conversation_id=his, max_new_tokens=16, api_name="/chat")
+    with pytest.raises(AppError, match=GONE):
+        ana.predict(his, api_name="/export")
+
+
+def test_a_batch_is_fetched_only_by_its_own_user(team_app: str, tmp_path: Path):
+    """Ben sends Ana's page's session hash with the Batch view's download: before, he got her
+    results; now the run is not his to see."""
+    photo().save(tmp_path / "holiday.png")
+    with logged_in(team_app, ANA) as ana, logged_in(team_app, BEN) as ben:
+        start, download = batch_events(ana)
+        [uploaded] = ana.post(
+            "/gradio_api/upload",
+            files={"files": ("holiday.png", (tmp_path / "holiday.png").read_bytes())},
+        ).json()
+        file = {"path": uploaded, "orig_name": "holiday.png", "meta": {"_type": "gradio.FileData"}}
+        page = uuid.uuid4().hex[:11]
+        ok, outputs = call_event(ana, start, [[file], "brief", ""], page)
+        assert ok and outputs[0].startswith("Done"), outputs
+        table = outputs[2]["value"]  # headers and rows, as the page sends them back
+        ok, theirs = call_event(ana, download, [table], page)
+        assert ok and theirs[0][0]["path"].endswith("results.csv"), theirs
+        ok, answer = call_event(ben, download, [table], page)
+        assert not ok and "Describe some images first" in answer, answer
+
+
+def batch_events(browser: httpx.Client) -> tuple[int, int]:
+    """The fn_index of the Batch view's Start and of its Download CSV."""
+    config = browser.get("/config").json()
+    ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    found = {}
+    for dependency in config["dependencies"]:
+        for target, _ in dependency["targets"]:
+            found[ids.get(target)] = dependency["id"]
+    return found["batch-start"], found["batch-csv"]
+
+
+def call_event(
+    browser: httpx.Client, fn_index: int, data: list, session_hash: str
+) -> tuple[bool, object]:
+    """Call a page event as the page does (join the queue, read its stream): (success, the
+    outputs or the error's sentence)."""
+    joined = browser.post(
+        "/gradio_api/queue/join",
+        json={"data": data, "fn_index": fn_index, "session_hash": session_hash},
+    )
+    assert joined.status_code == 200, joined.text
+    stream = f"/gradio_api/queue/data?session_hash={session_hash}"
+    with browser.stream("GET", stream, timeout=120) as events:
+        for line in events.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if message.get("msg") == "process_completed":
+                output = message.get("output") or {}
+                if message.get("success"):
+                    return True, output.get("data")
+                return False, output.get("error")
+    raise AssertionError("the event's stream ended without its result")
+
+
+# -- the pieces ---------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_logins_wait_longer_each_time_and_a_success_forgets():
+    clock = Clock()
+    failures = FailedLogins(clock)
+    waits = []
+    for _ in range(FREE_FAILURES + 12):
+        waits.append(failures.wait_s("10.0.0.1"))
+        clock.now += waits[-1]  # a patient guesser: each try exactly when allowed
+        failures.tried("10.0.0.1")
+    expected = [FIRST_WAIT_S * 2**n for n in range(12)]
+    assert waits == [0.0] * FREE_FAILURES + [min(w, MAX_WAIT_S) for w in expected]
+    assert failures.wait_s("10.0.0.2") == 0  # per address
+    failures.succeeded("10.0.0.1")
+    assert failures.wait_s("10.0.0.1") == 0
+
+
+def test_failed_logins_are_forgotten_after_an_hour_and_bounded_in_number():
+    clock = Clock()
+    failures = FailedLogins(clock)
+    for _ in range(FREE_FAILURES + 3):
+        failures.tried("10.0.0.1")
+    assert failures.wait_s("10.0.0.1") > 0
+    clock.now += 3601
+    failures.tried("10.0.0.1")  # the first failure of a new count
+    assert failures.wait_s("10.0.0.1") == 0
+    for n in range(MAX_ADDRESSES + 50):
+        failures.tried(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+    assert len(failures._records) == MAX_ADDRESSES
+
+
+def test_ipv6_clients_are_counted_by_their_network():
+    failures = FailedLogins(Clock())
+    for host in range(FREE_FAILURES):
+        failures.tried(f"2001:db8::{host + 1:x}")  # one machine, many addresses
+    failures.tried("2001:db8::ffff")
+    assert failures.wait_s("2001:db8::1234") > 0
+    assert failures.wait_s("2001:db8:0:1::1") == 0  # another network
+    for _ in range(FREE_FAILURES + 1):
+        failures.tried("::ffff:192.0.2.7")  # IPv4, as a dual-stack server sees it
+    assert failures.wait_s("192.0.2.7") > 0
+
+
+def test_auth_flags_repeat_and_come_from_a_file(tmp_path: Path):
+    users = tmp_path / "users.txt"
+    users.write_text("# one a line\nben:battery:staple\n\n  cy:pw3  \n")
+    config = build_config(parse_args(["--auth", "ana:pw1", "--auth-file", str(users)]))
+    assert config.auth == (("ana", "pw1"), ("ben", "battery:staple"), ("cy", "pw3"))
+    assert "pw1" not in repr(config) and "staple" not in repr(config)
+    assert build_config(parse_args([])).auth == ()
+    for flags, says in [
+        (["--auth", "ana"], "--auth takes USER:PASS"),
+        (["--auth", "ana:"], "--auth takes USER:PASS"),
+        (["--auth", " ana:pw"], "--auth takes USER:PASS"),
+        (["--auth", "ana:a", "--auth", "ana:b"], "'ana' is given twice"),
+        (["--auth-file", str(tmp_path / "missing.txt")], "could not be read"),
+    ]:
+        with pytest.raises(SystemExit, match=says):
+            build_config(parse_args(flags))
+    users.write_text("ana:pw\nnot-a-login\n")
+    with pytest.raises(SystemExit, match=f"line 2 of {users} takes USER:PASS"):
+        build_config(parse_args(["--auth-file", str(users)]))
+
+
+def test_conversations_kept_before_owners_stay_the_local_users(tmp_path: Path):
+    """A data folder from before conversations had owners: its conversations are the local
+    user's (Loupe without --auth), and no login sees them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "conversations.db") as old:
+        old.executescript(
+            "CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL,"
+            " created REAL NOT NULL, updated REAL NOT NULL);"
+            "INSERT INTO conversations VALUES ('old1', 'Kept long ago', 1.0, 2.0);"
+        )
+    old.close()
+    history = History(data)
+    assert history.get("old1").title == "Kept long ago"
+    assert history.list() == [("old1", "Kept long ago", 2.0)]
+    assert history.get("old1", "ana") is None and history.list(owner="ana") == []
+    history.append("old1", StoredMessage("user", "Still mine"))
+    assert History(data).get("old1").messages[0].text == "Still mine"  # reopened: migrated once
+
+
+def test_the_side_list_shows_each_user_their_own(tmp_path: Path):
+    history = History(tmp_path / "data")
+    anas = history.create("Ana's trip", owner="ana")
+    bens = history.create("Ben's taxes", owner="ben")
+    side = Conversations(history)
+    [today, *_] = side.groups(None, user="ana")
+    assert [label for label, _ in today["choices"]] == ["Ana's trip"]
+    assert side.open(bens, user="ana")[1] == ""  # opens a fresh chat instead
+    assert side.open(bens, user="ben")[1] == bens
+    assert [Path(path).suffix for path in side.export_files(anas, user="ana")] == [".md", ".json"]
+    with pytest.raises(gr.Error, match="Open or start a conversation"):
+        side.export_files(bens, user="ana")
+    side.delete(bens, user="ana")
+    side.rename(bens, "Mine", user="ana")
+    assert history.get(bens, "ben").title == "Ben's taxes"
+
+
+def test_a_request_acts_for_its_login():
+    assert user_of(SimpleNamespace(username="ana")) == "ana"
+    assert user_of(SimpleNamespace(username=None)) == LOCAL_USER
+    assert user_of(None) == LOCAL_USER
+    assert AppConfig().auth == ()
