@@ -20,7 +20,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model import AudioClip
+from model import IMAGE_TOKEN_BUDGETS, AudioClip
 
 from .config import Limits
 
@@ -31,6 +31,18 @@ Kind = Literal["image", "audio", "pdf", "video"]
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
 # 16-bit greyscale modes: PIL's convert("RGB") would clip them to white, so they are scaled.
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+# Gemma 4 reads an image as 48x48-pixel patches, one soft token each, at most 1120 of them: its
+# processor resizes every image to about 2.58 megapixels or less (1350x1910 for an A4 page,
+# 1967x1311 for a 3:2 photo). Images are scaled down to that as they are decoded, so that no
+# larger copy lives on (a 25-megapixel PNG takes 100 MB decoded; this, 7.7 MB).
+PATCH_PX = 48
+MODEL_IMAGE_PIXELS = max(IMAGE_TOKEN_BUDGETS) * PATCH_PX * PATCH_PX
+# Image.resize first shrinks by whole factors (box averaging) down to this many times the size
+# it aims for, then resamples (bicubic): as Image.thumbnail does, 2-3 times faster than Lanczos
+# on a 25-megapixel photo; the processor resamples the image again anyway.
+REDUCING_GAP = 2.0
+# Modes Image.resize takes by nearest neighbour only; they are converted first.
+NEAREST_ONLY_MODES = {"1": "L", "P": "RGBA", "PA": "RGBA"}
 # How much of a file is read to tell which audio container it is.
 SNIFF_BYTES = 64
 # A decoded recording shorter than its header says by more than this fraction (and by more than
@@ -193,15 +205,22 @@ def plain_number(value: float) -> str:
 # -- images ---------------------------------------------------------------------------------------
 
 
-def load_image(path: str | Path, limits: Limits) -> Image.Image:
+def load_image(
+    path: str | Path, limits: Limits, max_pixels: int | None = MODEL_IMAGE_PIXELS
+) -> Image.Image:
     """An upright RGB image: the first frame of an animation, transparency composited onto
-    white, 16-bit greyscale scaled to 8 bits."""
+    white, 16-bit greyscale scaled to 8 bits; scaled down (in its aspect ratio) to at most
+    `max_pixels` as it is decoded, None keeping every pixel (to crop a region at full detail)."""
     path = Path(path)
     _check_size(path, limits)
     with _open_image(path, limits) as opened:
         try:
+            if max_pixels:  # a JPEG is decoded at 1/2, 1/4 or 1/8 of its size when that is enough
+                opened.draft(opened.mode, fitting(opened.size, max_pixels))
             opened.load()  # decode fully now, so a truncated file fails here
-            return _upright_rgb(opened)
+            # Turned before scaling (a scaled copy has lost a TIFF's tags), in place (no copy).
+            ImageOps.exif_transpose(opened, in_place=True)
+            return _rgb(_shrunk(opened, max_pixels))
         except Exception as exc:  # PIL's decoders raise many types for damaged files
             if "truncated" in str(exc) or isinstance(exc, EOFError):
                 problem = "is cut short: the image file is incomplete"
@@ -231,6 +250,26 @@ def _open_image(path: Path, limits: Limits) -> Image.Image:
     return opened
 
 
+def fitting(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """`size` (width, height) scaled down in its aspect ratio to at most `max_pixels`; as it is
+    when it already fits."""
+    width, height = size
+    if width * height <= max_pixels:
+        return width, height
+    factor = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * factor)), max(1, math.floor(height * factor))
+
+
+def _shrunk(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """`image` scaled down to at most `max_pixels` (None: as it is)."""
+    size = fitting(image.size, max_pixels) if max_pixels else image.size
+    if size == image.size:
+        return image
+    if image.mode in NEAREST_ONLY_MODES:
+        image = image.convert(NEAREST_ONLY_MODES[image.mode])
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP)
+
+
 def _too_many_pixels(name: str, pixels: int | None, limits: Limits) -> str:
     size = "more pixels than PIL reads"
     if pixels:
@@ -239,8 +278,7 @@ def _too_many_pixels(name: str, pixels: int | None, limits: Limits) -> str:
     return f"{name} has {size}; Loupe takes images up to {limit} megapixels."
 
 
-def _upright_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image)
+def _rgb(image: Image.Image) -> Image.Image:
     if image.mode in SIXTEEN_BIT_MODES:
         scaled = np.asarray(image, dtype=np.float32) / 257.0  # 0..65535 -> 0..255
         image = Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8), "L")

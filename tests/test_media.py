@@ -8,18 +8,22 @@ import shutil
 import struct
 import sys
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import soundfile
 from PIL import Image
 
 from app.config import Limits
+from app.decoded_files import DecodedFiles, decoded_bytes
 from app.media import (
+    MODEL_IMAGE_PIXELS,
     MediaError,
     attachment_kinds,
     file_kind,
@@ -28,9 +32,11 @@ from app.media import (
     load_image,
     message_text,
 )
-from model import GenerationOptions, Message
+from model import AudioClip, GenerationOptions, Message
+from model.detail import image_need
 from model.prompts import build_inputs
 from tests.conftest import photo, tone
+from tests.test_detail import SCREEN, SMALL_TEXT_PAGE
 
 LIMITS = Limits()
 RED = (255, 0, 0)
@@ -51,6 +57,31 @@ def png_declaring(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
     )
+
+
+class PeakMemory:
+    """This process's resident memory, sampled every 2 ms while a `with` block runs:
+    `grown_mb` is how far its peak rose above where it started."""
+
+    def __enter__(self) -> PeakMemory:
+        self._process = psutil.Process()
+        self._start = self._peak = self._process.memory_info().rss
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample)
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._done.set()
+        self._sampler.join()
+
+    @property
+    def grown_mb(self) -> float:
+        return (self._peak - self._start) / 1024 / 1024
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.002):
+            self._peak = max(self._peak, self._process.memory_info().rss)
 
 
 def cut_in_half(path: Path) -> None:
@@ -180,6 +211,85 @@ def test_exif_rotated_photo_comes_out_upright(tmp_path: Path):
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
     Image.new("RGB", (40, 20), "blue").save(path, exif=exif)
     assert load_image(path, LIMITS).size == (20, 40)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_25_megapixel_photo_is_scaled_to_what_the_model_can_use_as_it_is_decoded(
+    tmp_path: Path, suffix: str
+):
+    # A camera's 6000 x 4166 photo, to be turned upright; a third of it red, the rest blue.
+    pixels = np.zeros((4166, 6000, 3), np.uint8)
+    pixels[:, :2000, 0] = 255
+    pixels[:, 2000:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: the red third comes out on top
+    path = tmp_path / f"camera{suffix}"
+    Image.fromarray(pixels).save(path, exif=exif)
+    del pixels
+    with PeakMemory() as memory:
+        image = load_image(path, LIMITS)
+    # What 1120 tokens can use (2.58 megapixels, not 25): no full-size copy is kept.
+    assert 0.99 * MODEL_IMAGE_PIXELS <= image.width * image.height <= MODEL_IMAGE_PIXELS
+    assert image.height > image.width and abs(image.height / image.width - 6000 / 4166) < 0.01
+    assert image.getpixel((image.width // 2, image.height // 6))[0] > 240  # red at the top
+    assert image.getpixel((image.width // 2, image.height * 5 // 6))[2] > 240  # blue below
+    if suffix == ".jpg":  # decoded at half its size straight away (PNG has no such shortcut)
+        assert memory.grown_mb < 60, memory.grown_mb  # it was 285 MB
+    # Zoom crops regions from every pixel.
+    assert load_image(path, LIMITS, max_pixels=None).size == (4166, 6000)
+
+
+@pytest.fixture(scope="module")
+def retina_screenshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 5760 x 3240 (18.7-megapixel) screenshot of a page of 12 px text at 3x zoom, as a
+    high-density screen takes it, by Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    path = tmp_path_factory.mktemp("retina") / "screenshot.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            page = browser.new_page(viewport=SCREEN, device_scale_factor=3)
+            page.set_content(SMALL_TEXT_PAGE)
+            page.screenshot(path=path)
+        finally:
+            browser.close()
+    return path
+
+
+def test_a_scaled_down_screenshot_of_small_text_still_gets_1120(retina_screenshot: Path):
+    image = load_image(retina_screenshot, LIMITS)
+    assert image.width * image.height <= MODEL_IMAGE_PIXELS
+    with Image.open(retina_screenshot) as whole:
+        assert image_need(image)[0] == image_need(whole)[0] == 1120
+
+
+def test_decoded_files_are_kept_within_their_megabytes(tmp_path: Path):
+    cache: DecodedFiles[Image.Image] = DecodedFiles(10, max_mb=1)
+    decoded = []  # the files decoded, not found in the cache
+
+    def get(path: Path, megabytes: float) -> Image.Image:
+        def decode() -> Image.Image:
+            decoded.append(path)
+            side = int((megabytes * 1024 * 1024 / 3) ** 0.5)
+            return Image.new("RGB", (side, side))
+
+        return cache.get(path, "how", decode)
+
+    a, b, c, big = (tmp_path / name for name in "abcd")
+    for path in (a, b, c, big):
+        path.write_bytes(path.name.encode())
+    for path in (a, b, c, b):
+        get(path, 0.4)
+    assert decoded == [a, b, c] and cache.bytes <= 1024 * 1024
+    get(a, 0.4)  # the least recently used went to make room for c
+    assert decoded == [a, b, c, a]
+    get(big, 2)
+    get(big, 2)  # larger than the whole cache: never kept
+    assert decoded[-2:] == [big, big] and cache.bytes <= 1024 * 1024
+    frames = (Image.new("RGB", (10, 10)), Image.new("L", (10, 10)))
+    sound = AudioClip(np.zeros((100, 2), np.float32), 16_000)
+    assert decoded_bytes((frames, sound, b"abc", "name", 3)) == 300 + 100 + 800 + 3
 
 
 @pytest.mark.parametrize("size", [(1, 1), (10_000, 20), (20, 10_000)])
