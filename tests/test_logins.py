@@ -188,12 +188,30 @@ def test_each_user_has_conversations_of_their_own(team_app: str, image_file: Pat
         ana.predict(his, api_name="/export")
 
 
+def test_a_message_sent_on_the_page_is_kept_as_its_users(team_app: str):
+    """The page's Send (as the browser calls it) keeps the conversation as the logged-in
+    user's: that user's API sees it, the other's does not."""
+    with logged_in(team_app, ANA) as browser:
+        events, values = page_events(browser)
+        send = events["message", "submit"]
+        data = [values[component] for component in send["inputs"]]  # the page's settings
+        data[0] = {"text": "Written on the page", "files": []}
+        ok, outputs = call_event(browser, send["id"], data, uuid.uuid4().hex[:11])
+        assert ok, outputs
+        conversation_id = outputs[2]
+    ana = Client(team_app, auth=ANA, verbose=False)
+    assert "Written on the page" in ana.predict(conversation_id, api_name="/export")
+    with pytest.raises(AppError, match=GONE):
+        Client(team_app, auth=BEN, verbose=False).predict(conversation_id, api_name="/export")
+
+
 def test_a_batch_is_fetched_only_by_its_own_user(team_app: str, tmp_path: Path):
     """Ben sends Ana's page's session hash with the Batch view's download: before, he got her
     results; now the run is not his to see."""
     photo().save(tmp_path / "holiday.png")
     with logged_in(team_app, ANA) as ana, logged_in(team_app, BEN) as ben:
-        start, download = batch_events(ana)
+        events, _ = page_events(ana)
+        start, download = events["batch-start", "click"]["id"], events["batch-csv", "click"]["id"]
         [uploaded] = ana.post(
             "/gradio_api/upload",
             files={"files": ("holiday.png", (tmp_path / "holiday.png").read_bytes())},
@@ -209,15 +227,18 @@ def test_a_batch_is_fetched_only_by_its_own_user(team_app: str, tmp_path: Path):
         assert not ok and "Describe some images first" in answer, answer
 
 
-def batch_events(browser: httpx.Client) -> tuple[int, int]:
-    """The fn_index of the Batch view's Start and of its Download CSV."""
+def page_events(browser: httpx.Client) -> tuple[dict[tuple[str, str], dict], dict[int, object]]:
+    """The page's events by their trigger (its component's elem_id, the event's name), and
+    each component's value as the page starts."""
     config = browser.get("/config").json()
     ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
-    found = {}
-    for dependency in config["dependencies"]:
-        for target, _ in dependency["targets"]:
-            found[ids.get(target)] = dependency["id"]
-    return found["batch-start"], found["batch-csv"]
+    values = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
+    events = {
+        (ids.get(target), name): dependency
+        for dependency in config["dependencies"]
+        for target, name in dependency["targets"]
+    }
+    return events, values
 
 
 def call_event(
