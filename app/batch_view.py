@@ -214,7 +214,9 @@ class Batches:
                 "Check content judges each image alone: empty “What the images are for” first."
             )
         remove_old_runs(self.folder, [held.folder for held in list(self._runs.values())])
-        folder = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        # Unguessable: the page shows the run's images by their path, which any login could ask
+        # for (Gradio serves the batches folder); the user's own page alone is told it.
+        folder = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
         images = folder / "images"
         try:
             unpack(map(Path, uploads), images, self.limits)
