@@ -180,8 +180,12 @@ class Intake:
         cannot be."""
         files = []
         for attachment in stored.attachments:
-            kind = file_kind(attachment.path, self.limits)
-            decoded = load_file(attachment.path, kind, self.limits)
+            try:
+                kind = file_kind(attachment.path, self.limits)
+                decoded = load_file(attachment.path, kind, self.limits)
+            except MediaError as exc:  # said of the file by the name the person gave it
+                kept_as = Path(attachment.path).name
+                raise MediaError(str(exc).replace(kept_as, attachment.name)) from exc
             if kind == "pdf":
                 count = decoded.page_count
                 decoded = stored_pages(attachment.name, attachment.caption, count, self.limits)

@@ -36,6 +36,7 @@ from .media import (
     declared_seconds,
     plain_number,
     too_long,
+    unreadable,
 )
 
 # Gemma 4 plans for at most 32 frames per video (the processor's num_frames, vLLM's
@@ -107,7 +108,11 @@ def check_video(path: str | Path, limits: Limits) -> float:
     length (`limits.max_video_s`), its sound's (that, and `limits.max_audio_s`), its frames'
     size (`limits.max_image_mp`)."""
     path = Path(path)
-    if _cut_short(path):
+    try:
+        cut_short = _cut_short(path)
+    except OSError as exc:  # a kept file gone since
+        raise VideoError(unreadable(path.name, exc)) from exc
+    if cut_short:
         raise VideoError(f"{path.name} is cut short: the video file is incomplete.")
     with _open(path, limits) as (container, stream):
         return _length(container, stream, path.name, limits)

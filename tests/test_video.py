@@ -17,6 +17,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -473,9 +474,10 @@ def test_a_video_over_the_megapixel_limit_is_refused_without_decoding_a_frame(tm
 def test_an_earlier_message_whose_video_cannot_be_read_again_does_not_fail_later_turns(
     videos, tmp_path: Path, damage: str
 ):
-    path = tmp_path / "talk.mp4"
-    shutil.copy(videos["talk"], path)
-    first = stored("What happens?", path)
+    first = stored("What happens?", shutil.copy(videos["talk"], tmp_path / "talk.mp4"))
+    # Kept as a conversation keeps its files: under a name of its own.
+    path = Path(first.attachments[0].path).rename(tmp_path / "5b3d8dd50480.mp4")
+    first = replace(first, attachments=(replace(first.attachments[0], path=str(path)),))
     if damage == "gone":
         path.unlink()
         sentence = "talk.mp4 could not be read: it is no longer there."
@@ -623,7 +625,7 @@ def test_v1_bodies_with_a_video_url_become_frames_and_sound(videos):
         chat_call(body, LIMITS)
 
 
-def test_the_chat_api_takes_a_video(demo_app, videos):
+def test_the_chat_api_takes_a_video(demo_app, videos, tmp_path: Path):
     from gradio_client import Client, handle_file
 
     url, _ = demo_app
@@ -631,12 +633,36 @@ def test_the_chat_api_takes_a_video(demo_app, videos):
     message = {"text": "What happens?", "files": [handle_file(videos["talk"])]}
     answer = client.predict(message, max_new_tokens=16, api_name="/chat")
     assert isinstance(answer, str) and answer
-    with pytest.raises(Exception, match=r"long\.mp4 lasts 2\.2 min; Loupe takes videos up to"):
-        message = {"text": "And this?", "files": [handle_file(videos["long"])]}
-        client.predict(message, max_new_tokens=16, api_name="/chat")
+    long_sound = write_long_sound(tmp_path / "long-sound.mp4", 7200)
+    for path, sentence in [
+        (videos["long"], r"long\.mp4 lasts 2\.2 min; Loupe takes videos up to"),
+        (long_sound, r"long-sound\.mp4's sound lasts 2 h; Loupe takes videos up to 2 min\."),
+    ]:
+        with pytest.raises(Exception, match=sentence):
+            message = {"text": "And this?", "files": [handle_file(path)]}
+            client.predict(message, max_new_tokens=16, api_name="/chat")
 
 
-def test_v1_takes_a_video_url(demo_app, videos, chromium_webm):
+def test_a_conversation_goes_on_when_a_kept_video_is_gone(demo_app, videos, home, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    conversation = client.predict(api_name="/new_conversation")
+    path = shutil.copy(videos["silent"], tmp_path / "gone-soon.mp4")
+    message = {"text": "What happens?", "files": [handle_file(path)]}
+    client.predict(message, max_new_tokens=16, conversation_id=conversation, api_name="/chat")
+    [kept] = [p for p in (home / ".loupe").rglob("*.mp4") if p.parent.name == conversation]
+    kept.unlink()
+    for text in ["And then?", "And after that?"]:  # every later turn answers
+        message = {"text": text, "files": []}
+        answer = client.predict(
+            message, max_new_tokens=16, conversation_id=conversation, api_name="/chat"
+        )
+        assert isinstance(answer, str) and answer
+
+
+def test_v1_takes_a_video_url(demo_app, videos, chromium_webm, tmp_path: Path):
     import openai
 
     url, _ = demo_app
@@ -655,6 +681,14 @@ def test_v1_takes_a_video_url(demo_app, videos, chromium_webm):
             max_tokens=4,
         )
     assert "content[0] is" in json.dumps(refused.value.body)
+    long_sound = write_long_sound(tmp_path / "long-sound.mp4", 7200)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="",
+            messages=[{"role": "user", "content": [_video_part(long_sound)]}],
+            max_tokens=4,
+        )
+    assert "'s sound lasts 2 h; Loupe takes videos up to 2 min." in refused.value.message
 
 
 # -- fuzzing ----------------------------------------------------------------------------------
