@@ -17,6 +17,7 @@ import threading
 from . import detail
 from .config import ModelConfig
 from .engine import (
+    SHUTTING_DOWN,
     EngineStatus,
     LoadState,
     ModelInfo,
@@ -88,6 +89,7 @@ class LocalEngine:
         self._info: ModelInfo | None = None
         self._error: str | None = None
         self._fallback_reason: str | None = None
+        self._closing = threading.Event()  # set by close(): no worker is started after it
         self._thread = threading.Thread(target=self._dispatch, name="loupe-engine", daemon=True)
 
     def start(self) -> None:
@@ -134,9 +136,18 @@ class LocalEngine:
         return info.context_tokens if info and info.context_tokens else self._config.context_tokens
 
     def close(self) -> None:
-        """Stop the dispatcher and the worker process."""
+        """Stop the dispatcher and the worker process, quietly: the running reply is cancelled
+        (it ends within one decoding step), waiting ones are turned away, and nothing is
+        restarted or reloaded."""
+        self._closing.set()
         self._queue.close(readers=1)
-        self._stop_worker()
+        with self._lock:
+            running = self._running
+        if running is not None:
+            running.cancel()
+        if self._thread.is_alive():  # the dispatcher owns the worker until it returns
+            self._thread.join(timeout=WORKER_EXIT_S)
+        self._stop_worker(kill=self._thread.is_alive())  # still loading, or hung
 
     # -- dispatcher thread -------------------------------------------------------------------
 
@@ -160,9 +171,14 @@ class LocalEngine:
         return self._process is not None and self._process.is_alive()
 
     def _replace_worker(self, config: ModelConfig) -> ModelConfig | None:
-        """Start a worker in place of any old one; the config it runs, or None if none loads."""
+        """Start a worker in place of any old one; the config it runs, or None if none loads
+        (or Loupe is closing)."""
         self._stop_worker()
+        if self._closing.is_set():
+            return None
         failure = self._start_worker(config)
+        if self._closing.is_set():  # close() ended the worker while it loaded
+            return None
         if failure and config.fallback_to_demo:
             log.warning("%s %s", failure, DEMO_FALLBACK_NOTE)
             self._set(fallback_reason=failure)
@@ -200,6 +216,9 @@ class LocalEngine:
             stream.put(EngineError("worker_hung", WORKER_HUNG))
             self._stop_worker(kill=True)
         except (EOFError, OSError):
+            if self._closing.is_set():  # close() ended the worker: no fault, nothing to restart
+                stream.put(EngineError("unavailable", SHUTTING_DOWN))
+                return
             log.error(
                 "The model worker stopped mid-reply (exit code %s); restarting it.",
                 self._process.exitcode if self._process else None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import signal
 import time
 from collections import OrderedDict
 from dataclasses import replace
@@ -42,6 +43,9 @@ OUT_OF_MEMORY = (
 
 def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
     """The child process's main: load, report, then serve until the parent goes away."""
+    # Ctrl+C in a terminal reaches the whole process group, this process too; the engine ends
+    # it by closing its connection, so the interrupt must not kill it mid-reply.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         loaded = load(config, progress=lambda sentence: conn.send(("progress", sentence)))
     except LoadError as exc:

@@ -179,8 +179,11 @@ def audio_file(tmp_path: Path) -> Path:
     return path
 
 
-def start_app(*flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """`python launch.py` on a free port; its console goes to a file (see stop_app)."""
+def start_app(
+    *flags: str, env: dict[str, str] | None = None, own_group: bool = False
+) -> tuple[subprocess.Popen, str]:
+    """`python launch.py` on a free port; its console goes to a file (see stop_app). With
+    `own_group` it leads a process group of its own, as in a terminal, for os.killpg."""
     port = free_port()
     console = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
@@ -190,6 +193,7 @@ def start_app(*flags: str, env: dict[str, str] | None = None) -> tuple[subproces
         stdout=console,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=own_group,
     )
     process.console = console
     return process, f"http://127.0.0.1:{port}"
