@@ -9,13 +9,24 @@ the person names in the message ("pages 3-5", "page 2", "pages 1, 4 and 7", "p. 
 Which pages were read is kept as the attachment's caption ("Pages 1-10 of 30"), shown under the
 file in the chat and in exports, and read back with the same parser when the conversation is
 sent to the model again, so a reopened conversation shows the model the same pages.
+
+PDFium never runs in the app: pages are counted and drawn by app/pdf_render.py, in a process
+with a ceiling on its memory and on each page's CPU time, so a decompression bomb (a page whose
+few kilobytes unpack into gigabytes of drawing) is refused in one sentence naming the page, and
+the app's memory does not move. The process is kept between PDFs (starting one costs about
+0.1 s), replaced after a PDF it could not finish, and stopped after a minute without work.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import re
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,25 +34,45 @@ from PIL import Image
 
 from .config import Limits
 from .decoded_files import DecodedFiles
-from .media import MediaError
+from .media import MODEL_IMAGE_PIXELS, MediaError
+from .pdf_render import MEMORY_EXIT
 
 HEADER = b"%PDF-"
 HEADER_WINDOW_BYTES = 1024
 LEADING_SPACE = b"\x00\t\n\x0c\r \xef\xbb\xbf"  # white space, and a UTF-8 byte order mark
-# Gemma 4 reads at most 1120 soft tokens per image, one per 48x48-pixel patch: 2.58 megapixels,
-# about 1350x1910 for an A4 page (165 dpi). Pages are rendered at that size; the processor
-# scales them down to the budget a request uses, so rendering more would only cost time.
-PATCH_PX = 48
-MAX_SOFT_TOKENS = 1120
-PAGE_PIXELS = MAX_SOFT_TOKENS * PATCH_PX * PATCH_PX
+# Pages are rendered at the size the largest image budget can use (an A4 page at 165 dpi); the
+# processor scales them down to the budget a request uses, so rendering more would only cost time.
+PAGE_PIXELS = MODEL_IMAGE_PIXELS
 # A page far longer than it is wide (a receipt roll) still gets a bitmap PDFium can allocate.
 MAX_SIDE_PX = 8192
 # Rendered pages of the last few documents, keyed by file and pages: every turn of a
-# conversation shows the model its earlier PDFs again.
+# conversation shows the model its earlier PDFs again. Page counts are kept for more files:
+# each turn asks for them several times, each a round trip to the render process.
 CACHED_DOCUMENTS = 2
+CACHED_COUNTS = 64
+# The render process's ceilings. An ordinary page takes tens of megabytes and a fraction of a
+# second (an A4 scan at 600 dpi: 90 MB, 1 s), a bomb gigabytes and minutes.
+RENDER_MEMORY_MB = 512
+PAGE_CPU_S = 10  # opening the PDF, then each page
+# The wall-clock time a render may take, per page (and for opening), when it gets no CPU:
+# past it the process is stopped, as for the CPU limit.
+PAGE_WALL_S = 3 * PAGE_CPU_S
+IDLE_S = 60.0  # the render process is stopped after this long without work
+RENDER_SCRIPT = Path(__file__).with_name("pdf_render.py")
+HEADER_LINE_BYTES = 200
+EXIT_WAIT_S = 5.0  # for a process that has stopped writing, or was asked to end, to exit
+# How the process ends past its memory ceiling: PDFium aborts (SIGABRT); glibc exits with 127
+# when it cannot allocate a thread's data for PDFium; Python exits with MEMORY_EXIT.
+GLIBC_FATAL_EXIT = 127
+OPEN_PROBLEMS = {
+    "password": "is protected by a password, so Loupe cannot open it",
+    "security": "uses a kind of encryption Loupe cannot open",
+    "file": "could not be read",
+    "damaged": "is damaged or not a PDF Loupe can read",
+    "no-pages": "has no pages",
+}
 
-# PDFium is not thread-safe; the page's events and the API's requests run in threads.
-_pdfium_lock = threading.RLock()
+_counts: DecodedFiles[int] = DecodedFiles(CACHED_COUNTS)
 _rendered: DecodedFiles[tuple[Image.Image, ...]] = DecodedFiles(CACHED_DOCUMENTS)
 
 _RANGE = r"\d{1,9}(?:\s*(?:-|–|—|to|through)\s*\d{1,9})?"
@@ -96,10 +127,13 @@ def is_pdf(path: str | Path) -> bool:
 
 
 def page_count(path: str | Path) -> int:
-    """How many pages the PDF has; PdfError if it is encrypted, damaged or has none."""
+    """How many pages the PDF has; PdfError if it is encrypted, damaged, has none, or is too
+    large to open."""
     path = Path(path)
-    with _pdfium_lock, _open(path) as document:
-        return len(document)
+    try:
+        return _counts.get(path, "pages", lambda: _drawn(path, path.name, ())[0])
+    except OSError as exc:
+        raise PdfError(f"{path.name} could not be read.") from exc
 
 
 def requested_pages(text: str) -> list[tuple[int, int]] | None:
@@ -143,13 +177,10 @@ def render_pages(path: str | Path, pages: PdfPages) -> tuple[Image.Image, ...]:
     """The chosen pages as RGB images of about PAGE_PIXELS each, in order; PdfError if a page
     cannot be rendered."""
     path = Path(path)
-
-    def render() -> tuple[Image.Image, ...]:
-        with _pdfium_lock, _open(path, pages.name) as document:
-            return tuple(_render(document, number, pages.name) for number in pages.numbers)
-
     try:
-        return _rendered.get(path, pages.numbers, render)
+        return _rendered.get(
+            path, pages.numbers, lambda: _drawn(path, pages.name, pages.numbers)[1]
+        )
     except OSError as exc:
         raise PdfError(f"{pages.name} could not be read.") from exc
 
@@ -219,53 +250,167 @@ def left_out_note(pages: list[PdfPages], limits: Limits, text: str) -> str:
     )
 
 
-def _open(path: Path, name: str | None = None):
-    """The document, open (close it with `with`); PdfError in one sentence if it won't open.
+def _drawn(path: Path, name: str, numbers: tuple[int, ...]) -> tuple[int, tuple[Image.Image, ...]]:
+    """How many pages the PDF has, and pages `numbers` drawn (RGB images of about PAGE_PIXELS,
+    in order), from a render process (see app/pdf_render.py); PdfError in one sentence when
+    the PDF or a page cannot be used, or would take more than the process may."""
+    job = {
+        "path": str(path.absolute()),
+        "pages": list(numbers),
+        "page_cpu_s": PAGE_CPU_S,
+        "page_pixels": PAGE_PIXELS,
+        "max_side_px": MAX_SIDE_PX,
+    }
+    with _renderer.job(job, PAGE_WALL_S * (len(numbers) + 1)) as process:
+        header = process.line()
+        if not header.startswith("pages "):
+            raise PdfError(_refusal(name, header, None, process.failure(header)))
+        count = int(header.split()[1])
+        images = []
+        for number in numbers:
+            header = process.line()
+            fields = header.split()
+            if fields[:2] != ["page", str(number)] or len(fields) != 5:
+                raise PdfError(_refusal(name, header, number, process.failure(header)))
+            width, height, stride = map(int, fields[2:])
+            if not (0 < width * height <= 2 * PAGE_PIXELS and 3 * width <= stride):
+                raise PdfError(f"Page {number} of {name} could not be rendered.")
+            data = process.read(stride * height)
+            if len(data) < stride * height:
+                raise PdfError(_refusal(name, "", number, process.failure("")))
+            images.append(Image.frombytes("RGB", (width, height), data, "raw", "RGB", stride))
+        process.done()
+        return count, tuple(images)
 
-    PDFium is called directly to open it: pypdfium2 counts "no pages" as a failure to load
-    and then reports PDFium's last error, which is left over from an earlier file."""
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
 
-    name = name or path.name
-    try:
-        handle = pdfium_c.FPDF_LoadDocument((str(path) + "\x00").encode("utf-8"), None)
-    except Exception as exc:  # a path PDFium cannot take
-        raise PdfError(f"{name} could not be read.") from exc
-    if not handle:
-        error = pdfium_c.FPDF_GetLastError()
-        if error == pdfium_c.FPDF_ERR_PASSWORD:
-            problem = "is protected by a password, so Loupe cannot open it"
-        elif error == pdfium_c.FPDF_ERR_SECURITY:
-            problem = "uses a kind of encryption Loupe cannot open"
-        elif error == pdfium_c.FPDF_ERR_FILE:
-            problem = "could not be read"
-        else:
-            problem = "is damaged or not a PDF Loupe can read"
-        raise PdfError(f"{name} {problem}.")
-    document = pdfium.PdfDocument(handle)
-    if len(document) < 1:
-        document.close()
-        raise PdfError(f"{name} has no pages.")
-    return document
+def _refusal(name: str, header: str, number: int | None, failure: str) -> str:
+    """The sentence for a render that did not give what was asked: the process's own reason
+    (`header`, "refused ..."), or how it ended (`failure`) while opening the PDF (`number`
+    None) or drawing page `number`."""
+    reason = header.split()[1] if header.startswith("refused ") else ""
+    if reason in OPEN_PROBLEMS:
+        return f"{name} {OPEN_PROBLEMS[reason]}."
+    what = f"Page {number} of {name}" if number is not None else name
+    verb = "render" if number is not None else "open"
+    if failure == "memory":
+        return (
+            f"{what} is too large to {verb}: it would take more than {RENDER_MEMORY_MB} MB "
+            "of memory."
+        )
+    if failure == "time":
+        return f"{what} takes too long to {verb}: more than {PAGE_CPU_S} s."
+    if number is None:
+        return f"{name} {OPEN_PROBLEMS['damaged']}."
+    return f"Page {number} of {name} could not be rendered."
 
 
-def _render(document, number: int, name: str) -> Image.Image:
-    """Page `number` (from 1) as an RGB image of about PAGE_PIXELS."""
-    try:
-        page = document[number - 1]
+class _Job:
+    """One job of the render process: what it writes, and how it ended if it did not finish.
+    Past `wall_s` seconds the process is killed."""
+
+    def __init__(self, process: subprocess.Popen, job: dict, wall_s: float):
+        self._process = process
+        self.finished = False
+        self._timed_out = threading.Event()
+        self._timer = threading.Timer(wall_s, self._stop)
+        self._timer.daemon = True
+        self._timer.start()
         try:
-            width_pt, height_pt = page.get_size()
-            if not (width_pt > 0 and height_pt > 0 and math.isfinite(width_pt * height_pt)):
-                raise ValueError(f"page size {width_pt}x{height_pt}")
-            scale = math.sqrt(PAGE_PIXELS / (width_pt * height_pt))
-            scale = min(scale, MAX_SIDE_PX / max(width_pt, height_pt))
-            bitmap = page.render(scale=scale)
+            process.stdin.write(json.dumps(job).encode() + b"\n")
+            process.stdin.flush()
+        except OSError:  # it has ended: line() finds nothing, failure() says how it ended
+            pass
+
+    def line(self) -> str:
+        """The next line it wrote ("" once it has ended)."""
+        return self._process.stdout.readline(HEADER_LINE_BYTES).decode("ascii", "replace")
+
+    def read(self, size: int) -> bytes:
+        """The next `size` bytes it wrote (fewer once it has ended)."""
+        return self._process.stdout.read(size)
+
+    def done(self) -> None:
+        """The job went as the process meant it to: it can take the next."""
+        self.finished = True
+        self._timer.cancel()
+
+    def failure(self, header: str) -> str:
+        """How the job ended, given the last line read: "refused" (the process said why, and
+        can take the next job), "time" (past its CPU or wall-clock limit), "memory" (past its
+        memory limit) or "crash"."""
+        if header.startswith("refused "):
+            self.done()
+            return "refused"
+        self._timer.cancel()
+        try:
+            status = self._process.wait(EXIT_WAIT_S)  # it has stopped writing: ending
+        except subprocess.TimeoutExpired:  # it writes what makes no sense
+            self._process.kill()
+            return "crash"
+        if self._timed_out.is_set() or status == -signal.SIGXCPU:
+            return "time"
+        if status in (-signal.SIGABRT, GLIBC_FATAL_EXIT, MEMORY_EXIT):
+            return "memory"
+        return "crash"
+
+    def _stop(self) -> None:
+        self._timed_out.set()
+        self._process.kill()
+
+
+class _Renderer:
+    """The render process (app/pdf_render.py), one job at a time: started for the first, kept
+    while it finishes its jobs, replaced after one it did not (a bomb ends it), and stopped
+    after IDLE_S without work, so that its memory goes back. One at a time, PDF rendering
+    together never takes more than RENDER_MEMORY_MB."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._idle: threading.Timer | None = None
+
+    @contextmanager
+    def job(self, job: dict, wall_s: float) -> Iterator[_Job]:
+        """`job` sent to the process (see app/pdf_render.py), to be read within `wall_s`."""
+        with self._lock:
+            if self._idle is not None:
+                self._idle.cancel()
+            if self._process is None or self._process.poll() is not None:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-I", str(RENDER_SCRIPT), str(RENDER_MEMORY_MB)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,  # PDFium's and Python's last words on a bomb
+                )
+            current = _Job(self._process, job, wall_s)
             try:
-                return bitmap.to_pil().convert("RGB")
+                yield current
             finally:
-                bitmap.close()
-        finally:
-            page.close()
-    except Exception as exc:  # PDFium raises PdfiumError; odd page sizes, MemoryError, ...
-        raise PdfError(f"Page {number} of {name} could not be rendered.") from exc
+                if current.finished:
+                    self._idle = threading.Timer(IDLE_S, self._stop_idle)
+                    self._idle.daemon = True
+                    self._idle.start()
+                else:  # ended, or in the middle of something: it cannot take another job
+                    self._stop(kill=True)
+
+    def _stop_idle(self) -> None:
+        with self._lock:
+            self._stop(kill=False)
+
+    def _stop(self, kill: bool) -> None:
+        """End the process (under the lock): killed, or asked to end by closing its input."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if kill:
+            process.kill()
+        process.stdin.close()
+        try:
+            process.wait(EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+_renderer = _Renderer()

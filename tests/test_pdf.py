@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from app import pdf
 from app.config import AppConfig, Limits
 from app.display import shown_conversation
 from app.handlers import ChatHandlers
@@ -38,6 +41,7 @@ from model.prompts import build_inputs
 from tests import test_browser
 from tests.conftest import photo
 from tests.test_fuzz import FUZZ, mutated
+from tests.test_media import PeakMemory
 
 # The page test's fixtures: a fresh Chromium, and the demo app's page open in it.
 browser, page = test_browser.browser, test_browser.page
@@ -126,6 +130,25 @@ def pdfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         files[name] = folder / f"{name}.pdf"
         files[name].write_bytes(data)
     return files
+
+
+def bomb_pdf(path: Path, operator: bytes, inflated_mb: int, pages: int = 1) -> Path:
+    """A decompression bomb: a PDF whose `pages` share one content stream, `operator` repeated
+    to `inflated_mb` megabytes and deflated to about a thousandth of that (never held whole)."""
+    deflate = zlib.compressobj(9)
+    chunk = operator * (65_536 // len(operator))
+    repeats = inflated_mb * 1024 * 1024 // len(chunk)
+    stream = b"".join(deflate.compress(chunk) for _ in range(repeats)) + deflate.flush()
+    kids = b" ".join(b"%d 0 R" % (4 + page) for page in range(pages))
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>"
+    objects = [
+        ONE_PAGE[0],
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+        *[page] * pages,
+    ]
+    path.write_bytes(handmade_pdf(objects))
+    return path
 
 
 def scanned_page(seed: int) -> Image.Image:
@@ -304,6 +327,52 @@ def test_a_described_pdf_is_described_page_by_page(pdfs):
     assert [page_number(image) for image in sent.images] == [9]
     assert "one at a time, in order, each under a heading with its page number" in sent.text
     assert sent.text.endswith(level_prompt("read_text"))
+
+
+# -- decompression bombs ----------------------------------------------------------------------
+
+
+def test_a_pdf_bomb_is_refused_by_its_first_page_and_the_app_memory_does_not_move(tmp_path: Path):
+    # Three pages share 40 MB of "fill a square" (40 KB deflated). Drawn in the app, each page
+    # took it to 1.1 GB more and 7 s of CPU.
+    bomb = bomb_pdf(tmp_path / "report.pdf", b"0 0 1 1 re f\n", 40, pages=3)
+    assert bomb.stat().st_size < 100_000
+    started = time.monotonic()
+    with PeakMemory() as memory, pytest.raises(MediaError) as refused:
+        model_message(stored("Summarise this report.", bomb))  # the chat's way to the model
+    assert str(refused.value) == (
+        "Page 1 of report.pdf is too large to render: it would take more than 512 MB of memory."
+    )
+    assert memory.grown_mb < 50, memory.grown_mb
+    assert time.monotonic() - started < 20  # one page's worth, not three
+
+
+def test_a_page_that_takes_too_long_is_stopped_at_its_time_limit(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(pdf, "PAGE_CPU_S", 1)
+    # 1.5 KB: a form drawing a form ten times, five deep, the last filling the page: 10,000
+    # fills, over 10 s of CPU but little memory.
+    forms = [
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 200 100] /Length 59"
+        b" /Resources << /XObject << /F %d 0 R >> >> >>\nstream\n%s\nendstream"
+        % (6 + depth, b" ".join([b"/F Do"] * 10))
+        for depth in range(4)
+    ]
+    objects = [
+        *ONE_PAGE[:2],
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /Contents 4 0 R"
+        b" /Resources << /XObject << /F 5 0 R >> >> >>",
+        b"<< /Length 5 >>\nstream\n/F Do\nendstream",
+        *forms,
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 200 100] /Length 16 >>\nstream\n"
+        b"0 0 200 100 re f\nendstream",
+    ]
+    slow = tmp_path / "slow.pdf"
+    slow.write_bytes(handmade_pdf(objects))
+    started = time.monotonic()
+    with pytest.raises(MediaError) as refused:
+        load_attachments([str(slow)], LIMITS)
+    assert str(refused.value) == "Page 1 of slow.pdf takes too long to render: more than 1 s."
+    assert time.monotonic() - started < 15
 
 
 # -- fuzzing ----------------------------------------------------------------------------------
