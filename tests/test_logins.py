@@ -36,6 +36,7 @@ from app.owners import user_of
 from app.server import LOG_IN_FIRST
 from launch import build_config, parse_args
 from tests.conftest import health_when_loaded, photo, start_app, stop_app
+from tests.test_browser import browser  # noqa: F401 (a fixture)
 
 ANA = ("ana", "correct-horse")
 BEN = ("ben", "battery-staple")
@@ -67,10 +68,10 @@ def team_app(miniature: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @contextmanager
 def logged_in(url: str, user: tuple[str, str]) -> Iterator[httpx.Client]:
     """A client with the cookie of a login as `user`."""
-    with httpx.Client(base_url=url, timeout=60) as browser:
-        answer = browser.post("/login", data={"username": user[0], "password": user[1]})
+    with httpx.Client(base_url=url, timeout=60) as session:
+        answer = session.post("/login", data={"username": user[0], "password": user[1]})
         assert answer.status_code == 200, answer.text
-        yield browser
+        yield session
 
 
 def from_address(url: str, address: str) -> httpx.Client:
@@ -89,10 +90,10 @@ def test_the_page_needs_a_login_and_health_answers_without(team_app: str):
     # The login page shows how wrong passwords are slowed down.
     assert refused.json()["detail"]["auth_message"] == LOGIN_NOTE
     for user in (ANA, BEN):
-        with logged_in(team_app, user) as browser:
-            assert browser.get("/config").json()["username"] == user[0]
+        with logged_in(team_app, user) as session:
+            assert session.get("/config").json()["username"] == user[0]
             # The login opens the page, not the OpenAI-compatible /v1: that needs --api-key.
-            closed = browser.get("/v1/models")
+            closed = session.get("/v1/models")
             assert closed.status_code == 401 and "--api-key" in closed.json()["error"]["message"]
     assert httpx.get(f"{team_app}/v1/models").status_code == 401
 
@@ -147,9 +148,9 @@ def test_tries_sent_at_once_are_counted_before_they_are_answered(team_app: str):
 def test_no_gradio_route_answers_without_a_login(team_app: str, method: str, path: str, body):
     answer = httpx.request(method, f"{team_app}{path}", json=body)
     assert answer.status_code == 401 and answer.json() == {"detail": LOG_IN_FIRST}, answer.text
-    with logged_in(team_app, ANA) as browser:
+    with logged_in(team_app, ANA) as session:
         if path.endswith("/cancel"):
-            assert browser.post(path, json=body).json() == {"success": True}
+            assert session.post(path, json=body).json() == {"success": True}
 
 
 def test_each_user_has_conversations_of_their_own(team_app: str, image_file: Path):
@@ -191,18 +192,50 @@ def test_each_user_has_conversations_of_their_own(team_app: str, image_file: Pat
 def test_a_message_sent_on_the_page_is_kept_as_its_users(team_app: str):
     """The page's Send (as the browser calls it) keeps the conversation as the logged-in
     user's: that user's API sees it, the other's does not."""
-    with logged_in(team_app, ANA) as browser:
-        events, values = page_events(browser)
+    with logged_in(team_app, ANA) as session:
+        events, values = page_events(session)
         send = events["message", "submit"]
         data = [values[component] for component in send["inputs"]]  # the page's settings
         data[0] = {"text": "Written on the page", "files": []}
-        ok, outputs = call_event(browser, send["id"], data, uuid.uuid4().hex[:11])
+        ok, outputs = call_event(session, send["id"], data, uuid.uuid4().hex[:11])
         assert ok, outputs
         conversation_id = outputs[2]
     ana = Client(team_app, auth=ANA, verbose=False)
     assert "Written on the page" in ana.predict(conversation_id, api_name="/export")
     with pytest.raises(AppError, match=GONE):
         Client(team_app, auth=BEN, verbose=False).predict(conversation_id, api_name="/export")
+
+
+def test_in_the_browser_each_user_sees_only_their_own(browser, team_app: str):  # noqa: F811
+    """Real Chromium: the login page states the rule on wrong passwords; Ana's conversation
+    stays in her list after a reload; Ben sees it neither in his list nor by its address."""
+    ana = log_in_page(browser, team_app, ANA)
+    ana.fill("#message textarea", "Ana's own question")
+    ana.keyboard.press("Enter")
+    ana.wait_for_function("() => location.search.includes('c=')", timeout=60_000)
+    ana.wait_for_selector("#message textarea:not([disabled])", timeout=60_000)
+    address = ana.url
+    ana.reload()
+    ana.wait_for_selector("#message textarea")
+    ana.get_by_text("Ana's own question").first.wait_for(timeout=30_000)
+    ben = log_in_page(browser, team_app, BEN)
+    ben.goto(address)
+    ben.wait_for_selector("#message textarea")
+    time.sleep(2)  # the list and the conversation fill in right after the page loads
+    assert "Ana's own question" not in ben.inner_text("body")
+
+
+def log_in_page(chromium, url: str, user: tuple[str, str]):
+    """A page of its own browser context, logged in as `user` through the login form."""
+    page = chromium.new_context().new_page()
+    page.goto(url)
+    page.wait_for_selector("input[type=password]", timeout=60_000)
+    assert LOGIN_NOTE in page.inner_text("body")
+    page.fill("input[type=text]", user[0])
+    page.fill("input[type=password]", user[1])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#message textarea", timeout=60_000)
+    return page
 
 
 def test_a_batch_is_fetched_only_by_its_own_user(team_app: str, tmp_path: Path):
@@ -227,10 +260,10 @@ def test_a_batch_is_fetched_only_by_its_own_user(team_app: str, tmp_path: Path):
         assert not ok and "Describe some images first" in answer, answer
 
 
-def page_events(browser: httpx.Client) -> tuple[dict[tuple[str, str], dict], dict[int, object]]:
+def page_events(session: httpx.Client) -> tuple[dict[tuple[str, str], dict], dict[int, object]]:
     """The page's events by their trigger (its component's elem_id, the event's name), and
     each component's value as the page starts."""
-    config = browser.get("/config").json()
+    config = session.get("/config").json()
     ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
     values = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
     events = {
@@ -242,17 +275,17 @@ def page_events(browser: httpx.Client) -> tuple[dict[tuple[str, str], dict], dic
 
 
 def call_event(
-    browser: httpx.Client, fn_index: int, data: list, session_hash: str
+    session: httpx.Client, fn_index: int, data: list, session_hash: str
 ) -> tuple[bool, object]:
     """Call a page event as the page does (join the queue, read its stream): (success, the
     outputs or the error's sentence)."""
-    joined = browser.post(
+    joined = session.post(
         "/gradio_api/queue/join",
         json={"data": data, "fn_index": fn_index, "session_hash": session_hash},
     )
     assert joined.status_code == 200, joined.text
     stream = f"/gradio_api/queue/data?session_hash={session_hash}"
-    with browser.stream("GET", stream, timeout=120) as events:
+    with session.stream("GET", stream, timeout=120) as events:
         for line in events.iter_lines():
             if not line.startswith("data:"):
                 continue
