@@ -25,10 +25,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -72,8 +73,10 @@ OPEN_PROBLEMS = {
     "no-pages": "has no pages",
 }
 
-_counts: DecodedFiles[int] = DecodedFiles(CACHED_COUNTS)
-_rendered: DecodedFiles[tuple[Image.Image, ...]] = DecodedFiles(CACHED_DOCUMENTS)
+# Refusals are kept too (their sentence), so that a bomb in a conversation is not drawn again
+# at every turn.
+_counts: DecodedFiles[int | str] = DecodedFiles(CACHED_COUNTS)
+_rendered: DecodedFiles[tuple[Image.Image, ...] | str] = DecodedFiles(CACHED_DOCUMENTS)
 
 _RANGE = r"\d{1,9}(?:\s*(?:-|–|—|to|through)\s*\d{1,9})?"
 _PAGE_LIST = re.compile(
@@ -130,10 +133,7 @@ def page_count(path: str | Path) -> int:
     """How many pages the PDF has; PdfError if it is encrypted, damaged, has none, or is too
     large to open."""
     path = Path(path)
-    try:
-        return _counts.get(path, "pages", lambda: _drawn(path, path.name, ())[0])
-    except OSError as exc:
-        raise PdfError(f"{path.name} could not be read.") from exc
+    return _cached(_counts, path, path.name, "pages", lambda: _drawn(path, path.name, ())[0])
 
 
 def requested_pages(text: str) -> list[tuple[int, int]] | None:
@@ -177,12 +177,13 @@ def render_pages(path: str | Path, pages: PdfPages) -> tuple[Image.Image, ...]:
     """The chosen pages as RGB images of about PAGE_PIXELS each, in order; PdfError if a page
     cannot be rendered."""
     path = Path(path)
-    try:
-        return _rendered.get(
-            path, pages.numbers, lambda: _drawn(path, pages.name, pages.numbers)[1]
-        )
-    except OSError as exc:
-        raise PdfError(f"{pages.name} could not be read.") from exc
+    return _cached(
+        _rendered,
+        path,
+        pages.name,
+        pages.numbers,
+        lambda: _drawn(path, pages.name, pages.numbers)[1],
+    )
 
 
 def page_list(numbers: tuple[int, ...] | list[int]) -> str:
@@ -248,6 +249,24 @@ def left_out_note(pages: list[PdfPages], limits: Limits, text: str) -> str:
         f"{'; '.join(notes)}. Loupe reads at most {limits.max_pdf_pages} pages of a message: "
         'name the pages you want, as in "pages 11-20".'
     )
+
+
+def _cached(cache: DecodedFiles, path: Path, name: str, how: Hashable, work: Callable) -> Any:
+    """What `work` gives for the file, through `cache`: its PdfError's sentence kept as well."""
+
+    def attempt() -> Any:
+        try:
+            return work()
+        except PdfError as exc:
+            return str(exc)
+
+    try:
+        result = cache.get(path, how, attempt)
+    except OSError as exc:
+        raise PdfError(f"{name} could not be read.") from exc
+    if isinstance(result, str):
+        raise PdfError(result)
+    return result
 
 
 def _drawn(path: Path, name: str, numbers: tuple[int, ...]) -> tuple[int, tuple[Image.Image, ...]]:

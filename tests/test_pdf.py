@@ -345,6 +345,10 @@ def test_a_pdf_bomb_is_refused_by_its_first_page_and_the_app_memory_does_not_mov
     )
     assert memory.grown_mb < 50, memory.grown_mb
     assert time.monotonic() - started < 20  # one page's worth, not three
+    again = time.monotonic()
+    with pytest.raises(MediaError, match=r"^Page 1 of report\.pdf is too large to render"):
+        model_message(stored("And now?", bomb))  # as the conversation's next turn sends it
+    assert time.monotonic() - again < 1  # the refusal was kept, not drawn again
 
 
 def test_a_page_that_takes_too_long_is_stopped_at_its_time_limit(tmp_path: Path, monkeypatch):
