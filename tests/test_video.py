@@ -105,10 +105,13 @@ def write_video(
     return path
 
 
-def write_long_sound(path: Path, sound_s: float, container: str | None = None) -> Path:
+def write_long_sound(
+    path: Path, sound_s: float, container: str | None = None, understated: int = 1
+) -> Path:
     """Five small frames, one a second, and `sound_s` of silence: one encoded packet of it
     written again and again, so hours of sound take well under a second. The WebM is written
-    as browsers record it, declaring no duration."""
+    as browsers record it, declaring no duration. `understated`: the packets' times (and so
+    the header) say the sound is that many times shorter than it is, as a crafted file can."""
     webm = container == "webm"
     with av.open(str(path), "w", format=container, options={"live": "1"} if webm else {}) as out:
         pictures = out.add_stream("libvpx" if webm else "libx264", rate=1)
@@ -133,8 +136,8 @@ def write_long_sound(path: Path, sound_s: float, container: str | None = None) -
         for index in range(int(sound_s * rate / size)):
             packet = av.Packet(body)
             packet.stream, packet.time_base = sound, Fraction(1, rate)
-            packet.pts = packet.dts = index * size
-            packet.duration = size
+            packet.pts = packet.dts = index * size // understated
+            packet.duration = size // understated
             out.mux(packet)
     return path
 
@@ -406,6 +409,16 @@ def test_a_soundtrack_longer_than_the_video_limit_is_refused_before_decoding(
     path = write_long_sound(tmp_path / f"long-sound.{suffix}", sound_s, container)
     with pytest.raises(MediaError, match=sentence):
         stored("What is said?", path)  # refused before it is kept
+    with pytest.raises(MediaError, match=sentence):
+        load_video(path, LIMITS)
+
+
+def test_a_soundtrack_longer_than_its_header_says_is_decoded_no_further_than_the_limit(
+    tmp_path: Path,
+):
+    path = write_long_sound(tmp_path / "talk.mp4", 7200, understated=128)  # "56 s"
+    assert file_kind(path, LIMITS) == "video"
+    sentence = r"^talk\.mp4's sound lasts over 2 min; Loupe takes videos up to 2 min\.$"
     with pytest.raises(MediaError, match=sentence):
         load_video(path, LIMITS)
 
