@@ -234,7 +234,7 @@ def test_a_25_megapixel_photo_is_scaled_to_what_the_model_can_use_as_it_is_decod
     assert image.getpixel((image.width // 2, image.height // 6))[0] > 240  # red at the top
     assert image.getpixel((image.width // 2, image.height * 5 // 6))[2] > 240  # blue below
     if suffix == ".jpg":  # decoded at half its size straight away (PNG has no such shortcut)
-        assert memory.grown_mb < 60, memory.grown_mb  # it was 285 MB
+        assert memory.grown_mb < 100, memory.grown_mb  # it was 285 MB
     # Zoom crops regions from every pixel.
     assert load_image(path, LIMITS, max_pixels=None).size == (4166, 6000)
 
