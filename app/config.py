@@ -48,17 +48,20 @@ class Limits:
     max_video_s: float = 120.0
     # What one request sends the model in all (app/request_totals.py): every message of a /v1
     # request, or the turns of a conversation the page sends (its oldest turns are left out
-    # beyond these). Sized so that the worst request they allow adds about 1.5 GB to the app
-    # and its worker together (README "Safe by default"; `python -m bench memory` measures it).
+    # beyond these). Sized so that the worst request they allow adds about 3.3 GB to the app
+    # and its worker together on a CPU (README "Safe by default"; bench's request memory
+    # stage measures it); on a CPU the prompt's attention takes memory growing with the square
+    # of its tokens, so text and sound are held to what one long message or recording needs.
     max_request_messages: int = 500
-    # One long message's worth: the attention over a prompt grows with its square.
-    max_request_chars: int = 100_000
+    # About 5,000 tokens of prose (11,000 for the demo model's small vocabulary).
+    max_request_chars: int = 20_000
     # Images, PDF pages read and video frames: a video's 32 frames and 16 images or pages.
     max_request_images: int = 48
     # Images at their own size, pages and frames as rendered: four 25-megapixel photos.
     max_request_mp: float = 100.0
-    max_request_audio_s: float = 600.0
-    max_request_video_s: float = 240.0
+    # One recording and one video of the longest length: 7,500 and 5,100 tokens.
+    max_request_audio_s: float = 300.0
+    max_request_video_s: float = 120.0
 
 
 @dataclass(frozen=True)

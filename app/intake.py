@@ -83,9 +83,8 @@ class Intake:
             load_file(path, kind, self.limits) if kind == "pdf" else None for path, kind in files
         ]
         pdfs = self.chosen_pages(text if pages_from is None else pages_from, pdfs)
-        totals = message_totals(
-            text, [(*file, pages) for file, pages in zip(files, pdfs, strict=True)]
-        )
+        counted = [(*file, pages) for file, pages in zip(files, pdfs, strict=True)]
+        totals = message_totals(text, counted, self.limits)
         totals.check(self.limits, "This message")
         # Decoded here so that a damaged file is refused, not kept.
         decoded = [
@@ -145,14 +144,14 @@ class Intake:
     def _totals(self, stored: StoredMessage) -> Totals:
         """What a kept message adds to a request (see request_totals). A file that can no
         longer be read adds nothing: `model_messages` leaves it out, or refuses the turn."""
-        totals = message_totals(stored.text, [])
+        totals = message_totals(stored.text, [], self.limits)
         for attachment in stored.attachments:
             try:
                 pages = None
                 if attachment.kind == "pdf":
                     count = page_count(attachment.path)
                     pages = stored_pages(attachment.name, attachment.caption, count, self.limits)
-                totals += file_totals(attachment.path, attachment.kind, pages)
+                totals += file_totals(attachment.path, attachment.kind, pages, self.limits)
             except (MediaError, OSError):
                 continue
         return totals

@@ -76,18 +76,21 @@ class Totals:
             raise MediaError(sentence)
 
 
-def message_totals(text: str, files: list[tuple[str | Path, Kind, PdfPages | None]]) -> Totals:
+def message_totals(
+    text: str, files: list[tuple[str | Path, Kind, PdfPages | None]], limits: Limits
+) -> Totals:
     """One message: its text and its files (path, kind, and for a PDF the pages read), each
     counted from its header (see `file_totals`)."""
     totals = Totals(messages=1, chars=len(text))
     for path, kind, pages in files:
-        totals += file_totals(path, kind, pages)
+        totals += file_totals(path, kind, pages, limits)
     return totals
 
 
-def file_totals(path: str | Path, kind: Kind, pages: PdfPages | None = None) -> Totals:
+def file_totals(path: str | Path, kind: Kind, pages: PdfPages | None, limits: Limits) -> Totals:
     """What a file adds, known without decoding it: an image's size from its header, a PDF's
-    pages read (`pages`), a video's length (and so its frames), a recording's length."""
+    pages read (`pages`), a video's length (and so its frames; VideoError past `limits`, as
+    when it came), a recording's length."""
     if kind == "image":
         with Image.open(path, formats=IMAGE_FORMATS) as opened:  # the header only
             width, height = opened.size
@@ -96,12 +99,8 @@ def file_totals(path: str | Path, kind: Kind, pages: PdfPages | None = None) -> 
         count = len(pages.numbers) if pages is not None else 0
         return Totals(images=count, megapixels=count * PAGE_PIXELS / 1e6)
     if kind == "video":
-        seconds = check_video(path, _NO_VIDEO_LIMIT)
+        seconds = check_video(path, limits)
         frames = min(MAX_FRAMES, math.floor(seconds * FRAMES_PER_S) + 1)
         frames = max(frames, 2)  # under a second: its first and last frames
         return Totals(images=frames, megapixels=frames * FRAME_PIXELS / 1e6, video_s=seconds)
     return Totals(audio_s=audio_seconds(path))
-
-
-# Per-file lengths are checked when a file arrives; a kept file is counted whatever it lasts.
-_NO_VIDEO_LIMIT = Limits(max_video_s=math.inf)

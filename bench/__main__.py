@@ -21,14 +21,28 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from app.config import Limits
 from model.config import ModelConfig
 from model.messages import IMAGE_TOKEN_BUDGETS
 
-from . import app_speed, asr_speed, batch_speed, model_speed, remote_speed
+from . import app_speed, asr_speed, batch_speed, model_speed, remote_speed, request_memory
 from .harness import Figure, device_label, figure, machine, repeat, write
 from .shapes import SHAPES
 
-STAGES = ("load", "first-token", "decode", "settings", "engine", "app", "asr", "remote", "batch")
+STAGES = (
+    "load",
+    "first-token",
+    "decode",
+    "settings",
+    "engine",
+    "app",
+    "asr",
+    "remote",
+    "batch",
+    "memory",
+)
+# --quick's request memory stage: the worst request for limits this fraction of the defaults.
+QUICK_LIMITS_FACTOR = 0.1
 OVERHEAD_GOAL = 0.98  # app tokens per second over raw generate's
 DELAY_GOAL_MS = 10.0  # worker to client, per chunk, median
 
@@ -97,7 +111,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
     slug = subject.label.split(",")[0].lower().replace(" ", "-")
-    if set(args.stages) in ({"remote"}, {"batch"}):  # beside the model's figures, not over them
+    if set(args.stages) in ({"remote"}, {"batch"}, {"memory"}):  # beside the model's figures
         slug = f"{args.stages[0]}-{slug}"
     name = f"{device_label()}-{slug}{'-quick' if args.quick else ''}"
     paths = write(args.out, name, results, figures)
@@ -205,6 +219,14 @@ def run(
         figures += measured
         notes += batch_notes
         details |= batch_details
+    if "memory" in stages:
+        limits = Limits()
+        if args.quick:
+            limits = request_memory.scaled(limits, QUICK_LIMITS_FACTOR)
+        app_flags = [*app_flags, "--quant", app_config.quant]
+        measured, memory_notes = request_memory.measure(app_flags, limits)
+        figures += measured
+        notes += memory_notes
     return {
         "subject": subject.label,
         "machine": machine(),

@@ -30,6 +30,10 @@ def test_quick_mode_writes_json_a_table_and_a_plot(tmp_path: Path):
     for stage in ("load 4bit", "time to first token 4bit", "decode 4bit", "settings", "engine"):
         assert stage in stages, stage
     assert {"app", "gradio alone", "speech recognition", "remote", "batch", "video"} <= stages
+    # The worst request the (scaled) limits allow, answered, and the memory it added.
+    assert "request memory" in stages
+    [memory] = [note for note in results["notes"] if note.startswith("request memory:")]
+    assert "HTTP 200, answered" in memory, memory
     recording = [f for f in figures if "screen recording" in f["name"]]
     assert {f["stage"] for f in recording} == {
         "video",

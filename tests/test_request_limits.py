@@ -188,6 +188,10 @@ def test_a_message_past_a_request_total_is_refused_before_decoding(tmp_path: Pat
 def test_totals_say_which_limit_a_request_passes():
     limits = Limits()
     assert Totals(messages=3, chars=10, images=2).over(limits) is None
-    assert "10 min of recordings" in (Totals(audio_s=601).over(limits) or "")
-    assert "4 min of video" in (Totals(video_s=241).over(limits) or "")
+    limits = Limits(max_request_audio_s=600, max_request_video_s=90, max_request_mp=100)
+    assert Totals(audio_s=601).over(limits) == (
+        "This request has 10 min of recordings; Loupe sends the model at most 10 min of "
+        "recordings at once."
+    )
+    assert "at most 90 s of video at once" in (Totals(video_s=91).over(limits) or "")
     assert "101 megapixels in all" in (Totals(megapixels=101).over(limits) or "")

@@ -155,33 +155,23 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Messa
         for index, (text, paths, kinds, pdfs) in enumerate(checked):
             message, where = wire[index], f"messages[{index}].content"
             decoded_files: list[Any] = []
-            for path, part, kind in zip(paths, message.media, kinds, strict=True):
-                if kind != part.kind:
-                    raise RequestError(
-                        f"{part.param} holds {KIND_NAMES[kind]}, not {KIND_NAMES[part.kind]}.",
-                        part.param,
-                    )
+            for path, part, kind, pages in zip(paths, message.media, kinds, pdfs, strict=True):
                 try:
-                    decoded = load_file(path, kind, limits)
+                    decoded = pages if pages is not None else load_file(path, kind, limits)
                 except MediaError as exc:
                     raise RequestError(str(exc), part.param) from None
-                if isinstance(decoded, PdfPages):
-                    decoded = replace(decoded, name=_shown_name(part.name) or decoded.name)
                 if isinstance(decoded, Video):  # the file is gone after this: keep its bytes
                     decoded = replace(decoded, clip=replace(decoded.clip, path="", data=part.data))
                 decoded_files.append(decoded)
-            asked = text
             try:
-                decoded_files = chosen_pages(text, decoded_files, limits)
                 files = list(zip(map(str, paths), decoded_files, strict=True))
-                text, images, clips, videos = with_pages(text, files)
+                model_text, images, clips, videos = with_pages(text, files)
             except MediaError as exc:
                 raise RequestError(str(exc), where) from None
             for path in paths:
                 path.unlink()
-            messages.append(model_message(message.role, text, images, clips, videos))
-            pdfs = [item for item in decoded_files if isinstance(item, PdfPages)]
-            note = left_out_note(pdfs, limits, asked)
+            messages.append(model_message(message.role, model_text, images, clips, videos))
+            note = left_out_note([pages for pages in pdfs if pages], limits, text)
     return tuple(messages), note
 
 
@@ -214,7 +204,7 @@ def _checked_messages(
         try:
             pdfs = _pdf_pages(text, paths, message.media, kinds, limits)
             for path, kind, pages in zip(paths, kinds, pdfs, strict=True):
-                totals += file_totals(path, kind, pages)
+                totals += file_totals(path, kind, pages, limits)
         except MediaError as exc:
             raise RequestError(str(exc), where) from None
         _check_totals(totals, limits, where)
