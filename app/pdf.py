@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,7 +292,8 @@ def _drawn(path: Path, name: str, numbers: tuple[int, ...]) -> tuple[int, tuple[
             if fields[:2] != ["page", str(number)] or len(fields) != 5:
                 raise PdfError(_refusal(name, header, number, process.failure(header)))
             width, height, stride = map(int, fields[2:])
-            if not (0 < width * height <= 2 * PAGE_PIXELS and 3 * width <= stride):
+            # Rows of 3-byte pixels, each padded to a multiple of 4 bytes.
+            if not (0 < width * height <= 2 * PAGE_PIXELS and 3 * width <= stride < 3 * width + 4):
                 raise PdfError(f"Page {number} of {name} could not be rendered.")
             data = process.read(stride * height)
             if len(data) < stride * height:
@@ -423,7 +424,8 @@ class _Renderer:
             return
         if kill:
             process.kill()
-        process.stdin.close()
+        with suppress(OSError):  # what a killed process did not read
+            process.stdin.close()
         try:
             process.wait(EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
