@@ -16,6 +16,7 @@ from model import (
     VIDEO_FRAME_TOKEN_BUDGETS,
 )
 
+from .api_inputs import CheckedBlocks
 from .batch_view import BATCH_PATH, Batches, render_batch_view
 from .conversations import ADDRESS_PARAMETER, GROUPS
 from .describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
@@ -88,7 +89,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     conversations = handlers.conversations
     # Uploads are copied into the conversation they belong to, so Gradio's temporary copies
     # can go: every 10 minutes those over an hour old, and all of them on Ctrl+C.
-    with gr.Blocks(title="Loupe", delete_cache=(600, 3600), fill_height=True) as page:
+    with CheckedBlocks(title="Loupe", delete_cache=(600, 3600), fill_height=True) as page:
         # The open conversation's id: a hidden field, not a gr.State, because the page's address
         # follows it (?c=ID), and only a field's changes reach the page's own script.
         conversation_id = gr.Textbox("", visible="hidden", elem_id="conversation-id")

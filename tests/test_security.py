@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from app.config import AppConfig, Limits
 from app.server import FOREIGN_HOST, FOREIGN_ORIGIN, HostGuard, allowed_hosts
 from launch import build_config, parse_args
-from tests.conftest import console_text, health_when_loaded, photo, start_app, stop_app
+from tests.conftest import ROOT, console_text, health_when_loaded, photo, start_app, stop_app
 from tests.test_media import png_declaring
 from tests.test_pdf import ONE_PAGE, handmade_pdf
 
@@ -386,3 +386,47 @@ def test_ordinary_refusals_through_the_api_are_one_log_line_each(
     assert "Traceback" not in logged, logged
     lines = [line for line in logged.splitlines() if line.strip()]
     assert len(lines) == len(refusals) and all(line.startswith("Refused: ") for line in lines)
+
+
+def raw_call_error(url: str, api_name: str, data: list) -> str:
+    """Call an endpoint over plain HTTP, as any program may (gradio_client uploads every file it
+    is given first); the error it answers with."""
+    event = httpx.post(f"{url}/gradio_api/call/{api_name}", json={"data": data})
+    event_id = event.json()["event_id"]
+    with httpx.stream("GET", f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=60) as stream:
+        lines = [line for line in stream.iter_lines() if line]
+    assert lines[-2] == "event: error", lines[-4:]
+    return json.loads(lines[-1].removeprefix("data: "))["error"]
+
+
+def test_gradios_own_checks_name_the_input_in_one_log_line(
+    strict_process: tuple[subprocess.Popen, str],
+):
+    process, url = strict_process
+    client = Client(url, verbose=False)
+    hello = {"text": "Hello", "files": []}
+    not_uploaded = {"path": str(ROOT / "README.md"), "meta": {"_type": "gradio.FileData"}}
+    settings = ["", 1.0, 0.95, 64, 16, False, 280]
+    before = console_text(process)
+    with pytest.raises(
+        AppError, match=r"^The temperature input must be a number from 0 to 2; got -1\.$"
+    ):
+        client.predict(hello, temperature=-1, api_name="/chat")
+    with pytest.raises(
+        AppError, match=r"^The max_new_tokens input must be a number from 16 to 4096"
+    ):
+        client.predict(hello, max_new_tokens="many", api_name="/chat")
+    with pytest.raises(AppError, match=r"^The image_tokens input must be one of 0, 70, 140, 280"):
+        client.predict(hello, image_tokens=5, api_name="/chat")
+    message = {"text": "Read it", "files": [not_uploaded]}
+    assert raw_call_error(url, "chat", [message, *settings, ""]) == (
+        "The message input names a file that was not uploaded to Loupe; upload it first "
+        "(gradio_client's handle_file does)."
+    )
+    assert raw_call_error(url, "describe", [not_uploaded, "brief", ""]).startswith(
+        "The image input names a file that was not uploaded"
+    )
+    logged = console_text(process)[len(before) :]
+    assert "Traceback" not in logged, logged
+    lines = [line for line in logged.splitlines() if line.strip()]
+    assert len(lines) == 5 and all(line.startswith("Refused: The ") for line in lines), lines
