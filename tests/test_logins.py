@@ -189,19 +189,27 @@ def test_each_user_has_conversations_of_their_own(team_app: str, image_file: Pat
         ana.predict(his, api_name="/export")
 
 
-def test_a_message_sent_on_the_page_is_kept_as_its_users(team_app: str):
-    """The page's Send (as the browser calls it) keeps the conversation as the logged-in
-    user's: that user's API sees it, the other's does not."""
-    with logged_in(team_app, ANA) as session:
-        events, values = page_events(session)
-        send = events["message", "submit"]
+def test_the_pages_own_events_act_for_their_user(team_app: str):
+    """The page's Send, and its edit of a message, as the browser calls them: the
+    conversation is the logged-in user's; the other user's edit of it changes nothing."""
+    with logged_in(team_app, ANA) as ana_session, logged_in(team_app, BEN) as ben_session:
+        events, values = page_events(ana_session)
+        send, edit = events["message", "submit"], events["chat", "edit"]
         data = [values[component] for component in send["inputs"]]  # the page's settings
         data[0] = {"text": "Written on the page", "files": []}
-        ok, outputs = call_event(session, send["id"], data, uuid.uuid4().hex[:11])
+        ok, outputs = call_event(ana_session, send["id"], data, uuid.uuid4().hex[:11])
         assert ok, outputs
         conversation_id = outputs[2]
+        data = [values[component] for component in edit["inputs"]]
+        data[0] = conversation_id
+        for session, text in ((ana_session, "Edited by Ana"), (ben_session, "Ben was here")):
+            edited = {"index": 0, "value": text, "previous_value": "Written on the page"}
+            ok, _ = call_event(session, edit["id"], data, uuid.uuid4().hex[:11], edited)
+            assert ok
     ana = Client(team_app, auth=ANA, verbose=False)
-    assert "Written on the page" in ana.predict(conversation_id, api_name="/export")
+    kept = json.loads(ana.predict(conversation_id, "json", api_name="/export"))
+    assert [message["text"] for message in kept["messages"]][0] == "Edited by Ana"
+    assert len(kept["messages"]) == 2  # the question and its new answer
     with pytest.raises(AppError, match=GONE):
         Client(team_app, auth=BEN, verbose=False).predict(conversation_id, api_name="/export")
 
@@ -275,14 +283,12 @@ def page_events(session: httpx.Client) -> tuple[dict[tuple[str, str], dict], dic
 
 
 def call_event(
-    session: httpx.Client, fn_index: int, data: list, session_hash: str
+    session: httpx.Client, fn_index: int, data: list, session_hash: str, event_data=None
 ) -> tuple[bool, object]:
     """Call a page event as the page does (join the queue, read its stream): (success, the
     outputs or the error's sentence)."""
-    joined = session.post(
-        "/gradio_api/queue/join",
-        json={"data": data, "fn_index": fn_index, "session_hash": session_hash},
-    )
+    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash}
+    joined = session.post("/gradio_api/queue/join", json={**body, "event_data": event_data})
     assert joined.status_code == 200, joined.text
     stream = f"/gradio_api/queue/data?session_hash={session_hash}"
     with session.stream("GET", stream, timeout=120) as events:
