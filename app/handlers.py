@@ -161,6 +161,7 @@ class ChatHandlers:
         starts, filled after an Alt text one (or a Check content one, with the verdict in
         words). Typed text stays in the box."""
         level = DEFAULT_LEVEL if level == DESCRIBE_OFF else level
+        slot: QueueSlot | None = None
         try:
             files = self.intake.message_files(value)
             if [kind for _, kind in files] not in (["image"], ["pdf"], ["video"]):
@@ -169,26 +170,30 @@ class ChatHandlers:
                     "webcam snapshot."
                 )
             [(image, _)] = files
+            slot = self._queue_slot()  # a busy Loupe says so before decoding the file
             # Decoded (a PDF: its pages chosen by the text in the box, as in a message).
             [attachment] = self.intake.stored_user_message(
                 level_prompt(level), files, pages_from=value.get("text") or ""
             ).attachments
         except (MediaError, ValueError) as exc:
+            if slot is not None:
+                slot.release()
             gr.Warning(str(exc))
             yield *_unchanged(value, conversation_id), gr.skip()
             return
-        if not self.history.get(conversation_id or "", user):
-            conversation_id = self.history.create(owner=user)
-        self._ask_for_description(conversation_id, image, level, attachment, user=user)
-        box: Any = {"text": value.get("text") or "", "files": []}
-        alt_text: Any = hidden_alt_text()
-        options = generation_options(*settings)
-        for shown, _, *rest in self._page_reply(conversation_id, *options, user=user):
-            yield shown, box, *rest, alt_text
-            box = alt_text = gr.skip()
-        if level in ("alt_text", "check_content"):
-            box = self._answer_box(conversation_id, level, user)
-            yield *_unchanged(gr.skip(), conversation_id), box
+        with slot:
+            if not self.history.get(conversation_id or "", user):
+                conversation_id = self.history.create(owner=user)
+            self._ask_for_description(conversation_id, image, level, attachment, user=user)
+            box: Any = {"text": value.get("text") or "", "files": []}
+            alt_text: Any = hidden_alt_text()
+            options = generation_options(*settings)
+            for shown, _, *rest in self._page_reply(conversation_id, *options, slot, user=user):
+                yield shown, box, *rest, alt_text
+                box = alt_text = gr.skip()
+            if level in ("alt_text", "check_content"):
+                box = self._answer_box(conversation_id, level, user)
+                yield *_unchanged(gr.skip(), conversation_id), box
 
     def _answer_box(self, conversation_id: str, level: str, user: str) -> Any:
         """The alt-text box for the conversation's last answer: its alt text, to edit and copy;
@@ -319,22 +324,29 @@ class ChatHandlers:
         """
         if not image:
             raise refused("Send an image to describe.")
+        slot: QueueSlot | None = None
         try:
+            slot = self._queue_slot()  # a busy Loupe says so before decoding the image
             messages = description_messages(load_image(image, self.config.limits), level)
         except (MediaError, ValueError) as exc:
+            if slot is not None:
+                slot.release()
             raise refused(exc) from None
-        if conversation_id:
-            user = user_of(request)
-            if not self.history.get(conversation_id, user):
-                raise refused(GONE)
-            self._ask_for_description(conversation_id, image, level, user=user)
-            yield from self._api_reply(conversation_id, "", GenerationOptions(), user=user)
-            return
-        options = level_options(level, GenerationOptions())
-        for reply in self.stream(messages, options, prefix=f"{AI_NOTICE} "):
-            if reply.error:
-                raise refused(reply.error)
-            yield reply.answer
+        with slot:
+            if conversation_id:
+                user = user_of(request)
+                if not self.history.get(conversation_id, user):
+                    raise refused(GONE)
+                self._ask_for_description(conversation_id, image, level, user=user)
+                yield from self._api_reply(
+                    conversation_id, "", GenerationOptions(), slot, user=user
+                )
+                return
+            options = level_options(level, GenerationOptions())
+            for reply in self.stream(messages, options, prefix=f"{AI_NOTICE} ", slot=slot):
+                if reply.error:
+                    raise refused(reply.error)
+                yield reply.answer
 
     def new_conversation(self, request: gr.Request | None = None) -> str:
         """Start a conversation that /chat can continue; its id. (Every API endpoint acts

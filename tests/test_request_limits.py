@@ -93,7 +93,7 @@ def _hold_the_queue(url: str, stop: threading.Event) -> None:
 
 def test_a_full_queue_is_busy_before_any_file_is_decoded(demo_app, tmp_path: Path):
     """While the queue is full, a request whose image is cut short (which only decoding
-    shows) is told Loupe is busy, on /v1 and on /chat: its files were never decoded."""
+    shows) is told Loupe is busy, on /v1, /chat and /describe: its files were never decoded."""
     url, health = demo_app
     cut = png(64, 64)[:-40]
     (tmp_path / "cut.png").write_bytes(cut)
@@ -118,6 +118,8 @@ def test_a_full_queue_is_busy_before_any_file_is_decoded(demo_app, tmp_path: Pat
                     {"text": "What is this?", "files": [handle_file(tmp_path / "cut.png")]},
                     api_name="/chat",
                 )
+            with pytest.raises(Exception, match="Loupe is busy"):
+                client.predict(handle_file(tmp_path / "cut.png"), api_name="/describe")
         finally:
             stop.set()
     deadline = time.monotonic() + 30
