@@ -3,8 +3,9 @@ message."""
 
 from __future__ import annotations
 
-import logging
 import math
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +21,20 @@ from .errors import refused
 from .media import with_file
 
 WINDOW_TITLE = "Loupe"
+# Run in a child process by toolkit_problem: finds the toolkit as webview.start() would (Qt's
+# display plugin loads here, or aborts the process), then starts it.
+NO_TOOLKIT_EXIT = 3
+TOOLKIT_PROBE = f"""
+import sys
+from webview.errors import WebViewException
+from webview.guilib import initialize
+try:
+    toolkit = initialize()
+except WebViewException:
+    sys.exit({NO_TOOLKIT_EXIT})
+toolkit.setup_app()
+"""
+TOOLKIT_PROBE_S = 60
 RECORD_SCREEN = "Record screen"
 STOP_RECORDING = "Stop recording"
 # A screen recording is a video like any other: about one frame a second reaches the model, so
@@ -129,30 +144,46 @@ def _even_size(size: tuple[int, int]) -> tuple[int, int]:
 def open_window(url: str, serve_forever: Callable[[], None]) -> None:
     """Show the page in a native window when pywebview can make one, else in the browser.
 
-    pywebview needs GTK or Qt bindings on Linux (see the README); without them, or without
-    pywebview, the page opens in the browser and the console says why in one sentence.
-    pywebview must own the main thread, so the server keeps serving from its own threads
-    until the window closes; in the browser case `serve_forever` blocks instead.
+    pywebview needs GTK or Qt bindings on Linux (see the README); without them, without
+    pywebview, or with a toolkit that cannot start (`toolkit_problem`), the page opens in the
+    browser and the console says why in one sentence. pywebview must own the main thread, so
+    the server keeps serving from its own threads until the window closes; in the browser case
+    `serve_forever` blocks instead.
     """
     try:
         import webview
-        from webview.errors import WebViewException
-        from webview.guilib import initialize
     except ImportError:
         in_browser(url, serve_forever, "pywebview is not installed")
         return
-    # pywebview logs a traceback for each toolkit it fails to load; the one sentence says it.
-    toolkit_log = logging.getLogger("pywebview")
-    toolkit_log.disabled = True
-    try:
-        initialize()  # finds GTK or Qt, as webview.start() would, or raises
-    except WebViewException:
-        in_browser(url, serve_forever, "pywebview finds neither GTK nor Qt bindings here")
+    problem = toolkit_problem()
+    if problem:
+        in_browser(url, serve_forever, problem)
         return
-    finally:
-        toolkit_log.disabled = False
     webview.create_window(WINDOW_TITLE, url, width=1200, height=900)
     webview.start()
+
+
+def toolkit_problem() -> str | None:
+    """Why pywebview cannot open a window here, or None: its toolkit is found and started in
+    a child process first, because one that cannot start may end the process it runs in (Qt
+    without its xcb libraries calls abort())."""
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", TOOLKIT_PROBE],
+            capture_output=True,  # pywebview's tracebacks and Qt's complaints: the sentence says it
+            text=True,
+            timeout=TOOLKIT_PROBE_S,
+        )
+    except subprocess.TimeoutExpired:
+        return f"pywebview's toolkit did not start within {TOOLKIT_PROBE_S} s"
+    if probe.returncode == 0:
+        return None
+    if probe.returncode == NO_TOOLKIT_EXIT:
+        return "pywebview finds neither GTK nor Qt bindings here"
+    return (
+        "pywebview's GTK or Qt could not start here (Qt needs its xcb libraries, and either "
+        "a display: see the README)"
+    )
 
 
 def in_browser(url: str, serve_forever: Callable[[], None], why: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from app.desktop import capture_screen, open_window
+from tests.conftest import ROOT
 
 SCREEN = (800, 600)
 
@@ -67,3 +70,39 @@ def test_desktop_mode_without_gtk_or_qt_opens_the_browser_with_one_sentence(
     ]
     assert opened == ["http://127.0.0.1:7860"] and served == [True]  # it keeps serving
     assert not caplog.records  # no tracebacks from pywebview's toolkit search
+
+
+# Desktop mode in a process of its own, its browser replaced by a line on its output.
+OPEN_WINDOW = """
+import webbrowser
+webbrowser.open = lambda url: print("browser:", url)
+from app.desktop import open_window
+open_window("http://127.0.0.1:7860", lambda: print("serving"))
+"""
+
+
+def test_a_toolkit_that_aborts_as_it_starts_leaves_loupe_serving_in_the_browser(tmp_path):
+    # Qt without its xcb libraries calls abort() as pywebview starts it; this machine has no Qt,
+    # so a pywebview whose toolkit does the same stands in for it.
+    stand_in = tmp_path / "webview"
+    stand_in.mkdir()
+    (stand_in / "__init__.py").write_text(
+        "def create_window(*args, **kwargs): ...\ndef start(): ...\n"
+    )
+    (stand_in / "errors.py").write_text("class WebViewException(Exception): ...\n")
+    (stand_in / "guilib.py").write_text("import os\ndef initialize():\n    os.abort()\n")
+    run = subprocess.run(
+        [sys.executable, "-c", OPEN_WINDOW],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "pywebview's GTK or Qt could not start here (Qt needs its xcb libraries, and either a "
+        "display: see the README), so Loupe opens in your browser instead of its own window.",
+        "browser: http://127.0.0.1:7860",
+        "serving",
+    ]
