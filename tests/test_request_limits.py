@@ -197,3 +197,28 @@ def test_totals_say_which_limit_a_request_passes():
     )
     assert "at most 90 s of video at once" in (Totals(video_s=91).over(limits) or "")
     assert "101 megapixels in all" in (Totals(megapixels=101).over(limits) or "")
+
+
+def test_a_conversation_past_the_totals_is_answered_without_its_oldest_turns(
+    engine, tmp_path: Path
+):
+    """/chat in a conversation: the turns past the request's characters are left out of the
+    prompt, and the reply says so; the conversation keeps them all."""
+    from app.config import AppConfig
+    from app.handlers import ChatHandlers
+    from app.history import History
+
+    config = AppConfig(limits=Limits(max_request_chars=100))
+    handlers = ChatHandlers(engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), config)
+    conversation_id = handlers.new_conversation()
+    replies = []
+    for text in ("x" * 60, "y" * 60):
+        message = {"text": text, "files": []}
+        *_, last = handlers.chat(message, "", 0.0, 1.0, 0, 4, False, 280, conversation_id)
+        replies.append(last)
+    assert not replies[0].startswith("*The conversation is longer")
+    assert replies[1].startswith(
+        "*The conversation is longer than the model can read at once, so its oldest 2 "
+        "messages were left out of this reply.*"
+    )
+    assert len(handlers.history.get(conversation_id).messages) == 4
