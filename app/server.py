@@ -9,6 +9,7 @@ import ipaddress
 import math
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi.routing import APIRoute
@@ -25,6 +26,7 @@ from .batch_view import batches_folder
 from .config import AppConfig
 from .desktop import open_window
 from .handlers import ChatHandlers
+from .history import History
 from .login_throttle import LOGIN_NOTE, FailedLogins, refusal
 from .ui import PAGE_CSS, build_ui, page_js
 
@@ -38,6 +40,7 @@ LOGIN_PATHS = ("/login", "/login/")
 # once (they have run by the time anyone could call it) and says whether it did.
 OPEN_GRADIO_ROUTES = ("/gradio_api/startup-events",)
 LOG_IN_FIRST = "Log in to Loupe first."
+FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")  # Gradio's route, and its older name
 WRONG_KEY = (
     "Loupe's /v1 needs the key Loupe was started with (--api-key), sent as "
     "Authorization: Bearer KEY."
@@ -148,6 +151,34 @@ class LoginRequired:
             await JSONResponse({"detail": LOG_IN_FIRST}, 401)(scope, receive, send)
 
 
+class OwnFilesOnly:
+    """ASGI middleware, with --auth: Gradio serves a saved conversation's files and exports by
+    their path (under files/ID/ and exports/ID/) to any login; these go to the conversation's
+    owner alone, others get 404 as for a file that is not there."""
+
+    def __init__(self, app: ASGIApp, history: History) -> None:
+        self.app = app
+        self.history = history
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = _route_path(scope)
+        if scope["type"] == "http" and path.startswith(FILE_ROUTES):
+            # The path as Gradio's route reads it: the server has decoded it once already.
+            conversation_id = self._conversation_of(path[len(FILE_ROUTES[0]) :])
+            if conversation_id and not self.history.get(conversation_id, _user(scope) or ""):
+                await PlainTextResponse("Not found.", status_code=404)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _conversation_of(self, file: str) -> str | None:
+        """The id of the conversation a served path belongs to, or None for other files."""
+        real = Path(os.path.realpath(file))
+        for folder in (self.history.files_dir, self.history.exports_dir):
+            if real.is_relative_to(folder.resolve()) and real != folder.resolve():
+                return real.relative_to(folder.resolve()).parts[0]
+        return None
+
+
 class LoginThrottle:
     """ASGI middleware in front of Gradio's POST /login, which would check any number of
     passwords as fast as they come: a try made before its client's wait is over (see
@@ -207,11 +238,16 @@ def allowed_hosts(config: AppConfig) -> tuple[set[str], bool]:
     return hosts, open_to_network
 
 
-def login_guards(config: AppConfig) -> list[Middleware]:
-    """With --auth: the throttle on wrong passwords, and a login for all of Gradio's API."""
+def login_guards(config: AppConfig, history: History) -> list[Middleware]:
+    """With --auth: the throttle on wrong passwords, a login for all of Gradio's API, and each
+    conversation's files for its owner alone."""
     if not config.auth:
         return []
-    return [Middleware(LoginThrottle, failures=FailedLogins()), Middleware(LoginRequired)]
+    return [
+        Middleware(LoginThrottle, failures=FailedLogins()),
+        Middleware(LoginRequired),
+        Middleware(OwnFilesOnly, history=history),
+    ]
 
 
 def serve(handlers: ChatHandlers, config: AppConfig) -> None:
@@ -259,7 +295,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             "middleware": [
                 Middleware(HostGuard, hosts=hosts, any_ip=open_to_network),
                 Middleware(ApiKeyGuard, key=config.api_key, closed_reason=closed),
-                *login_guards(config),
+                *login_guards(config, handlers.history),
             ],
             # Routed before Gradio's own, so /health and /v1 answer from the first request.
             "routes": [
@@ -313,13 +349,18 @@ def _route_path(scope: Scope) -> str:
 
 
 def _logged_in(scope: Scope) -> bool:
-    """Whether the request carries the cookie of a login Gradio gave (Starlette puts the
-    Gradio app, which keeps them, in the scope); the cookies are named as Gradio names them."""
+    return _user(scope) is not None
+
+
+def _user(scope: Scope) -> str | None:
+    """The user name of the login whose cookie the request carries, or None (Starlette puts
+    the Gradio app, which keeps the logins, in the scope; the cookies are named as Gradio
+    names them)."""
     app = scope.get("app")
     cookies = HTTPConnection(scope).cookies
     suffix = getattr(app, "cookie_id", None)
     token = cookies.get(f"access-token-{suffix}") or cookies.get(f"access-token-unsecure-{suffix}")
-    return token is not None and token in getattr(app, "tokens", {})
+    return getattr(app, "tokens", {}).get(token) if token else None
 
 
 def _is_ip(name: str) -> bool:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import gradio as gr
 import httpx
@@ -158,7 +159,7 @@ def test_each_user_has_conversations_of_their_own(team_app: str, image_file: Pat
     ben = Client(team_app, auth=BEN, verbose=False)
     conversation_id = ana.predict(api_name="/new_conversation")
     ana.predict(
-        {"text": "My secret plan", "files": []},
+        {"text": "My secret plan", "files": [handle_file(image_file)]},
         conversation_id=conversation_id,
         max_new_tokens=16,
         api_name="/chat",
@@ -181,6 +182,19 @@ def test_each_user_has_conversations_of_their_own(team_app: str, image_file: Pat
     exported = json.loads(ana.predict(conversation_id, "json", api_name="/export"))
     assert [m["text"] for m in exported["messages"]][0] == "My secret plan"  # untouched
     assert len(exported["messages"]) == 2
+    # Its files, which Gradio serves by path, go to Ana alone.
+    [kept] = [a["path"] for m in exported["messages"] for a in m["attachments"]]
+    export = Path(kept).parents[2] / "exports" / conversation_id / "My secret plan.md"
+    assert export.is_file()
+    with logged_in(team_app, ANA) as as_ana, logged_in(team_app, BEN) as as_ben:
+        for target in (
+            f"/gradio_api/file={kept}",
+            f"/gradio_api/file={quote(kept, safe='')}",
+            f"/gradio_api/file/{kept}",
+            f"/gradio_api/file={quote(str(export))}",
+        ):
+            assert as_ana.get(target).status_code == 200, target
+            assert as_ben.get(target).status_code == 404, target
     # Ben's own conversation works as ever.
     his = ben.predict(api_name="/new_conversation")
     hello = {"text": "Hi", "files": []}
