@@ -86,11 +86,15 @@ class Intake:
         counted = [(*file, pages) for file, pages in zip(files, pdfs, strict=True)]
         totals = message_totals(text, counted, self.limits)
         totals.check(self.limits, "This message")
-        # Decoded here so that a damaged file is refused, not kept.
+        # Decoded here so that a damaged file is refused, not kept; a PDF's chosen pages are
+        # drawn too, so that one PDFium cannot draw (a decompression bomb) is never kept.
         decoded = [
             pages if pages is not None else load_file(path, kind, self.limits)
             for (path, kind), pages in zip(files, pdfs, strict=True)
         ]
+        for (path, _), pages in zip(files, pdfs, strict=True):
+            if pages is not None:
+                render_pages(path, pages)
         attachments = tuple(
             self._attachment(path, kind, file)
             for (path, kind), file in zip(files, decoded, strict=True)

@@ -339,7 +339,7 @@ def test_a_pdf_bomb_is_refused_by_its_first_page_and_the_app_memory_does_not_mov
     assert bomb.stat().st_size < 100_000
     started = time.monotonic()
     with PeakMemory() as memory, pytest.raises(MediaError) as refused:
-        model_message(stored("Summarise this report.", bomb))  # the chat's way to the model
+        stored("Summarise this report.", bomb)  # refused before it is kept
     assert str(refused.value) == (
         "Page 1 of report.pdf is too large to render: it would take more than 512 MB of memory."
     )
@@ -347,7 +347,7 @@ def test_a_pdf_bomb_is_refused_by_its_first_page_and_the_app_memory_does_not_mov
     assert time.monotonic() - started < 20  # one page's worth, not three
     again = time.monotonic()
     with pytest.raises(MediaError, match=r"^Page 1 of report\.pdf is too large to render"):
-        model_message(stored("And now?", bomb))  # as the conversation's next turn sends it
+        stored("And now?", bomb)  # sent again
     assert time.monotonic() - again < 1  # the refusal was kept, not drawn again
 
 
