@@ -52,6 +52,8 @@ log = logging.getLogger("loupe.engine")
 CONNECT_TIMEOUT_S = 5.0
 # Waits between tries to reach a server that does not answer: quick at first, then every 30 s.
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# A server that says it is loading its model is there and ready any moment: asked this often.
+LOADING_POLL_S = 1.0
 # How long a request sent while Loupe first connects waits for the connection.
 FIRST_CONNECT_WAIT_S = 30.0
 SETTINGS_NOTICE = {
@@ -180,7 +182,8 @@ class RemoteEngine:
             self._set(load_state="error", error=problem, progress="")
             if tries == 0:
                 log.warning("%s", problem)
-            self._closed.wait(BACKOFF_S[min(tries, len(BACKOFF_S) - 1)])
+            backoff = BACKOFF_S[min(tries, len(BACKOFF_S) - 1)]
+            self._closed.wait(LOADING_POLL_S if problem == self._loading else backoff)
             tries += 1
 
     def _connect(self) -> str | None:

@@ -22,6 +22,7 @@ from model import (
     RemoteEngineConfig,
     TextChunk,
 )
+from model.remote_engine import LOADING_POLL_S
 from tests.conftest import ModelServer, free_port, photo, tone, wait_until_ready
 
 SHORT = GenerationOptions(max_new_tokens=8)
@@ -185,13 +186,16 @@ def test_the_engine_flags_build_a_remote_config_that_never_shows_the_key(
 
 
 @pytest.fixture
-def loading_server() -> Iterator[tuple[str, threading.Event]]:
+def loading_server() -> Iterator[tuple[str, threading.Event, list[float]]]:
     """A model server that answers /v1/models as llama.cpp's does while it loads its weights
-    (503), until the event is set; then it lists one model. Its URL, and the event."""
+    (503), until the event is set; then it lists one model. Its URL, the event, and when it
+    was asked."""
     loaded = threading.Event()
+    asked: list[float] = []
 
     class Models(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            asked.append(time.monotonic())
             if loaded.is_set():
                 status, body = 200, {"object": "list", "data": [{"id": "gemma", "object": "model"}]}
             else:
@@ -211,16 +215,16 @@ def loading_server() -> Iterator[tuple[str, threading.Event]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/v1", loaded
+        yield f"http://127.0.0.1:{server.server_port}/v1", loaded, asked
     finally:
         server.shutdown()
         server.server_close()
 
 
 def test_a_server_still_loading_is_said_to_load_and_is_used_once_loaded(
-    loading_server: tuple[str, threading.Event],
+    loading_server: tuple[str, threading.Event, list[float]],
 ):
-    url, loaded = loading_server
+    url, loaded, asked = loading_server
     engine = RemoteEngine(RemoteEngineConfig(url, model=""), queue_size=4)
     engine.start()
     try:
@@ -230,8 +234,13 @@ def test_a_server_still_loading_is_said_to_load_and_is_used_once_loaded(
         assert engine.status().error == (
             f"The model server at {url} is still loading its model; Loupe keeps trying."
         )
+        # Asked every second, not on the back-off (1, 2, 4, 8 s ...): it is there, loading.
+        while len(asked) < 6:
+            assert time.monotonic() < deadline, asked
+            time.sleep(0.05)
         loaded.set()
         wait_for_ready(engine)
         assert engine.status().info.name == "gemma"
+        assert asked[-1] - asked[-2] < 2 * LOADING_POLL_S
     finally:
         engine.close()
