@@ -10,6 +10,7 @@ Gradio app has raised an exception")."""
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import gradio as gr
@@ -53,9 +54,7 @@ async def _input_problem(block_fn: Any, inputs: list[Any], explicit_call: bool) 
 
 
 def _sentence(name: str, block: Any, value: Any, exc: Exception) -> str:
-    shown = repr(value)
-    if len(shown) > SHOWN_VALUE_CHARS:
-        shown = shown[: SHOWN_VALUE_CHARS - 1] + "…"
+    shown = _shown(value)
     if isinstance(exc, InvalidPathError):
         return (
             f"{name} names a file that was not uploaded to Loupe; upload it first "
@@ -86,3 +85,19 @@ def _input_name(block_fn: Any, index: int, block: Any) -> str:
 def _first_line(exc: BaseException) -> str:
     text = exc.message if isinstance(exc, gr.Error) else str(exc)
     return (str(text).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def whole_number(value: Any, name: str, least: int) -> int:
+    """An API argument that must be a whole number of at least `least` (Gradio checks none for
+    gr.api endpoints); a refusal naming it otherwise."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or number != int(number) or number < least:
+        shown = _shown(value)
+        raise refused(f"The {name} input must be a whole number of at least {least}; got {shown}.")
+    return int(number)
+
+
+def _shown(value: Any) -> str:
+    """A value as a refusal repeats it: its repr, cut short."""
+    shown = repr(value)
+    return shown if len(shown) <= SHOWN_VALUE_CHARS else shown[: SHOWN_VALUE_CHARS - 1] + "…"

@@ -23,6 +23,7 @@ from model import (
     Timing,
 )
 
+from .api_inputs import whole_number
 from .config import AppConfig
 from .conversations import GROUPS, Conversations, hidden_alt_text
 from .describe import (
@@ -358,9 +359,10 @@ class ChatHandlers:
     ) -> Iterator[str]:
         """Answer the conversation's last message again; streams the new reply."""
         user = user_of(request)
+        options = _length_only(max_new_tokens)  # checked before the last answer is dropped
         if not self._drop_last_answer(conversation_id, user):
             raise refused(GONE)
-        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens), user=user)
+        yield from self._api_reply(conversation_id, "", options, user=user)
 
     def edit_api(
         self,
@@ -373,10 +375,11 @@ class ChatHandlers:
         """Replace the text of message `message_index` (one of yours, counted from 0) and
         answer again from there; streams the new reply."""
         user = user_of(request)
+        options = _length_only(max_new_tokens)  # checked before the message is changed
         conversation = self.history.get(conversation_id, user)
         if conversation is None:
             raise refused(GONE)
-        index = int(message_index)
+        index = whole_number(message_index, "message_index", 0)
         if not 0 <= index < len(conversation.messages) or (
             conversation.messages[index].role != "user"
         ):
@@ -386,7 +389,7 @@ class ChatHandlers:
         except MediaError as exc:
             raise refused(exc) from None
         self.history.edit_text(conversation_id, index, text)
-        yield from self._api_reply(conversation_id, "", _length_only(max_new_tokens), user=user)
+        yield from self._api_reply(conversation_id, "", options, user=user)
 
     def export_api(
         self, conversation_id: str, format: str = "markdown", request: gr.Request | None = None
@@ -607,4 +610,4 @@ def generation_options(
 
 def _length_only(max_new_tokens: int) -> GenerationOptions:
     """The API's regenerate and edit: the model's own defaults, the length asked for."""
-    return GenerationOptions(max_new_tokens=int(max_new_tokens))
+    return GenerationOptions(max_new_tokens=whole_number(max_new_tokens, "max_new_tokens", 1))

@@ -426,7 +426,18 @@ def test_gradios_own_checks_name_the_input_in_one_log_line(
     assert raw_call_error(url, "describe", [not_uploaded, "brief", ""]).startswith(
         "The image input names a file that was not uploaded"
     )
+    # The named endpoints Gradio checks nothing for, refused before anything is changed.
+    conversation = client.predict(api_name="/new_conversation")
+    client.predict(hello, max_new_tokens=16, conversation_id=conversation, api_name="/chat")
+    kept = client.predict(conversation, "json", api_name="/export")
+    with pytest.raises(AppError, match=r"^The message_index input must be a whole number of at"):
+        client.predict(conversation, "first", "Hi", api_name="/edit")
+    with pytest.raises(AppError, match=r"^The max_new_tokens input must be a whole number of at"):
+        client.predict(conversation, -5, api_name="/regenerate")
+    with pytest.raises(AppError, match=r"^The max_new_tokens input must be a whole number of at"):
+        client.predict(conversation, 0, "Hi", 0.5, api_name="/edit")
+    assert client.predict(conversation, "json", api_name="/export") == kept
     logged = console_text(process)[len(before) :]
     assert "Traceback" not in logged, logged
     lines = [line for line in logged.splitlines() if line.strip()]
-    assert len(lines) == 5 and all(line.startswith("Refused: The ") for line in lines), lines
+    assert len(lines) == 8 and all(line.startswith("Refused: The ") for line in lines), lines
