@@ -453,9 +453,9 @@ def test_the_key_guard():
 def test_v1_is_open_without_a_key_only_on_this_machine_without_a_login():
     assert api_closed_reason(AppConfig()) is None
     assert "network" in api_closed_reason(AppConfig(host="0.0.0.0"))
-    assert "--auth" in api_closed_reason(AppConfig(auth=("ana", "pw")))
+    assert "--auth" in api_closed_reason(AppConfig(auth=(("ana", "pw"),)))
     assert "--share" in api_closed_reason(AppConfig(share=True))
-    assert api_closed_reason(AppConfig(host="0.0.0.0", auth=("a", "b"), api_key=KEY)) is None
+    assert api_closed_reason(AppConfig(host="0.0.0.0", auth=(("a", "b"),), api_key=KEY)) is None
 
 
 # -- the wire and the writer, pure ----------------------------------------------------------------
