@@ -436,6 +436,9 @@ def describe(argv: list[str]) -> int:
     except Stopped:
         print(f"\nStopped. What was finished is in {job.out}; run again to go on.", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # Ctrl+C while the model loads
+        print("\nStopped before the model had loaded; nothing was described.", file=sys.stderr)
+        return 130
     finally:
         engine.close()
     print(f"{summary.sentence()} Results in {job.out}.", file=sys.stderr)

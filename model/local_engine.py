@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import signal
 import threading
 
 from . import detail
@@ -69,6 +70,24 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _start_fork_server(context: multiprocessing.context.BaseContext) -> None:
+    """Start the fork server now, from the main thread, with Ctrl+C ignored: it keeps that (and
+    so do the workers it forks), where it would otherwise die of an interrupt during the seconds
+    it imports WORKER_PRELOAD, before it ignores it itself."""
+    if (
+        context.get_start_method() != "forkserver"
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return  # started by the first worker instead, as multiprocessing does
+    from multiprocessing import forkserver
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class LocalEngine:
     """The in-process engine: owns the worker process. Create, `start()`, then `submit()` from
     any thread."""
@@ -94,6 +113,7 @@ class LocalEngine:
 
     def start(self) -> None:
         """Start the worker and return at once; the model loads in the background."""
+        _start_fork_server(self._ctx)
         self._thread.start()
 
     def status(self) -> EngineStatus:
@@ -145,7 +165,8 @@ class LocalEngine:
             running = self._running
         if running is not None:
             running.cancel()
-        if self._thread.is_alive():  # the dispatcher owns the worker until it returns
+        # The dispatcher owns the worker until it returns; a loading worker is not waited for.
+        if self._thread.is_alive() and self._load_state != "loading":
             self._thread.join(timeout=WORKER_EXIT_S)
         self._stop_worker(kill=self._thread.is_alive())  # still loading, or hung
 

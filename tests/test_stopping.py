@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from app.batch import Journal
+from model.local_engine import WORKER_EXIT_S
 from tests.conftest import ROOT, photo
 
 RUN_S = 240
@@ -41,3 +42,29 @@ def test_ctrl_c_stops_describe_quietly_without_reloading_the_model(miniature: Pa
     assert "Stopped. What was finished is in" in said
     assert "Traceback" not in said and "restarting" not in said, said
     assert said.count("Loading weights: 100%") == 1, said  # loaded once, never again
+
+
+def test_ctrl_c_while_the_model_loads_stops_describe_at_once(miniature: Path, tmp_path: Path):
+    photo(200, 150).save(tmp_path / "photo.png")
+    out = tmp_path / "described.csv"
+    process = subprocess.Popen(
+        [sys.executable, "launch.py", "describe", str(tmp_path), "--demo", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    said = []
+    for line in process.stderr:  # the worker's first line: it has started loading
+        said.append(line)
+        if line.startswith("Looking for the model weights"):
+            break
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl+C
+    stopped = time.monotonic()
+    rest = process.communicate(timeout=60)[1]
+    said.append(rest)
+    assert process.returncode == 130, said
+    assert "Stopped before the model had loaded; nothing was described." in rest
+    assert "Traceback" not in "".join(said), said
+    assert time.monotonic() - stopped < WORKER_EXIT_S  # the loading worker is not waited for
