@@ -16,6 +16,9 @@ from .config import Limits
 
 MB = 1024 * 1024
 MAX_BATCH_FILES = 1000  # files in one run, a zip's included
+# Entries a zip's directory may list (folders and hidden files count there, and are left out
+# of the run): reading a list of a million takes about a gigabyte.
+MAX_LISTED_ENTRIES = 10 * MAX_BATCH_FILES
 # File systems take 255 bytes for one name; the rest is room for the `-2` … `-1000` that tells
 # apart files sent under the same name.
 MAX_NAME_BYTES = 250
@@ -137,8 +140,23 @@ def remove_old_runs(folder: Path, held: Iterable[Path], now: float | None = None
                 shutil.rmtree(run, ignore_errors=True)
 
 
+def _listed_entries(archive: Path) -> int | None:
+    """How many entries a zip's directory lists, from its end record alone (ZIP64's too), so
+    that a zip listing millions is refused before its list is read into memory; None when it
+    has no end record (not a zip: ZipFile then says so)."""
+    with archive.open("rb") as file:
+        end = zipfile._EndRecData(file)  # the stdlib's own reader of that record
+    return None if end is None else int(end[zipfile._ECD_ENTRIES_TOTAL])
+
+
 def _members(archive: Path) -> list[Upload]:
     try:
+        listed = _listed_entries(archive)
+        if listed is not None and listed > MAX_LISTED_ENTRIES:
+            raise BatchProblem(
+                f"{archive.name} lists {listed:,} files; the Batch view takes up to "
+                f"{MAX_BATCH_FILES:,} at once (launch.py describe takes any number)."
+            )
         with zipfile.ZipFile(archive) as bundle:
             infos = [member for member in bundle.infolist() if not member.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:

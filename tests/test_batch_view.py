@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import time
+import tracemalloc
 import zipfile
 import zlib
 from pathlib import Path
@@ -330,6 +331,29 @@ def test_unpack_refuses_in_one_sentence(tmp_path: Path, members: dict, says: str
         unpack([archive], tmp_path / "out", Limits())
     assert not (tmp_path / "out").exists()  # refused before anything was written
     assert not (tmp_path / "evil.png").exists()
+
+
+def test_a_zip_listing_too_many_files_is_refused_before_its_list_is_read(tmp_path: Path) -> None:
+    # 60,000 directory entries of one empty file (3 MB): reading the list takes 50 MB or more.
+    name, entries = b"a.png", 60_000
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0)
+    central = struct.pack(
+        "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0, 0
+    )
+    listing = (central + name) * entries
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, entries, entries, len(listing), len(local + name), 0
+    )
+    archive = tmp_path / "many.zip"
+    archive.write_bytes(local + name + listing + end)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BatchProblem, match="^many.zip lists 60,000 files; the Batch view"):
+            unpack([archive], tmp_path / "out", Limits())
+        peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+    assert peak_mb < 5, peak_mb
 
 
 def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> None:
