@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from app.describe import AI_NOTICE, LEVELS
 from app.ui import page_js
@@ -31,6 +32,8 @@ MAX_CHUNK_CHARS = 200  # assets/accessibility.js reads a run this long without a
 SHORT_REPLY_TOKENS = "48"  # quick replies where only the page around them is checked
 KEY_PRESSES = 40  # Tab presses allowed to reach a control
 STOP_ATTEMPTS = 8
+FILE_CHOOSER_TRIES = 3
+FILE_CHOOSER_MS = 10_000
 
 
 def axe_violations(page) -> list[dict]:
@@ -117,8 +120,16 @@ def tab_to(page, selector: str, key: str = "Tab") -> None:
 def attach_by_keyboard(page, image: Path) -> None:
     page.keyboard.press("Alt+Shift+M")  # to the message box
     tab_to(page, "#message button[aria-label='Upload a file']", "Shift+Tab")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
+    # Headless Chromium has once in many runs let a key press on the button open no chooser
+    # (never reproduced alone): the key is pressed again, still by keyboard alone.
+    for attempt in range(FILE_CHOOSER_TRIES):
+        try:
+            with page.expect_file_chooser(timeout=FILE_CHOOSER_MS) as chooser:
+                page.keyboard.press("Space")
+            break
+        except PlaywrightTimeoutError:
+            assert attempt + 1 < FILE_CHOOSER_TRIES, "Space on Upload opened no file chooser"
+            assert focused(page, "#message button[aria-label='Upload a file']")
     chooser.value.set_files(str(image))
     page.locator("#message .thumbnail-item").first.wait_for()
 
