@@ -162,7 +162,6 @@ class ChatHandlers:
         starts, filled after an Alt text one (or a Check content one, with the verdict in
         words). Typed text stays in the box."""
         level = DEFAULT_LEVEL if level == DESCRIBE_OFF else level
-        slot: QueueSlot | None = None
         try:
             files = self.intake.message_files(value)
             if [kind for _, kind in files] not in (["image"], ["pdf"], ["video"]):
@@ -172,17 +171,20 @@ class ChatHandlers:
                 )
             [(image, _)] = files
             slot = self._queue_slot()  # a busy Loupe says so before decoding the file
-            # Decoded (a PDF: its pages chosen by the text in the box, as in a message).
-            [attachment] = self.intake.stored_user_message(
-                level_prompt(level), files, pages_from=value.get("text") or ""
-            ).attachments
-        except (MediaError, ValueError) as exc:
-            if slot is not None:
-                slot.release()
+        except MediaError as exc:
             gr.Warning(str(exc))
             yield *_unchanged(value, conversation_id), gr.skip()
             return
-        with slot:
+        with slot:  # given back on leaving unless the reply took it
+            try:
+                # Decoded (a PDF: its pages chosen by the text in the box, as in a message).
+                [attachment] = self.intake.stored_user_message(
+                    level_prompt(level), files, pages_from=value.get("text") or ""
+                ).attachments
+            except (MediaError, ValueError) as exc:
+                gr.Warning(str(exc))
+                yield *_unchanged(value, conversation_id), gr.skip()
+                return
             if not self.history.get(conversation_id or "", user):
                 conversation_id = self.history.create(owner=user)
             self._ask_for_description(conversation_id, image, level, attachment, user=user)
@@ -325,15 +327,15 @@ class ChatHandlers:
         """
         if not image:
             raise refused("Send an image to describe.")
-        slot: QueueSlot | None = None
         try:
             slot = self._queue_slot()  # a busy Loupe says so before decoding the image
-            messages = description_messages(load_image(image, self.config.limits), level)
-        except (MediaError, ValueError) as exc:
-            if slot is not None:
-                slot.release()
+        except MediaError as exc:
             raise refused(exc) from None
-        with slot:
+        with slot:  # given back on leaving unless the reply took it
+            try:
+                messages = description_messages(load_image(image, self.config.limits), level)
+            except (MediaError, ValueError) as exc:
+                raise refused(exc) from None
             if conversation_id:
                 user = user_of(request)
                 if not self.history.get(conversation_id, user):
