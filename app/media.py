@@ -20,7 +20,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model import IMAGE_TOKEN_BUDGETS, AudioClip
+from model import MAX_IMAGE_PIXELS, AudioClip
 
 from .config import Limits
 
@@ -34,9 +34,7 @@ SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 # Gemma 4 reads an image as 48x48-pixel patches, one soft token each, at most 1120 of them: its
 # processor resizes every image to about 2.58 megapixels or less (1350x1910 for an A4 page,
 # 1967x1311 for a 3:2 photo). Images are scaled down to that as they are decoded, so that no
-# larger copy lives on (a 25-megapixel PNG takes 100 MB decoded; this, 7.7 MB).
-PATCH_PX = 48
-MODEL_IMAGE_PIXELS = max(IMAGE_TOKEN_BUDGETS) * PATCH_PX * PATCH_PX
+# larger copy lives on (a 25-megapixel PNG takes 100 MB decoded; this, 7.7 MB): MAX_IMAGE_PIXELS.
 # Image.resize first shrinks by whole factors (box averaging) down to this many times the size
 # it aims for, then resamples (bicubic): as Image.thumbnail does, 2-3 times faster than Lanczos
 # on a 25-megapixel photo; the processor resamples the image again anyway.
@@ -206,7 +204,7 @@ def plain_number(value: float) -> str:
 
 
 def load_image(
-    path: str | Path, limits: Limits, max_pixels: int | None = MODEL_IMAGE_PIXELS
+    path: str | Path, limits: Limits, max_pixels: int | None = MAX_IMAGE_PIXELS
 ) -> Image.Image:
     """An upright RGB image: the first frame of an animation, transparency composited onto
     white, 16-bit greyscale scaled to 8 bits; scaled down (in its aspect ratio) to at most

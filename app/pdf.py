@@ -33,9 +33,11 @@ from typing import Any
 
 from PIL import Image
 
+from model import MAX_IMAGE_PIXELS
+
 from .config import Limits
 from .decoded_files import DecodedFiles
-from .media import MODEL_IMAGE_PIXELS, MediaError
+from .media import MediaError
 from .pdf_render import MEMORY_EXIT
 
 HEADER = b"%PDF-"
@@ -43,7 +45,7 @@ HEADER_WINDOW_BYTES = 1024
 LEADING_SPACE = b"\x00\t\n\x0c\r \xef\xbb\xbf"  # white space, and a UTF-8 byte order mark
 # Pages are rendered at the size the largest image budget can use (an A4 page at 165 dpi); the
 # processor scales them down to the budget a request uses, so rendering more would only cost time.
-PAGE_PIXELS = MODEL_IMAGE_PIXELS
+PAGE_PIXELS = MAX_IMAGE_PIXELS
 # A page far longer than it is wide (a receipt roll) still gets a bitmap PDFium can allocate.
 MAX_SIDE_PX = 8192
 # Rendered pages of the last few documents, keyed by file and pages: every turn of a

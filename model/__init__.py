@@ -12,7 +12,7 @@ from .config import (
     ModelConfig,
     RemoteEngineConfig,
 )
-from .detail import ImageDetail
+from .detail import MAX_IMAGE_PIXELS, ImageDetail
 from .engine import BUSY, Engine, EngineStatus, ModelInfo, QueueSlot, ReplyStream
 from .events import ContextTrimmed, EngineError, Finished, ReplyEvent, TextChunk, Timing
 from .folder import folder_problem
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_MODEL_ID",
     "DEFAULT_VIDEO_FRAME_TOKENS",
     "IMAGE_TOKEN_BUDGETS",
+    "MAX_IMAGE_PIXELS",
     "VIDEO_FRAME_TOKEN_BUDGETS",
     "AudioClip",
     "ChatRequest",

@@ -65,6 +65,8 @@ TEXT_BUDGETS = (560, 1120)  # what an image of text gets, the smaller first
 PHOTO_BUDGET = DEFAULT_IMAGE_TOKENS
 MIN_LINE_PX = 10.0  # a text line's ink height once resized: a 13 px font's, at 100% zoom
 PATCH_PX = 48  # one soft token: 16 px patches merged 3 x 3
+# The most pixels the model reads of one image: the largest budget's patches (about 2.58 MP).
+MAX_IMAGE_PIXELS = max(IMAGE_TOKEN_BUDGETS) * PATCH_PX * PATCH_PX
 TILE_H_PX, TILE_W_PX = 48, 64  # tall enough to hold a whole line of up to a ~36 px font
 MAX_TILES = 1024  # larger images are analysed on a regular grid of this many tiles
 BACKGROUND_TOLERANCE = 12  # grey levels from a tile's median still counted as its background

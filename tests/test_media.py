@@ -23,7 +23,6 @@ from PIL import Image
 from app.config import Limits
 from app.decoded_files import DecodedFiles, decoded_bytes
 from app.media import (
-    MODEL_IMAGE_PIXELS,
     MediaError,
     attachment_kinds,
     file_kind,
@@ -32,7 +31,7 @@ from app.media import (
     load_image,
     message_text,
 )
-from model import AudioClip, GenerationOptions, Message
+from model import MAX_IMAGE_PIXELS, AudioClip, GenerationOptions, Message
 from model.detail import image_need
 from model.prompts import build_inputs
 from tests.conftest import photo, tone
@@ -229,7 +228,7 @@ def test_a_25_megapixel_photo_is_scaled_to_what_the_model_can_use_as_it_is_decod
     with PeakMemory() as memory:
         image = load_image(path, LIMITS)
     # What 1120 tokens can use (2.58 megapixels, not 25): no full-size copy is kept.
-    assert 0.99 * MODEL_IMAGE_PIXELS <= image.width * image.height <= MODEL_IMAGE_PIXELS
+    assert 0.99 * MAX_IMAGE_PIXELS <= image.width * image.height <= MAX_IMAGE_PIXELS
     assert image.height > image.width and abs(image.height / image.width - 6000 / 4166) < 0.01
     assert image.getpixel((image.width // 2, image.height // 6))[0] > 240  # red at the top
     assert image.getpixel((image.width // 2, image.height * 5 // 6))[2] > 240  # blue below
@@ -259,7 +258,7 @@ def retina_screenshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_scaled_down_screenshot_of_small_text_still_gets_1120(retina_screenshot: Path):
     image = load_image(retina_screenshot, LIMITS)
-    assert image.width * image.height <= MODEL_IMAGE_PIXELS
+    assert image.width * image.height <= MAX_IMAGE_PIXELS
     with Image.open(retina_screenshot) as whole:
         assert image_need(image)[0] == image_need(whole)[0] == 1120
 
