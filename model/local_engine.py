@@ -282,7 +282,9 @@ class LocalEngine:
         while True:
             try:
                 message = parent_conn.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):
+                # TypeError: close() closed this connection under recv() (Ctrl+C while loading);
+                # _replace_worker then sees the engine closing and says nothing.
                 self._stop_worker()
                 return (
                     f"The model worker stopped while loading (exit code {process.exitcode}); "
