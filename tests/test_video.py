@@ -672,7 +672,7 @@ def test_a_conversation_goes_on_when_a_kept_video_is_gone(demo_app, videos, home
         answer = client.predict(
             message, max_new_tokens=16, conversation_id=conversation, api_name="/chat"
         )
-        assert isinstance(answer, str) and answer
+        assert isinstance(answer, str)  # answered, not refused (random weights may say nothing)
 
 
 def test_v1_takes_a_video_url(demo_app, videos, chromium_webm, tmp_path: Path):
