@@ -202,7 +202,8 @@ def test_auto_reaches_the_processor_and_is_shown_with_the_answer(
     assert reply.image_detail.tokens == 1120 and reply.image_detail.auto
     note = next(entry for entry in shown if entry.get("metadata"))
     assert note["metadata"]["title"] == f"{IMAGE_DETAIL_TITLE}: 1120 (Auto)"
-    assert "small text" in note["content"] and shown[-1]["content"] == reply.answer
+    assert "small text" in note["content"]
+    assert shown[-1]["content"] == (reply.answer or "…")  # random weights may answer nothing
     saved = history.get(conversation_id).messages[-1]
     assert saved.image_detail == reply.image_detail  # shown again when the chat is reopened
     exported = json.loads(export_json(history.get(conversation_id)))["messages"][-1]
