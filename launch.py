@@ -180,10 +180,21 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
         help="where the model runs (default %(default)s: CUDA when present)",
     )
     parser.add_argument(
+        "--engine",
+        dest="backend",
+        choices=["auto", "transformers", "llama.cpp"],
+        default=env_default("engine", "auto"),
+        help="what runs the model here (or LOUPE_ENGINE; default %(default)s: transformers "
+        "with bitsandbytes on a CUDA GPU, llama.cpp on GGUF files elsewhere; the demo "
+        "runs in transformers unless llama.cpp is named)",
+    )
+    parser.add_argument(
         "--quant",
-        choices=["4bit", "8bit", "none"],
+        choices=["4bit", "8bit", "none", "qat"],
         default=env_default("quant", "4bit"),
-        help="weight quantization with bitsandbytes (default %(default)s)",
+        help="weight quantization (default %(default)s): bitsandbytes NF4, int8 or bf16 in "
+        "transformers; in llama.cpp the GGUF build Q4_K_M, Q8_0, BF16, or qat: Google's "
+        "quantization-aware-trained Q4_0",
     )
     parser.add_argument(
         "--hang-timeout",
@@ -312,6 +323,7 @@ def engine_config(args: argparse.Namespace) -> tuple[ModelConfig, RemoteEngineCo
         fallback_to_demo=not chosen and not args.demo,
         hang_timeout_s=args.hang_timeout,
         context_tokens=args.context_tokens,
+        backend=args.backend,
     )
     return model, remote
 

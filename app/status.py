@@ -25,6 +25,8 @@ def status_text(status: EngineStatus, last: Timing | None) -> str:
     else:
         kind = "demo" if info.demo else "real"
         line = f"{info.name} ({kind}) on {info.device}, {info.quantization}"
+        if info.backend_reason:
+            line += f" · engine: {info.backend_reason}"
     if last is not None and last.tokens:
         line += (
             f" · last reply: first token {last.time_to_first_token_s:.2f} s, "
@@ -52,7 +54,8 @@ def banner_text(status: EngineStatus) -> str:
 
 def health_document(status: EngineStatus, config: AppConfig) -> dict[str, Any]:
     """GET /health: the model, the engine (its kind, state and queue; a server's URL without
-    credentials), the speech model. Never the engine's API key."""
+    credentials; in-process, the library that runs the model and why), the speech model.
+    Never the engine's API key."""
     info = status.info
     engine: dict[str, Any] = {
         "kind": "remote" if config.remote else "in-process",
@@ -68,6 +71,10 @@ def health_document(status: EngineStatus, config: AppConfig) -> dict[str, Any]:
         demo = info.demo if info else config.model.demo
         device = info.device if info else config.model.device
         quantization = info.quantization if info else config.model.quant
+        if info is not None:
+            engine["backend"], engine["why"] = info.backend, info.backend_reason
+        else:
+            engine["backend"] = config.model.backend  # "auto" until the worker has chosen
     health: dict[str, Any] = {
         "status": {"ready": "ok", "loading": "loading", "error": "error"}[status.load_state],
         "model": model,

@@ -10,7 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_MODEL_ID = "google/gemma-4-12B-it"
 Device = Literal["auto", "cuda", "cpu"]
-Quantization = Literal["4bit", "8bit", "none"]
+Quantization = Literal["4bit", "8bit", "none", "qat"]
+# Which library runs the model in the worker: transformers with bitsandbytes, or llama.cpp
+# (llama-cpp-python) on GGUF files; "auto" chooses by the machine (model/engine_choice.py).
+Backend = Literal["auto", "transformers", "llama.cpp"]
 Fault = Literal["", "out_of_memory", "hang"]
 # Generous: on the CPU a long prompt with images can take minutes before its first token.
 DEFAULT_HANG_TIMEOUT_S = 300.0
@@ -35,6 +38,8 @@ class ModelConfig:
     and restarted. `context_tokens` caps what a prompt and its reply may take together (0: the
     model's own `max_position_embeddings`); older turns are left out to stay within it.
 
+    `backend` is the library that runs the model: see Backend.
+
     `inject_fault` exists for the fault tests: only code sets it (no flag, no environment
     variable, nothing on the page or the API). With it set, the worker fails in that way while
     answering a request whose last message is exactly FAULT_TRIGGER, after its first token.
@@ -48,6 +53,7 @@ class ModelConfig:
     cache_root: Path | None = None
     hang_timeout_s: float = DEFAULT_HANG_TIMEOUT_S
     context_tokens: int = 0
+    backend: Backend = "auto"
     inject_fault: Fault = ""
 
     def as_demo(self) -> ModelConfig:

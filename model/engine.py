@@ -40,6 +40,8 @@ class ModelInfo:
     engine: EngineKind = "in-process"
     url: str | None = None
     context_tokens: int = 0
+    backend: str = "transformers"  # the library that runs it in-process: or "llama.cpp"
+    backend_reason: str = ""  # why that one, for the status line and /health
 
 
 @dataclass(frozen=True)

@@ -194,21 +194,25 @@ def check_memory(
 
     Raises LoadError, in one sentence, when the weights cannot fit (the drafter stays in bf16).
     """
-    needed = (
-        parameters * BYTES_PER_PARAM[quant]
-        + drafter_parameters * BYTES_PER_PARAM["none"]
-        + RUNTIME_MARGIN_BYTES
-    )
+    weights = parameters * BYTES_PER_PARAM[quant] + drafter_parameters * BYTES_PER_PARAM["none"]
+    smaller = " or a smaller --quant" if quant != "4bit" else ""
+    return check_memory_bytes(name, int(weights), QUANT_NAMES[quant], device, smaller)
+
+
+def check_memory_bytes(
+    name: str, weights_bytes: int, quantization: str, device: str, smaller: str = ""
+) -> str:
+    """check_memory for weights whose size is known in bytes (GGUF files)."""
+    needed = weights_bytes + RUNTIME_MARGIN_BYTES
     free = _free_bytes(device)
     where = "GPU memory" if device == "cuda" else "RAM"
     if needed > free:
-        smaller = " or a smaller --quant" if quant != "4bit" else ""
         raise LoadError(
-            f"{name} needs about {needed / GIB:.1f} GiB of {where} in {QUANT_NAMES[quant]} but "
+            f"{name} needs about {needed / GIB:.1f} GiB of {where} in {quantization} but "
             f"only {free / GIB:.1f} GiB is free; close other programs{smaller}, or run with --demo."
         )
     return (
-        f"Loading {name} in {QUANT_NAMES[quant]} needs about {needed / GIB:.1f} GiB of {where}; "
+        f"Loading {name} in {quantization} needs about {needed / GIB:.1f} GiB of {where}; "
         f"{free / GIB:.1f} GiB is free."
     )
 
@@ -246,7 +250,15 @@ def _reporting_tqdm(progress: Progress) -> type:
 def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
     """Check, then load the processor and model. Raises LoadError with one clear sentence."""
     _check_transformers()
+    if config.quant not in QUANT_NAMES:
+        raise LoadError(
+            f"--quant {config.quant} is a GGUF build for llama.cpp; run it with --engine llama.cpp."
+        )
     device = resolve_device(config.device)
+    if device == "cpu" and config.quant != "none" and not config.demo:
+        from .engine_choice import bitsandbytes_cpu_note
+
+        progress(bitsandbytes_cpu_note())
     with _reported_bars(progress) as bars:
         progress("Looking for the model weights")
         source, parameters = locate(config, progress)  # the demo's first build saves with bars

@@ -46,7 +46,9 @@ NAMED_TOKENS = {  # the tokenizer attributes the processor (and the real tokeniz
 REPLY_TOKENS = ("<eos>", "<turn|>", "<|tool_response>", "<|channel>", "<channel|>")
 # What the demo's replies may be made of: letters, digits, spaces, plain punctuation, newlines.
 READABLE = frozenset(string.ascii_letters + string.digits + " \n.,;:!?'-")
-VOCAB_SIZE = 600
+VOCAB_SIZE = 800
+SPACE = "\u2581"  # "▁", how the tokenizer writes a space
+BYTE_TOKENS = tuple(f"<0x{byte:02X}>" for byte in range(256))
 # The largest merged-patch coordinate: an image one patch high at the largest budget (1120).
 MAX_SOFT_TOKENS = 1120
 
@@ -190,6 +192,7 @@ def _build(folder: Path, report: Callable[[str], None]) -> None:
         attention_k_eq_v=True,
         sliding_window=64,
         final_logit_softcapping=30.0,
+        moe_intermediate_size=None,  # a dense model, as llama.cpp's converter reads the config
     )
     config = Gemma4UnifiedConfig(
         text_config=text_config,
@@ -291,20 +294,47 @@ def _unreadable_ids(tokenizer) -> list[int]:
 
 
 def _train_tokenizer():
-    """A byte-level BPE tokenizer (any text encodes) with the Gemma 4 control tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A tokenizer built as Gemma 4's is: BPE over text whose spaces are written "▁", with a
+    token for each of the 256 bytes (<0x00>..<0xFF>) to fall back on, so any text encodes, and
+    the Gemma 4 control tokens. llama.cpp's converter and tokenizer take it as Gemma 4's."""
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
+    def configured(model):
+        tokenizer = Tokenizer(model)
+        tokenizer.normalizer = normalizers.Replace(" ", SPACE)
+        # BPE runs on whole lines; newlines are tokens of their own (as in llama.cpp's gemma4).
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("\n+"), behavior="isolated")
+        tokenizer.decoder = decoders.Sequence(
+            [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+        )
+        return tokenizer
+
+    trained = configured(models.BPE())
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=list(CONTROL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=VOCAB_SIZE - len(CONTROL_TOKENS) - len(BYTE_TOKENS),
+        initial_alphabet=sorted(set(READABLE) - {" "} | {SPACE}),
         show_progress=False,
     )
-    backend.train_from_iterator(CORPUS, trainer=trainer)
+    trained.train_from_iterator(CORPUS, trainer=trainer)
+    learned = json.loads(trained.to_str())["model"]
+    vocab = {token: i for i, token in enumerate(CONTROL_TOKENS + BYTE_TOKENS)}
+    for token in sorted(learned["vocab"], key=learned["vocab"].get):
+        vocab.setdefault(token, len(vocab))
+    merges = [
+        tuple(merge) if isinstance(merge, list) else tuple(merge.split(" "))
+        for merge in learned["merges"]
+    ]
+    backend = configured(models.BPE(vocab=vocab, merges=merges, byte_fallback=True))
+    backend.add_special_tokens(list(CONTROL_TOKENS))
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<bos>",

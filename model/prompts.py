@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +26,8 @@ def normalise_audio(clip: AudioClip) -> np.ndarray:
     head = AudioClip(clip.samples[: int(MAX_AUDIO_CLIP_S * clip.sample_rate)], clip.sample_rate)
     return to_model_rate(head)[: int(MAX_AUDIO_CLIP_S * AUDIO_SAMPLE_RATE_HZ)]
 
+
+T = TypeVar("T")
 
 # The processor stamps each frame with frames_indices / fps (as mm:ss). Frames are given with a
 # clock of milliseconds as their "index", so a recording with a variable frame rate (browsers')
@@ -144,34 +147,52 @@ def fit_to_context(
     context_tokens: int,
 ) -> tuple[Any, int]:
     """Inputs for `generate` that leave `reply_room` in the window, and how many messages were
-    left out to get there.
+    left out to get there (see fit_turns). Tokens are counted by the processor itself, so
+    images and audio count as the soft tokens they become."""
+    options = concrete_options(tuple(messages), options)
+    return fit_turns(
+        lambda kept: build_inputs(processor, kept, options),
+        _length,
+        messages,
+        options,
+        context_tokens,
+    )
+
+
+def fit_turns(
+    build: Callable[[tuple[Message, ...]], T],
+    length: Callable[[T], int],
+    messages: tuple[Message, ...] | list[Message],
+    options: GenerationOptions,
+    context_tokens: int,
+) -> tuple[T, int]:
+    """A prompt built by `build` whose `length` leaves `reply_room` in the window, and how many
+    messages were left out to get there; for any engine.
 
     When the whole conversation is too long, its oldest turns go, whole (a turn starts at one
     of the person's messages), until the rest fits; the system prompt and the newest message
-    always stay. Tokens are counted by the processor itself, so images and audio count as the
-    soft tokens they become. Raises ContextOverflow when even the newest turn is too long.
+    always stay. Raises ContextOverflow when even the newest turn is too long.
     """
     messages = tuple(messages)
-    options = concrete_options(messages, options)
     budget = context_tokens - reply_room(options, context_tokens)
-    inputs = build_inputs(processor, messages, options)
-    if _length(inputs) <= budget:
+    inputs = build(messages)
+    if length(inputs) <= budget:
         return inputs, 0
     kept_head = 1 if messages and messages[0].role == "system" else 0
     starts = turn_starts(messages)
-    fitting: tuple[Any, int] | None = None
+    fitting: tuple[T, int] | None = None
     low, high = 0, len(starts) - 1
     while low <= high:  # the fewest dropped turns that fit; dropping more only shortens it
         middle = (low + high) // 2
         start = starts[middle]
-        candidate = build_inputs(processor, messages[:kept_head] + messages[start:], options)
-        if _length(candidate) <= budget:
+        candidate = build(messages[:kept_head] + messages[start:])
+        if length(candidate) <= budget:
             fitting, high = (candidate, start - kept_head), middle - 1
         else:
             low = middle + 1
     if fitting is None:
         newest = messages[:kept_head] + messages[starts[-1] :] if starts else messages
-        tokens = _length(build_inputs(processor, newest, options))
+        tokens = length(build(newest))
         raise ContextOverflow(
             f"This message is too long for the model: it takes {tokens} tokens and at "
             f"most {budget} fit with room for the reply; shorten it or send fewer or smaller files."

@@ -74,9 +74,13 @@ class ReplyStreamer(BaseStreamer):
         if not self.prompt_skipped:  # generate() first passes the prompt ids
             self.prompt_skipped = True
             return
+        self.add(value.reshape(-1).tolist())
+
+    def add(self, tokens: list[int]) -> None:
+        """Generated token ids, in order (engines that do not stream through `generate`)."""
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        for token in value.reshape(-1).tolist():
+        for token in tokens:
             self.tokens += 1
             if token == self.channel_open_id:
                 self.thinking = True

@@ -46,8 +46,23 @@ def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
     # Ctrl+C in a terminal reaches the whole process group, this process too; the engine ends
     # it by closing its connection, so the interrupt must not kill it mid-reply.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .engine_choice import choose_backend
+
+    choice = choose_backend(config)
+    progress = lambda sentence: conn.send(("progress", sentence))  # noqa: E731
     try:
-        loaded = load(config, progress=lambda sentence: conn.send(("progress", sentence)))
+        progress(f"Engine: {choice.reason}")
+        if choice.backend == "llama.cpp":
+            from . import llama_runner
+
+            loaded: Any = llama_runner.load(config, progress)
+            info = loaded.info
+        else:
+            loaded = load(config, progress=progress)
+            from .prompts import context_length
+
+            context_tokens = context_length(loaded.model.config, config.context_tokens)
+            info = replace(loaded.info, context_tokens=context_tokens)
     except LoadError as exc:
         conn.send(("load_failed", str(exc)))
         return
@@ -59,20 +74,28 @@ def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
             )
         )
         return
-    from .prompts import context_length
+    conn.send(("loaded", replace(info, backend=choice.backend, backend_reason=choice.reason)))
+    if choice.backend == "llama.cpp":
 
-    context_tokens = context_length(loaded.model.config, config.context_tokens)
-    conn.send(("loaded", replace(loaded.info, context_tokens=context_tokens)))
-    prepared = PreparedInputs(loaded.processor, loaded.model.device, context_tokens)
+        def answer_one(request_id: int, request: ChatRequest) -> bool:
+            return llama_runner.answer(
+                loaded, request_id, request, conn, cancel_id, config.inject_fault
+            )
+    else:
+        prepared = PreparedInputs(loaded.processor, loaded.model.device, info.context_tokens)
+
+        def answer_one(request_id: int, request: ChatRequest) -> bool:
+            return answer(
+                loaded, request_id, request, conn, cancel_id, prepared, config.inject_fault
+            )
+
     while True:
         try:
             request_id, request = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            answered = answer(
-                loaded, request_id, request, conn, cancel_id, prepared, config.inject_fault
-            )
+            answered = answer_one(request_id, request)
         except (BrokenPipeError, ConnectionResetError):
             return  # the parent closed the connection mid-reply (Loupe stopped): nothing to say
         if not answered:

@@ -1,0 +1,474 @@
+"""Gemma 4 on llama.cpp (llama-cpp-python), inside the supervised worker process.
+
+The worker's other half (worker.py) runs transformers; this one loads a GGUF model and its
+multimodal projector (mmproj) and answers the same requests with the same messages to the
+engine: chunks as they form, thinking apart, Stop within one token, usage counts.
+
+How a request becomes llama.cpp input:
+- The prompt is the model's own chat template (from the GGUF), rendered with each piece of
+  content replaced by a marker; the rendered text is then cut at the markers into parts for
+  `mtmd_tokenize_from_parts`: the template's text with its control tokens, what a person wrote
+  as plain text (so it cannot open a turn), and images and audio as bitmaps.
+- Images are resized here to the size Gemma's processor gives them at the request's image
+  budget; the projector then reads them at that size, so an image costs the same soft tokens as
+  in transformers. Video frames are images at the frame budget, each after its "mm:ss" time, as
+  the processor lays them out. Audio goes as 16 kHz samples, as the processor takes it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from .config import FAULT_TRIGGER, Fault, ModelConfig
+from .detail import resized
+from .engine import ModelInfo
+from .events import Timing
+from .gguf_files import GgufError, locate_gguf
+from .loader import LoadError, check_memory_bytes, first_line
+from .messages import ChatRequest, GenerationOptions, Message
+from .prompts import ContextOverflow, concrete_options, fit_turns, normalise_audio
+from .worker import OUT_OF_MEMORY, SAMPLING_FLOOR
+
+# llama.cpp sets aside the whole context's KV cache when it loads, so the window is capped
+# (--context-tokens raises it): 32k tokens of the 12B's cache take about 0.7 GiB.
+DEFAULT_CONTEXT_TOKENS = 32768
+MARKER = "\x00{}\x00"  # stands for one piece of content while the template is rendered
+MARKER_PATTERN = re.compile("\x00(\\d+)\x00")
+LARGEST_IMAGE_TOKENS = 1120  # the projector reads an image at most at this budget
+
+
+@dataclass
+class LlamaModel:
+    """A loaded GGUF model: llama-cpp-python's Llama, the projector's mtmd context (None: text
+    only), the chat template, and the token ids the reply loop needs."""
+
+    llm: Any
+    mtmd: Any
+    template: Any
+    info: ModelInfo
+    forbidden: list[int]  # never sampled (the model's suppress tokens)
+    end_ids: list[int]  # end a reply (held back until min_new_tokens)
+    channel_open: int
+
+
+def load(config: ModelConfig, progress: Any) -> LlamaModel:
+    """Find (download, convert) and load the GGUF files. Raises LoadError with one sentence."""
+    _quiet_logs()
+    from llama_cpp import Llama, llama_supports_gpu_offload
+
+    progress("Looking for the GGUF model files")
+    try:
+        files = locate_gguf(config, progress)
+    except GgufError as exc:
+        raise LoadError(str(exc)) from None
+    size = files.model.stat().st_size + (files.projector.stat().st_size if files.projector else 0)
+    progress(check_memory_bytes(files.name, size, files.quantization, "cpu"))
+    gpu = config.device != "cpu" and bool(llama_supports_gpu_offload())
+    threads = _threads()
+    progress(f"Loading {files.name} with llama.cpp")
+    try:
+        probe = Llama(str(files.model), vocab_only=True, verbose=False)
+        trained = int(
+            probe.metadata.get(
+                f"{probe.metadata['general.architecture']}.context_length", DEFAULT_CONTEXT_TOKENS
+            )
+        )
+        probe.close()
+        context = min(trained, config.context_tokens or DEFAULT_CONTEXT_TOKENS)
+        llm = Llama(
+            str(files.model),
+            n_ctx=context,
+            n_batch=512,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=-1 if gpu else 0,
+            verbose=False,
+        )
+    except Exception as exc:
+        raise LoadError(f"Loading {files.name} with llama.cpp failed: {first_line(exc)}") from None
+    mtmd = _projector(llm, files.projector, threads, gpu) if files.projector else None
+    if files.projector is None:
+        progress("No projector (mmproj) file was found beside the model: text only")
+    info = ModelInfo(
+        files.name,
+        config.demo,
+        "gpu" if gpu else "cpu",
+        files.quantization,
+        context_tokens=context,
+        backend="llama.cpp",
+    )
+    progress("Model loaded")
+    return LlamaModel(
+        llm, mtmd, _template(llm), info, _suppressed(llm), _ends(llm), _token(llm, "<|channel>")
+    )
+
+
+def _threads() -> int:
+    """One thread a physical core: llama.cpp's own default, and what llama-bench is run with."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def _projector(llm: Any, path: Any, threads: int, gpu: bool) -> Any:
+    import llama_cpp.mtmd_cpp as mtmd
+
+    params = mtmd.mtmd_context_params_default()
+    params.use_gpu = gpu
+    params.print_timings = False
+    params.n_threads = threads
+    # Loupe sizes each image for its budget itself; the projector must take it as it comes.
+    params.image_min_tokens = 1
+    params.image_max_tokens = LARGEST_IMAGE_TOKENS
+    context = mtmd.mtmd_init_from_file(str(path).encode(), llm.model, params)
+    if not context:
+        raise LoadError(f"The projector {path.name} could not be loaded by this llama.cpp.")
+    return context
+
+
+def _template(llm: Any) -> Any:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    source = llm.metadata.get("tokenizer.chat_template")
+    if not source:
+        raise LoadError("This GGUF file carries no chat template; use one converted for chat.")
+    env = ImmutableSandboxedEnvironment(extensions=[jinja2.ext.loopcontrols])
+    return env.from_string(source)
+
+
+def _token(llm: Any, text: str) -> int:
+    ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+    return ids[0] if len(ids) == 1 else -1
+
+
+def _suppressed(llm: Any) -> list[int]:
+    from llama_cpp import llama_cpp as lib
+
+    count = ctypes.c_int32(0)
+    vocab = lib.llama_model_get_vocab(llm.model)
+    ids = lib.llama_vocab_get_suppress_tokens(vocab, ctypes.byref(count))
+    return [ids[i] for i in range(count.value)] if ids else []
+
+
+def _ends(llm: Any) -> list[int]:
+    from llama_cpp import llama_cpp as lib
+
+    vocab = lib.llama_model_get_vocab(llm.model)
+    named = (_token(llm, text) for text in ("<eos>", "<turn|>", "<|tool_response>"))
+    return sorted(
+        {i for i in named if i >= 0 and lib.llama_vocab_is_eog(vocab, i)} | {llm.token_eos()}
+    )
+
+
+def _quiet_logs() -> None:
+    """llama.cpp and mtmd log every load and image to stderr; the worker says what matters."""
+    import llama_cpp
+    import llama_cpp.mtmd_cpp as mtmd
+
+    global _LOG_SINK
+    _LOG_SINK = llama_cpp.llama_log_callback(lambda level, text, data: None)
+    llama_cpp.llama_log_set(_LOG_SINK, ctypes.c_void_p(0))
+    mtmd.mtmd_log_set(_LOG_SINK, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(_LOG_SINK, ctypes.c_void_p(0))
+
+
+_LOG_SINK: Any = None  # the callback must outlive the call that set it
+
+
+class Prompt:
+    """A request as mtmd input chunks; `tokens` is what it takes of the window."""
+
+    def __init__(
+        self, model: LlamaModel, messages: tuple[Message, ...], options: GenerationOptions
+    ):
+        import llama_cpp.mtmd_cpp as mtmd
+
+        self._mtmd = mtmd
+        self.chunks = mtmd.mtmd_input_chunks_init()
+        self._bitmaps: list[Any] = []
+        self._texts: list[Any] = []  # kept alive until tokenised
+        parts = self._parts(model, messages, options)
+        if self._bitmaps and model.mtmd is None:
+            self.close()
+            raise ValueError("this model file has no projector (mmproj), so it reads text only")
+        pointers = (ctypes.POINTER(mtmd.mtmd_input_part) * len(parts))(
+            *[ctypes.pointer(part) for part in parts]
+        )
+        failed = mtmd.mtmd_tokenize_from_parts(model.mtmd, self.chunks, pointers, len(parts), False)
+        for bitmap in self._bitmaps:
+            mtmd.mtmd_bitmap_free(bitmap)
+        self._bitmaps, self._texts = [], []
+        if failed:
+            self.close()
+            raise ValueError(f"llama.cpp could not read it (mtmd error {failed})")
+        self.tokens = int(mtmd.mtmd_helper_get_n_tokens(self.chunks))
+
+    def _parts(self, model: LlamaModel, messages: tuple[Message, ...], options: GenerationOptions):
+        pieces: list[tuple[str, Any]] = []
+
+        def marker(kind: str, value: Any) -> dict[str, str]:
+            pieces.append((kind, value))
+            return {"type": "text", "text": MARKER.format(len(pieces) - 1)}
+
+        rendered = []
+        for message in messages:
+            content = [marker("image", image) for image in message.images]
+            content += [marker("video", clip) for clip in message.video]
+            content += [marker("audio", clip) for clip in message.audio]
+            if message.text:
+                content.append(marker("text", message.text))
+            rendered.append({"role": message.role, "content": content})
+        text = model.template.render(
+            messages=rendered,
+            add_generation_prompt=True,
+            enable_thinking=options.thinking,
+            bos_token=model.llm.detokenize([model.llm.token_bos()], special=True).decode(),
+            eos_token="<eos>",
+        )
+        parts = []
+        for i, piece in enumerate(MARKER_PATTERN.split(text)):
+            if i % 2 == 0:
+                parts += [self._text(piece, special=True)] if piece else []
+                continue
+            kind, value = pieces[int(piece)]
+            if kind == "text":
+                parts.append(self._text(value, special=False))
+            elif kind == "image":
+                parts.append(self._image(value, options.image_tokens))
+            elif kind == "audio":
+                parts.append(self._audio(normalise_audio(value)))
+            else:  # a video: each frame after its time, as Gemma's processor lays them out
+                for n, (frame, at) in enumerate(zip(value.frames, value.timestamps_s, strict=True)):
+                    stamp = f"{' ' if n else ''}{int(at // 60):02d}:{int(at % 60):02d} "
+                    parts += [
+                        self._text(stamp, special=False),
+                        self._image(frame, options.video_frame_tokens),
+                    ]
+        return parts
+
+    def _text(self, text: str, special: bool) -> Any:
+        raw = text.encode()
+        item = self._mtmd.mtmd_input_text()
+        item.text, item.text_len, item.add_special, item.parse_special = (
+            raw,
+            len(raw),
+            False,
+            special,
+        )
+        self._texts.append((raw, item))
+        part = self._mtmd.mtmd_input_part()
+        part.text = ctypes.pointer(item)
+        return part
+
+    def _image(self, image: Any, budget: int) -> Any:
+        rgb = image.convert("RGB")
+        rgb = rgb.resize(resized(*rgb.size, budget), resample=3)  # bicubic, as the processor
+        pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+        buffer = (ctypes.c_uint8 * pixels.size).from_buffer_copy(pixels.tobytes())
+        return self._bitmap(self._mtmd.mtmd_bitmap_init(rgb.width, rgb.height, buffer))
+
+    def _audio(self, samples: np.ndarray) -> Any:
+        data = np.ascontiguousarray(samples, dtype=np.float32)
+        buffer = (ctypes.c_float * data.size).from_buffer_copy(data.tobytes())
+        return self._bitmap(self._mtmd.mtmd_bitmap_init_from_audio(data.size, buffer))
+
+    def _bitmap(self, bitmap: Any) -> Any:
+        if not bitmap:
+            raise ValueError("llama.cpp could not take an image or a clip")
+        self._bitmaps.append(bitmap)
+        part = self._mtmd.mtmd_input_part()
+        part.bitmap = bitmap
+        return part
+
+    def evaluate(self, model: LlamaModel, cancelled: Any) -> bool:
+        """Read the prompt into the model's cache; False if cancelled between chunks."""
+        from llama_cpp import llama_cpp as lib
+
+        mtmd, llm = self._mtmd, model.llm
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        for i in range(mtmd.mtmd_input_chunks_size(self.chunks)):
+            if cancelled():
+                return False
+            chunk = mtmd.mtmd_input_chunks_get(self.chunks, i)
+            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                count = ctypes.c_size_t()
+                ids = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+                llm.eval([ids[j] for j in range(count.value)])
+                continue
+            after = lib.llama_pos(0)
+            failed = mtmd.mtmd_helper_eval_chunk_single(
+                model.mtmd,
+                llm._ctx.ctx,
+                chunk,
+                lib.llama_pos(llm.n_tokens),
+                lib.llama_seq_id(0),
+                llm.n_batch,
+                False,
+                ctypes.byref(after),
+            )
+            if failed:
+                raise RuntimeError(f"llama.cpp could not read an image or a clip (error {failed})")
+            llm.n_tokens = after.value
+        return True
+
+    def close(self) -> None:
+        if self.chunks:
+            self._mtmd.mtmd_input_chunks_free(self.chunks)
+            self.chunks = None
+
+
+class _Tokenizer:
+    """What ReplyStreamer asks of a tokenizer, from llama.cpp's vocabulary."""
+
+    def __init__(self, model: LlamaModel):
+        self.llm = model.llm
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return _token(self.llm, token)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        raw = self.llm.detokenize(ids, special=not skip_special_tokens)
+        return raw.decode("utf-8", errors="replace")
+
+
+def answer(
+    model: LlamaModel,
+    request_id: int,
+    request: ChatRequest,
+    conn: Connection,
+    cancel_id: Any,
+    inject_fault: Fault = "",
+) -> bool:
+    """Generate one reply, streaming chunks; every failure becomes an ("error", ...) message.
+    False when this worker must be replaced."""
+    from .streaming import ReplyStreamer
+
+    started = time.perf_counter()
+    options = concrete_options(request.messages, request.options)
+    context = model.info.context_tokens
+    prompts: list[Prompt] = []
+
+    def build(kept: tuple[Message, ...]) -> Prompt:
+        prompts.append(Prompt(model, kept, options))
+        return prompts[-1]
+
+    try:
+        prompt, dropped = fit_turns(build, lambda p: p.tokens, request.messages, options, context)
+    except Exception as exc:
+        for built in prompts:
+            built.close()
+        sentence = (
+            str(exc)
+            if isinstance(exc, ContextOverflow)
+            else f"This message could not be prepared for the model: {first_line(exc)}"
+        )
+        conn.send(("error", request_id, "bad_input", sentence))
+        return True
+    for built in prompts:
+        if built is not prompt:
+            built.close()
+    if dropped:
+        conn.send(("trimmed", request_id, dropped))
+    streamer = ReplyStreamer(
+        _Tokenizer(model),
+        emit=lambda text, thinking: conn.send(("chunk", request_id, text, thinking, time.time())),
+    )
+
+    def cancelled() -> bool:
+        return cancel_id.value == request_id
+
+    fault = inject_fault if request.messages[-1].text == FAULT_TRIGGER else ""
+    stopped = False
+    try:
+        if not prompt.evaluate(model, cancelled):
+            stopped = True
+        else:
+            stopped = _generate(model, prompt.tokens, options, streamer, cancelled, fault)
+        streamer.end()
+    except MemoryError:
+        conn.send(("error", request_id, "out_of_memory", OUT_OF_MEMORY))
+        return False
+    except Exception as exc:
+        conn.send(
+            (
+                "error",
+                request_id,
+                "generation_failed",
+                f"The model failed while answering ({type(exc).__name__}: {first_line(exc)}).",
+            )
+        )
+        return True
+    finally:
+        prompt.close()
+    ended = time.perf_counter()
+    timing = Timing.measured(
+        started, streamer.first_token_at, ended, streamer.tokens, prompt.tokens
+    )
+    conn.send(("done", request_id, timing, stopped))
+    return True
+
+
+def _generate(
+    model: LlamaModel,
+    prompt_tokens: int,
+    options: GenerationOptions,
+    streamer: Any,
+    cancelled: Any,
+    fault: Fault,
+) -> bool:
+    """Sample the reply token by token into `streamer`; True if it was stopped on request."""
+    llm = model.llm
+    room = llm.n_ctx() - prompt_tokens
+    limit = min(options.max_new_tokens, room)
+    forbidden = list(model.forbidden)
+    if not options.thinking and model.channel_open >= 0:
+        forbidden.append(model.channel_open)  # see streaming.thinking_rules
+    produced = 0
+
+    def rules(input_ids: Any, scores: Any) -> Any:
+        scores[forbidden] = -np.inf
+        if produced < options.min_new_tokens:
+            scores[model.end_ids] = -np.inf
+        return scores
+
+    sample = options.temperature >= SAMPLING_FLOOR
+    tokens = llm.generate(
+        llm.input_ids[: llm.n_tokens].tolist(),
+        temp=options.temperature if sample else 0.0,
+        top_k=options.top_k if sample else 1,
+        top_p=options.top_p if sample else 1.0,
+        min_p=0.0,
+        typical_p=1.0,
+        repeat_penalty=1.0,
+        logits_processor=[rules],
+    )
+    for token in tokens:
+        if token in model.end_ids:
+            return False
+        produced += 1
+        streamer.add([token])
+        if fault:
+            _inject(fault)
+        if produced >= limit:
+            return False
+        if cancelled():
+            return True
+    return False
+
+
+def _inject(fault: Fault) -> None:
+    """For the fault tests (ModelConfig.inject_fault): fail as a real fault would."""
+    if fault == "out_of_memory":
+        raise MemoryError("out of memory (injected by a fault test)")
+    while True:
+        time.sleep(60)
