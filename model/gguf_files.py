@@ -206,6 +206,15 @@ def _convert(converter: Path, source: Path, out: Path, extra: list[str]) -> None
 def ensure_converter(cache_root: Path | None, progress: Progress) -> Path:
     """llama.cpp's convert_hf_to_gguf.py and its gguf-py, from the source package of the
     llama-cpp-python that is installed (its wheel leaves them out), fetched once from PyPI."""
+    return llama_cpp_sources(cache_root, progress, "converter", CONVERTER_PARTS, CONVERTER)
+
+
+def llama_cpp_sources(
+    cache_root: Path | None, progress: Progress, label: str, parts: tuple[str, ...], marker: str
+) -> Path:
+    """The `parts` of the llama.cpp that the installed llama-cpp-python vendors, unpacked once
+    from its source package on PyPI (checked against PyPI's sha256) into the cache, as a
+    folder named by `label` in which `marker` exists once it is complete."""
     try:
         version = importlib.metadata.version("llama-cpp-python")
     except importlib.metadata.PackageNotFoundError:
@@ -213,10 +222,10 @@ def ensure_converter(cache_root: Path | None, progress: Progress) -> Path:
             "llama-cpp-python is not installed; install it with pip install -r requirements.txt."
         ) from None
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    target = root / f"llama.cpp-converter-{version}"
-    if (target / CONVERTER).is_file():
+    target = root / f"llama.cpp-{label}-{version}"
+    if (target / marker).exists():
         return target
-    progress(f"Fetching llama.cpp's GGUF converter (llama-cpp-python {version} sources)")
+    progress(f"Fetching llama.cpp's {label} (llama-cpp-python {version} sources)")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     try:
@@ -232,17 +241,16 @@ def ensure_converter(cache_root: Path | None, progress: Progress) -> Path:
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
                 inner = member.name.split("/", 1)[-1]
-                kept = next((p for p in CONVERTER_PARTS if inner.startswith(p)), None)
-                if kept and (member.isfile() or member.isdir()):
+                if any(inner.startswith(p) for p in parts) and (member.isfile() or member.isdir()):
                     member.name = inner.removeprefix("vendor/llama.cpp/")
                     tar.extract(member, staging / "tree", filter="data")
         try:
             os.rename(staging / "tree", target)
         except OSError:
-            if not (target / CONVERTER).is_file():
+            if not (target / marker).exists():
                 raise
     except (OSError, tarfile.TarError, ValueError) as exc:
-        raise GgufError(f"Fetching llama.cpp's GGUF converter failed: {exc}") from None
+        raise GgufError(f"Fetching llama.cpp's {label} failed: {exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

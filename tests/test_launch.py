@@ -82,7 +82,8 @@ def test_default_model_unavailable_falls_back_to_demo_and_says_why(miniature: Pa
     finally:
         output = stop_app(process)
     assert health["status"] == "ok" and health["demo"] is True
-    assert "hf download google/gemma-4-12B-it" in health["fallback_reason"]
+    # No GPU here: auto chose llama.cpp, whose files are the GGUF build's.
+    assert "hf download ggml-org/gemma-4-12B-it-GGUF" in health["fallback_reason"]
     assert "Traceback" not in output
     assert "Running the demo model instead" in output and "hf download" in output
     assert f"Other machines on your network reach it at http://{socket.gethostname()}:" in output

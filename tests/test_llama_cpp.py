@@ -18,6 +18,7 @@ from model import (
     ChatRequest,
     ContextTrimmed,
     Engine,
+    EngineError,
     Finished,
     GenerationOptions,
     LocalEngine,
@@ -241,3 +242,27 @@ def test_the_demo_app_runs_on_llama_cpp_and_its_stream_adds_up(miniature: Path):
         console = stop_app(process)
     assert "Traceback" not in console, console
     assert "llama_" not in console and "clip_model_loader" not in console, console
+
+
+def test_a_gguf_file_without_a_projector_answers_text_and_refuses_images(
+    llama_config: ModelConfig, tmp_path: Path
+):
+    model_file, _ = miniature_gguf(llama_config.cache_root, lambda sentence: None)
+    alone = tmp_path / "gemma-4-miniature-F32.gguf"
+    alone.symlink_to(model_file)
+    config = replace(llama_config, demo=False, model_id=str(alone))
+    engine = LocalEngine(config, queue_size=2)
+    engine.start()
+    try:
+        wait_until_ready(engine)
+        assert engine.status().info.name == alone.name
+        text, finished = _finished(
+            engine, ChatRequest((Message("user", "Hello"),), GenerationOptions(max_new_tokens=4))
+        )
+        assert finished.timing.prompt_tokens > 0
+        events = list(
+            engine.submit(ChatRequest((Message("user", "And this?", images=(photo(),)),)))
+        )
+        assert isinstance(events[-1], EngineError) and "no projector" in events[-1].message
+    finally:
+        engine.close()
