@@ -1,5 +1,6 @@
-"""Worker faults, 20 of each: killed, out of memory, hung. Each ends the running reply with one
-sentence, a fresh worker answers the next message, and the saved conversation is unchanged."""
+"""Worker faults, 20 of each (4 on llama.cpp): killed, out of memory, hung. Each ends the
+running reply with one sentence, a fresh worker answers the next message, and the saved
+conversation is unchanged."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from model.worker import OUT_OF_MEMORY
 from tests.conftest import ROOT, wait_until_ready
 from tests.figures import record, spread_s
 
-FAULTS_EACH = 20
+# Each engine's own way of failing is the same worker code path: the llama.cpp worker is
+# checked less often.
+FAULTS_EACH = {"transformers": 20, "llama.cpp": 4}
 # Short, so 20 hangs stay quick, yet far above the demo model's gap between two tokens (tens of
 # milliseconds); 2 s once caught a fresh worker's first token on a 2-core machine shared with
 # other test runs.
@@ -41,12 +44,15 @@ SAVED = (
 
 
 @pytest.mark.heavy
+@pytest.mark.parametrize("backend", ["transformers", "llama.cpp"])
 @pytest.mark.parametrize("fault", ["kill", "out_of_memory", "hang"])
 def test_a_worker_fault_ends_the_reply_and_a_fresh_worker_answers_the_next(
-    fault: str, demo_config: ModelConfig, recognizer, tmp_path: Path
+    fault: str, backend: str, demo_config: ModelConfig, recognizer, tmp_path: Path
 ):
     injected = "" if fault == "kill" else fault
-    config = replace(demo_config, inject_fault=injected, hang_timeout_s=HANG_TIMEOUT_S)
+    config = replace(
+        demo_config, inject_fault=injected, hang_timeout_s=HANG_TIMEOUT_S, backend=backend
+    )
     engine = LocalEngine(config)
     engine.start()
     try:
@@ -57,7 +63,7 @@ def test_a_worker_fault_ends_the_reply_and_a_fresh_worker_answers_the_next(
         for message in SAVED:
             history.append(conversation_id, message)
         to_error, to_recovered = [], []
-        for _ in range(FAULTS_EACH):
+        for _ in range(FAULTS_EACH[backend]):
             kept = history.get(conversation_id).messages
             worker = engine.worker_pid
             started = time.monotonic()
@@ -96,9 +102,9 @@ def test_a_worker_fault_ends_the_reply_and_a_fresh_worker_answers_the_next(
     finally:
         engine.close()
     record(
-        f"faults-{fault}",
+        f"faults-{fault}" + ("" if backend == "transformers" else f"-{backend}"),
         {
-            "faults": FAULTS_EACH,
+            "faults": FAULTS_EACH[backend],
             "clear_errors": len(to_error),
             "recoveries": len(to_recovered),
             "fault_to_error": spread_s(to_error),
