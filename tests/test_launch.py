@@ -27,7 +27,13 @@ def test_health_reports_the_demo_model(demo_app):
     _, health = demo_app
     assert health["status"] == "ok" and health["demo"] is True
     assert health["quantization"] == "4bit" and health["device"] == "cpu"
-    assert health["engine"] == {"kind": "in-process", "state": "idle", "queue": 0}
+    assert health["engine"] == {
+        "kind": "in-process",
+        "state": "idle",
+        "queue": 0,
+        "backend": "transformers",  # the demo's default, whatever the machine
+        "why": "transformers: the demo's own format (--engine llama.cpp also runs it)",
+    }
     assert health["asr_model"] == "tiny.en"
     assert "random weights" in health["model"]
 
