@@ -26,7 +26,7 @@ def status_text(status: EngineStatus, last: Timing | None) -> str:
         kind = "demo" if info.demo else "real"
         line = f"{info.name} ({kind}) on {info.device}, {info.quantization}"
         if info.backend_reason:
-            line += f" · engine: {info.backend_reason}"
+            line += f" · {info.backend_reason}"
     if last is not None and last.tokens:
         line += (
             f" · last reply: first token {last.time_to_first_token_s:.2f} s, "

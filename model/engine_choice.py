@@ -29,22 +29,18 @@ class EngineChoice:
 def choose_backend(config: ModelConfig) -> EngineChoice:
     """The backend `config` asks for, with auto resolved for this machine. Imports torch."""
     if config.backend != "auto":
-        return EngineChoice(config.backend, f"{config.backend}, chosen with --engine")
+        return EngineChoice(config.backend, f"{config.backend} (chosen with --engine)")
     if config.demo:
-        return EngineChoice(
-            "transformers", "transformers: the demo's own format (--engine llama.cpp also runs it)"
-        )
+        return EngineChoice("transformers", "transformers (the demo's default)")
     if config.device != "cpu" and _cuda_available():
-        return EngineChoice("transformers", "transformers with bitsandbytes: a CUDA GPU is here")
+        return EngineChoice("transformers", "transformers + bitsandbytes (a CUDA GPU is here)")
     if config.device == "cuda":
-        return EngineChoice("transformers", "transformers: --device cuda was asked for")
+        return EngineChoice("transformers", "transformers (--device cuda)")
     if importlib.util.find_spec("llama_cpp") is None:
         return EngineChoice(
-            "transformers",
-            "transformers: no CUDA GPU, but llama-cpp-python is not installed (pip install -r "
-            "requirements.txt) to run the faster llama.cpp",
+            "transformers", "transformers (no CUDA GPU, but llama-cpp-python is not installed)"
         )
-    return EngineChoice("llama.cpp", "llama.cpp: no CUDA GPU here, and it is fast on a CPU")
+    return EngineChoice("llama.cpp", "llama.cpp (no CUDA GPU here)")
 
 
 def _cuda_available() -> bool:

@@ -32,7 +32,7 @@ def test_health_reports_the_demo_model(demo_app):
         "state": "idle",
         "queue": 0,
         "backend": "transformers",  # the demo's default, whatever the machine
-        "why": "transformers: the demo's own format (--engine llama.cpp also runs it)",
+        "why": "transformers (the demo's default)",
     }
     assert health["asr_model"] == "tiny.en"
     assert "random weights" in health["model"]

@@ -81,7 +81,7 @@ def test_the_converted_vocabulary_tokenises_as_the_checkpoints_tokenizer(
 
 def test_it_says_which_engine_runs_and_why(llama_engine: Engine):
     info = llama_engine.status().info
-    assert info.backend == "llama.cpp" and "--engine" in info.backend_reason
+    assert (info.backend, info.backend_reason) == ("llama.cpp", "llama.cpp (chosen with --engine)")
     assert info.context_tokens == 32768 and info.demo
 
 
