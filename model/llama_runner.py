@@ -57,6 +57,7 @@ class LlamaModel:
     forbidden: list[int]  # never sampled (the model's suppress tokens)
     end_ids: list[int]  # end a reply (held back until min_new_tokens)
     channel_open: int
+    byte_ids: frozenset[int]  # the byte-fallback tokens <0x00>..<0xFF>
 
 
 def load(config: ModelConfig, progress: Any) -> LlamaModel:
@@ -107,7 +108,14 @@ def load(config: ModelConfig, progress: Any) -> LlamaModel:
     )
     progress("Model loaded")
     return LlamaModel(
-        llm, mtmd, _template(llm), info, _suppressed(llm), _ends(llm), _token(llm, "<|channel>")
+        llm,
+        mtmd,
+        _template(llm),
+        info,
+        _suppressed(llm),
+        _ends(llm),
+        _token(llm, "<|channel>"),
+        _byte_tokens(llm),
     )
 
 
@@ -166,6 +174,17 @@ def _ends(llm: Any) -> list[int]:
     named = (_token(llm, text) for text in ("<eos>", "<turn|>", "<|tool_response>"))
     return sorted(
         {i for i in named if i >= 0 and lib.llama_vocab_is_eog(vocab, i)} | {llm.token_eos()}
+    )
+
+
+def _byte_tokens(llm: Any) -> frozenset[int]:
+    from llama_cpp import llama_cpp as lib
+
+    vocab = lib.llama_model_get_vocab(llm.model)
+    return frozenset(
+        i
+        for i in range(llm.n_vocab())
+        if lib.llama_vocab_get_attr(vocab, i) & lib.LLAMA_TOKEN_ATTR_BYTE
     )
 
 
@@ -348,6 +367,7 @@ class _Tokenizer:
 
     def __init__(self, model: LlamaModel):
         self.llm = model.llm
+        self.byte_ids = model.byte_ids
 
     def convert_tokens_to_ids(self, token: str) -> int:
         return _token(self.llm, token)

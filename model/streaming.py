@@ -60,6 +60,7 @@ class ReplyStreamer(BaseStreamer):
         self.emit = emit
         self.channel_open_id = tokenizer.convert_tokens_to_ids("<|channel>")
         self.channel_close_id = tokenizer.convert_tokens_to_ids("<channel|>")
+        self.byte_ids = byte_token_ids(tokenizer)
         self.thinking = False
         self.ids: dict[bool, list[int]] = {False: [], True: []}
         # Decoded so far, and where the last decoded step's ids start and end in `ids`.
@@ -96,6 +97,10 @@ class ReplyStreamer(BaseStreamer):
 
     def _flush(self, thinking: bool, final: bool = False) -> None:
         ids = self.ids[thinking]
+        if ids and ids[-1] in self.byte_ids and not final:
+            # A run of byte tokens decodes as a whole (valid UTF-8, else one U+FFFD a byte), so
+            # what it says is known only once it ends; it also never straddles a window start.
+            return
         start, end = self.decoded[thinking]
         window = self.tokenizer.decode(ids[start:], skip_special_tokens=True)
         if window.endswith("\ufffd") and not final:
@@ -114,3 +119,14 @@ class ReplyStreamer(BaseStreamer):
         if new:
             self.sent_chars[thinking] = len(text)
             self.emit(new, thinking)
+
+
+def byte_token_ids(tokenizer: Any) -> frozenset[int]:
+    """The ids of a byte-fallback tokenizer's byte tokens <0x00>..<0xFF> (Gemma's), if any: a
+    tokenizer may name them itself (`byte_ids`), else they are looked up by name."""
+    named = getattr(tokenizer, "byte_ids", None)
+    if named is not None:
+        return frozenset(named)
+    ids = tokenizer.convert_tokens_to_ids([f"<0x{byte:02X}>" for byte in range(256)])
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    return frozenset(i for i in ids if i is not None and i != unknown)
