@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     tokens, runs = (16, 1) if args.quick else (64, 3)
     cache = default_cache_root()
     converter = ensure_converter(cache, print)
-    sys.path.insert(0, str(converter / "gguf-py"))
+    sys.path.append(str(converter / "gguf-py"))  # after the project: gguf-py has a tests/ too
     import gguf
 
     miniature = miniature_gguf(cache, print)
@@ -166,6 +166,8 @@ def _llama_bench(
         str(tokens),
         "-r",
         str(runs),
+        "-fa",
+        "1",  # flash attention, as Loupe's engine runs
         "-o",
         "json",
     ]

@@ -112,17 +112,21 @@ def _from_hub(repo: str, tag: str, progress: Progress) -> GgufFiles:
     """From the Hugging Face cache, or downloaded into it."""
     from huggingface_hub import constants, hf_hub_download, snapshot_download
 
+    here = None  # what the cache holds; used as it is when it has the projector too
     try:
         cached = Path(snapshot_download(repo, local_files_only=True, allow_patterns=["*.gguf"]))
-        return _pick(sorted(p.name for p in cached.glob("*.gguf")), tag, repo, cached)
-    except GgufError:
-        raise
+        here = _pick(sorted(p.name for p in cached.glob("*.gguf")), tag, repo, cached)
     except Exception:
         pass
+    if here is not None and here.projector is not None:
+        return here
     if constants.HF_HUB_OFFLINE:
+        if here is not None:
+            return here  # text only: no projector is here to read images with
         raise GgufError(
             f"The GGUF files of {repo} are not on this machine and HF_HUB_OFFLINE is set; "
-            f"download them with `hf download {repo}` or pass --model PATH.gguf."
+            f'download them with `hf download {repo} --include "*{tag}*" "mmproj*"` or pass '
+            "--model PATH.gguf."
         )
     sizes = hub_listing(repo)
     files = _pick(sorted(sizes), tag, repo, Path())

@@ -28,7 +28,7 @@ from model import (
     VideoClip,
 )
 from model.engine_choice import choose_backend
-from model.gguf_files import GgufError, _pick, miniature_gguf
+from model.gguf_files import GgufError, _pick, locate_gguf, miniature_gguf
 from model.prompts import build_inputs
 from tests.conftest import (
     health_when_loaded,
@@ -266,3 +266,34 @@ def test_a_gguf_file_without_a_projector_answers_text_and_refuses_images(
         assert isinstance(events[-1], EngineError) and "no projector" in events[-1].message
     finally:
         engine.close()
+
+
+def test_the_default_model_is_found_in_the_hugging_face_cache(
+    no_hub, llama_config: ModelConfig, tmp_path: Path
+):
+    """What ./run.sh looks for on a machine without a GPU: llama.cpp's GGUF build of Gemma 4
+    12B at Q4_K_M and its projector, here the miniature's files under those names."""
+    from huggingface_hub import constants
+
+    model_file, projector = miniature_gguf(llama_config.cache_root, lambda sentence: None)
+    repo = constants.HF_HUB_CACHE + "/models--ggml-org--gemma-4-12B-it-GGUF"
+    snapshot = Path(repo, "snapshots", "0123abc")
+    snapshot.mkdir(parents=True)
+    Path(repo, "refs").mkdir()
+    Path(repo, "refs", "main").write_text("0123abc")
+    for name, source in [
+        ("gemma-4-12B-it-Q4_K_M.gguf", model_file),
+        ("gemma-4-12B-it-Q8_0.gguf", model_file),
+        ("mmproj-gemma-4-12B-it-Q8_0.gguf", projector),
+        ("mmproj-gemma-4-12B-it-f16.gguf", projector),
+    ]:
+        (snapshot / name).symlink_to(source)
+    files = locate_gguf(ModelConfig(backend="llama.cpp"), lambda sentence: None)
+    assert (files.model.name, files.projector.name) == (
+        "gemma-4-12B-it-Q4_K_M.gguf",
+        "mmproj-gemma-4-12B-it-f16.gguf",
+    )
+    assert files.quantization == "Q4_K_M"
+    qat = ModelConfig(backend="llama.cpp", quant="qat")  # not in the cache, and no hub
+    with pytest.raises(GgufError, match=r"google/gemma-4-12B-it-qat-q4_0-gguf are not on this"):
+        locate_gguf(qat, lambda sentence: None)
