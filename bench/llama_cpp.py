@@ -38,7 +38,20 @@ from .gguf_shape import model_and_projector
 from .harness import Figure, cpu_name, figure, machine, write
 
 PROMPT_WORDS = 60  # llama-bench's prompt is this many tokens too (-p), about
-LLAMA_BENCH = "build/bin/llama-bench"
+LLAMA_BENCH = "bin/llama-bench"
+# llama.cpp as it builds for a CPU with AVX2 and no AVX-512 (most laptops').
+AVX2_ONLY = (
+    "-DGGML_NATIVE=OFF",
+    "-DGGML_AVX=ON",
+    "-DGGML_AVX2=ON",
+    "-DGGML_FMA=ON",
+    "-DGGML_F16C=ON",
+    "-DGGML_AVX512=OFF",
+    "-DGGML_AVX512_VBMI=OFF",
+    "-DGGML_AVX512_VNNI=OFF",
+    "-DGGML_AVX512_BF16=OFF",
+    "-DGGML_AVX_VNNI=OFF",
+)
 HOUR_S = 3600.0
 
 
@@ -46,12 +59,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.llama_cpp", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="16 tokens, one run each")
     parser.add_argument("--skip-bitsandbytes", action="store_true", help="only llama.cpp")
+    parser.add_argument(
+        "--as-avx2",
+        action="store_true",
+        help="as on a CPU with AVX2 and no AVX-512 (most laptops'): llama-bench built for AVX2 "
+        "only, bitsandbytes without its AVX-512 BF16 path and PyTorch at AVX2",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
     args = parse_args(argv)
+    if args.as_avx2:
+        os.environ["ATEN_CPU_CAPABILITY"] = "avx2"  # read when torch is first imported
+        return _as_avx2(args)
     tokens, runs = (16, 1) if args.quick else (64, 3)
     cache = default_cache_root()
     converter = ensure_converter(cache, print)
@@ -103,6 +125,57 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return paths
 
 
+def _as_avx2(args: argparse.Namespace) -> list[Path]:
+    """llama-bench (llama.cpp built for AVX2 only: Loupe's engine runs at llama-bench's speed,
+    as the native run shows) beside bitsandbytes without AVX-512 BF16, on this machine."""
+    import bitsandbytes.nn.modules as bnb_modules
+    import torch
+
+    tokens = 16 if args.quick else 32
+    bnb_modules.has_avx512bf16 = lambda: False  # what Linear4bit asks when it is made
+    cache = default_cache_root()
+    converter = ensure_converter(cache, print)
+    sys.path.append(str(converter / "gguf-py"))
+    import gguf
+
+    miniature = miniature_gguf(cache, print)
+    model, _ = model_and_projector(cache / "bench", miniature, gguf, print)
+    threads = _threads()
+    bnb = _loupe_bitsandbytes(miniature, 4)  # 25 s a token: four are enough
+    theirs = _llama_bench(
+        cache, model, threads, tokens, 1 if args.quick else 3, bnb["prompt_tokens"], AVX2_ONLY
+    )
+    figures = theirs["figures"] + bnb["figures"]
+    figures.append(
+        figure(
+            "decode",
+            "llama.cpp (llama-bench) / Loupe bitsandbytes",
+            "x",
+            theirs["decode"] / bnb["decode"],
+        )
+    )
+    results = {
+        "subject": "Gemma 4 12B shape, random weights, as on an AVX2 CPU: llama.cpp and "
+        "bitsandbytes",
+        "machine": {
+            **machine(),
+            "cpu_flags": _flags(),
+            "threads": threads,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        },
+        "settings": {"model file": model.name, "llama.cpp build": " ".join(AVX2_ONLY)},
+        "notes": [
+            "This CPU has AVX-512 BF16; the run keeps to AVX2: llama.cpp compiled without "
+            "AVX-512, bitsandbytes told the CPU lacks AVX-512 BF16 (its generic CPU kernel), "
+            "PyTorch limited to AVX2 (ATEN_CPU_CAPABILITY).",
+        ],
+    }
+    name = f"cpu-llama-cpp-12b-shape-as-avx2{'-quick' if args.quick else ''}"
+    paths = write(args.out, name, results, figures)
+    print("\n".join(str(path) for path in paths))
+    return paths
+
+
 def _threads() -> int:
     from model.llama_runner import _threads as worker_threads
 
@@ -122,11 +195,18 @@ def _flags() -> str:
 
 
 def _llama_bench(
-    cache: Path, model: Path, threads: int, tokens: int, runs: int, prompt_tokens: int
+    cache: Path,
+    model: Path,
+    threads: int,
+    tokens: int,
+    runs: int,
+    prompt_tokens: int,
+    build_flags: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """llama-bench's prompt and decode speed on `model` (built once into the cache)."""
     source = llama_cpp_sources(cache, print, "source", ("vendor/llama.cpp/",), "CMakeLists.txt")
-    binary = source / LLAMA_BENCH
+    build = source / ("build-avx2" if build_flags else "build")
+    binary = build / LLAMA_BENCH
     if not binary.is_file():
         print("Building llama-bench (a few minutes)")
         flags = [
@@ -135,9 +215,10 @@ def _llama_bench(
             "-DLLAMA_CURL=OFF",
             "-DLLAMA_BUILD_SERVER=OFF",
             "-DCMAKE_BUILD_TYPE=Release",
+            *build_flags,
         ]
         subprocess.run(
-            ["cmake", "-S", str(source), "-B", str(source / "build"), *flags],
+            ["cmake", "-S", str(source), "-B", str(build), *flags],
             check=True,
             capture_output=True,
         )
@@ -145,7 +226,7 @@ def _llama_bench(
             [
                 "cmake",
                 "--build",
-                str(source / "build"),
+                str(build),
                 "--target",
                 "llama-bench",
                 "-j",
@@ -243,8 +324,17 @@ def _loupe_llama_cpp(model: Path, tokens: int, runs: int) -> dict[str, Any]:
                 [t.time_to_first_token_s for t in timed],
             )
         )
-    peak = _peak_rss_gb(engine.worker_pid)
-    figures.append(figure("memory", "Loupe llama.cpp: worker's peak RSS", "GB", peak))
+    memory = _memory_gb(engine.worker_pid)
+    figures += [
+        figure(
+            "memory",
+            "Loupe llama.cpp: worker's peak RSS (file pages included)",
+            "GB",
+            memory["VmHWM"],
+        ),
+        figure("memory", "Loupe llama.cpp: worker's own memory (RssAnon)", "GB", memory["RssAnon"]),
+        figure("memory", "Loupe llama.cpp: file pages resident (RssFile)", "GB", memory["RssFile"]),
+    ]
     engine.close()
     return {
         "decode": _median(decode[1:]),
@@ -260,12 +350,16 @@ def _timing(engine: LocalEngine, messages: tuple[Message, ...], options: Generat
     return events[-1].timing
 
 
-def _peak_rss_gb(pid: int | None) -> float:
-    """The process's resident-memory high-water mark (VmHWM): weights read through mmap count."""
+def _memory_gb(pid: int | None) -> dict[str, float]:
+    """The process's resident memory from /proc: its peak (VmHWM, which counts the pages of
+    the mmapped GGUF file it read, reclaimable), and now its own (RssAnon: the weights as
+    llama.cpp repacked them for this CPU, the KV cache, buffers) and the file's (RssFile)."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e9
-    return 0.0
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) * 1024 / 1e9
+    return fields
 
 
 def _loupe_bitsandbytes(miniature: tuple[Path, Path], tokens: int) -> dict[str, Any]:
@@ -284,6 +378,7 @@ def _loupe_bitsandbytes(miniature: tuple[Path, Path], tokens: int) -> dict[str, 
     prompt_tokens = inputs["input_ids"].shape[-1]
     return {
         "decode": rate,
+        "prompt_tokens": prompt_tokens,
         "figures": [
             figure("load", "Loupe bitsandbytes: random 12B built and quantized", "s", built_s),
             figure("decode", f"Loupe bitsandbytes NF4 ({tokens} tokens)", "tokens/s", rate),

@@ -17,7 +17,7 @@ from .config import ModelConfig
 
 CPUINFO = Path("/proc/cpuinfo")
 # Decode speed of the 12B in bitsandbytes 4-bit on two cores, as measured (bench/README.md).
-BNB_CPU_SPEED = {True: "about 1 token/s", False: "about 0.04 tokens/s (25 s a token)"}
+BNB_CPU_SPEED = {True: "1 to 2.5 tokens/s", False: "0.04 to 0.12 tokens/s (up to 25 s a token)"}
 
 
 @dataclass(frozen=True)
