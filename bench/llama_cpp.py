@@ -119,10 +119,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             "step).",
         ],
     }
-    name = f"cpu-llama-cpp-12b-shape{'-quick' if args.quick else ''}"
-    paths = write(args.out, name, results, figures)
-    print("\n".join(str(path) for path in paths))
-    return paths
+    return _written(args, "cpu-llama-cpp-12b-shape", results, figures)
 
 
 def _as_avx2(args: argparse.Namespace) -> list[Path]:
@@ -170,8 +167,11 @@ def _as_avx2(args: argparse.Namespace) -> list[Path]:
             "PyTorch limited to AVX2 (ATEN_CPU_CAPABILITY).",
         ],
     }
-    name = f"cpu-llama-cpp-12b-shape-as-avx2{'-quick' if args.quick else ''}"
-    paths = write(args.out, name, results, figures)
+    return _written(args, "cpu-llama-cpp-12b-shape-as-avx2", results, figures)
+
+
+def _written(args: argparse.Namespace, name: str, results: dict, figures: list) -> list[Path]:
+    paths = write(args.out, f"{name}{'-quick' if args.quick else ''}", results, figures)
     print("\n".join(str(path) for path in paths))
     return paths
 

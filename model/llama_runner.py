@@ -35,7 +35,7 @@ from .gguf_files import GgufError, locate_gguf
 from .loader import LoadError, check_memory_bytes, first_line
 from .messages import ChatRequest, GenerationOptions, Message
 from .prompts import ContextOverflow, concrete_options, fit_turns, normalise_audio
-from .worker import OUT_OF_MEMORY, SAMPLING_FLOOR
+from .worker import SAMPLING_FLOOR, send_failure
 
 # llama.cpp sets aside the whole context's KV cache when it loads, so the window is capped
 # (--context-tokens raises it): 32k tokens of the 12B's cache take about 1 GB.
@@ -436,19 +436,8 @@ def answer(
         else:
             stopped = _generate(model, prompt.tokens, options, streamer, cancelled, fault)
         streamer.end()
-    except MemoryError:
-        conn.send(("error", request_id, "out_of_memory", OUT_OF_MEMORY))
-        return False
     except Exception as exc:
-        conn.send(
-            (
-                "error",
-                request_id,
-                "generation_failed",
-                f"The model failed while answering ({type(exc).__name__}: {first_line(exc)}).",
-            )
-        )
-        return True
+        return send_failure(conn, request_id, exc, isinstance(exc, MemoryError))
     finally:
         prompt.close()
     ended = time.perf_counter()

@@ -243,21 +243,27 @@ def answer(
                 top_p=options.top_p if sample else None,
                 top_k=options.top_k if sample else None,
             )
-    except torch.OutOfMemoryError:
-        conn.send(("error", request_id, "out_of_memory", OUT_OF_MEMORY))
-        return False
     except Exception as exc:
-        conn.send(
-            (
-                "error",
-                request_id,
-                "generation_failed",
-                f"The model failed while answering ({type(exc).__name__}: {first_line(exc)}).",
-            )
-        )
-        return True
+        return send_failure(conn, request_id, exc, isinstance(exc, torch.OutOfMemoryError))
     prompt_tokens = int(inputs["input_ids"].shape[-1])
     conn.send(("done", request_id, _timing(started, streamer, prompt_tokens), cancel.cancelled))
+    return True
+
+
+def send_failure(conn: Connection, request_id: int, exc: Exception, out_of_memory: bool) -> bool:
+    """Tell the parent in one sentence that a reply failed while being generated; False when
+    this worker must be replaced (out of memory: see REPLACED_AFTER)."""
+    if out_of_memory:
+        conn.send(("error", request_id, "out_of_memory", OUT_OF_MEMORY))
+        return False
+    conn.send(
+        (
+            "error",
+            request_id,
+            "generation_failed",
+            f"The model failed while answering ({type(exc).__name__}: {first_line(exc)}).",
+        )
+    )
     return True
 
 
