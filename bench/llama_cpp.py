@@ -76,12 +76,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         return _as_avx2(args)
     tokens, runs = (16, 1) if args.quick else (64, 3)
     cache = default_cache_root()
-    converter = ensure_converter(cache, print)
-    sys.path.append(str(converter / "gguf-py"))  # after the project: gguf-py has a tests/ too
-    import gguf
-
-    miniature = miniature_gguf(cache, print)
-    model, projector = model_and_projector(cache / "bench", miniature, gguf, print)
+    model, projector = _shape_files(cache)
     threads = _threads()
     figures: list[Figure] = []
     ours = _loupe_llama_cpp(model, tokens, runs)
@@ -94,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         figure("prompt", "Loupe llama.cpp / llama-bench", "x", ours["prompt"] / theirs["prompt"])
     )
     if not args.skip_bitsandbytes:
-        bnb = _loupe_bitsandbytes(miniature, min(tokens, 16))
+        bnb = _loupe_bitsandbytes(min(tokens, 16))
         figures += bnb["figures"]
         figures.append(
             figure(
@@ -131,14 +126,9 @@ def _as_avx2(args: argparse.Namespace) -> list[Path]:
     tokens = 16 if args.quick else 32
     bnb_modules.has_avx512bf16 = lambda: False  # what Linear4bit asks when it is made
     cache = default_cache_root()
-    converter = ensure_converter(cache, print)
-    sys.path.append(str(converter / "gguf-py"))
-    import gguf
-
-    miniature = miniature_gguf(cache, print)
-    model, _ = model_and_projector(cache / "bench", miniature, gguf, print)
+    model, _ = _shape_files(cache)
     threads = _threads()
-    bnb = _loupe_bitsandbytes(miniature, 4)  # 25 s a token: four are enough
+    bnb = _loupe_bitsandbytes(4)  # 25 s a token: four are enough
     theirs = _llama_bench(
         cache, model, threads, tokens, 1 if args.quick else 3, bnb["prompt_tokens"], AVX2_ONLY
     )
@@ -174,6 +164,15 @@ def _written(args: argparse.Namespace, name: str, results: dict, figures: list) 
     paths = write(args.out, f"{name}{'-quick' if args.quick else ''}", results, figures)
     print("\n".join(str(path) for path in paths))
     return paths
+
+
+def _shape_files(cache: Path) -> tuple[Path, Path]:
+    """The 12B-shape model and projector (bench/gguf_shape.py), written once into the cache."""
+    converter = ensure_converter(cache, print)
+    sys.path.append(str(converter / "gguf-py"))  # after the project: gguf-py has a tests/ too
+    import gguf
+
+    return model_and_projector(cache / "bench", miniature_gguf(cache, print), gguf, print)
 
 
 def _threads() -> int:
@@ -362,7 +361,7 @@ def _memory_gb(pid: int | None) -> dict[str, float]:
     return fields
 
 
-def _loupe_bitsandbytes(miniature: tuple[Path, Path], tokens: int) -> dict[str, Any]:
+def _loupe_bitsandbytes(tokens: int) -> dict[str, Any]:
     """The transformers engine's 12B shape in NF4 on this CPU (built in this process)."""
     from model.miniature import ensure_miniature
 
