@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_MODEL_ID, ModelConfig, default_cache_root
+from .loader import check_memory_bytes, reporting_tqdm
 
 Progress = Callable[[str], None]
 
@@ -131,12 +132,8 @@ def _from_hub(repo: str, tag: str, progress: Progress) -> GgufFiles:
     sizes = hub_listing(repo)
     files = _pick(sorted(sizes), tag, repo, Path())
     names = [files.model.name] + ([files.projector.name] if files.projector else [])
-    from .loader import check_memory_bytes
-
     progress(check_memory_bytes(files.name, sum(sizes[n] for n in names), tag, "cpu"))
-    from .loader import _reporting_tqdm
-
-    bars = _reporting_tqdm(progress)
+    bars = reporting_tqdm(progress)
     paths = []
     for name in names:
         progress(f"Downloading {name}")

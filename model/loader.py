@@ -224,7 +224,7 @@ class _Discard(io.TextIOBase):
         return len(text)
 
 
-def _reporting_tqdm(progress: Progress) -> type:
+def reporting_tqdm(progress: Progress) -> type:
     """A tqdm class that tells `progress` each whole percent (downloads, weight loading).
 
     It draws no bar: the worker's bars would interleave with the log lines on the console, and
@@ -316,7 +316,7 @@ def _reported_bars(progress: Progress) -> Iterator[type]:
     from tqdm.auto import tqdm as tqdm_auto
     from transformers.utils import logging as hf_logging
 
-    bars = _reporting_tqdm(progress)
+    bars = reporting_tqdm(progress)
     previous_hook = hf_logging.set_tqdm_hook(
         # transformers passes an empty stand-in as the factory when progress bars are off
         lambda factory, args, kwargs: (
