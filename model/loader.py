@@ -14,6 +14,7 @@ from typing import Any
 from .config import ModelConfig
 from .drafter import kv_sharing_fix, load_drafter
 from .engine import ModelInfo
+from .engine_choice import bitsandbytes_cpu_note
 from .folder import folder_problem, safetensors_parameters
 
 Progress = Callable[[str], None]
@@ -256,8 +257,6 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
         )
     device = resolve_device(config.device)
     if device == "cpu" and config.quant != "none" and not config.demo:
-        from .engine_choice import bitsandbytes_cpu_note
-
         progress(bitsandbytes_cpu_note())
     with _reported_bars(progress) as bars:
         progress("Looking for the model weights")
