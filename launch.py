@@ -344,8 +344,8 @@ def build_limits(args: argparse.Namespace) -> Limits:
 
 
 def parse_describe_args(argv: list[str]) -> argparse.Namespace:
-    from app.batch import VERDICT_COLUMNS
-    from app.describe import DEFAULT_LEVEL, LEVELS
+    from app.tasks.batch import VERDICT_COLUMNS
+    from app.tasks.describe import DEFAULT_LEVEL, LEVELS
 
     parser = argparse.ArgumentParser(
         prog="launch.py describe",
@@ -405,9 +405,9 @@ def parse_describe_args(argv: list[str]) -> argparse.Namespace:
 def describe(argv: list[str]) -> int:
     """`launch.py describe`: a whole folder of images, with progress; 0 when every file was
     described, 1 when some failed, 130 when stopped."""
-    from app.batch import DescribeJob, Stopped, job_problem, run_job, workers_for
-    from app.batch_progress import ProgressLine
-    from app.batch_writes import writes_problem
+    from app.tasks.batch import DescribeJob, Stopped, job_problem, run_job, workers_for
+    from app.tasks.batch_progress import ProgressLine
+    from app.tasks.batch_writes import writes_problem
 
     args = parse_describe_args(argv)
     model, remote = engine_config(args)
@@ -488,10 +488,10 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     show_log()
-    from app.handlers import ChatHandlers
     from app.history import History
+    from app.page.chat_events import ChatHandlers
+    from app.page.voice import Voice
     from app.server import serve
-    from app.voice import Voice
 
     engine = open_engine(config.remote or config.model, queue_size=config.limits.queue_size)
     engine.start()

@@ -3,7 +3,7 @@
 # System packages (Debian): espeak-ng and sox make speech fixtures; Chromium runs the browser
 # tests; Xvfb is a screen for the screen-capture test; npm fetches axe-core (package-lock.json)
 # for the accessibility tests; ExifTool (libimage-exiftool-perl) reads back the alt text that
-# app/metadata.py writes into images.
+# app/tasks/metadata.py writes into images.
 set -euo pipefail
 cd "$(dirname "$0")"
 SYSTEM_PACKAGES=(espeak-ng sox libsox-fmt-all chromium xvfb libimage-exiftool-perl)

@@ -46,7 +46,7 @@ class Limits:
     # A video is at most 32 frames (about 2,100 tokens at 70 per frame) and its soundtrack 25
     # tokens a second: two minutes is about 5,100 tokens, and its sound four 30 s clips.
     max_video_s: float = 120.0
-    # What one request sends the model in all (app/request_totals.py): every message of a /v1
+    # What one request sends the model in all (app/intake/totals.py): every message of a /v1
     # request, or the turns of a conversation the page sends (its oldest turns are left out
     # beyond these). Sized so that the worst request they allow adds about 3.3 GB to the app
     # and its worker together on a CPU (README "Safe by default"; bench's request memory

@@ -57,7 +57,7 @@ class Attachment:
     path: str
     name: str
     # For audio sent as audio (and a video's soundtrack): what the speech recogniser heard; for
-    # a PDF: the pages the model reads ("Pages 1-10 of 30", see app/pdf.py).
+    # a PDF: the pages the model reads ("Pages 1-10 of 30", see app/intake/pdf_pages.py).
     caption: str = ""
 
 

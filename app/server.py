@@ -22,13 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model.openai_wire import error_body
 
 from . import v1
-from .batch_view import batches_folder
 from .config import AppConfig
-from .desktop import open_window
-from .handlers import ChatHandlers
 from .history import History
 from .login_throttle import LOGIN_NOTE, FailedLogins, refusal
-from .ui import PAGE_CSS, build_ui, page_js
+from .page.batch_view import batches_folder
+from .page.chat_events import ChatHandlers
+from .page.desktop import open_window
+from .page.layout import PAGE_CSS, build_ui, page_js
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."

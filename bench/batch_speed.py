@@ -1,4 +1,4 @@
-"""Describing a folder: images per minute for `launch.py describe`'s job (`app.batch.run_job`),
+"""Describing a folder: images per minute for `launch.py describe`'s job (`app.tasks.batch.run_job`),
 in process and on a model server, and how much of the model's own pace the job reaches.
 
 The images are real files made for the run: photo-like pictures (gradients, shapes, grain) as
@@ -37,11 +37,11 @@ import numpy as np
 import psutil
 from PIL import Image, ImageDraw, ImageFont
 
-from app.batch import DescribeJob, Summary, run_job
-from app.batch_progress import ProgressLine
 from app.config import Limits
-from app.describe import DEFAULT_LEVEL, description_messages
-from app.media import load_image
+from app.intake.image import load_image
+from app.tasks.batch import DescribeJob, Summary, run_job
+from app.tasks.batch_progress import ProgressLine
+from app.tasks.describe import DEFAULT_LEVEL, description_messages
 from model import (
     ChatRequest,
     Engine,
@@ -257,7 +257,7 @@ def _cpu_s(process: psutil.Process) -> float:
 
 def _requests(folder: Path) -> tuple[list[ChatRequest], list[float]]:
     """The job's requests for the files in `folder`, images decoded now as the job decodes
-    them; the seconds each file took to decode (`app.media.load_image`)."""
+    them; the seconds each file took to decode (`app.intake.image.load_image`)."""
     requests, decoding = [], []
     for path in sorted(folder.iterdir()):
         started = time.perf_counter()

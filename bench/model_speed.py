@@ -312,7 +312,7 @@ def screen_recording(seconds_long: int, size: tuple[int, int], folder: Path) -> 
     import soundfile
 
     from app.config import Limits
-    from app.video import load_video
+    from app.intake.video import load_video
     from tests.conftest import speak
     from tests.test_video import write_video
 

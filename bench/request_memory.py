@@ -77,7 +77,7 @@ def worst_request(limits: Limits) -> WorstRequest:
     """A video of the longest length, then as many images of the largest size as the pixels
     left allow, recordings of the longest length up to the request's seconds, and text up to
     its characters; files spread over messages of at most `max_files_per_message`."""
-    from app.video import FRAME_PIXELS, FRAMES_PER_S, MAX_FRAMES
+    from app.intake.video import FRAME_PIXELS, FRAMES_PER_S, MAX_FRAMES
 
     parts: list[dict[str, Any]] = []
     images, megapixels = 0, 0.0

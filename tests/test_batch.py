@@ -17,18 +17,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 import launch
-from app.batch import (
-    DescribeJob,
-    ItemResult,
-    Journal,
-    image_files,
-    job_problem,
-    run_job,
-)
-from app.batch_writes import writes_problem
 from app.config import Limits
-from app.describe import description_messages
-from app.metadata import sidecar_path, write_description
+from app.tasks.batch import DescribeJob, ItemResult, Journal, image_files, job_problem, run_job
+from app.tasks.batch_writes import writes_problem
+from app.tasks.describe import description_messages
+from app.tasks.metadata import sidecar_path, write_description
 from model import RemoteEngine, RemoteEngineConfig
 from tests.conftest import ROOT, ModelServer, photo, wait_until_ready
 

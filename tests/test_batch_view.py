@@ -20,7 +20,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from app.batch_uploads import (
+from app.config import Limits
+from app.intake.archive import (
     FREE_DISK_RESERVE_MB,
     KEEP_RUN_S,
     MAX_BATCH_FILES,
@@ -30,7 +31,6 @@ from app.batch_uploads import (
     remove_old_runs,
     unpack,
 )
-from app.config import Limits
 from tests.conftest import photo
 from tests.test_accessibility import assert_no_blocking_violations
 from tests.test_batch import chart, screenshot

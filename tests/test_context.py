@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from app.config import AppConfig
-from app.display import dropped_note
-from app.handlers import ChatHandlers
 from app.history import History, StoredMessage
-from app.voice import Voice
+from app.page.chat_events import ChatHandlers
+from app.page.display import dropped_note
+from app.page.voice import Voice
 from model import (
     ChatRequest,
     ContextTrimmed,

@@ -10,9 +10,9 @@ import gradio as gr
 import pytest
 
 from app.config import AppConfig
-from app.handlers import ChatHandlers
 from app.history import History, StoredMessage
-from app.voice import SEND_AUDIO, Voice
+from app.page.chat_events import ChatHandlers
+from app.page.voice import SEND_AUDIO, Voice
 from tests.conftest import photo
 
 # The settings panel: system prompt, temperature, top-p, top-k, max new tokens, thinking, detail.

@@ -9,8 +9,11 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from app.conversations import hidden_alt_text
-from app.describe import (
+from app.page.chat_events import ChatHandlers
+from app.page.display import shown_conversation
+from app.page.side_list import hidden_alt_text
+from app.page.voice import SEND_AUDIO
+from app.tasks.describe import (
     AI_NOTICE,
     LEVELS,
     alt_text_of,
@@ -18,10 +21,7 @@ from app.describe import (
     level_of,
     level_prompt,
 )
-from app.display import shown_conversation
-from app.handlers import ChatHandlers
-from app.moderation import verdict_in_words
-from app.voice import SEND_AUDIO
+from app.tasks.moderation import verdict_in_words
 from model import GenerationOptions
 from model.prompts import render_prompt
 from tests.conftest import photo

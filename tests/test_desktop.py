@@ -13,7 +13,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from app.desktop import capture_screen, open_window
+from app.page.desktop import capture_screen, open_window
 from tests.conftest import ROOT
 
 SCREEN = (800, 600)
@@ -76,7 +76,7 @@ def test_desktop_mode_without_gtk_or_qt_opens_the_browser_with_one_sentence(
 OPEN_WINDOW = """
 import webbrowser
 webbrowser.open = lambda url: print("browser:", url)
-from app.desktop import open_window
+from app.page.desktop import open_window
 open_window("http://127.0.0.1:7860", lambda: print("serving"))
 """
 

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from app.config import AppConfig
-from app.describe import LEVELS, level_options, level_prompt
-from app.display import IMAGE_DETAIL_TITLE, Reply, shown_reply
-from app.handlers import ChatHandlers
 from app.history import Attachment, History, StoredMessage, export_json
+from app.page.chat_events import ChatHandlers
+from app.page.display import IMAGE_DETAIL_TITLE, Reply, shown_reply
+from app.page.voice import Voice
+from app.tasks.describe import LEVELS, level_options, level_prompt
 from app.v1.serving import ChatCall, ReplyWriter, new_completion
-from app.voice import Voice
 from model import (
     AUTO_IMAGE_TOKENS,
     IMAGE_TOKEN_BUDGETS,

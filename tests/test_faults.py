@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from app.config import AppConfig
-from app.handlers import ChatHandlers
 from app.history import History, StoredMessage
-from app.voice import Voice
+from app.page.chat_events import ChatHandlers
+from app.page.voice import Voice
 from model import Engine, Finished, GenerationOptions, LocalEngine, ModelConfig
 from model.config import FAULT_TRIGGER
 from model.local_engine import WORKER_CRASHED, WORKER_HUNG

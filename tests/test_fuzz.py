@@ -24,8 +24,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.config import Limits
-from app.media import MediaError, file_kind, load_attachments, message_text
+from app.intake.files import file_kind
+from app.intake.probe import MediaError
+from app.intake.text import message_text
 from tests.conftest import photo, tone
+from tests.decoding import load_attachments
 
 EXAMPLES = int(os.environ.get("LOUPE_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.handlers import banner_text, generation_options, status_text
+from app.page.chat_events import banner_text, generation_options, status_text
 from model import EngineStatus, ModelConfig, ModelInfo, Timing
 from model.loader import LoadError, locate
 

@@ -100,7 +100,7 @@ def test_a_title_made_from_the_first_message_follows_its_edit(tmp_path: Path):
 def test_conversations_are_grouped_by_the_day_they_were_last_used():
     from datetime import date, datetime
 
-    from app.conversations import grouped
+    from app.page.side_list import grouped
 
     def at(day: int, hour: int = 12) -> float:
         return datetime(2026, 11, day, hour).timestamp()

@@ -22,8 +22,6 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from app.config import AppConfig
-from app.conversations import Conversations
-from app.handlers import GONE
 from app.history import LOCAL_USER, History, StoredMessage
 from app.login_throttle import (
     FIRST_WAIT_S,
@@ -33,7 +31,9 @@ from app.login_throttle import (
     MAX_WAIT_S,
     FailedLogins,
 )
-from app.owners import user_of
+from app.page.chat_events import GONE
+from app.page.owners import user_of
+from app.page.side_list import Conversations
 from app.server import LOG_IN_FIRST
 from launch import build_config, parse_args
 from tests.conftest import health_when_loaded, photo, start_app, stop_app

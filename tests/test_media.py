@@ -21,20 +21,17 @@ import soundfile
 from PIL import Image
 
 from app.config import Limits
-from app.decoded_files import DecodedFiles, decoded_bytes
-from app.media import (
-    MediaError,
-    attachment_kinds,
-    file_kind,
-    load_attachments,
-    load_audio,
-    load_image,
-    message_text,
-)
+from app.intake.audio import load_audio
+from app.intake.cache import DecodedFiles, decoded_bytes
+from app.intake.files import attachment_kinds, file_kind
+from app.intake.image import load_image
+from app.intake.probe import MediaError
+from app.intake.text import message_text
 from model import MAX_IMAGE_PIXELS, AudioClip, GenerationOptions, Message
 from model.detail import image_need
 from model.prompts import build_inputs
 from tests.conftest import photo, tone
+from tests.decoding import load_attachments
 from tests.test_detail import SCREEN, SMALL_TEXT_PAGE
 
 LIMITS = Limits()

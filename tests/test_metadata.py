@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageCms
 
-from app.atomic_file import replace_atomically
-from app.metadata import (
+from app.tasks.atomic_file import replace_atomically
+from app.tasks.metadata import (
     MetadataError,
     alt_text_in,
     sidecar_path,
@@ -215,7 +215,7 @@ def test_a_failed_replace_leaves_the_target_and_no_temporary_file(tmp_path: Path
 
 def test_no_torch_or_gradio_imported() -> None:
     code = (
-        "import sys, app.metadata; "
+        "import sys, app.tasks.metadata; "
         "print([m for m in ('torch', 'transformers', 'gradio') if m in sys.modules])"
     )
     result = subprocess.run(

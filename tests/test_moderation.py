@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.batch import (
+from app.config import Limits
+from app.tasks.batch import (
     COLUMNS,
     VERDICT_COLUMNS,
     DescribeJob,
@@ -22,9 +23,8 @@ from app.batch import (
     run_job,
     score_column,
 )
-from app.config import Limits
-from app.describe import AI_NOTICE, LEVELS
-from app.moderation import (
+from app.tasks.describe import AI_NOTICE, LEVELS
+from app.tasks.moderation import (
     CATEGORIES,
     CATEGORY_NAMES,
     PROMPT,

@@ -22,24 +22,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from app import pdf
 from app.config import AppConfig, Limits
-from app.display import shown_conversation
-from app.handlers import ChatHandlers
 from app.history import History, export_json, export_markdown
-from app.intake import Intake
-from app.media import MediaError, file_kind, load_attachments
-from app.pdf import (
-    PAGE_PIXELS,
-    choose_pages,
-    page_list,
-    requested_pages,
-)
-from app.voice import SEND_AUDIO, Voice
+from app.intake.files import file_kind
+from app.intake import pdf
+from app.intake.message import Intake
+from app.intake.pdf import PAGE_PIXELS
+from app.intake.pdf_pages import choose_pages, page_list, requested_pages
+from app.intake.probe import MediaError
+from app.page.chat_events import ChatHandlers
+from app.page.display import shown_conversation
+from app.page.voice import SEND_AUDIO, Voice
 from model import GenerationOptions, SpeechRecognizer
 from model.prompts import build_inputs
 from tests import test_browser
 from tests.conftest import photo
+from tests.decoding import load_attachments
 from tests.test_fuzz import FUZZ, mutated
 from tests.test_media import PeakMemory
 
@@ -318,7 +316,7 @@ def test_a_blank_page_is_still_a_page(pdfs):
 
 
 def test_a_described_pdf_is_described_page_by_page(pdfs):
-    from app.describe import level_prompt
+    from app.tasks.describe import level_prompt
 
     taker = intake()
     files = taker.message_files({"text": "", "files": [str(pdfs["report"])]})
@@ -563,7 +561,7 @@ def test_the_page_sends_a_pdf_and_shows_it_with_the_note(page, demo_app, pdfs):
 
 
 def test_describe_mode_reads_the_named_pages_one_at_a_time(engine, pdfs, tmp_path: Path):
-    from app.describe import AI_NOTICE
+    from app.tasks.describe import AI_NOTICE
 
     handlers = ChatHandlers(
         engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), AppConfig()

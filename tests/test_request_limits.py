@@ -1,4 +1,4 @@
-"""What one request may send the model in all (app/request_totals.py), and the busy answer before
+"""What one request may send the model in all (app/intake/totals.py), and the busy answer before
 any decoding: through /v1 and gradio_client's /chat on the shared `--demo` app, and the page's
 conversations counted over the turns they send."""
 
@@ -19,10 +19,10 @@ from PIL import Image
 
 from app.config import Limits
 from app.history import Attachment, Conversation, StoredMessage
-from app.intake import Intake
-from app.media import MediaError
-from app.request_totals import Totals
-from app.voice import Voice
+from app.intake.message import Intake
+from app.intake.probe import MediaError
+from app.intake.totals import Totals
+from app.page.voice import Voice
 from model import SpeechRecognizer
 from tests.conftest import photo
 
@@ -205,8 +205,8 @@ def test_a_conversation_past_the_totals_is_answered_without_its_oldest_turns(
     """/chat in a conversation: the turns past the request's characters are left out of the
     prompt, and the reply says so; the conversation keeps them all."""
     from app.config import AppConfig
-    from app.handlers import ChatHandlers
     from app.history import History
+    from app.page.chat_events import ChatHandlers
 
     config = AppConfig(limits=Limits(max_request_chars=100))
     handlers = ChatHandlers(engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), config)

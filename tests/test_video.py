@@ -30,17 +30,19 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from app.config import Limits
-from app.display import shown_conversation
 from app.history import Conversation, History, StoredMessage, export_markdown
-from app.intake import Intake
-from app.media import MediaError, file_kind, load_attachments
-from app.video import MAX_FRAMES, frame_times, load_video
-from app.voice import Voice
+from app.intake.files import file_kind
+from app.intake.message import Intake
+from app.intake.probe import MediaError
+from app.intake.video import MAX_FRAMES, frame_times, load_video
+from app.page.display import shown_conversation
+from app.page.voice import Voice
 from model import GenerationOptions, Message, SpeechRecognizer, VideoClip
 from model.openai_wire.requests import message_to_wire
 from model.prompts import build_inputs
 from tests import test_browser, test_desktop
 from tests.conftest import MAX_WER, QUESTION, speak, word_error_rate
+from tests.decoding import load_attachments
 from tests.test_fuzz import FUZZ, mutated
 
 # The page test's fixtures: a fresh Chromium, and the demo app's page open in it.
@@ -448,7 +450,8 @@ REFUSE_IN_CHILD = """
 import json, resource, sys
 import av
 from app.config import Limits
-from app.media import MediaError, file_kind
+from app.intake.files import file_kind
+from app.intake.probe import MediaError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     file_kind(sys.argv[1], Limits(max_image_mp=4))
@@ -536,7 +539,7 @@ def test_the_video_is_kept_shown_with_its_poster_and_length_and_exported(videos,
 
 
 def test_describe_mode_on_a_video_asks_what_happens_and_what_is_said(videos):
-    from app.describe import level_prompt
+    from app.tasks.describe import level_prompt
 
     message = stored(level_prompt("detailed"), videos["talk"])
     sent = model_message(message)
@@ -547,8 +550,8 @@ def test_describe_mode_on_a_video_asks_what_happens_and_what_is_said(videos):
 
 def test_describe_mode_on_the_page_describes_a_video(engine, videos, tmp_path: Path):
     from app.config import AppConfig
-    from app.describe import AI_NOTICE
-    from app.handlers import ChatHandlers
+    from app.page.chat_events import ChatHandlers
+    from app.tasks.describe import AI_NOTICE
 
     handlers = ChatHandlers(
         engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), AppConfig()
@@ -574,7 +577,7 @@ def test_load_attachments_gives_a_videos_frames_and_sound(videos):
 
 
 def test_video_detail_is_a_setting_of_its_own():
-    from app.handlers import generation_options
+    from app.page.chat_events import generation_options
 
     _, options = generation_options("", 1.0, 0.95, 64, 16, False, 0)
     assert options.video_frame_tokens == 70  # Gemma's own video budget, by default
@@ -768,7 +771,7 @@ def test_record_screen_attaches_a_video_of_the_screen(x_display: str):
 
     import gradio as gr
 
-    from app.desktop import RECORD_SCREEN, STOP_RECORDING, ScreenRecorder
+    from app.page.desktop import RECORD_SCREEN, STOP_RECORDING, ScreenRecorder
 
     recorder = ScreenRecorder()
     value = {"text": "What did I do?", "files": ["earlier.png"]}
@@ -788,7 +791,7 @@ def test_record_screen_attaches_a_video_of_the_screen(x_display: str):
 def test_record_screen_stops_by_itself_at_its_limit(x_display: str):
     import time
 
-    from app.desktop import ScreenRecorder
+    from app.page.desktop import ScreenRecorder
 
     recorder = ScreenRecorder(max_s=1.0)
     recorder.start()
@@ -800,7 +803,7 @@ def test_record_screen_stops_by_itself_at_its_limit(x_display: str):
 def test_record_screen_without_a_display_says_so(monkeypatch: pytest.MonkeyPatch):
     import gradio as gr
 
-    from app.desktop import ScreenRecorder
+    from app.page.desktop import ScreenRecorder
 
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(gr.Error, match="The screen could not be recorded"):

@@ -10,10 +10,10 @@ import pytest
 import soundfile
 
 from app.config import AppConfig
-from app.handlers import ChatHandlers
 from app.history import Conversation, History
-from app.push_to_talk import NO_MICROPHONE, NO_PORTAUDIO, MicrophoneUnavailable, PushToTalk
-from app.voice import SEND_AUDIO, TRANSCRIBE, Voice
+from app.page.chat_events import ChatHandlers
+from app.page.push_to_talk import NO_MICROPHONE, NO_PORTAUDIO, MicrophoneUnavailable, PushToTalk
+from app.page.voice import SEND_AUDIO, TRANSCRIBE, Voice
 from model import AudioClip, GenerationOptions, split_at_pauses
 from model.audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S, to_model_rate
 from model.prompts import build_inputs, render_prompt

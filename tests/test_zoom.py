@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.history import History
-from app.zoom import crop
+from app.page.zoom import crop
 from tests.test_browser import browser, page, shoot, wait_until_idle  # noqa: F401 (fixtures)
 
 WIDTH, HEIGHT = 400, 300

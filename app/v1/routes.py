@@ -26,7 +26,7 @@ from model import BUSY, ContextTrimmed, Engine, EngineError, ReplyEvent, ReplySt
 from model.openai_wire import sse
 
 from ..config import Limits
-from ..voice import Voice
+from ..page.voice import Voice
 from .serving import (
     ApiError,
     ReplyWriter,

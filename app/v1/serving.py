@@ -41,20 +41,14 @@ from model.openai_wire import (
 )
 
 from ..config import Limits
-from ..intake import chosen_pages, model_message, with_pages
-from ..media import (
-    Kind,
-    MediaError,
-    attachment_kinds,
-    check_audio_file,
-    load_file,
-    message_text,
-    valid_text,
-)
-from ..pdf import PdfPages, left_out_note
-from ..request_totals import Totals, file_totals
-from ..video import Video
-from ..voice import Voice
+from ..intake.files import attachment_kinds, check_audio_file, load_file
+from ..intake.message import chosen_pages, model_message, with_pages
+from ..intake.pdf_pages import PdfPages, left_out_note
+from ..intake.probe import Kind, MediaError
+from ..intake.text import message_text, valid_text
+from ..intake.totals import Totals, file_totals
+from ..intake.video import Video
+from ..page.voice import Voice
 
 OWNER = "loupe"
 TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
@@ -145,9 +139,9 @@ def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Messa
     """The messages with their media through the upload intake (content sniffing, count, size,
     megapixel and length limits), audio split at pauses into the model's 30 s clips, PDFs'
     pages as labelled images; and the note the reply starts with when pages of the last
-    message's PDFs were left out (see app/pdf.py).
+    message's PDFs were left out (see app/intake/pdf_pages.py).
 
-    Every file is checked and counted against the request's totals (app/request_totals.py)
+    Every file is checked and counted against the request's totals (app/intake/totals.py)
     before any is decoded, so a request over them costs no decoding."""
     messages, note = [], ""
     with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:  # private to this user

@@ -14,7 +14,7 @@ from PIL import Image
 
 from model import AUTO_IMAGE_TOKENS, GenerationOptions, Message
 
-from . import moderation
+from ..tasks import moderation
 
 AI_NOTICE = "AI description, may be wrong:"
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from model import ImageDetail, Timing
 
-from .describe import LEVELS, level_of
-from .history import Attachment, Conversation, StoredMessage
-from .video import poster, video_label
+from ..history import Attachment, Conversation, StoredMessage
+from ..intake.video import poster, video_label
+from ..tasks.describe import LEVELS, level_of
 
 THINKING_TITLE = "Thinking"
 IMAGE_DETAIL_TITLE = "Image detail"

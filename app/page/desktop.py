@@ -17,8 +17,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from .box import with_file
 from .errors import refused
-from .media import with_file
 
 WINDOW_TITLE = "Loupe"
 # Run in a child process by toolkit_problem: finds the toolkit as webview.start() would (Qt's

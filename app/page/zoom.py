@@ -15,10 +15,13 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from .config import Limits
+from ..config import Limits
+from ..history import LOCAL_USER, History
+from ..intake.files import file_kind, file_path
+from ..intake.image import load_image
+from ..intake.probe import MediaError
+from .box import with_file
 from .errors import refused
-from .history import LOCAL_USER, History
-from .media import MediaError, file_kind, file_path, load_image, with_file
 from .owners import for_user
 
 MIN_REGION_PX = 8  # a smaller region holds nothing the model could read

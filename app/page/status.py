@@ -6,7 +6,7 @@ from typing import Any
 
 from model import DEMO_FALLBACK_NOTE, EngineStatus, Timing
 
-from .config import AppConfig
+from ..config import AppConfig
 
 DEMO_NOTE = "Demo model: random weights, so replies are noise. It shows the plumbing works."
 

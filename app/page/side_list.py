@@ -10,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
+from ..history import LOCAL_USER, History
 from .display import shown_conversation
 from .errors import refused
-from .history import LOCAL_USER, History
 from .owners import user_of
 
 GROUPS = ("Today", "Yesterday", "Previous 7 days", "Earlier")

@@ -35,10 +35,11 @@ from model import (
     TextChunk,
 )
 
+from ..config import Limits
+from ..intake.image import load_image
+from ..intake.probe import MediaError
 from .atomic_file import replace_atomically
-from .config import Limits
 from .describe import alt_text_of, description_messages, level_options, level_prompt
-from .media import MediaError, load_image
 from .metadata import MetadataError, sidecar_path, write_description, write_sidecar
 from .moderation import CATEGORY_NAMES, NotAVerdict, verdict_of
 

@@ -25,7 +25,9 @@ import gradio as gr
 
 from model import Engine, RemoteEngineConfig
 
-from .batch import (
+from ..config import Limits
+from ..intake.archive import BatchProblem, remove_old_runs, unpack
+from ..tasks.batch import (
     DescribeJob,
     ItemResult,
     Journal,
@@ -34,12 +36,10 @@ from .batch import (
     run_job,
     workers_for,
 )
-from .batch_progress import progress_sentence
-from .batch_uploads import BatchProblem, remove_old_runs, unpack
-from .config import Limits
-from .describe import LEVELS
+from ..tasks.batch_progress import progress_sentence
+from ..tasks.describe import LEVELS
+from ..tasks.metadata import MetadataError, write_description
 from .errors import refused
-from .metadata import MetadataError, write_description
 from .owners import user_of
 
 log = logging.getLogger("loupe.app")

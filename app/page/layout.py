@@ -16,18 +16,18 @@ from model import (
     VIDEO_FRAME_TOKEN_BUDGETS,
 )
 
+from ..tasks.describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
 from .api_inputs import CheckedBlocks
 from .batch_view import BATCH_PATH, Batches, render_batch_view
-from .conversations import ADDRESS_PARAMETER, GROUPS
-from .describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
+from .box import with_file
+from .chat_events import ChatHandlers
 from .desktop import RECORD_SCREEN, ScreenRecorder, capture_screen
-from .handlers import ChatHandlers
-from .media import with_file
 from .owners import for_user, user_of
+from .side_list import ADDRESS_PARAMETER, GROUPS
 from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
 from .zoom import Zoom, render_zoom_panel
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 STATUS_REFRESH_S = 1.0
 PUSH_TO_TALK_KEY = "F8"  # the key assets/push_to_talk.js listens for
 PUSH_TO_TALK_JS = ASSETS / "push_to_talk.js"

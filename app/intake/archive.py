@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from .config import Limits
+from ..config import Limits
 
 MB = 1024 * 1024
 MAX_BATCH_FILES = 1000  # files in one run, a zip's included

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from .history import LOCAL_USER
+from ..history import LOCAL_USER
 
 
 def user_of(request: gr.Request | None) -> str:

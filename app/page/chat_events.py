@@ -23,10 +23,14 @@ from model import (
     Timing,
 )
 
-from .api_inputs import whole_number
-from .config import AppConfig
-from .conversations import GROUPS, Conversations, hidden_alt_text
-from .describe import (
+from ..config import AppConfig
+from ..history import LOCAL_USER, NEW_TITLE, Attachment, Conversation, History, StoredMessage
+from ..intake.files import check_audio_file
+from ..intake.image import load_image
+from ..intake.message import Intake, display_name
+from ..intake.probe import MediaError
+from ..intake.text import message_text, valid_text
+from ..tasks.describe import (
     AI_NOTICE,
     DEFAULT_LEVEL,
     DESCRIBE_OFF,
@@ -37,19 +41,12 @@ from .describe import (
     level_options,
     level_prompt,
 )
+from ..tasks.moderation import verdict_in_words
+from .api_inputs import whole_number
 from .display import Reply, dropped_note, shown_conversation, shown_reply, with_dropped_note
 from .errors import refused
-from .history import LOCAL_USER, NEW_TITLE, Attachment, Conversation, History, StoredMessage
-from .intake import Intake, display_name
-from .media import (
-    MediaError,
-    check_audio_file,
-    load_image,
-    message_text,
-    valid_text,
-)
-from .moderation import verdict_in_words
 from .owners import user_of
+from .side_list import GROUPS, Conversations, hidden_alt_text
 from .status import banner_text, health_document, status_text
 from .voice import TRANSCRIBE, Voice
 

@@ -14,9 +14,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from .config import Limits
-from .media import IMAGE_FORMATS, Kind, MediaError, _duration, audio_seconds
-from .pdf import PAGE_PIXELS, PdfPages
+from ..config import Limits
+from .audio import audio_seconds
+from .image import IMAGE_FORMATS
+from .pdf import PAGE_PIXELS
+from .pdf_pages import PdfPages
+from .probe import Kind, MediaError, duration
 from .video import FRAME_PIXELS, FRAMES_PER_S, MAX_FRAMES, check_video
 
 
@@ -59,13 +62,13 @@ class Totals:
             )
         if self.audio_s > limits.max_request_audio_s:
             return (
-                f"{subject} has {_duration(self.audio_s)} of recordings; Loupe sends the model "
-                f"at most {_duration(limits.max_request_audio_s)} of recordings at once."
+                f"{subject} has {duration(self.audio_s)} of recordings; Loupe sends the model "
+                f"at most {duration(limits.max_request_audio_s)} of recordings at once."
             )
         if self.video_s > limits.max_request_video_s:
             return (
-                f"{subject} has {_duration(self.video_s)} of video; Loupe sends the model at "
-                f"most {_duration(limits.max_request_video_s)} of video at once."
+                f"{subject} has {duration(self.video_s)} of video; Loupe sends the model at "
+                f"most {duration(limits.max_request_video_s)} of video at once."
             )
         return None
 

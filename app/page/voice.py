@@ -11,8 +11,9 @@ import soundfile
 
 from model import NO_SPEECH, AsrError, AudioClip, SpeechRecognizer, Transcript
 
+from ..intake.files import file_path
+from .box import with_file
 from .errors import refused
-from .media import file_path, with_file
 from .push_to_talk import MicrophoneUnavailable, PushToTalk
 
 TRANSCRIBE = "Transcribe into the box"

@@ -13,31 +13,24 @@ from PIL import Image
 
 from model import AudioClip, Message, VideoClip, split_at_pauses
 
-from .config import Limits
-from .describe import level_of
-from .history import Attachment, Conversation, StoredMessage
-from .media import (
-    Kind,
-    MediaError,
-    attachment_kinds,
-    file_kind,
-    file_path,
-    load_file,
-    message_text,
-)
-from .pdf import (
+from ..config import Limits
+from ..history import Attachment, Conversation, StoredMessage
+from ..page.voice import Voice
+from ..tasks.describe import level_of
+from .files import attachment_kinds, file_kind, file_path, load_file
+from .pdf import page_count, render_pages
+from .pdf_pages import (
     PdfPages,
     choose_pages,
     left_out_note,
-    page_count,
     page_labels,
-    render_pages,
     requested_pages,
     stored_pages,
 )
-from .request_totals import Totals, file_totals, message_totals
+from .probe import Kind, MediaError
+from .text import message_text
+from .totals import Totals, file_totals, message_totals
 from .video import Video
-from .voice import Voice
 
 PASTED_IMAGE_NAME = "image.png"  # what browsers call every image pasted from the clipboard
 # Said to the model after a PDF's page labels when the message asks for a description.
