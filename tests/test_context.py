@@ -12,8 +12,8 @@ import torch
 from app.config import AppConfig
 from app.history import History, StoredMessage
 from app.page.chat_events import ChatHandlers
-from app.page.display import dropped_note
 from app.page.voice import Voice
+from app.tasks.reply import dropped_note
 from model import (
     ChatRequest,
     ContextTrimmed,

@@ -16,9 +16,10 @@ from PIL import Image
 from app.config import AppConfig
 from app.history import Attachment, History, StoredMessage, export_json
 from app.page.chat_events import ChatHandlers
-from app.page.display import IMAGE_DETAIL_TITLE, Reply, shown_reply
+from app.page.display import IMAGE_DETAIL_TITLE, shown_reply
 from app.page.voice import Voice
 from app.tasks.describe import LEVELS, level_options, level_prompt
+from app.tasks.reply import Reply
 from app.v1.serving import ChatCall, ReplyWriter, new_completion
 from model import (
     AUTO_IMAGE_TOKENS,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
-from app.page.chat_events import banner_text, generation_options, status_text
-from model import EngineStatus, ModelConfig, ModelInfo, Timing
+from app.page.gradio_api import CHAT_SETTINGS, GradioApi
+from app.page.status import banner_text, status_text
+from app.tasks.settings import SETTING_NAMES, Settings
+from model import EngineStatus, GenerationOptions, ModelConfig, ModelInfo, Timing
 from model.loader import LoadError, locate
 
 DEMO = ModelInfo("Loupe miniature (random weights)", True, "cpu", "4bit")
@@ -44,6 +48,14 @@ def test_status_line_names_model_mode_device_and_speed():
 
 
 def test_the_system_prompt_is_cleaned_like_a_message():
-    system, options = generation_options(" Be brief\x00.\ud800 ", 0.5, 0.9, 40, 64, False, 280)
+    settings = Settings(" Be brief\x00.\ud800 ", 0.5, 0.9, 40, 64, False, 280)
+    system, options = settings.system, settings.options()
     assert system == "Be brief.\ufffd"
     assert (options.temperature, options.top_k, options.max_new_tokens) == (0.5, 40, 64)
+
+
+def test_the_chat_endpoint_takes_the_settings_in_their_one_order():
+    # /chat's positional inputs (message, the settings, conversation id) follow Settings' order.
+    parameters = list(inspect.signature(GradioApi.chat).parameters)
+    assert parameters[2:-2] == list(CHAT_SETTINGS) == list(SETTING_NAMES[:-1])
+    assert Settings().options() == GenerationOptions()

@@ -31,7 +31,7 @@ from app.login_throttle import (
     MAX_WAIT_S,
     FailedLogins,
 )
-from app.page.chat_events import GONE
+from app.page.gradio_api import GONE
 from app.page.owners import user_of
 from app.page.side_list import Conversations
 from app.server import LOG_IN_FIRST

@@ -24,15 +24,17 @@ from PIL import Image
 
 from app.config import AppConfig, Limits
 from app.history import History, export_json, export_markdown
-from app.intake.files import file_kind
 from app.intake import pdf
+from app.intake.files import file_kind
 from app.intake.message import Intake
 from app.intake.pdf import PAGE_PIXELS
 from app.intake.pdf_pages import choose_pages, page_list, requested_pages
 from app.intake.probe import MediaError
+from app.intake.speech import Speech
 from app.page.chat_events import ChatHandlers
 from app.page.display import shown_conversation
 from app.page.voice import SEND_AUDIO, Voice
+from app.tasks.describe import is_description
 from model import GenerationOptions, SpeechRecognizer
 from model.prompts import build_inputs
 from tests import test_browser
@@ -165,7 +167,7 @@ def page_number(image: Image.Image) -> int:
 
 
 def intake() -> Intake:
-    return Intake(LIMITS, Voice(SpeechRecognizer()))
+    return Intake(LIMITS, Speech(SpeechRecognizer()), is_description)
 
 
 def stored(text: str, *paths: Path):

@@ -21,8 +21,10 @@ from app.config import Limits
 from app.history import Attachment, Conversation, StoredMessage
 from app.intake.message import Intake
 from app.intake.probe import MediaError
+from app.intake.speech import Speech
 from app.intake.totals import Totals
 from app.page.voice import Voice
+from app.tasks.describe import is_description
 from model import SpeechRecognizer
 from tests.conftest import photo
 
@@ -158,7 +160,7 @@ def test_a_long_conversation_sends_its_newest_turns_within_the_totals(tmp_path: 
     image = tmp_path / "dot.png"
     image.write_bytes(png())
     limits = Limits(max_request_images=3, max_request_chars=100)
-    intake = Intake(limits, Voice(SpeechRecognizer()))
+    intake = Intake(limits, Speech(SpeechRecognizer()), is_description)
     turns = [_turn("first", (image, image)), _turn("second", (image,)), _turn("third", (image,))]
     messages = tuple(message for turn in turns for message in turn)[:-1]
     conversation = Conversation("c", "t", 0, 0, messages)
@@ -210,11 +212,11 @@ def test_a_conversation_past_the_totals_is_answered_without_its_oldest_turns(
 
     config = AppConfig(limits=Limits(max_request_chars=100))
     handlers = ChatHandlers(engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), config)
-    conversation_id = handlers.new_conversation()
+    conversation_id = handlers.api.new_conversation()
     replies = []
     for text in ("x" * 60, "y" * 60):
         message = {"text": text, "files": []}
-        *_, last = handlers.chat(message, "", 0.0, 1.0, 0, 4, False, 280, conversation_id)
+        *_, last = handlers.api.chat(message, "", 0.0, 1.0, 0, 4, False, 280, conversation_id)
         replies.append(last)
     assert not replies[0].startswith("*The conversation is longer")
     assert replies[1].startswith(

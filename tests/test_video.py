@@ -34,9 +34,12 @@ from app.history import Conversation, History, StoredMessage, export_markdown
 from app.intake.files import file_kind
 from app.intake.message import Intake
 from app.intake.probe import MediaError
+from app.intake.speech import Speech
 from app.intake.video import MAX_FRAMES, frame_times, load_video
 from app.page.display import shown_conversation
 from app.page.voice import Voice
+from app.tasks.describe import is_description
+from app.tasks.settings import Settings
 from model import GenerationOptions, Message, SpeechRecognizer, VideoClip
 from model.openai_wire.requests import message_to_wire
 from model.prompts import build_inputs
@@ -236,7 +239,7 @@ def chromium_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def intake() -> Intake:
-    return Intake(LIMITS, Voice(SpeechRecognizer()))
+    return Intake(LIMITS, Speech(SpeechRecognizer()), is_description)
 
 
 def stored(text: str, *paths: Path) -> StoredMessage:
@@ -577,11 +580,9 @@ def test_load_attachments_gives_a_videos_frames_and_sound(videos):
 
 
 def test_video_detail_is_a_setting_of_its_own():
-    from app.page.chat_events import generation_options
-
-    _, options = generation_options("", 1.0, 0.95, 64, 16, False, 0)
+    options = Settings("", 1.0, 0.95, 64, 16, False, 0).options()
     assert options.video_frame_tokens == 70  # Gemma's own video budget, by default
-    _, options = generation_options("", 1.0, 0.95, 64, 16, False, 560, 140)
+    options = Settings("", 1.0, 0.95, 64, 16, False, 560, 140).options()
     assert (options.image_tokens, options.video_frame_tokens) == (560, 140)
     with pytest.raises(ValueError, match="video_frame_tokens must be one of"):
         GenerationOptions(video_frame_tokens=1120)

@@ -13,7 +13,7 @@ from model import AudioClip
 from ..config import Limits
 from . import pdf, pdf_pages, video
 from .audio import load_audio, open_audio
-from .image import load_image, open_image
+from .image import decoded_image, open_image
 from .probe import Kind, MediaError, audio_format, check_size
 
 
@@ -69,8 +69,7 @@ def load_file(path: str | Path, kind: Kind, limits: Limits) -> Image.Image | Aud
     if kind == "pdf":
         name = Path(path).name
         return pdf_pages.choose_pages(name, pdf.page_count(path), None, limits.max_pdf_pages)
-    return load_image(path, limits) if kind == "image" else load_audio(path, limits)
-
+    return decoded_image(path, limits) if kind == "image" else load_audio(path, limits)
 
 
 def file_path(item: Any) -> str:

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 from model import MAX_IMAGE_PIXELS
 
 from ..config import Limits
-from .probe import MediaError, check_size, plain_number
+from .cache import DecodedFiles
+from .probe import MediaError, check_size, plain_number, unreadable
 
 # The image formats PIL may parse; others (PSD, ICNS, EPS via Ghostscript, ...) are refused so
 # that only well-trodden decoders ever see an upload. (JPEG includes cameras' MPO files.)
@@ -30,10 +31,25 @@ SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 REDUCING_GAP = 2.0
 # Modes Image.resize takes by nearest neighbour only; they are converted first.
 NEAREST_ONLY_MODES = {"1": "L", "P": "RGBA", "PA": "RGBA"}
+# Decoded images of the last few files: every turn of a conversation shows the model its
+# earlier images again (eight photos at 2.58 megapixels take 62 MB).
+CACHED_IMAGES = 16
 
 # PIL warns from 89 megapixels; Loupe's own limit (max_image_mp) refuses such images in a
 # sentence, so the warning would only repeat it in the console.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+_decoded: DecodedFiles[Image.Image] = DecodedFiles(CACHED_IMAGES)
+
+
+def decoded_image(path: str | Path, limits: Limits) -> Image.Image:
+    """`load_image`'s image of the file, from the cache when the same file was decoded under the
+    same limits. The image is shared: scale or crop a copy, never the image itself."""
+    path = Path(path)
+    try:
+        return _decoded.get(path, limits, lambda: load_image(path, limits))
+    except OSError as exc:  # a kept file gone since
+        raise MediaError(unreadable(path.name, exc)) from exc
 
 
 def load_image(

@@ -4,6 +4,7 @@ conversation as the model reads it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +16,7 @@ from model import AudioClip, Message, VideoClip, split_at_pauses
 
 from ..config import Limits
 from ..history import Attachment, Conversation, StoredMessage
-from ..page.voice import Voice
-from ..tasks.describe import level_of
-from .files import attachment_kinds, file_kind, file_path, load_file
+from .files import attachment_kinds, file_path, load_file
 from .pdf import page_count, render_pages
 from .pdf_pages import (
     PdfPages,
@@ -28,6 +27,7 @@ from .pdf_pages import (
     stored_pages,
 )
 from .probe import Kind, MediaError
+from .speech import Speech
 from .text import message_text
 from .totals import Totals, file_totals, message_totals
 from .video import Video
@@ -45,11 +45,15 @@ FILES_LEFT_OUT = "(This message's files are left out: {})"
 
 
 class Intake:
-    """Turns what a person sends into a message to keep, and kept messages into the model's."""
+    """Turns what a person sends into a message to keep, and kept messages into the model's.
 
-    def __init__(self, limits: Limits, voice: Voice):
+    `described` tells a description's prompt from a person's text (the describe task's
+    levels): the model is then also told how to take a PDF's pages or a video's times."""
+
+    def __init__(self, limits: Limits, speech: Speech, described: Callable[[str], bool]):
         self.limits = limits
-        self.voice = voice
+        self.speech = speech
+        self.described = described
 
     def message_files(self, value: dict[str, Any]) -> list[tuple[str, Kind]]:
         """A MultimodalTextbox value's files, each with its kind, after the checks that need no
@@ -114,9 +118,9 @@ class Intake:
             return Attachment("pdf", path, display_name(path), decoded.caption)
         if kind == "video":  # what was heard in its soundtrack; a silent video has no caption
             sound = decoded.soundtrack
-            caption = self.voice.caption(sound, clip_count(sound)) if sound else ""
+            caption = self.speech.caption(sound, clip_count(sound)) if sound else ""
             return Attachment("video", path, display_name(path), caption)
-        caption = self.voice.caption(path, clip_count(decoded))
+        caption = self.speech.caption(path, clip_count(decoded))
         return Attachment("audio", path, display_name(path), caption)
 
     def sent_turns(
@@ -172,12 +176,14 @@ class Intake:
         return messages
 
     def _model_message(self, stored: StoredMessage) -> Message:
-        """A kept message as the model sees it, its files decoded again; MediaError if one
-        cannot be."""
+        """A kept message as the model sees it; MediaError if one of its files cannot be read.
+        Each file is taken as the kind it was found to be when it came (never sniffed again),
+        and decoded through the caches of decoded files: a conversation's earlier files are
+        not decoded again on every turn."""
         files = []
         for attachment in stored.attachments:
+            kind = attachment.kind
             try:
-                kind = file_kind(attachment.path, self.limits)
                 decoded = load_file(attachment.path, kind, self.limits)
             except MediaError as exc:  # said of the file by the name the person gave it
                 kept_as = Path(attachment.path).name
@@ -186,7 +192,8 @@ class Intake:
                 count = decoded.page_count
                 decoded = stored_pages(attachment.name, attachment.caption, count, self.limits)
             files.append((attachment.path, decoded))
-        return model_message(stored.role, *with_pages(stored.text, files))
+        text = stored.text
+        return model_message(stored.role, *with_pages(text, files, self.described(text)))
 
 
 def chosen_pages(text: str, decoded: list[Any], limits: Limits) -> list[Any]:
@@ -204,14 +211,14 @@ def chosen_pages(text: str, decoded: list[Any], limits: Limits) -> list[Any]:
 
 
 def with_pages(
-    text: str, files: list[tuple[str, Any]]
+    text: str, files: list[tuple[str, Any]], described: bool
 ) -> tuple[str, list[Image.Image], list[AudioClip], list[VideoClip]]:
     """A message's text, images, audio and videos from its decoded files (path, decoded), a
     PDF's chosen pages rendered as images in their place, a video's soundtrack in the audio.
 
     The model sees a message's images before its text, so the text starts by saying which
     image is which page ("Image 3: page 5 of 30."); a description also asks for one page at a
-    time."""
+    time (`described`: the text is a description's prompt)."""
     images: list[Image.Image] = []
     audio: list[AudioClip] = []
     videos: list[VideoClip] = []
@@ -227,7 +234,6 @@ def with_pages(
             audio.append(decoded)
         else:
             images.append(decoded)
-    described = level_of(text) is not None
     if videos and described:
         text = f"{text}\n\n{VIDEO_BY_TIME}"
     if labels:

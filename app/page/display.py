@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from model import ImageDetail, Timing
+from model import ImageDetail
 
 from ..history import Attachment, Conversation, StoredMessage
 from ..intake.video import poster, video_label
 from ..tasks.describe import LEVELS, level_of
+from ..tasks.reply import Reply, with_dropped_note
 
 THINKING_TITLE = "Thinking"
 IMAGE_DETAIL_TITLE = "Image detail"
 INTERRUPTED = "*(stopped)*"
-
-
-@dataclass
-class Reply:
-    """A reply as it grows."""
-
-    answer: str = ""
-    thinking: str = ""
-    timing: Timing | None = None
-    error: str | None = None
-    cancelled: bool = False
-    dropped: int = 0  # oldest messages left out: the conversation outgrew the context window
-    image_detail: ImageDetail | None = None  # the image budget its prompt was built with
-
-
-def dropped_note(dropped: int) -> str:
-    """What the person is told when the oldest messages were left out of the prompt."""
-    messages = "message was" if dropped == 1 else f"{dropped} messages were"
-    return (
-        f"The conversation is longer than the model can read at once, so its oldest {messages} "
-        "left out of this reply."
-    )
 
 
 def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], list[int]]:
@@ -124,8 +101,3 @@ def detail_entry(detail: ImageDetail) -> dict:
         "content": f"Each image was read at up to {detail.tokens} tokens. {why}",
         "metadata": {"title": f"{IMAGE_DETAIL_TITLE}: {detail.label}", "status": "done"},
     }
-
-
-def with_dropped_note(reply: Reply, text: str) -> str:
-    """`text` led by a note, when the oldest messages were left out of the reply's prompt."""
-    return f"*{dropped_note(reply.dropped)}*\n\n{text}" if reply.dropped else text

@@ -11,17 +11,18 @@ import gradio as gr
 
 from model import (
     AUTO_IMAGE_TOKENS,
-    DEFAULT_VIDEO_FRAME_TOKENS,
     IMAGE_TOKEN_BUDGETS,
     VIDEO_FRAME_TOKEN_BUDGETS,
 )
 
 from ..tasks.describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
+from ..tasks.settings import SETTING_NAMES, Settings
 from .api_inputs import CheckedBlocks
 from .batch_view import BATCH_PATH, Batches, render_batch_view
 from .box import with_file
 from .chat_events import ChatHandlers
 from .desktop import RECORD_SCREEN, ScreenRecorder, capture_screen
+from .gradio_api import CHAT_SETTINGS
 from .owners import for_user, user_of
 from .side_list import ADDRESS_PARAMETER, GROUPS
 from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
@@ -29,6 +30,7 @@ from .zoom import Zoom, render_zoom_panel
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 STATUS_REFRESH_S = 1.0
+DEFAULT = Settings()  # what the Settings panel starts with
 PUSH_TO_TALK_KEY = "F8"  # the key assets/push_to_talk.js listens for
 PUSH_TO_TALK_JS = ASSETS / "push_to_talk.js"
 ACCESSIBILITY_JS = ASSETS / "accessibility.js"  # live region, shortcuts, read aloud, names
@@ -214,27 +216,27 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
 
         sent = box.submit(
             for_user(handlers.send),
-            [box, conversation_id, mode, voice_route, *settings],
+            [box, conversation_id, mode, voice_route, *settings.values()],
             [*reply_outputs, alt_text],
             api_visibility="private",
         )
         regenerated = chatbot.retry(
             for_user(handlers.regenerate),
-            [conversation_id, *settings],
+            [conversation_id, *settings.values()],
             reply_outputs,
             api_name="page_regenerate",
             api_visibility="private",
         )
         edited = chatbot.edit(
             edit_for_user(handlers),
-            [conversation_id, *settings],
+            [conversation_id, *settings.values()],
             reply_outputs,
             api_name="page_edit",
             api_visibility="private",
         )
         described = describe.click(
             for_user(handlers.describe_page),
-            [box, conversation_id, mode, *settings],
+            [box, conversation_id, mode, *settings.values()],
             [*reply_outputs, alt_text],
             api_visibility="private",
         )
@@ -345,24 +347,24 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             api_describe_conversation = gr.Textbox("")
         # /chat's inputs stay as its callers know them (the HTTP API takes them by position):
         # Video detail, a later setting, is the page's only; /chat uses its default.
-        *chat_settings, _video_detail = settings
+        chat_settings = [setting for name, setting in settings.items() if name in CHAT_SETTINGS]
         api_message.submit(
-            handlers.chat,
+            handlers.api.chat,
             [api_message, *chat_settings, api_conversation],
             api_reply,
             api_name="chat",
         )
-        api_audio.upload(handlers.transcribe, api_audio, api_transcript, api_name="transcribe")
+        api_audio.upload(handlers.api.transcribe, api_audio, api_transcript, api_name="transcribe")
         api_image.upload(
-            handlers.describe,
+            handlers.api.describe,
             [api_image, api_level, api_describe_conversation],
             api_description,
             api_name="describe",
         )
-        gr.api(handlers.new_conversation, api_name="new_conversation")
-        gr.api(handlers.regenerate_api, api_name="regenerate")
-        gr.api(handlers.edit_api, api_name="edit")
-        gr.api(handlers.export_api, api_name="export")
+        gr.api(handlers.api.new_conversation, api_name="new_conversation")
+        gr.api(handlers.api.regenerate, api_name="regenerate")
+        gr.api(handlers.api.edit, api_name="edit")
+        gr.api(handlers.api.export, api_name="export")
 
         page.load(
             conversations.open_address,
@@ -389,30 +391,34 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     return page
 
 
-def settings_sidebar() -> tuple[gr.Sidebar, list[gr.components.Component], gr.Radio]:
+def settings_sidebar() -> tuple[gr.Sidebar, dict[str, gr.components.Component], gr.Radio]:
     """The settings panel on the right, closed until asked for: (the panel, the generation
-    settings in the order `handlers.generation_options` takes them, where recordings go)."""
+    settings by name in tasks.settings.Settings' order, where recordings go)."""
     with gr.Sidebar(
         label="Settings", position="right", open=False, elem_id="settings"
     ) as panel:
-        system_prompt = gr.Textbox("", label="System prompt", lines=2)
-        temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature")
-        top_p = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Top-p")
-        top_k = gr.Slider(0, 200, value=64, step=1, label="Top-k")
-        max_new_tokens = gr.Slider(16, 4096, value=512, step=16, label="Max new tokens")
+        system_prompt = gr.Textbox(DEFAULT.system_prompt, label="System prompt", lines=2)
+        temperature = gr.Slider(
+            0.0, 2.0, value=DEFAULT.temperature, step=0.05, label="Temperature"
+        )
+        top_p = gr.Slider(0.0, 1.0, value=DEFAULT.top_p, step=0.01, label="Top-p")
+        top_k = gr.Slider(0, 200, value=DEFAULT.top_k, step=1, label="Top-k")
+        max_new_tokens = gr.Slider(
+            16, 4096, value=DEFAULT.max_new_tokens, step=16, label="Max new tokens"
+        )
         image_tokens = gr.Dropdown(
             [("Auto", AUTO_IMAGE_TOKENS), *((str(n), n) for n in IMAGE_TOKEN_BUDGETS)],
-            value=AUTO_IMAGE_TOKENS,
+            value=DEFAULT.image_tokens,
             label="Image detail (tokens per image; Auto: 280 for photos, 560 or 1120 for text)",
             elem_id="image-detail",
         )
         video_frame_tokens = gr.Dropdown(
             [(str(n), n) for n in VIDEO_FRAME_TOKEN_BUDGETS],
-            value=DEFAULT_VIDEO_FRAME_TOKENS,
+            value=DEFAULT.video_frame_tokens,
             label="Video detail (tokens per frame; a video is up to 32 frames)",
             elem_id="video-detail",
         )
-        thinking = gr.Checkbox(label="Thinking", value=False)
+        thinking = gr.Checkbox(label="Thinking", value=DEFAULT.thinking)
         voice_route = gr.Radio(
             list(VOICE_ROUTES),
             value=DEFAULT_VOICE_ROUTE,
@@ -436,17 +442,17 @@ def settings_sidebar() -> tuple[gr.Sidebar, list[gr.components.Component], gr.Ra
             interactive=True,
             elem_id="read-rate",
         )
-    settings = [
-        system_prompt,
-        temperature,
-        top_p,
-        top_k,
-        max_new_tokens,
-        thinking,
-        image_tokens,
-        video_frame_tokens,
-    ]
-    return panel, settings, voice_route
+    made = {
+        "system_prompt": system_prompt,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "max_new_tokens": max_new_tokens,
+        "thinking": thinking,
+        "image_tokens": image_tokens,
+        "video_frame_tokens": video_frame_tokens,
+    }
+    return panel, {name: made[name] for name in SETTING_NAMES}, voice_route
 
 
 def edit_for_user(handlers: ChatHandlers) -> Callable[..., Iterator[tuple]]:

@@ -9,9 +9,10 @@ from typing import Any
 import gradio as gr
 import soundfile
 
-from model import NO_SPEECH, AsrError, AudioClip, SpeechRecognizer, Transcript
+from model import NO_SPEECH, AsrError, SpeechRecognizer
 
 from ..intake.files import file_path
+from ..intake.speech import Speech
 from .box import with_file
 from .errors import refused
 from .push_to_talk import MicrophoneUnavailable, PushToTalk
@@ -23,17 +24,14 @@ VOICE_ROUTES = (TRANSCRIBE, SEND_AUDIO)
 DEFAULT_VOICE_ROUTE = TRANSCRIBE
 
 
-class Voice:
-    """The page's speech front end: one shared recognizer, and the local microphone."""
+class Voice(Speech):
+    """The page's speech front end: the shared recognizer (as intake calls it), the box's
+    recordings, and the local microphone."""
 
     def __init__(self, recognizer: SpeechRecognizer, push_to_talk: PushToTalk | None = None):
-        self.recognizer = recognizer
+        super().__init__(recognizer)
         self.push_to_talk = push_to_talk or PushToTalk()
         self._recordings = Path(tempfile.mkdtemp(prefix="loupe-recordings-"))
-
-    def transcribe(self, path: str) -> Transcript:
-        """The transcript of an audio file (AsrError with one sentence if it cannot be read)."""
-        return self.recognizer.transcribe(path)
 
     def transcribe_endpoint(self, audio: str) -> str:
         """/transcribe: an audio file -> its transcript ("" when no speech is heard)."""
@@ -43,21 +41,6 @@ class Voice:
             return self.transcribe(audio).text
         except AsrError as exc:
             raise refused(str(exc)) from None
-
-    def caption(self, path: str | AudioClip, clips: int = 1) -> str:
-        """What was heard in audio sent to the model as audio (a file, or decoded audio such as
-        a video's soundtrack), shown beside the message; a recording the model takes as
-        several `clips` (of at most 30 s each) says so."""
-        try:
-            if isinstance(path, AudioClip):
-                transcript = self.recognizer.transcribe(path.samples, path.sample_rate)
-            else:
-                transcript = self.transcribe(path)
-        except AsrError as exc:
-            return f"🎤 {exc}"
-        heard = f"Heard: “{transcript.text}”" if transcript.heard else NO_SPEECH
-        split = f" (Gemma hears it as {clips} clips of at most 30 s.)" if clips > 1 else ""
-        return f"🎤 {heard}{split}"
 
     def into_box(self, value: dict, audio_paths: list[str]) -> dict:
         """The box with these audio files replaced by their transcripts, for checking first."""

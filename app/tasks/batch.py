@@ -25,23 +25,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from model import (
-    ChatRequest,
-    Engine,
-    EngineError,
-    Finished,
-    GenerationOptions,
-    RemoteEngineConfig,
-    TextChunk,
-)
+from model import Engine, RemoteEngineConfig
 
 from ..config import Limits
 from ..intake.image import load_image
 from ..intake.probe import MediaError
 from .atomic_file import replace_atomically
-from .describe import alt_text_of, description_messages, level_options, level_prompt
+from .describe import alt_text_of, description_request, level_prompt
 from .metadata import MetadataError, sidecar_path, write_description, write_sidecar
 from .moderation import CATEGORY_NAMES, NotAVerdict, verdict_of
+from .reply import Reply
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -301,26 +294,23 @@ class Describer:
             image = load_image(path, self.limits)
         except MediaError as exc:
             return _with(row, error=str(exc), seconds=_seconds(started))
-        messages = description_messages(image, self.level, self.context)
-        options = level_options(self.level, GenerationOptions())  # Read all text: 1120
-        stream = self.engine.submit(ChatRequest(tuple(messages), options))
+        stream = self.engine.submit(description_request(image, self.level, context=self.context))
         with self._lock:
             self._running.add(stream)
         if self.stop.is_set():  # stopped while this one was being submitted
             stream.cancel()
-        answer = []
+        reply = Reply()
         try:
             for event in stream:
-                if isinstance(event, TextChunk) and not event.thinking:
-                    answer.append(event.text)
-                elif isinstance(event, EngineError):
-                    return _with(row, error=event.message, seconds=_seconds(started))
-                elif isinstance(event, Finished) and event.cancelled:
+                reply.take(event)
+                if reply.error is not None:
+                    return _with(row, error=reply.error, seconds=_seconds(started))
+                if reply.cancelled:
                     raise Stopped
         finally:
             with self._lock:
                 self._running.discard(stream)
-        row = self._answered(row, "".join(answer).strip(), _seconds(started))
+        row = self._answered(row, reply.answer.strip(), _seconds(started))
         try:
             self._write_into_files(path, row)
         except MetadataError as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from PIL import Image
 
-from model import AUTO_IMAGE_TOKENS, GenerationOptions, Message
+from model import AUTO_IMAGE_TOKENS, ChatRequest, GenerationOptions, Message
 
 from ..tasks import moderation
 
@@ -124,12 +124,30 @@ def level_of(text: str) -> str | None:
     return next((level for level, spec in LEVELS.items() if spec.prompt == text), None)
 
 
+def is_description(text: str) -> bool:
+    """Whether `text` is a level's prompt: a description asked for, not the person's words."""
+    return level_of(text) is not None
+
+
 def level_options(level: str | None, options: GenerationOptions) -> GenerationOptions:
     """`options` for answering at `level`: with Image detail on Auto, the level's own budget
     (Read all text and Diagram or chart ask for 1120); a budget the person chose stays."""
     if level is None or options.image_tokens != AUTO_IMAGE_TOKENS:
         return options
     return replace(options, preferred_image_tokens=LEVELS[level].image_tokens)
+
+
+def description_request(
+    image: Image.Image,
+    level: str,
+    options: GenerationOptions | None = None,
+    context: str = "",
+) -> ChatRequest:
+    """A request for a standalone description of `image` at `level` (ValueError if unknown): its
+    messages (see description_messages) and `options` (the model's own by default) as the level
+    asks for them (see level_options)."""
+    messages = description_messages(image, level, context)
+    return ChatRequest(tuple(messages), level_options(level, options or GenerationOptions()))
 
 
 def description_messages(image: Image.Image, level: str, context: str = "") -> list[Message]:

@@ -26,7 +26,7 @@ from model import BUSY, ContextTrimmed, Engine, EngineError, ReplyEvent, ReplySt
 from model.openai_wire import sse
 
 from ..config import Limits
-from ..page.voice import Voice
+from ..intake.speech import Speech
 from .serving import (
     ApiError,
     ReplyWriter,
@@ -49,9 +49,9 @@ EVENT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 class OpenAiApi:
     """The /v1 endpoints over the app's engine, speech recognizer and limits."""
 
-    def __init__(self, engine: Engine, voice: Voice, limits: Limits):
+    def __init__(self, engine: Engine, speech: Speech, limits: Limits):
         self.engine = engine
-        self.voice = voice
+        self.speech = speech
         self.limits = limits
         self.created = int(time.time())
 
@@ -120,16 +120,16 @@ class OpenAiApi:
         except HTTPException as exc:  # a malformed multipart body
             raise ApiError("bad_input", f"The upload could not be read: {exc.detail}") from None
         body, media_type = await run_in_threadpool(
-            transcription, self.voice, self.limits, name, audio, response_format
+            transcription, self.speech, self.limits, name, audio, response_format
         )
         if isinstance(body, str):
             return PlainTextResponse(body, media_type=media_type)
         return JSONResponse(body)
 
 
-def routes(engine: Engine, voice: Voice, limits: Limits) -> list[BaseRoute]:
+def routes(engine: Engine, speech: Speech, limits: Limits) -> list[BaseRoute]:
     """The /v1 routes, to serve beside /health."""
-    return OpenAiApi(engine, voice, limits).routes()
+    return OpenAiApi(engine, speech, limits).routes()
 
 
 # -- HTTP helpers -----------------------------------------------------------------------------

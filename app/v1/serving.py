@@ -8,19 +8,17 @@ import re
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from model import (
     AsrError,
     ChatRequest,
-    ContextTrimmed,
     Engine,
     EngineError,
     Finished,
     ImageDetail,
-    Message,
     ReplyEvent,
     TextChunk,
     Transcript,
@@ -29,7 +27,6 @@ from model.openai_wire import (
     RETRY_AFTER_S,
     Completion,
     RequestError,
-    WireMessage,
     chat_fields,
     delta_of,
     engine_error_body,
@@ -41,18 +38,15 @@ from model.openai_wire import (
 )
 
 from ..config import Limits
-from ..intake.files import attachment_kinds, check_audio_file, load_file
-from ..intake.message import chosen_pages, model_message, with_pages
-from ..intake.pdf_pages import PdfPages, left_out_note
-from ..intake.probe import Kind, MediaError
-from ..intake.text import message_text, valid_text
-from ..intake.totals import Totals, file_totals
-from ..intake.video import Video
-from ..page.voice import Voice
+from ..intake.api_messages import model_messages
+from ..intake.files import check_audio_file
+from ..intake.probe import MediaError
+from ..intake.speech import Speech
+from ..tasks.describe import is_description
+from ..tasks.reply import Reply
 
 OWNER = "loupe"
 TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
-KIND_NAMES = {"image": "an image", "audio": "audio", "pdf": "a PDF", "video": "a video"}
 
 
 class ApiError(Exception):
@@ -126,111 +120,13 @@ def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
         options = fields.options()
         stops = stop_strings(body)
         wire = messages_from_body(body)
-        messages, note = model_messages(wire, limits)
+        messages, note = model_messages(wire, limits, is_description)
     except RequestError as exc:
         raise ApiError("bad_input", str(exc), exc.param) from None
     except ValueError as exc:  # options out of range; MediaError is one too
         raise ApiError("bad_input", str(exc)) from None
     request = ChatRequest(messages, options)
     return ChatCall(request, bool(fields.stream), fields.include_usage, stops, note)
-
-
-def model_messages(wire: list[WireMessage], limits: Limits) -> tuple[tuple[Message, ...], str]:
-    """The messages with their media through the upload intake (content sniffing, count, size,
-    megapixel and length limits), audio split at pauses into the model's 30 s clips, PDFs'
-    pages as labelled images; and the note the reply starts with when pages of the last
-    message's PDFs were left out (see app/intake/pdf_pages.py).
-
-    Every file is checked and counted against the request's totals (app/intake/totals.py)
-    before any is decoded, so a request over them costs no decoding."""
-    messages, note = [], ""
-    with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:  # private to this user
-        checked = _checked_messages(wire, Path(folder), limits)
-        for index, (text, paths, kinds, pdfs) in enumerate(checked):
-            message, where = wire[index], f"messages[{index}].content"
-            decoded_files: list[Any] = []
-            for path, part, kind, pages in zip(paths, message.media, kinds, pdfs, strict=True):
-                try:
-                    decoded = pages if pages is not None else load_file(path, kind, limits)
-                except MediaError as exc:
-                    raise RequestError(str(exc), part.param) from None
-                if isinstance(decoded, Video):  # the file is gone after this: keep its bytes
-                    decoded = replace(decoded, clip=replace(decoded.clip, path="", data=part.data))
-                decoded_files.append(decoded)
-            try:
-                files = list(zip(map(str, paths), decoded_files, strict=True))
-                model_text, images, clips, videos = with_pages(text, files)
-            except MediaError as exc:
-                raise RequestError(str(exc), where) from None
-            for path in paths:
-                path.unlink()
-            messages.append(model_message(message.role, model_text, images, clips, videos))
-            note = left_out_note([pages for pages in pdfs if pages], limits, text)
-    return tuple(messages), note
-
-
-def _checked_messages(
-    wire: list[WireMessage], folder: Path, limits: Limits
-) -> list[tuple[str, list[Path], list[Kind], list[PdfPages | None]]]:
-    """Each message's text, files (written to `folder`, named after their parts so that a
-    refusal says which one: "messages[0].content[1] is ..."), their kinds, and each PDF's pages
-    to read: checked without decoding, and counted against the request's totals. RequestError
-    names what is wrong, or the message where the request passes a total."""
-    checked = []
-    totals = Totals(messages=len(wire), chars=sum(len(message.text) for message in wire))
-    _check_totals(totals, limits, "messages")  # before any file is written
-    for index, message in enumerate(wire):
-        where = f"messages[{index}].content"
-        paths = [Path(folder, part.param) for part in message.media]
-        for path, part in zip(paths, message.media, strict=True):
-            path.write_bytes(part.data)
-        try:
-            text = message_text(message.text, limits)
-            kinds = attachment_kinds([str(path) for path in paths], limits)
-        except MediaError as exc:
-            raise RequestError(str(exc), where) from None
-        for part, kind in zip(message.media, kinds, strict=True):
-            if kind != part.kind:
-                raise RequestError(
-                    f"{part.param} holds {KIND_NAMES[kind]}, not {KIND_NAMES[part.kind]}.",
-                    part.param,
-                )
-        try:
-            pdfs = _pdf_pages(text, paths, message.media, kinds, limits)
-            for path, kind, pages in zip(paths, kinds, pdfs, strict=True):
-                totals += file_totals(path, kind, pages, limits)
-        except MediaError as exc:
-            raise RequestError(str(exc), where) from None
-        _check_totals(totals, limits, where)
-        checked.append((text, paths, kinds, pdfs))
-    return checked
-
-
-def _pdf_pages(
-    text: str, paths: list[Path], parts: tuple[Any, ...], kinds: list[Kind], limits: Limits
-) -> list[PdfPages | None]:
-    """For each file of a message, the pages the model reads if it is a PDF (chosen by the
-    message's text, named after its part's filename), else None."""
-    pages: list[Any] = [
-        replace(load_file(path, kind, limits), name=_shown_name(part.name) or path.name)
-        if kind == "pdf"
-        else None
-        for path, part, kind in zip(paths, parts, kinds, strict=True)
-    ]
-    return chosen_pages(text, pages, limits)
-
-
-def _check_totals(totals: Totals, limits: Limits, param: str) -> None:
-    """RequestError naming `param` when the request's totals so far pass a limit."""
-    sentence = totals.over(limits)
-    if sentence is not None:
-        raise RequestError(sentence, param)
-
-
-def _shown_name(filename: str) -> str:
-    """A file part's filename as the model and the reply may name it: no folders, one line."""
-    name = valid_text(Path(filename.replace("\\", "/")).name)
-    return " ".join(name.split())[:120]
 
 
 # -- replies --------------------------------------------------------------------------------------
@@ -254,9 +150,8 @@ class ReplyWriter:
 
     completion: Completion
     call: ChatCall
-    content: str = ""
-    reasoning: str = ""
-    dropped: int = 0
+    content: str = ""  # the reply as sent: cut at a stop string
+    reply: Reply = field(default_factory=Reply)  # the engine's events as read (tasks.reply)
     image_detail: ImageDetail | None = None
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
@@ -291,8 +186,8 @@ class ReplyWriter:
     def extension(self) -> dict[str, Any]:
         """The `x_loupe` object: what of dropped messages and image detail applies."""
         facts: dict[str, Any] = {}
-        if self.dropped:
-            facts["dropped_messages"] = self.dropped
+        if self.reply.dropped:
+            facts["dropped_messages"] = self.reply.dropped
         if self.image_detail is not None:
             facts["image_detail"] = asdict(self.image_detail)
         return facts
@@ -300,11 +195,11 @@ class ReplyWriter:
     def read(self, event: ReplyEvent) -> list[dict[str, Any]]:
         """The chunks this event adds (none for some)."""
         self._chunks = []
-        if isinstance(event, ContextTrimmed):
-            self.dropped = event.dropped
-        elif isinstance(event, TextChunk) and not self.stopped:
+        if self.stopped and isinstance(event, TextChunk):
+            return self._chunks  # past a stop string: the reply has ended
+        self.reply.take(event)
+        if isinstance(event, TextChunk):
             if event.thinking:
-                self.reasoning += event.text
                 self._send(delta_of(event))
             else:
                 self._text(event.text)
@@ -324,9 +219,8 @@ class ReplyWriter:
 
     def whole(self) -> dict[str, Any]:
         """The finished reply as one chat.completion."""
-        body = self.completion.whole(
-            self.content, self.reasoning, self.finish_reason or "stop", self.usage or usage(0, 0)
-        )
+        finish_reason, used = self.finish_reason or "stop", self.usage or usage(0, 0)
+        body = self.completion.whole(self.content, self.reply.thinking, finish_reason, used)
         if self.extension():
             body["x_loupe"] = self.extension()
         return body
@@ -360,7 +254,7 @@ def stream_error(error: EngineError) -> dict[str, Any]:
 
 
 def transcription(
-    voice: Voice, limits: Limits, name: str, data: bytes, response_format: str
+    speech: Speech, limits: Limits, name: str, data: bytes, response_format: str
 ) -> tuple[dict[str, Any] | str, str]:
     """(body, media type) for POST /v1/audio/transcriptions: the upload through the intake's
     checks, then the speech recognizer. Blocks for the transcription: call it off the loop."""
@@ -378,9 +272,9 @@ def transcription(
         except MediaError as exc:
             raise ApiError("bad_input", str(exc), "file") from None
         try:
-            transcript = voice.transcribe(str(path))
+            transcript = speech.transcribe(str(path))
         except AsrError as exc:
-            kind = "unavailable" if voice.recognizer.state == "error" else "bad_input"
+            kind = "unavailable" if speech.recognizer.state == "error" else "bad_input"
             raise ApiError(kind, str(exc), "file") from None
     return transcript_body(transcript, response_format)
 

@@ -1,0 +1,227 @@
+"""The named Gradio API (/chat, /transcribe, /describe, /new_conversation, /regenerate, /edit,
+/export): each call over the reply loop, its refusals one sentence (errors.refused). Every
+endpoint acts for the logged-in user of its `request` and sees only that user's conversations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gradio as gr
+
+from model import ChatRequest, GenerationOptions, QueueSlot
+
+from ..history import LOCAL_USER, Conversation
+from ..intake.files import check_audio_file
+from ..intake.image import load_image
+from ..intake.message import display_name
+from ..intake.probe import MediaError
+from ..intake.text import message_text
+from ..tasks.describe import AI_NOTICE, DEFAULT_LEVEL, description_request
+from ..tasks.replies import Replies
+from ..tasks.reply import Reply, with_dropped_note
+from ..tasks.settings import SETTING_NAMES, Settings
+from .api_inputs import whole_number
+from .errors import refused
+from .notices import noted
+from .owners import user_of
+from .voice import Voice
+
+GONE = "This conversation no longer exists; start a new chat."
+# /chat's settings, which its callers pass by position: the page's, but for Video detail.
+CHAT_SETTINGS = tuple(name for name in SETTING_NAMES if name != "video_frame_tokens")
+
+
+class GradioApi:
+    """The named API's endpoints."""
+
+    def __init__(self, replies: Replies, voice: Voice):
+        self.replies = replies
+        self.voice = voice
+        self.history = replies.history
+        self.intake = replies.intake
+        self.limits = replies.config.limits
+
+    def chat(
+        self,
+        message: dict,
+        system_prompt: str,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        max_new_tokens: int,
+        thinking: bool,
+        image_tokens: int,
+        conversation_id: str,
+        request: gr.Request | None = None,
+    ) -> Iterator[str]:
+        """Answer a message (text, images, videos, audio files); streams the reply as it grows.
+
+        With a `conversation_id` (from /new_conversation) the exchange is kept in that
+        conversation and earlier turns are part of the prompt; without one it stands alone.
+        Videos are read at the default Video detail (the page's setting is the page's).
+        """
+        settings = Settings(
+            system_prompt, temperature, top_p, top_k, max_new_tokens, thinking, image_tokens
+        )
+        system, options = settings.system, settings.options()
+        try:
+            slot = self.replies.queue_slot()  # a busy Loupe says so before reading any file
+        except MediaError as exc:
+            raise refused(exc) from None
+        with slot:
+            user = user_of(request)
+            yield from self._chat_reply(message, system, options, conversation_id, slot, user)
+
+    def _chat_reply(
+        self,
+        message: dict,
+        system: str,
+        options: GenerationOptions,
+        conversation_id: str,
+        slot: QueueSlot,
+        user: str,
+    ) -> Iterator[str]:
+        """/chat's reply (see `chat`), queued in `slot`."""
+        try:
+            files = self.intake.message_files(message)
+            stored = self.intake.stored_user_message(message.get("text"), files)
+            if not conversation_id:
+                # PDF pages are rendered here, so a page PDFium cannot render is refused too.
+                conversation = Conversation("", "", 0, 0, (stored,))
+                messages = self.intake.model_messages(conversation, system)
+        except MediaError as exc:
+            raise refused(exc) from None
+        if conversation_id:
+            if not self.history.get(conversation_id, user):
+                raise refused(GONE)
+            self.history.append(conversation_id, stored)
+            yield from self._kept_reply(conversation_id, system, options, slot, user=user)
+            return
+        note = self.intake.left_out_note(stored)  # PDF pages not read
+        prefix = f"*{note}*\n\n" if note else ""
+        request = ChatRequest(tuple(messages), options)
+        yield from _answers(self.replies.stream(request, prefix=prefix, slot=slot))
+
+    def transcribe(self, audio: str) -> str:
+        """/transcribe: an audio file -> its transcript ("" when no speech is heard)."""
+        if audio:
+            try:
+                check_audio_file(audio, self.limits, display_name(audio))
+            except MediaError as exc:
+                raise refused(exc) from None
+        return self.voice.transcribe_endpoint(audio)
+
+    def describe(
+        self,
+        image: str,
+        level: str = DEFAULT_LEVEL,
+        conversation_id: str = "",
+        request: gr.Request | None = None,
+    ) -> Iterator[str]:
+        """Describe an image at a level (brief, detailed, alt_text, read_text, diagram, or
+        check_content for a moderation verdict as JSON); streams the description, which always
+        starts by saying it is AI-generated.
+
+        With a `conversation_id` (from /new_conversation) the description is kept there, and
+        /chat with the same id asks follow-up questions about the image.
+        """
+        if not image:
+            raise refused("Send an image to describe.")
+        try:
+            slot = self.replies.queue_slot()  # a busy Loupe says so before decoding the image
+        except MediaError as exc:
+            raise refused(exc) from None
+        with slot:  # given back on leaving unless the reply took it
+            try:
+                described = description_request(load_image(image, self.limits), level)
+            except (MediaError, ValueError) as exc:
+                raise refused(exc) from None
+            if conversation_id:
+                user = user_of(request)
+                if not self.history.get(conversation_id, user):
+                    raise refused(GONE)
+                self.replies.ask_for_description(conversation_id, image, level, user=user)
+                yield from self._kept_reply(
+                    conversation_id, "", GenerationOptions(), slot, user=user
+                )
+                return
+            replies = self.replies.stream(described, prefix=f"{AI_NOTICE} ", slot=slot)
+            yield from _answers(replies)
+
+    def new_conversation(self, request: gr.Request | None = None) -> str:
+        """Start a conversation that /chat can continue; its id."""
+        return self.history.create(owner=user_of(request))
+
+    def regenerate(
+        self, conversation_id: str, max_new_tokens: int = 512, request: gr.Request | None = None
+    ) -> Iterator[str]:
+        """Answer the conversation's last message again; streams the new reply."""
+        user = user_of(request)
+        options = _length_only(max_new_tokens)  # checked before the last answer is dropped
+        if not self.replies.drop_last_answer(conversation_id, user):
+            raise refused(GONE)
+        yield from self._kept_reply(conversation_id, "", options, user=user)
+
+    def edit(
+        self,
+        conversation_id: str,
+        message_index: int,
+        text: str,
+        max_new_tokens: int = 512,
+        request: gr.Request | None = None,
+    ) -> Iterator[str]:
+        """Replace the text of message `message_index` (one of yours, counted from 0) and
+        answer again from there; streams the new reply."""
+        user = user_of(request)
+        options = _length_only(max_new_tokens)  # checked before the message is changed
+        conversation = self.history.get(conversation_id, user)
+        if conversation is None:
+            raise refused(GONE)
+        index = whole_number(message_index, "message_index", 0)
+        if not 0 <= index < len(conversation.messages) or (
+            conversation.messages[index].role != "user"
+        ):
+            raise refused(f"Message {index} is not one of your messages in this conversation.")
+        try:
+            text = message_text(text, self.limits)
+        except MediaError as exc:
+            raise refused(exc) from None
+        self.history.edit_text(conversation_id, index, text)
+        yield from self._kept_reply(conversation_id, "", options, user=user)
+
+    def export(
+        self, conversation_id: str, format: str = "markdown", request: gr.Request | None = None
+    ) -> str:
+        """The conversation as Markdown ("markdown") or JSON ("json")."""
+        user = user_of(request)
+        if self.history.get(conversation_id, user) is None:
+            raise refused(GONE)
+        markdown, json_file = self.history.export(conversation_id, user)
+        return (json_file if format == "json" else markdown).read_text()
+
+    def _kept_reply(
+        self,
+        conversation_id: str,
+        system_prompt: str,
+        options: GenerationOptions,
+        slot: QueueSlot | None = None,
+        *,
+        user: str = LOCAL_USER,
+    ) -> Iterator[str]:
+        """A kept conversation's reply, as it grows, led by the dropped-messages note."""
+        replies = self.replies.answer(conversation_id, system_prompt, options, slot, user=user)
+        yield from _answers(replies, with_note=True)
+
+
+def _answers(replies: Iterator[Reply], with_note: bool = False) -> Iterator[str]:
+    """What an endpoint streams of a reply: its answer as it grows (`with_note`: led by the
+    note that the oldest messages were left out); a failure refused in its sentence."""
+    for reply in noted(replies):
+        if reply.error:
+            raise refused(reply.error)
+        yield with_dropped_note(reply, reply.answer) if with_note else reply.answer
+
+
+def _length_only(max_new_tokens: int) -> GenerationOptions:
+    """The API's regenerate and edit: the model's own defaults, the length asked for."""
+    return GenerationOptions(max_new_tokens=whole_number(max_new_tokens, "max_new_tokens", 1))
