@@ -1,5 +1,6 @@
-"""Describing a folder: images per minute for `launch.py describe`'s job (`app.tasks.batch.run_job`),
-in process and on a model server, and how much of the model's own pace the job reaches.
+"""Describing a folder: images per minute for `launch.py describe`'s job
+(`app.tasks.batch.run_job`), in process and on a model server, and how much of the model's own
+pace the job reaches.
 
 The images are real files made for the run: photo-like pictures (gradients, shapes, grain) as
 JPEG, screenshots of text and bar charts as PNG, from 640x480 to 1920x1080. The job runs as the

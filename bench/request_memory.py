@@ -56,7 +56,7 @@ def scaled(limits: Limits, factor: float) -> Limits:
 
 def limit_flags(limits: Limits) -> list[str]:
     """launch.py flags that give the app `limits` (those that differ from the defaults)."""
-    from launch import LIMIT_FLAGS
+    from app.command_line import LIMIT_FLAGS
 
     flags = []
     for flag, (name, _, _) in LIMIT_FLAGS.items():
