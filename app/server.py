@@ -25,10 +25,11 @@ from . import v1
 from .config import AppConfig
 from .history import History
 from .login_throttle import LOGIN_NOTE, FailedLogins, refusal
-from .page.batch_view import batches_folder
 from .page.chat_events import ChatHandlers
 from .page.desktop import open_window
-from .page.layout import PAGE_CSS, build_ui, page_js
+from .page.layout import build_ui
+from .page.scripts import PAGE_CSS, page_js
+from .tasks.batch_runs import batches_folder
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."

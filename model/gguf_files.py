@@ -17,14 +17,12 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_MODEL_ID, ModelConfig, default_cache_root
-from .loader import check_memory_bytes, reporting_tqdm
-
-Progress = Callable[[str], None]
+from .loader import check_memory_bytes
+from .progress_bars import Progress, reporting_tqdm
 
 # Official GGUF builds of google/gemma-4-12B-it: llama.cpp's own (ggml-org) at Q4_K_M and Q8_0,
 # and Google's quantization-aware-trained Q4_0. Each --quant picks a repository and the tag its

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,7 @@ from .drafter import kv_sharing_fix, load_drafter
 from .engine import ModelInfo
 from .engine_choice import bitsandbytes_cpu_note
 from .folder import folder_problem, safetensors_parameters
-
-Progress = Callable[[str], None]
+from .progress_bars import Progress, reported_bars
 
 # Full module paths: a bare "embed_vision" matches nothing, and any list replaces the default
 # lm_head skip. The embedders are small; quantizing them costs accuracy and saves little.
@@ -218,36 +215,6 @@ def check_memory_bytes(
     )
 
 
-class _Discard(io.TextIOBase):
-    """A text stream that drops whatever is written to it."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-
-def reporting_tqdm(progress: Progress) -> type:
-    """A tqdm class that tells `progress` each whole percent (downloads, weight loading).
-
-    It draws no bar: the worker's bars would interleave with the log lines on the console, and
-    `progress` already reaches both the page's status line and the log.
-    """
-    from tqdm.auto import tqdm
-
-    class ReportingTqdm(tqdm):
-        def __init__(self, *args: Any, **kwargs: Any):
-            super().__init__(*args, **{**kwargs, "file": _Discard()})
-
-        def display(self, *args: Any, **kwargs: Any) -> Any:
-            # tqdm redraws through display() both from update() and while iterating.
-            percent = int(100 * self.n / self.total) if self.total else None
-            if percent is not None and percent != getattr(self, "_reported_percent", None):
-                self._reported_percent = percent
-                progress(f"{self.desc or 'Loading'}: {percent}%")
-            return super().display(*args, **kwargs)
-
-    return ReportingTqdm
-
-
 def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
     """Check, then load the processor and model. Raises LoadError with one clear sentence."""
     _check_transformers()
@@ -258,7 +225,7 @@ def load(config: ModelConfig, progress: Progress = print) -> LoadedModel:
     device = resolve_device(config.device)
     if device == "cpu" and config.quant != "none" and not config.demo:
         progress(bitsandbytes_cpu_note())
-    with _reported_bars(progress) as bars:
+    with reported_bars(progress) as bars:
         progress("Looking for the model weights")
         source, parameters = locate(config, progress)  # the demo's first build saves with bars
         drafter_source = locate_drafter(config)
@@ -304,28 +271,6 @@ def _load_weights(
             progress("Loading the multi-token-prediction drafter")
             drafter = load_drafter(drafter_source, device)
     return model, processor, drafter
-
-
-@contextlib.contextmanager
-def _reported_bars(progress: Progress) -> Iterator[type]:
-    """While open, transformers' progress bars report to `progress` instead of being drawn.
-
-    Yields the bar class, for the calls that take one (`tqdm_class`).
-    """
-    from tqdm.auto import tqdm as tqdm_auto
-    from transformers.utils import logging as hf_logging
-
-    bars = reporting_tqdm(progress)
-    previous_hook = hf_logging.set_tqdm_hook(
-        # transformers passes an empty stand-in as the factory when progress bars are off
-        lambda factory, args, kwargs: (
-            bars(*args, **kwargs) if issubclass(factory, tqdm_auto) else factory(*args, **kwargs)
-        )
-    )
-    try:
-        yield bars
-    finally:
-        hf_logging.set_tqdm_hook(previous_hook)
 
 
 def build_random(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from app.page.layout import page_js
+from app.page.scripts import page_js
 from app.tasks.describe import AI_NOTICE, LEVELS
 from tests.conftest import ROOT, photo
 from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)

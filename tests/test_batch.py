@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw
 
 import launch
 from app.config import Limits
-from app.tasks.batch import DescribeJob, ItemResult, Journal, image_files, job_problem, run_job
+from app.tasks.batch import DescribeJob, image_files, job_problem, run_job
+from app.tasks.batch_rows import ItemResult, Journal
 from app.tasks.batch_writes import writes_problem
 from app.tasks.describe import description_messages
 from app.tasks.metadata import sidecar_path, write_description

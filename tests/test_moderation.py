@@ -13,16 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Limits
-from app.tasks.batch import (
-    COLUMNS,
-    VERDICT_COLUMNS,
-    DescribeJob,
-    ItemResult,
-    Journal,
-    job_problem,
-    run_job,
-    score_column,
-)
+from app.tasks.batch import DescribeJob, job_problem, run_job
+from app.tasks.batch_rows import COLUMNS, VERDICT_COLUMNS, ItemResult, Journal, score_column
 from app.tasks.describe import AI_NOTICE, LEVELS
 from app.tasks.moderation import (
     CATEGORIES,

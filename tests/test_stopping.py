@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.tasks.batch import Journal
+from app.tasks.batch_rows import Journal
 from model.local_engine import WORKER_EXIT_S
 from tests.conftest import ROOT, photo
 

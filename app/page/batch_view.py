@@ -11,14 +11,10 @@ goes when the page closes or starts another run (see batch_uploads for what is s
 from __future__ import annotations
 
 import logging
-import queue
-import shutil
 import threading
 import time
-import uuid
-import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -26,19 +22,20 @@ import gradio as gr
 from model import Engine, RemoteEngineConfig
 
 from ..config import Limits
-from ..intake.archive import BatchProblem, remove_old_runs, unpack
-from ..tasks.batch import (
-    DescribeJob,
-    ItemResult,
-    Journal,
-    Stopped,
-    image_files,
-    run_job,
-    workers_for,
-)
+from ..intake.archive import BatchProblem, remove_old_runs
 from ..tasks.batch_progress import progress_sentence
+from ..tasks.batch_rows import ItemResult, Journal
+from ..tasks.batch_runs import (
+    Run,
+    batches_folder,
+    discard,
+    new_run,
+    remove_images_no_download_needs,
+    wait_for_rows,
+    work,
+    zip_of_copies,
+)
 from ..tasks.describe import LEVELS
-from ..tasks.metadata import MetadataError, write_description
 from .errors import refused
 from .owners import user_of
 
@@ -46,8 +43,6 @@ log = logging.getLogger("loupe.app")
 
 BATCH_PATH = "batch"
 DEFAULT_BATCH_LEVEL = "alt_text"
-UPDATE_EVERY_S = 0.5  # the page is updated at most this often while a run goes on
-STOP_WAIT_S = 30.0  # a stopped run ends once its replies in flight are cancelled: seconds
 # The result columns shown for a level, between the file and its problem; the others are in the
 # downloads.
 LEVEL_COLUMNS = {
@@ -68,37 +63,6 @@ HEADERS = {  # each column's header and width
     "verdict_problem": ("No verdict because", 16),
     "error": ("Problem", 12),
 }
-ZIP_NAME = "images-with-alt-text.zip"
-
-
-@dataclass
-class Run:
-    """One run of the Batch view: its folder, its job, and the rows finished so far."""
-
-    folder: Path
-    job: DescribeJob
-    files: list[Path]
-    stop: threading.Event = field(default_factory=threading.Event)
-    rows: dict[str, ItemResult] = field(default_factory=dict)
-    updates: queue.Queue = field(default_factory=queue.Queue)
-    outcome: str = ""  # the sentence the run ended with
-    worker: threading.Thread | None = None
-
-    @property
-    def images(self) -> Path:
-        return self.folder / "images"
-
-    def name(self, path: str | Path) -> str:
-        """A file's name as the table shows it: its path inside the uploaded set."""
-        return Path(path).relative_to(self.images).as_posix()
-
-    def finished(self) -> list[ItemResult]:
-        return [self.rows[str(file)] for file in self.files if str(file) in self.rows]
-
-
-def batches_folder(data_dir: Path) -> Path:
-    """Where the Batch view keeps its runs (the page may show the images in it)."""
-    return data_dir / "batches"
 
 
 def _page(request: gr.Request) -> tuple[str, str]:
@@ -131,15 +95,18 @@ class Batches:
             yield _said("A batch is already running on this page; stop it first.")
             return
         try:
-            run = self._new_run(uploads or [], level, context.strip())
+            run = new_run(
+                self.folder, uploads or [], level, context.strip(), self.limits, self._held()
+            )
         except BatchProblem as exc:
             yield _said(str(exc))
             return
         previous = self._runs.get(_page(request))
         self._runs[_page(request)] = run
         if previous is not None:
-            self._discard(previous)  # its results left the page with this run
-        worker = threading.Thread(target=self._work, args=(run,), name="loupe-batch", daemon=True)
+            discard(previous)  # its results left the page with this run
+        job = (run, self.engine, self.limits, self.remote)
+        worker = threading.Thread(target=work, args=job, name="loupe-batch", daemon=True)
         run.worker = worker
         started = time.monotonic()
         worker.start()
@@ -152,7 +119,7 @@ class Batches:
         )
         try:
             while worker.is_alive() or not run.updates.empty():
-                if not _wait_for_rows(run):
+                if not wait_for_rows(run):
                     continue
                 done = len(run.rows)
                 yield (
@@ -171,7 +138,11 @@ class Batches:
             gr.update(interactive=True),
             gr.update(interactive=False),
         )
-        _remove_images_no_download_needs(run)  # the gallery above shows Gradio's own copies
+        remove_images_no_download_needs(run)  # the gallery above shows Gradio's own copies
+
+    def _held(self) -> list[Path]:
+        """The folders of the runs pages still show."""
+        return [run.folder for run in list(self._runs.values())]
 
     def stop(self, request: gr.Request) -> None:
         run = self._runs.get(_page(request))
@@ -182,7 +153,7 @@ class Batches:
         """The page closed or reloaded: its run ends, and its folder goes with its results."""
         run = self._runs.pop(_page(request), None)
         if run is not None:
-            self._discard(run)
+            discard(run)
 
     def downloader(self, kind: str) -> Callable[[list[list], gr.Request], list[str]]:
         """The handler of a Download button: "csv", "jsonl" or "zip"."""
@@ -199,107 +170,13 @@ class Batches:
             raise refused("Describe some images first; then their results can be downloaded.")
         rows = _edited(run, table)
         if kind == "zip":
-            return [str(self._zip_of_copies(run, rows))]
+            try:
+                return [str(zip_of_copies(run, rows))]
+            except BatchProblem as exc:
+                raise refused(exc) from None
         out = run.folder / f"results.{kind}"
         Journal(out).write_output(rows)
         return [str(out)]
-
-    def _new_run(self, uploads: list[str], level: str, context: str) -> Run:
-        if level not in LEVELS:
-            raise BatchProblem(f"The level must be one of {', '.join(LEVELS)}.")
-        if not uploads:
-            raise BatchProblem("Add images, or a zip of them, first.")
-        if context and level == "check_content":
-            raise BatchProblem(
-                "Check content judges each image alone: empty “What the images are for” first."
-            )
-        remove_old_runs(self.folder, [held.folder for held in list(self._runs.values())])
-        # Unguessable: the page shows the run's images by their path, which any login could ask
-        # for (Gradio serves the batches folder); the user's own page alone is told it.
-        folder = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
-        images = folder / "images"
-        try:
-            unpack(map(Path, uploads), images, self.limits)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        files = image_files((str(images),))
-        job = DescribeJob((str(images),), level, folder / "results.jsonl", context)
-        return Run(folder, job, files)
-
-    def _discard(self, run: Run) -> None:
-        run.stop.set()
-        if run.worker is not None:
-            run.worker.join(STOP_WAIT_S)
-        shutil.rmtree(run.folder, ignore_errors=True)
-
-    def _work(self, run: Run) -> None:
-        def finished(_done: int, _total: int, row: ItemResult) -> None:
-            run.rows[row.path] = row
-            run.updates.put(row)
-
-        workers = workers_for(self.remote)
-        try:
-            summary = run_job(run.job, self.engine, self.limits, workers, finished, run.stop)
-            run.outcome = f"Done: {summary.sentence()}"
-        except Stopped:
-            run.outcome = (
-                f"Stopped: {len(run.rows)} of {len(run.files)} images done; the rest were left."
-            )
-        except Exception:  # a fault, not a refusal: logged whole, said in one sentence
-            log.exception("The batch in %s failed", run.folder)
-            run.outcome = "The batch stopped on an unexpected problem; see Loupe's console."
-        finally:
-            run.updates.put(None)
-
-    def _zip_of_copies(self, run: Run, rows: list[ItemResult]) -> Path:
-        if run.job.level != "alt_text":
-            raise refused("Images with their alt text written into them need the Alt text level.")
-        copies = run.folder / "copies"
-        shutil.rmtree(copies, ignore_errors=True)
-        written = 0
-        for row in rows:
-            if row.error:
-                continue
-            target = copies / run.name(row.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                write_description(Path(row.path), target, row.alt_text, row.long_description)
-                written += 1
-            except MetadataError as exc:
-                log.info("Left out of the zip: %s", exc)
-        if not written:
-            raise refused("None of these images could take alt text in its file.")
-        archive = run.folder / ZIP_NAME
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:  # images: compressed
-            for copy in sorted(copies.rglob("*")):
-                if copy.is_file():
-                    bundle.write(copy, copy.relative_to(copies).as_posix())
-        return archive
-
-
-def _remove_images_no_download_needs(run: Run) -> None:
-    """Once a run has ended, only the zip of images with their alt text needs images: those
-    described, at that level."""
-    kept = {path for path, row in run.rows.items() if not row.error}
-    if run.job.level != "alt_text" or not kept:
-        shutil.rmtree(run.images, ignore_errors=True)
-        return
-    for file in run.files:
-        if str(file) not in kept:
-            file.unlink(missing_ok=True)
-
-
-def _wait_for_rows(run: Run) -> bool:
-    """Wait up to UPDATE_EVERY_S for finished rows; whether any came."""
-    try:
-        run.updates.get(timeout=UPDATE_EVERY_S)
-    except queue.Empty:
-        return False
-    while not run.updates.empty():
-        run.updates.get_nowait()
-    return True
-
 
 def _table(run: Run) -> gr.Dataframe:
     shown = columns(run.job.level)

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from model import (
-    AUTO_IMAGE_TOKENS,
-    IMAGE_TOKEN_BUDGETS,
-    VIDEO_FRAME_TOKEN_BUDGETS,
-)
-
 from ..tasks.describe import DEFAULT_LEVEL, DESCRIBE_OFF, LEVELS
-from ..tasks.settings import SETTING_NAMES, Settings
 from .api_inputs import CheckedBlocks
 from .batch_view import BATCH_PATH, Batches, render_batch_view
 from .box import with_file
@@ -24,61 +16,20 @@ from .chat_events import ChatHandlers
 from .desktop import RECORD_SCREEN, ScreenRecorder, capture_screen
 from .gradio_api import CHAT_SETTINGS
 from .owners import for_user, user_of
-from .side_list import ADDRESS_PARAMETER, GROUPS
-from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
+from .scripts import (
+    EXAMPLES,
+    LATEX,
+    PUSH_TO_TALK_KEY,
+    SET_ADDRESS_JS,
+    SHOW_HELP_JS,
+    START_WEBCAM_JS,
+    help_dialog,
+)
+from .settings_panel import settings_sidebar
+from .side_list import GROUPS
 from .zoom import Zoom, render_zoom_panel
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 STATUS_REFRESH_S = 1.0
-DEFAULT = Settings()  # what the Settings panel starts with
-PUSH_TO_TALK_KEY = "F8"  # the key assets/push_to_talk.js listens for
-PUSH_TO_TALK_JS = ASSETS / "push_to_talk.js"
-ACCESSIBILITY_JS = ASSETS / "accessibility.js"  # live region, shortcuts, read aloud, names
-ZOOM_JS = ASSETS / "zoom.js"  # marking a region by dragging over the image
-PAGE_CSS = ASSETS / "page.css"
-# The keys assets/accessibility.js listens for (with Alt+Shift), as the page and README list them.
-SHORTCUTS = (
-    ("L", "go to the latest answer"),
-    ("S", "stop the answer"),
-    ("R", "repeat the latest answer"),
-    ("M", "go to the message box"),
-    ("D", "describe the attached image (at the chosen level, else Detailed)"),
-    ("H", "show these shortcuts"),
-)
-SHOW_HELP_JS = "document.getElementById('help-dialog')?.showModal()"
-# Puts the open conversation's id in the page's address (?c=ID), without reloading.
-SET_ADDRESS_JS = f"""(id) => {{
-    const address = new URL(window.location.href);
-    if (id) address.searchParams.set("{ADDRESS_PARAMETER}", id);
-    else address.searchParams.delete("{ADDRESS_PARAMETER}");
-    window.history.replaceState(null, "", address);
-}}"""
-# Starts the webcam's live view once Gradio has drawn its "Click to Access Webcam" button: when
-# the camera opens, and again after each snapshot, so the next one is one click away.
-START_WEBCAM_JS = """() => {
-    const start = (tries) => {
-        const button = document.querySelector("#webcam [title='grant webcam access'] button");
-        if (button) button.click();
-        else if (tries > 0) setTimeout(() => start(tries - 1), 100);
-    };
-    start(30);
-}"""
-LATEX = [
-    {"left": "$$", "right": "$$", "display": True},
-    {"left": "$", "right": "$", "display": False},
-]
-EXAMPLES = [
-    {
-        "text": "What does this error mean, and how do I fix it?",
-        "files": [str(ASSETS / "example-error.png")],
-        "icon": str(ASSETS / "example-error.png"),
-    },
-    {
-        "text": "Describe this photo.",
-        "files": [str(ASSETS / "example-photo.jpg")],
-        "icon": str(ASSETS / "example-photo.jpg"),
-    },
-]
 
 
 def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
@@ -391,70 +342,6 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
     return page
 
 
-def settings_sidebar() -> tuple[gr.Sidebar, dict[str, gr.components.Component], gr.Radio]:
-    """The settings panel on the right, closed until asked for: (the panel, the generation
-    settings by name in tasks.settings.Settings' order, where recordings go)."""
-    with gr.Sidebar(
-        label="Settings", position="right", open=False, elem_id="settings"
-    ) as panel:
-        system_prompt = gr.Textbox(DEFAULT.system_prompt, label="System prompt", lines=2)
-        temperature = gr.Slider(
-            0.0, 2.0, value=DEFAULT.temperature, step=0.05, label="Temperature"
-        )
-        top_p = gr.Slider(0.0, 1.0, value=DEFAULT.top_p, step=0.01, label="Top-p")
-        top_k = gr.Slider(0, 200, value=DEFAULT.top_k, step=1, label="Top-k")
-        max_new_tokens = gr.Slider(
-            16, 4096, value=DEFAULT.max_new_tokens, step=16, label="Max new tokens"
-        )
-        image_tokens = gr.Dropdown(
-            [("Auto", AUTO_IMAGE_TOKENS), *((str(n), n) for n in IMAGE_TOKEN_BUDGETS)],
-            value=DEFAULT.image_tokens,
-            label="Image detail (tokens per image; Auto: 280 for photos, 560 or 1120 for text)",
-            elem_id="image-detail",
-        )
-        video_frame_tokens = gr.Dropdown(
-            [(str(n), n) for n in VIDEO_FRAME_TOKEN_BUDGETS],
-            value=DEFAULT.video_frame_tokens,
-            label="Video detail (tokens per frame; a video is up to 32 frames)",
-            elem_id="video-detail",
-        )
-        thinking = gr.Checkbox(label="Thinking", value=DEFAULT.thinking)
-        voice_route = gr.Radio(
-            list(VOICE_ROUTES),
-            value=DEFAULT_VOICE_ROUTE,
-            label="Recordings and audio files",
-            elem_id="voice-route",
-        )
-        # Read by assets/accessibility.js in the browser, never by Python; `interactive`
-        # because Gradio disables a control that no event takes as an input.
-        gr.Checkbox(
-            label="Auto-read answers aloud",
-            value=False,
-            interactive=True,
-            elem_id="auto-read",
-        )
-        gr.Slider(
-            0.5,
-            2.0,
-            value=1.0,
-            step=0.1,
-            label="Reading rate",
-            interactive=True,
-            elem_id="read-rate",
-        )
-    made = {
-        "system_prompt": system_prompt,
-        "temperature": temperature,
-        "top_p": top_p,
-        "top_k": top_k,
-        "max_new_tokens": max_new_tokens,
-        "thinking": thinking,
-        "image_tokens": image_tokens,
-        "video_frame_tokens": video_frame_tokens,
-    }
-    return panel, {name: made[name] for name in SETTING_NAMES}, voice_route
-
-
 def edit_for_user(handlers: ChatHandlers) -> Callable[..., Iterator[tuple]]:
     """The chat's edit event: for_user's, with the edit's data (which Gradio passes to a
     parameter annotated gr.EditData) before the settings."""
@@ -477,26 +364,3 @@ def example_into_box(selected: gr.SelectData) -> dict:
 def attach_snapshot(value: dict | None, snapshot: str | None) -> tuple:
     """A webcam snapshot joins the message box, and the webcam is emptied for the next."""
     return with_file(value, snapshot), None
-
-
-def help_dialog() -> str:
-    """The keyboard shortcuts, in a dialog the Shortcuts button (or Alt+Shift+H) opens."""
-    rows = "".join(
-        f"<tr><td><kbd>Alt+Shift+{key}</kbd></td><td>{what}</td></tr>" for key, what in SHORTCUTS
-    )
-    return (
-        '<dialog id="help-dialog" aria-labelledby="help-title">'
-        '<h2 id="help-title">Keyboard shortcuts</h2>'
-        f"<table><tbody>{rows}</tbody></table>"
-        "<p>Enter sends; Shift+Enter starts a new line.</p>"
-        '<form method="dialog"><button id="help-close">Close</button></form>'
-        "</dialog>"
-    )
-
-
-def page_js(desktop: bool) -> str:
-    """The page's script for launch(js=): the accessibility script, plus push-to-talk on the
-    desktop. Each file is one arrow function; this calls them in turn."""
-    scripts = [ACCESSIBILITY_JS, ZOOM_JS] + ([PUSH_TO_TALK_JS] if desktop else [])
-    calls = "\n".join(f"({path.read_text().strip()})();" for path in scripts)
-    return f"() => {{\n{calls}\n}}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from .batch import ItemResult
+from ..intake.probe import duration
+from .batch_rows import ItemResult
 
 
 def progress_sentence(finished: int, total: int, elapsed_s: float) -> str:
@@ -14,7 +15,7 @@ def progress_sentence(finished: int, total: int, elapsed_s: float) -> str:
     left_s = (total - finished) / (per_minute / 60) if per_minute else 0.0
     return (
         f"{finished}/{total} images · {per_minute:.1f} per minute · "
-        f"about {_duration(left_s)} left"
+        f"about {duration(left_s)} left"
     )
 
 
@@ -37,11 +38,3 @@ class ProgressLine:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"

@@ -18,16 +18,8 @@ import os
 import stat
 from pathlib import Path
 
-from .batch import (
-    COLUMNS,
-    DescribeJob,
-    ItemResult,
-    Journal,
-    common_folder,
-    image_files,
-    to_describe,
-    written_files,
-)
+from .batch import DescribeJob, common_folder, image_files, to_describe, written_files
+from .batch_rows import COLUMNS, ItemResult, Journal
 from .metadata import alt_text_in
 
 FIRST_LINE_MAX_BYTES = 1 << 20  # a Loupe row holds one answer: far below this

@@ -19,15 +19,9 @@ from ..command_line import (
     show_log,
 )
 from ..config import Limits
-from .batch import (
-    VERDICT_COLUMNS,
-    DescribeJob,
-    Stopped,
-    job_problem,
-    run_job,
-    workers_for,
-)
+from .batch import DescribeJob, Stopped, job_problem, run_job, workers_for
 from .batch_progress import ProgressLine
+from .batch_rows import VERDICT_COLUMNS
 from .batch_writes import writes_problem
 from .describe import DEFAULT_LEVEL, LEVELS
 

@@ -7,6 +7,13 @@ directions in one module, so the two sides cannot drift apart on field names, de
 shapes. No HTTP library here: only dicts.
 """
 
+from .client_messages import (
+    RequestError,
+    WireMessage,
+    decode_data_url,
+    messages_from_body,
+    stop_strings,
+)
 from .errors import (
     ERRORS,
     RETRY_AFTER_S,
@@ -19,16 +26,11 @@ from .errors import (
 from .replies import Completion, EventReader, delta_of, partial_suffix, sse, sse_data, usage
 from .requests import (
     ChatFields,
-    RequestError,
-    WireMessage,
     chat_fields,
-    decode_data_url,
     image_url,
-    messages_from_body,
     options_from_body,
     refused_fields,
     request_body,
-    stop_strings,
 )
 
 __all__ = [
