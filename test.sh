@@ -21,4 +21,5 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -r requirements-dev.txt
 npm ci --no-audit --no-fund --silent
 .venv/bin/ruff check .
+.venv/bin/lint-imports
 .venv/bin/python -m pytest "$@"

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import ctypes
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .detail import resized
+from .llama_model import LlamaModel
 from .messages import GenerationOptions, Message
 from .prompts import normalise_audio
-
-if TYPE_CHECKING:
-    from .llama_runner import LlamaModel
 
 MARKER = "\x00{}\x00"  # stands for one piece of content while the template is rendered
 MARKER_PATTERN = re.compile("\x00(\\d+)\x00")

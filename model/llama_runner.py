@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -21,31 +20,17 @@ from .config import FAULT_TRIGGER, Fault, ModelConfig
 from .engine import ModelInfo
 from .events import Timing
 from .gguf_files import GgufError, locate_gguf
+from .llama_model import LlamaModel
 from .llama_prompt import Prompt
 from .loader import LoadError, check_memory_bytes, first_line
 from .messages import ChatRequest, GenerationOptions, Message
 from .prompts import ContextOverflow, concrete_options, fit_turns
-from .worker import SAMPLING_FLOOR, send_failure
+from .worker_protocol import SAMPLING_FLOOR, send_failure
 
 # llama.cpp sets aside the whole context's KV cache when it loads, so the window is capped
 # (--context-tokens raises it): 32k tokens of the 12B's cache take about 1 GB.
 DEFAULT_CONTEXT_TOKENS = 32768
 LARGEST_IMAGE_TOKENS = 1120  # the projector reads an image at most at this budget
-
-
-@dataclass
-class LlamaModel:
-    """A loaded GGUF model: llama-cpp-python's Llama, the projector's mtmd context (None: text
-    only), the chat template, and the token ids the reply loop needs."""
-
-    llm: Any
-    mtmd: Any
-    template: Any
-    info: ModelInfo
-    forbidden: list[int]  # never sampled (the model's suppress tokens)
-    end_ids: list[int]  # end a reply (held back until min_new_tokens)
-    channel_open: int
-    byte_ids: frozenset[int]  # the byte-fallback tokens <0x00>..<0xFF>
 
 
 def load(config: ModelConfig, progress: Any) -> LlamaModel:

@@ -28,7 +28,8 @@ from .engine import (
 )
 from .events import STOPPED_BEFORE_START, ContextTrimmed, EngineError, Finished, TextChunk
 from .messages import ChatRequest
-from .worker import REPLACED_AFTER, serve
+from .worker import serve
+from .worker_protocol import REPLACED_AFTER
 
 log = logging.getLogger("loupe.engine")
 DEFAULT_QUEUE_SIZE = 8

@@ -28,19 +28,9 @@ from .config import FAULT_TRIGGER, Fault, ModelConfig
 from .events import Timing
 from .loader import LoadError, first_line, load
 from .messages import ChatRequest, GenerationOptions, Message
+from .worker_protocol import SAMPLING_FLOOR, send_failure
 
-SAMPLING_FLOOR = 1e-5  # temperatures below this mean greedy decoding
 PREPARED_INPUTS_KEPT = 4  # processed requests kept, so "answer again" skips the processor
-# Out of memory, the worker exits instead of carrying on: only a fresh process is sure to give
-# back everything (the caching allocator's fragments, tensors the failed step still holds,
-# library workspaces), and reloading costs the weights' read from the OS cache, seconds.
-REPLACED_AFTER = ("out_of_memory",)
-OUT_OF_MEMORY = (
-    "The model ran out of memory on this message and is restarting; send it again with a "
-    "lower image detail, fewer images or shorter audio."
-)
-
-
 def serve(config: ModelConfig, conn: Connection, cancel_id: Any) -> None:
     """The child process's main: load, report, then serve until the parent goes away."""
     # Ctrl+C in a terminal reaches the whole process group, this process too; the engine ends
@@ -247,23 +237,6 @@ def answer(
         return send_failure(conn, request_id, exc, isinstance(exc, torch.OutOfMemoryError))
     prompt_tokens = int(inputs["input_ids"].shape[-1])
     conn.send(("done", request_id, _timing(started, streamer, prompt_tokens), cancel.cancelled))
-    return True
-
-
-def send_failure(conn: Connection, request_id: int, exc: Exception, out_of_memory: bool) -> bool:
-    """Tell the parent in one sentence that a reply failed while being generated; False when
-    this worker must be replaced (out of memory: see REPLACED_AFTER)."""
-    if out_of_memory:
-        conn.send(("error", request_id, "out_of_memory", OUT_OF_MEMORY))
-        return False
-    conn.send(
-        (
-            "error",
-            request_id,
-            "generation_failed",
-            f"The model failed while answering ({type(exc).__name__}: {first_line(exc)}).",
-        )
-    )
     return True
 
 

@@ -22,7 +22,7 @@ from app.page.voice import Voice
 from model import Engine, Finished, GenerationOptions, LocalEngine, ModelConfig
 from model.config import FAULT_TRIGGER
 from model.local_engine import WORKER_CRASHED, WORKER_HUNG
-from model.worker import OUT_OF_MEMORY
+from model.worker_protocol import OUT_OF_MEMORY
 from tests.conftest import ROOT, wait_until_ready
 from tests.figures import record, spread_s
 
