@@ -18,41 +18,27 @@ from model import (
 
 from .config import Limits, env_default
 
+MP, S = "MEGAPIXELS", "SECONDS"  # metavars
+SENT_AT_ONCE = "the model is sent at once"
 # Flag -> (Limits field, metavar, help); each also reads LOUPE_<FLAG> for its default.
 LIMIT_FLAGS = {
     "--max-files": ("max_files_per_message", "N", "files per message"),
     "--max-file-mb": ("max_file_mb", "MB", "size of one uploaded file"),
-    "--max-image-mp": (
-        "max_image_mp",
-        "MEGAPIXELS",
-        "pixels in one image, checked before decoding it",
-    ),
-    "--max-audio-s": ("max_audio_s", "SECONDS", "length of one recording"),
+    "--max-image-mp": ("max_image_mp", MP, "pixels in one image, checked before decoding it"),
+    "--max-audio-s": ("max_audio_s", S, "length of one recording"),
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
     "--max-pdf-pages": ("max_pdf_pages", "N", "PDF pages read in one message"),
-    "--max-video-s": ("max_video_s", "SECONDS", "length of one video, checked before decoding it"),
-    "--max-request-messages": ("max_request_messages", "N", "messages the model is sent at once"),
-    "--max-request-chars": ("max_request_chars", "N", "characters the model is sent at once"),
+    "--max-video-s": ("max_video_s", S, "length of one video, checked before decoding it"),
+    "--max-request-messages": ("max_request_messages", "N", f"messages {SENT_AT_ONCE}"),
+    "--max-request-chars": ("max_request_chars", "N", f"characters {SENT_AT_ONCE}"),
     "--max-request-images": (
         "max_request_images",
         "N",
-        "images, PDF pages and video frames the model is sent at once",
+        f"images, PDF pages and video frames {SENT_AT_ONCE}",
     ),
-    "--max-request-mp": (
-        "max_request_mp",
-        "MEGAPIXELS",
-        "pixels of the images the model is sent at once",
-    ),
-    "--max-request-audio-s": (
-        "max_request_audio_s",
-        "SECONDS",
-        "seconds of recordings the model is sent at once",
-    ),
-    "--max-request-video-s": (
-        "max_request_video_s",
-        "SECONDS",
-        "seconds of video the model is sent at once",
-    ),
+    "--max-request-mp": ("max_request_mp", MP, f"pixels of the images {SENT_AT_ONCE}"),
+    "--max-request-audio-s": ("max_request_audio_s", S, f"seconds of recordings {SENT_AT_ONCE}"),
+    "--max-request-video-s": ("max_request_video_s", S, f"seconds of video {SENT_AT_ONCE}"),
 }
 
 # Flag -> (metavar, help) of a model server; each also reads LOUPE_<FLAG> for its default.

@@ -21,14 +21,7 @@ import httpx
 
 from . import detail
 from .config import RemoteEngineConfig
-from .engine import (
-    EngineStatus,
-    LoadState,
-    ModelInfo,
-    QueueSlot,
-    ReplyStream,
-    RequestQueue,
-)
+from .engine import EngineStatus, LoadState, ModelInfo, QueueSlot, ReplyStream, RequestQueue
 from .events import (
     STOPPED_BEFORE_START,
     ContextTrimmed,

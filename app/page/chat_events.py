@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from model import Engine, GenerationOptions, QueueSlot
+from model import Engine, QueueSlot
 
 from ..config import AppConfig
 from ..history import LOCAL_USER, History
@@ -139,7 +139,6 @@ class ChatHandlers:
                     "Attach one image, PDF or video to describe: upload it, paste it, or take a "
                     "webcam snapshot."
                 )
-            [(image, _)] = files
             slot = self.replies.queue_slot()  # a busy Loupe says so before decoding the file
         except MediaError as exc:
             gr.Warning(str(exc))
@@ -157,7 +156,7 @@ class ChatHandlers:
                 return
             if not self.history.get(conversation_id or "", user):
                 conversation_id = self.history.create(owner=user)
-            self.replies.ask_for_description(conversation_id, image, level, attachment, user=user)
+            self.replies.ask_for_description(conversation_id, level, attachment, user)
             box: Any = {"text": value.get("text") or "", "files": []}
             alt_text: Any = hidden_alt_text()
             replies = self._page_reply(conversation_id, Settings(*settings), slot, user=user)
@@ -198,19 +197,12 @@ class ChatHandlers:
         return banner_text(status), status_text(status, self.replies.last_timing)
 
     def answer(
-        self,
-        conversation_id: str,
-        system_prompt: str,
-        options: GenerationOptions,
-        slot: QueueSlot | None = None,
-        *,
-        user: str = LOCAL_USER,
+        self, conversation_id: str, *arguments: Any, user: str = LOCAL_USER
     ) -> Iterator[tuple[list, Reply]]:
-        """The reply loop's answer to the stored conversation (tasks.replies.Replies.answer), as
-        the chat shows it: yields (chat shown, reply) as it grows."""
+        """The reply loop's answer to the stored conversation, as the chat shows it: yields (chat
+        shown, reply) as it grows. Takes tasks.replies.Replies.answer's arguments."""
         shown, _ = shown_conversation(self.history.get(conversation_id, user))
-        replies = self.replies.answer(conversation_id, system_prompt, options, slot, user=user)
-        for reply in noted(replies):
+        for reply in noted(self.replies.answer(conversation_id, *arguments, user=user)):
             yield [*shown, *shown_reply(reply)], reply
 
     def _page_reply(

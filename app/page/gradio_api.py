@@ -10,7 +10,7 @@ import gradio as gr
 
 from model import ChatRequest, GenerationOptions, QueueSlot
 
-from ..history import LOCAL_USER, Conversation
+from ..history import Attachment, Conversation
 from ..intake.files import check_audio_file
 from ..intake.image import load_image
 from ..intake.message import display_name
@@ -95,7 +95,8 @@ class GradioApi:
             if not self.history.get(conversation_id, user):
                 raise refused(GONE)
             self.history.append(conversation_id, stored)
-            yield from self._kept_reply(conversation_id, system, options, slot, user=user)
+            replies = self.replies.answer(conversation_id, system, options, slot, user=user)
+            yield from _answers(replies, with_note=True)
             return
         note = self.intake.left_out_note(stored)  # PDF pages not read
         prefix = f"*{note}*\n\n" if note else ""
@@ -140,10 +141,11 @@ class GradioApi:
                 user = user_of(request)
                 if not self.history.get(conversation_id, user):
                     raise refused(GONE)
-                self.replies.ask_for_description(conversation_id, image, level, user=user)
-                yield from self._kept_reply(
-                    conversation_id, "", GenerationOptions(), slot, user=user
-                )
+                file = Attachment("image", image, display_name(image))
+                self.replies.ask_for_description(conversation_id, level, file, user)
+                options = GenerationOptions()
+                replies = self.replies.answer(conversation_id, "", options, slot, user=user)
+                yield from _answers(replies, with_note=True)
                 return
             replies = self.replies.stream(described, prefix=f"{AI_NOTICE} ", slot=slot)
             yield from _answers(replies)
@@ -160,7 +162,8 @@ class GradioApi:
         options = _length_only(max_new_tokens)  # checked before the last answer is dropped
         if not self.replies.drop_last_answer(conversation_id, user):
             raise refused(GONE)
-        yield from self._kept_reply(conversation_id, "", options, user=user)
+        replies = self.replies.answer(conversation_id, "", options, user=user)
+        yield from _answers(replies, with_note=True)
 
     def edit(
         self,
@@ -187,7 +190,8 @@ class GradioApi:
         except MediaError as exc:
             raise refused(exc) from None
         self.history.edit_text(conversation_id, index, text)
-        yield from self._kept_reply(conversation_id, "", options, user=user)
+        replies = self.replies.answer(conversation_id, "", options, user=user)
+        yield from _answers(replies, with_note=True)
 
     def export(
         self, conversation_id: str, format: str = "markdown", request: gr.Request | None = None
@@ -198,19 +202,6 @@ class GradioApi:
             raise refused(GONE)
         markdown, json_file = self.history.export(conversation_id, user)
         return (json_file if format == "json" else markdown).read_text()
-
-    def _kept_reply(
-        self,
-        conversation_id: str,
-        system_prompt: str,
-        options: GenerationOptions,
-        slot: QueueSlot | None = None,
-        *,
-        user: str = LOCAL_USER,
-    ) -> Iterator[str]:
-        """A kept conversation's reply, as it grows, led by the dropped-messages note."""
-        replies = self.replies.answer(conversation_id, system_prompt, options, slot, user=user)
-        yield from _answers(replies, with_note=True)
 
 
 def _answers(replies: Iterator[Reply], with_note: bool = False) -> Iterator[str]:

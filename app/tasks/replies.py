@@ -10,7 +10,7 @@ from model import BUSY, ChatRequest, Engine, GenerationOptions, QueueSlot, Reply
 
 from ..config import AppConfig
 from ..history import LOCAL_USER, NEW_TITLE, Attachment, History, StoredMessage
-from ..intake.message import Intake, display_name
+from ..intake.message import Intake
 from ..intake.probe import MediaError
 from ..intake.speech import Speech
 from .describe import AI_NOTICE, LEVELS, is_description, level_of, level_options, level_prompt
@@ -134,22 +134,11 @@ class Replies:
         return True
 
     def ask_for_description(
-        self,
-        conversation_id: str,
-        image: str,
-        level: str,
-        attachment: Attachment | None = None,
-        *,
-        user: str = LOCAL_USER,
+        self, conversation_id: str, level: str, file: Attachment, user: str
     ) -> None:
-        """Keep the level's prompt with the image (or the `attachment` made of it, such as a
-        PDF with its pages chosen) as the person's message; a conversation that starts with it
-        is named after the level and the file, not after the long prompt."""
-        name = display_name(image)
+        """Keep the level's prompt with the `file` to describe (an image, a PDF with its pages
+        chosen, a video) as the person's message; a conversation that starts with it is named
+        after the level and the file, not after the long prompt."""
         if self.history.get(conversation_id, user).title == NEW_TITLE:
-            self.history.rename(conversation_id, f"{LEVELS[level].label}: {name}")
-        attachment = attachment or Attachment("image", image, name)
-        self.history.append(
-            conversation_id, StoredMessage("user", level_prompt(level), (attachment,))
-        )
-
+            self.history.rename(conversation_id, f"{LEVELS[level].label}: {file.name}")
+        self.history.append(conversation_id, StoredMessage("user", level_prompt(level), (file,)))
