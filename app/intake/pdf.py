@@ -32,6 +32,7 @@ from model import MAX_IMAGE_PIXELS
 from .cache import DecodedFiles
 from .pdf_pages import PdfError, PdfPages
 from .pdf_render import MEMORY_EXIT
+from .probe import unreadable
 
 HEADER = b"%PDF-"
 HEADER_WINDOW_BYTES = 1024
@@ -122,7 +123,7 @@ def _cached(cache: DecodedFiles, path: Path, name: str, how: Hashable, work: Cal
     try:
         result = cache.get(path, how, attempt)
     except OSError as exc:
-        raise PdfError(f"{name} could not be read.") from exc
+        raise PdfError(unreadable(name, exc)) from exc
     if isinstance(result, str):
         raise PdfError(result)
     return result

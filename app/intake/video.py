@@ -122,7 +122,7 @@ def load_video(path: str | Path, limits: Limits) -> Video:
     try:
         return _decoded.get(path, limits, lambda: _decode(path, limits))
     except OSError as exc:
-        raise VideoError(f"{path.name} could not be read.") from exc
+        raise VideoError(unreadable(path.name, exc)) from exc
 
 
 def frame_times(times: list[float]) -> list[int]:
