@@ -13,7 +13,7 @@ from app.config import AppConfig
 from app.handlers import ChatHandlers
 from app.history import History, StoredMessage
 from app.voice import SEND_AUDIO, Voice
-from tests.conftest import photo
+from bench.samples import photo
 
 # The settings panel: system prompt, temperature, top-p, top-k, max new tokens, thinking, detail.
 SETTINGS = ("", 1.0, 0.95, 64, 24, False, 280)

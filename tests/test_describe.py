@@ -22,9 +22,9 @@ from app.display import shown_conversation
 from app.handlers import ChatHandlers
 from app.moderation import verdict_in_words
 from app.voice import SEND_AUDIO
+from bench.samples import photo
 from model import GenerationOptions
 from model.prompts import render_prompt
-from tests.conftest import photo
 from tests.test_conversations import SETTINGS, handlers  # noqa: F401 (a fixture)
 
 

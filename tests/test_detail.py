@@ -20,6 +20,8 @@ from app.handlers import ChatHandlers
 from app.history import Attachment, History, StoredMessage, export_json
 from app.v1.serving import ChatCall, ReplyWriter, new_completion
 from app.voice import Voice
+from bench.samples import photo
+from bench.serving import wait_until_ready
 from model import (
     AUTO_IMAGE_TOKENS,
     IMAGE_TOKEN_BUDGETS,
@@ -35,7 +37,7 @@ from model import (
 )
 from model.detail import estimate_tokens, image_need, resolve, soft_tokens, text_lines
 from model.prompts import build_inputs
-from tests.conftest import ROOT, photo, wait_until_ready
+from tests.conftest import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 ASSETS = ROOT / "assets"

@@ -25,7 +25,7 @@ from PIL import Image
 
 from app.config import Limits
 from app.media import MediaError, file_kind, load_attachments, message_text
-from tests.conftest import photo, tone
+from bench.samples import photo, tone
 
 EXAMPLES = int(os.environ.get("LOUPE_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(

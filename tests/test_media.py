@@ -31,10 +31,10 @@ from app.media import (
     load_image,
     message_text,
 )
+from bench.samples import photo, tone
 from model import MAX_IMAGE_PIXELS, AudioClip, GenerationOptions, Message
 from model.detail import image_need
 from model.prompts import build_inputs
-from tests.conftest import photo, tone
 from tests.test_detail import SCREEN, SMALL_TEXT_PAGE
 
 LIMITS = Limits()

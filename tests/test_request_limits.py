@@ -23,8 +23,8 @@ from app.intake import Intake
 from app.media import MediaError
 from app.request_totals import Totals
 from app.voice import Voice
+from bench.samples import photo
 from model import SpeechRecognizer
-from tests.conftest import photo
 
 # Held to their full length, so that the model stays busy while the queue fills behind it.
 ENDLESS = {"max_tokens": 3000, "min_tokens": 3000, "temperature": 0.0}
