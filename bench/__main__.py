@@ -7,6 +7,9 @@
 
 Each figure is the median of repeated runs after a warm-up, with min and max. Files go to
 bench/results/DEVICE-SUBJECT.{json,md,png} (--out to change). See bench/README.md.
+
+Measured apart, each with its own command: `python -m bench.llama_cpp` (llama.cpp beside
+bitsandbytes) and `python -m bench.intake_speed` (a late turn's input, photos decoded).
 """
 
 from __future__ import annotations

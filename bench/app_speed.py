@@ -10,9 +10,6 @@ first text, tokens per second after it, and each chunk's delay from leaving the 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,9 +28,7 @@ from model import (
 
 from .harness import Figure, figure
 from .model_speed import IMAGE_PROMPT, screenshot
-
-ROOT = Path(__file__).resolve().parent.parent
-APP_START_S = 300
+from .serving import app, wait_until_ready
 
 
 def request(run: int, new_tokens: int) -> ChatRequest:
@@ -47,8 +42,6 @@ def request(run: int, new_tokens: int) -> ChatRequest:
 
 def measure_engine(config: ModelConfig, new_tokens: int, runs: int) -> list[Figure]:
     """Engine figures; each run also sends its request again, which skips the processor."""
-    from tests.conftest import wait_until_ready
-
     engine = LocalEngine(config)
     engine.start()
     wait_until_ready(engine)
@@ -86,19 +79,13 @@ def _engine_reply(engine: Engine, chat: ChatRequest) -> tuple:
 
 def measure_app(flags: list[str], new_tokens: int, runs: int) -> list[Figure]:
     """App figures through gradio_client against `python -m bench.forced_app FLAGS`."""
-    from gradio_client import handle_file
+    from gradio_client import Client, handle_file
 
     folder = Path(tempfile.mkdtemp(prefix="loupe-bench-app-"))
     log = folder / "sent.jsonl"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "bench.forced_app", str(log), "--port", str(port)]
-    command += [*flags, "--data-dir", str(folder / "data")]
-    app = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first, rates, delays, handler_delays = [], [], [], []
-    try:
-        client = _connect(f"http://127.0.0.1:{port}", app)
+    with app(flags, folder / "data", log) as (url, _):
+        client = Client(url, verbose=False)
         for run in range(runs + 1):
             image = folder / f"screenshot-{run}.png"
             screenshot(seed=run).save(image)
@@ -116,9 +103,6 @@ def measure_app(flags: list[str], new_tokens: int, runs: int) -> list[Figure]:
                 rates.append((new_tokens - 1) / (arrivals[-1][1] - arrivals[0][1]))
                 delays.extend(_delays(sent, arrivals))
                 handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
     return [
         figure("app", "time to first text", "s", first),
         figure("app", f"{new_tokens} new tokens", "tokens/s", rates),
@@ -173,18 +157,3 @@ def _delays(sent: list[list[float]], arrivals: list[tuple[int, float]]) -> list[
         if index < len(arrivals):
             delays.append(1000 * (arrivals[index][1] - sent_at))
     return delays
-
-
-def _connect(url: str, app: subprocess.Popen):
-    import httpx
-    from gradio_client import Client
-
-    deadline = time.monotonic() + APP_START_S
-    while time.monotonic() < deadline and app.poll() is None:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).json().get("status") == "ok":
-                return Client(url, verbose=False)
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the app did not become ready (exit code {app.poll()})")

@@ -27,16 +27,15 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import psutil
-from PIL import Image, ImageDraw, ImageFont
 
 from app.config import Limits
 from app.intake.image import load_image
@@ -45,22 +44,20 @@ from app.tasks.batch_progress import ProgressLine
 from app.tasks.describe import DEFAULT_LEVEL, description_messages
 from model import (
     ChatRequest,
-    Engine,
     EngineError,
-    EngineStatus,
     Finished,
     GenerationOptions,
     ModelConfig,
     RemoteEngineConfig,
-    ReplyEvent,
-    ReplyStream,
     Timing,
     open_engine,
 )
 from model.openai_wire import request_body, sse_data
 
 from .harness import Figure, figure
-from .remote_speed import SERVER_REFUSES, SERVER_START_S, model_server
+from .remote_speed import SERVER_REFUSES
+from .samples import bar_chart, camera_photo, text_screenshot
+from .serving import START_S, FixedLength, model_server, wait_until_ready
 
 IN_PROCESS_WORKERS = 2  # as launch.py describe in process: one decodes while one runs
 RUN_GOAL = 0.95  # the job's images per minute over the model's own, the same requests
@@ -69,12 +66,6 @@ KINDS = ("photo", "screenshot", "photo", "chart", "photo", "screenshot", "photo"
 KINDS += ("photo", "chart")
 SIZES = ((1920, 1080), (1280, 720), (1024, 768), (800, 600), (1600, 1200), (640, 480))
 SIZES += ((1080, 1350),)
-WORDS = (
-    "invoice total amount due account settings profile password saved changes network "
-    "status running stopped error warning build passed failed report quarter revenue users "
-    "active session timeout folder download upload images review approved pending shipping "
-    "address order number customer support ticket priority high low medium release notes"
-).split()
 
 
 def make_images(folder: Path, count: int) -> dict[str, Any]:
@@ -87,10 +78,10 @@ def make_images(folder: Path, count: int) -> dict[str, Any]:
         kind, size = KINDS[index % len(KINDS)], SIZES[index % len(SIZES)]
         if kind == "photo":
             path = folder / f"{index:03d}-photo.jpg"
-            _photo(size, rng).save(path, "JPEG", quality=88)
+            camera_photo(size, rng).save(path, "JPEG", quality=88)
         else:
             path = folder / f"{index:03d}-{kind}.png"
-            drawn = _screenshot(size, rng) if kind == "screenshot" else _chart(size, rng)
+            drawn = text_screenshot(size, rng) if kind == "screenshot" else bar_chart(size, rng)
             drawn.save(path, "PNG")
         made[kind] += 1
         total_bytes += path.stat().st_size
@@ -102,110 +93,6 @@ def make_images(folder: Path, count: int) -> dict[str, Any]:
         "sizes": ", ".join(f"{w}x{h}" for w, h in SIZES),
         "MB on disk": round(total_bytes / 1e6, 1),
     }
-
-
-def _photo(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
-    """A gradient sky over a ground colour, a few soft shapes, and sensor-like grain."""
-    width, height = size
-    top, bottom = rng.integers(0, 256, (2, 3)).astype(np.float32)
-    down = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-    across = np.linspace(-20, 20, width, dtype=np.float32)[None, :, None]
-    base = np.clip(top * (1 - down) + bottom * down + across, 0, 255).astype(np.uint8)
-    image = Image.fromarray(base)
-    draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(3, 9))):
-        x, y = rng.integers(0, width), rng.integers(0, height)
-        rx, ry = rng.integers(width // 20, width // 4), rng.integers(height // 20, height // 4)
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=colour)
-    grain = rng.standard_normal((height, width, 3), dtype=np.float32) * 9
-    pixels = np.clip(np.asarray(image, dtype=np.float32) + grain, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels)
-
-
-def _screenshot(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
-    """A window: a title bar, a side bar, and lines of text in the default font."""
-    width, height = size
-    dark = bool(rng.integers(0, 2))
-    background, ink = ((30, 30, 36), (225, 225, 225)) if dark else ((250, 250, 250), (20, 20, 20))
-    image = Image.new("RGB", size, background)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 0, width, 36), fill=(60, 90, 150))
-    font = ImageFont.load_default(size=int(rng.integers(14, 24)))
-    draw.text((12, 8), " ".join(rng.choice(WORDS, 4)).title(), fill=(255, 255, 255), font=font)
-    side = width // 5
-    draw.rectangle((0, 36, side, height), fill=(50, 50, 60) if dark else (232, 236, 242))
-    line_height = font.size + 10
-    for row, y in enumerate(range(50, height - line_height, line_height)):
-        if row < 12:
-            draw.text((12, y), str(rng.choice(WORDS)).title(), fill=ink, font=font)
-        words = rng.choice(WORDS, int(rng.integers(3, 12)))
-        draw.text((side + 16, y), " ".join(words).capitalize() + ".", fill=ink, font=font)
-    return image
-
-
-def _chart(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
-    """A bar chart with a title, axes, labelled bars and their values."""
-    width, height = size
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(12, height // 40))
-    title = f"{str(rng.choice(WORDS)).title()} by month"
-    draw.text((width // 10, height // 30), title, fill="black", font=font)
-    left, right, top, bottom = width // 10, width - width // 20, height // 8, height - height // 8
-    draw.line((left, top, left, bottom, right, bottom), fill="black", width=2)
-    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov")
-    bars = int(rng.integers(5, len(months) + 1))
-    step = (right - left) / bars
-    colour = tuple(int(c) for c in rng.integers(0, 200, 3))
-    for bar, value in enumerate(rng.integers(5, 100, bars)):
-        x0 = left + bar * step + step * 0.15
-        y0 = bottom - (bottom - top) * value / 100
-        draw.rectangle((x0, y0, x0 + step * 0.7, bottom), fill=colour)
-        draw.text((x0, y0 - font.size - 4), str(value), fill="black", font=font)
-        draw.text((x0, bottom + 6), months[bar], fill="black", font=font)
-    return image
-
-
-class FixedLength:
-    """An engine whose replies all run to `tokens` tokens (the job's other options kept), noting
-    each finished reply's Timing."""
-
-    def __init__(self, inner: Engine, tokens: int):
-        self.inner, self.tokens = inner, tokens
-        self.timings: list[Timing] = []
-
-    def start(self) -> None:
-        self.inner.start()
-
-    def status(self) -> EngineStatus:
-        return self.inner.status()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def forced(self, request: ChatRequest) -> ChatRequest:
-        options = replace(request.options, max_new_tokens=self.tokens, min_new_tokens=self.tokens)
-        return replace(request, options=options)
-
-    def submit(self, request: ChatRequest) -> _Noted:
-        return _Noted(self.inner.submit(self.forced(request)), self.timings)
-
-
-class _Noted:
-    """A ReplyStream that adds its Finished event's Timing to `timings`."""
-
-    def __init__(self, stream: ReplyStream, timings: list[Timing]):
-        self.stream, self.timings = stream, timings
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-    def __iter__(self) -> Iterator[ReplyEvent]:
-        for event in self.stream:
-            if isinstance(event, Finished) and not event.cancelled:
-                self.timings.append(event.timing)  # one append: safe from the job's threads
-            yield event
 
 
 @dataclass
@@ -222,6 +109,51 @@ class JobRun:
     @property
     def per_minute(self) -> float:
         return 60 * self.summary.done / self.wall_s
+
+
+def _around_the_job(
+    alone: Callable[[list], list],
+    items: list,
+    job: Callable[[], JobRun],
+    *processes: psutil.Process,
+) -> tuple[JobRun, float, list, list[float]]:
+    """The job, and the model alone (`alone` over `items`) half before it and half after, so
+    that a busier or quieter spell of a shared machine falls on both: (the job's run, the
+    model alone's seconds, its results, the CPU seconds each of `processes` used in it)."""
+    cpu, results, spent = [0.0] * len(processes), [], [0.0]
+
+    def alone_over(part: list) -> None:
+        started = time.perf_counter()
+        with _cpu_counted(cpu, *processes):
+            results.extend(alone(part))
+        spent[0] += seconds_since(started)
+
+    half = len(items) // 2
+    alone_over(items[:half])
+    run = job()
+    alone_over(items[half:])
+    return run, spent[0], results, cpu
+
+
+def _cpu_per_image(
+    where: str,
+    run: JobRun,
+    model: str,
+    alone: str,
+    alone_names: list[str],
+    alone_cpu: list[float],
+    count: int,
+) -> list[Figure]:
+    """CPU per image in the job (Loupe's process, the model's) and without it (`alone`: each
+    of `alone_names`' processes), in ms."""
+    used = [("in the job: Loupe (this process)", run.loupe_cpu_s)]
+    used += [(f"in the job: {model}", run.model_cpu_s)]
+    named = zip(alone_names, alone_cpu, strict=True)
+    used += [(f"{alone}: {name}", cpu_s) for name, cpu_s in named]
+    return [
+        figure("batch", f"{where}, CPU per image {what}", "ms", 1000 * cpu_s / count)
+        for what, cpu_s in used
+    ]
 
 
 def _run_job(
@@ -268,14 +200,6 @@ def _requests(folder: Path) -> tuple[list[ChatRequest], list[float]]:
     return requests, decoding
 
 
-def _wait_until_ready(engine: FixedLength) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while (status := engine.status()).load_state != "ready":
-        if status.load_state == "error" or time.monotonic() > deadline:
-            raise RuntimeError(f"the engine is not ready: {status.error or status.progress}")
-        time.sleep(0.05)
-
-
 def _reply(engine: FixedLength, request: ChatRequest) -> Timing:
     for event in engine.submit(request):
         if isinstance(event, EngineError):
@@ -293,7 +217,7 @@ def _worker_s(timing: Timing) -> float:
 
 def _warm_up_request() -> ChatRequest:
     """An image that is not one of the job's (the worker keeps the last inputs it prepared)."""
-    image = _photo((800, 600), np.random.default_rng(99))
+    image = camera_photo((800, 600), np.random.default_rng(99))
     return ChatRequest(tuple(description_messages(image, DEFAULT_LEVEL)))
 
 
@@ -341,23 +265,17 @@ def _in_process(
     engine = FixedLength(open_engine(config, queue_size=max(workers, Limits().queue_size)), tokens)
     engine.start()
     try:
-        _wait_until_ready(engine)
+        wait_until_ready(engine, START_S)
         for _ in range(2):
             _reply(engine, _warm_up_request())
         requests, decoding = _requests(folder)
-        half = len(requests) // 2
-        # Half the model-alone run before the job and half after: a shared machine's busier
-        # or quieter spell falls on both.
-        worker, alone_cpu = psutil.Process(engine.inner.worker_pid), [0.0]
-        started = time.perf_counter()
-        with _cpu_counted(alone_cpu, worker):
-            alone = [_reply(engine, request) for request in requests[:half]]
-        alone_s = seconds_since(started)
-        run = _run_job(engine, folder, work / "in-process.jsonl", workers, worker)
-        started = time.perf_counter()
-        with _cpu_counted(alone_cpu, worker):
-            alone += [_reply(engine, request) for request in requests[half:]]
-        alone_s += seconds_since(started)
+        worker = psutil.Process(engine.inner.worker_pid)
+        run, alone_s, alone, alone_cpu = _around_the_job(
+            lambda part: [_reply(engine, request) for request in part],
+            requests,
+            lambda: _run_job(engine, folder, work / "in-process.jsonl", workers, worker),
+            worker,
+        )
     finally:
         engine.close()
     count = len(requests)
@@ -390,23 +308,14 @@ def _in_process(
             [_worker_s(t) for t in alone],
         ),
         figure("batch", "decoding an image file (load_image), per image", "s", decoding),
-        figure(
-            "batch",
-            "in process, CPU per image in the job: Loupe (this process)",
-            "ms",
-            1000 * run.loupe_cpu_s / count,
-        ),
-        figure(
-            "batch",
-            "in process, CPU per image in the job: the model's worker",
-            "ms",
-            1000 * run.model_cpu_s / count,
-        ),
-        figure(
-            "batch",
-            "in process, CPU per image one by one: the model's worker",
-            "ms",
-            1000 * alone_cpu[0] / count,
+        *_cpu_per_image(
+            "in process",
+            run,
+            "the model's worker",
+            "one by one",
+            ["the model's worker"],
+            alone_cpu,
+            count,
         ),
     ]
     notes = [
@@ -432,7 +341,7 @@ def _on_server(
         )
         engine.start()
         try:
-            _wait_until_ready(engine)
+            wait_until_ready(engine, START_S)
             _reply(engine, _warm_up_request())  # RemoteEngine learns what the server refuses
             bodies, encoding = [], []
             for request in [_warm_up_request(), *_requests(folder)[0]]:
@@ -443,16 +352,15 @@ def _on_server(
             timeout = httpx.Timeout(300, connect=5)
             with httpx.Client(base_url=url, timeout=timeout, limits=limits) as http:
                 _stream(http, bodies.pop(0))  # warms up
-                half = len(bodies) // 2
                 server = _server_process()
-                cpu = [0.0, 0.0]  # this process (the client), the server: straight
-                # Half the straight run before the job and half after, as in process.
-                with _cpu_counted(cpu, psutil.Process(), server):
-                    straight_s, counted = _straight(http, bodies[:half], workers)
-                run = _run_job(engine, folder, work / "on-server.jsonl", workers, server)
-                with _cpu_counted(cpu, psutil.Process(), server):
-                    after_s, after = _straight(http, bodies[half:], workers)
-                straight_s, counted = straight_s + after_s, counted + after
+                # cpu: this process (the client) and the server, straight
+                run, straight_s, counted, cpu = _around_the_job(
+                    lambda part: _straight(http, part, workers),
+                    bodies,
+                    lambda: _run_job(engine, folder, work / "on-server.jsonl", workers, server),
+                    psutil.Process(),
+                    server,
+                )
         finally:
             engine.close()
     count = len(bodies)
@@ -472,29 +380,14 @@ def _on_server(
             straight_per_minute,
         ),
         figure("batch", "on transformers serve, the job over straight", "ratio", ratio),
-        figure(
-            "batch",
-            "on transformers serve, CPU per image in the job: Loupe (this process)",
-            "ms",
-            1000 * run.loupe_cpu_s / count,
-        ),
-        figure(
-            "batch",
-            "on transformers serve, CPU per image in the job: the server",
-            "ms",
-            1000 * run.model_cpu_s / count,
-        ),
-        figure(
-            "batch",
-            "on transformers serve, CPU per image straight: the client (httpx)",
-            "ms",
-            1000 * cpu[0] / count,
-        ),
-        figure(
-            "batch",
-            "on transformers serve, CPU per image straight: the server",
-            "ms",
-            1000 * cpu[1] / count,
+        *_cpu_per_image(
+            "on transformers serve",
+            run,
+            "the server",
+            "straight",
+            ["the client (httpx)", "the server"],
+            cpu,
+            count,
         ),
         figure(
             "batch",
@@ -529,10 +422,8 @@ def _server_process() -> psutil.Process:
     raise RuntimeError("the model server's process was not found")
 
 
-def _straight(
-    http: httpx.Client, bodies: list[dict[str, Any]], at_once: int
-) -> tuple[float, list[int]]:
-    """Seconds to stream every body's reply, `at_once` at a time; each reply's token count."""
+def _straight(http: httpx.Client, bodies: list[dict[str, Any]], at_once: int) -> list[int]:
+    """Stream every body's reply, `at_once` at a time; each reply's token count."""
     pending, lock = iter(bodies), threading.Lock()
     counted: list[int] = []
     failures: list[BaseException] = []
@@ -549,15 +440,13 @@ def _straight(
             failures.append(exc)
 
     threads = [threading.Thread(target=sender) for _ in range(at_once)]
-    started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    took = seconds_since(started)
     if failures:
         raise RuntimeError(f"a request straight to the server failed: {failures[0]}")
-    return took, counted
+    return counted
 
 
 def _stream(http: httpx.Client, body: dict[str, Any]) -> int:

@@ -59,6 +59,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> str:
+    """The CPU's vector and matrix flags (AVX, AVX-512 and its BF16, AMX, VNNI, FMA, F16C)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                wanted = ("avx", "fma", "f16c", "amx", "vnni", "bf16")
+                flags = line.split(":", 1)[1].split()
+                return " ".join(f for f in flags if any(w in f for w in wanted))
+    except OSError:
+        pass
+    return "unknown"
+
+
 def machine() -> dict[str, Any]:
     """What ran the benchmark: CPU, memory, GPU, library versions, and how busy the CPU was."""
     import bitsandbytes
@@ -91,14 +104,19 @@ def device_label() -> str:
     return "-".join(part for part in name.split() if part)
 
 
-def write(out: Path, name: str, results: dict[str, Any], figures: list[Figure]) -> list[Path]:
-    """NAME.json (everything), NAME.md (the table) and NAME.png (the sweeps) in `out`."""
+def write(
+    out: Path, name: str, results: dict[str, Any], figures: list[Figure], plotted: bool = True
+) -> list[Path]:
+    """NAME.json (everything), NAME.md (the table) and, `plotted`, NAME.png (the sweeps) in
+    `out`."""
     out.mkdir(parents=True, exist_ok=True)
     document = {**results, "figures": [asdict(f) for f in figures]}
-    paths = [out / f"{name}.json", out / f"{name}.md", out / f"{name}.png"]
+    paths = [out / f"{name}.json", out / f"{name}.md"]
     paths[0].write_text(json.dumps(document, indent=2) + "\n")
     paths[1].write_text(markdown(results, figures))
-    plot(figures, paths[2], title=results["subject"])
+    if plotted:
+        paths.append(out / f"{name}.png")
+        plot(figures, paths[2], title=results["subject"])
     return paths
 
 

@@ -35,7 +35,7 @@ from model.gguf_files import ensure_converter, llama_cpp_sources, miniature_gguf
 
 from . import model_speed
 from .gguf_shape import model_and_projector
-from .harness import Figure, cpu_name, figure, machine, write
+from .harness import Figure, cpu_flags, cpu_name, figure, machine, write
 
 PROMPT_WORDS = 60  # llama-bench's prompt is this many tokens too (-p), about
 LLAMA_BENCH = "bin/llama-bench"
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         )
     results = {
         "subject": "Gemma 4 12B shape, random weights: llama.cpp and bitsandbytes, side by side",
-        "machine": {**machine(), "cpu_flags": _flags(), "threads": threads},
+        "machine": {**machine(), "cpu_flags": cpu_flags(), "threads": threads},
         "settings": {
             "model file": model.name,
             "projector": projector.name,
@@ -146,7 +146,7 @@ def _as_avx2(args: argparse.Namespace) -> list[Path]:
         "bitsandbytes",
         "machine": {
             **machine(),
-            "cpu_flags": _flags(),
+            "cpu_flags": cpu_flags(),
             "threads": threads,
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         },
@@ -179,18 +179,6 @@ def _threads() -> int:
     from model.llama_runner import _threads as worker_threads
 
     return worker_threads()
-
-
-def _flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                wanted = ("avx", "fma", "f16c", "amx", "vnni", "bf16")
-                flags = line.split(":", 1)[1].split()
-                return " ".join(f for f in flags if any(w in f for w in wanted))
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _llama_bench(

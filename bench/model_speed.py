@@ -20,6 +20,7 @@ from model.loader import LoadedModel
 from model.messages import AUTO_IMAGE_TOKENS, AudioClip, GenerationOptions, Message
 
 from .harness import Figure, figure, repeat, seconds
+from .samples import photo, tone
 
 SCREENSHOT_PX = (1024, 768)
 DECODE_PROMPT = "Write a short poem about the sea, the wind and the light."
@@ -39,14 +40,10 @@ class Subject:
 
 def screenshot(seed: int = 0) -> Any:
     """A 1024x768 random picture (the processor's work depends on size, not content)."""
-    from tests.conftest import photo
-
     return photo(*SCREENSHOT_PX, seed=seed)
 
 
 def speech_like(seconds_long: float) -> AudioClip:
-    from tests.conftest import tone
-
     return AudioClip(tone(seconds_long), 16_000)
 
 

@@ -17,16 +17,10 @@ of that stream (the forced app of `bench/forced_app.py`, its log of worker send 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -43,10 +37,10 @@ from model import (
 )
 from model.openai_wire import request_body, sse_data
 
-from .app_speed import ROOT, _delays
+from .app_speed import _delays
 from .harness import Figure, figure
+from .serving import START_S, app, model_server, wait_until_ready
 
-SERVER_START_S = 300
 CHATS_AT_ONCE = 8
 PROMPT = "Tell me a long story about a lighthouse keeper and the ships she watches."
 # What transformers serve answers 422 to; RemoteEngine learns this on its first request.
@@ -57,57 +51,10 @@ DELAY_GOAL_MS = 2.0  # socket to the stream's reader, per chunk, median
 V1_DELAY_GOAL_MS = 10.0  # worker to a client of the app's /v1 stream, per chunk, median
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def chat(tokens: int) -> ChatRequest:
     """A text prompt with its reply length set; the served copy runs every reply to it."""
     options = GenerationOptions(temperature=0.0, max_new_tokens=tokens)
     return ChatRequest((Message("user", PROMPT),), options)
-
-
-@contextmanager
-def model_server(miniature: Path, work: Path) -> Iterator[tuple[str, str, float]]:
-    """`transformers serve` on a long-winded copy of `miniature`: (its /v1 URL, the model name
-    it answers to, seconds until it answered /health)."""
-    from model.miniature import long_winded_copy, serve_command
-
-    folder = long_winded_copy(miniature, work / "served")
-    port = free_port()
-    hub = work / "hub"  # an empty cache: the server lists no other models
-    hub.mkdir()
-    command, env = serve_command(folder, port, hub)
-    # PyTorch's threads spin while they wait: on every core, they starve the server's own HTTP
-    # thread and this client's readers (on 2 cores, replies at times 30x slower). Loupe's own
-    # worker leaves a core free the same way.
-    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) - 1))
-    started = time.perf_counter()
-    server = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        _wait_for_health(f"http://127.0.0.1:{port}/health", server, "transformers serve")
-        yield f"http://127.0.0.1:{port}/v1", str(folder), time.perf_counter() - started
-    finally:
-        server.kill()
-        server.wait()
-
-
-def _wait_for_health(url: str, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not answer /health within {SERVER_START_S} s")
 
 
 class Direct:
@@ -198,21 +145,13 @@ def measure(
         )
         engine.start()
         try:
-            _wait_until_ready(engine)
+            wait_until_ready(engine, START_S)
             figures, notes = _measure(direct, engine, tokens, concurrent_tokens, runs)
         finally:
             engine.close()
             direct.close()
     figures.insert(0, figure("remote", "transformers serve: start to /health", "s", start_s))
     return figures, notes
-
-
-def _wait_until_ready(engine: RemoteEngine) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while (status := engine.status()).load_state != "ready":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the remote engine did not connect: {status.error}")
-        time.sleep(0.05)
 
 
 def _measure(
@@ -305,34 +244,24 @@ def measure_v1(flags: list[str], tokens: int, runs: int) -> tuple[list[Figure], 
     (and a note saying why) when the app does not serve /v1/chat/completions.
     """
     folder = Path(tempfile.mkdtemp(prefix="loupe-bench-v1-"))
-    log, port = folder / "sent.jsonl", free_port()
-    command = [sys.executable, "-m", "bench.forced_app", str(log), "--port", str(port)]
-    command += [*flags, "--data-dir", str(folder / "data")]
-    app = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    log = folder / "sent.jsonl"
     delays, handler_delays, rates = [], [], []
-    try:
-        _wait_for_health(f"{base}/health", app, "the app")
-        with httpx.Client(base_url=base, timeout=httpx.Timeout(300, connect=5)) as http:
-            listed = http.get("/v1/models")
-            deadline = time.monotonic() + SERVER_START_S
-            while listed.status_code == 503 and time.monotonic() < deadline:  # still loading
-                time.sleep(0.2)
-                listed = http.get("/v1/models")
-            if listed.status_code == 404:
-                return [], ["app /v1: not measured, the app does not serve /v1/chat/completions"]
-            listed.raise_for_status()
-            model = listed.json()["data"][0]["id"]
-            for run in range(runs + 1):
-                arrivals = _v1_reply(http, model, tokens)
-                sent = _logged(log, run)
-                if run:
-                    delays.extend(_delays(sent, arrivals))
-                    handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
-                    rates.append((tokens - 1) / (arrivals[-1][1] - arrivals[0][1]))
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
+    with (
+        app(flags, folder / "data", log) as (base, _),
+        httpx.Client(base_url=base, timeout=httpx.Timeout(300, connect=5)) as http,
+    ):
+        listed = http.get("/v1/models")
+        if listed.status_code == 404:
+            return [], ["app /v1: not measured, the app does not serve /v1/chat/completions"]
+        listed.raise_for_status()
+        model = listed.json()["data"][0]["id"]
+        for run in range(runs + 1):
+            arrivals = _v1_reply(http, model, tokens)
+            sent = _logged(log, run)
+            if run:
+                delays.extend(_delays(sent, arrivals))
+                handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
+                rates.append((tokens - 1) / (arrivals[-1][1] - arrivals[0][1]))
     median = statistics.median(delays)
     figures = [
         figure("app /v1", f"{tokens} new tokens, streamed", "tokens/s", rates),

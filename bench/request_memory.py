@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import math
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,9 +25,8 @@ import numpy as np
 from app.config import Limits
 
 from .harness import Figure, figure
-from .remote_speed import SERVER_START_S, _wait_for_health, free_port
+from .serving import app
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_S = 0.02
 MB = 1024 * 1024
 # The limits the worst request is made of, scaled together by `scaled`.
@@ -120,15 +117,8 @@ def measure(flags: list[str], limits: Limits) -> tuple[list[Figure], list[str]]:
     `flags` and `limits`' flags."""
     worst = worst_request(limits)
     folder = Path(tempfile.mkdtemp(prefix="loupe-bench-memory-"))
-    port = free_port()
-    command = [sys.executable, "launch.py", "--port", str(port), "--data-dir", str(folder)]
-    command += [*flags, *limit_flags(limits)]
-    app = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(f"{base}/health", app, "the app")
-        _wait_until_loaded(base)
-        sampler = Sampler(app.pid)
+    with app([*flags, *limit_flags(limits)], folder) as (base, process):
+        sampler = Sampler(process.pid)
         time.sleep(1.0)
         idle = sampler.now()
         sampler.start()
@@ -136,9 +126,6 @@ def measure(flags: list[str], limits: Limits) -> tuple[list[Figure], list[str]]:
         answer = httpx.post(f"{base}/v1/chat/completions", json=worst.body, timeout=1800)
         took = time.perf_counter() - started
         sampler.stop()
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
     body_mb = len(httpx.Request("POST", base, json=worst.body).content) / MB
     added = (sampler.peak_app - idle[0]) / MB, (sampler.peak_worker - idle[1]) / MB
     together = (sampler.peak_together - sum(idle)) / MB
@@ -157,14 +144,6 @@ def measure(flags: list[str], limits: Limits) -> tuple[list[Figure], list[str]]:
         f"their peaks, {together:.0f} MB together; HTTP {answer.status_code}, {outcome}"
     ]
     return figures, notes
-
-
-def _wait_until_loaded(base: str) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while httpx.get(f"{base}/health", timeout=5).json()["status"] == "loading":
-        if time.monotonic() > deadline:
-            raise RuntimeError("the app's model did not load")
-        time.sleep(0.2)
 
 
 class Sampler:

@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import soundfile
-from PIL import Image
 
-from model import Engine, LocalEngine, ModelConfig
+from bench.samples import photo, speak, tone
+from bench.serving import wait_until_ready
+from model import LocalEngine, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE_READY_S = 180
 APP_START_S = 240
 QUESTION = "What color is the car in this picture? Please describe it in a few words."
 # Measured on the development CPU: 0 for every fixture but the 8 kHz one, which hears "is" as
@@ -111,17 +110,6 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
-def speak(text: str, path: Path, gap_s: float = 0.0) -> Path:
-    """Synthetic speech from espeak-ng (22.05 kHz WAV); `gap_s` of silence after it."""
-    assert shutil.which("espeak-ng"), "espeak-ng is needed (./test.sh installs it)"
-    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
-    if gap_s:
-        samples, rate = soundfile.read(path, dtype="float32")
-        silence = np.zeros(int(gap_s * rate), dtype=np.float32)
-        soundfile.write(path, np.concatenate([samples, silence]), rate)
-    return path
-
-
 @pytest.fixture(scope="session")
 def demo_config(miniature: Path, cache_root: Path) -> ModelConfig:
     return ModelConfig(demo=True, cache_root=cache_root)
@@ -134,30 +122,6 @@ def engine(demo_config: ModelConfig):
     wait_until_ready(engine)
     yield engine
     engine.close()
-
-
-def wait_until_ready(engine: Engine, timeout_s: float = ENGINE_READY_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = engine.status()
-        if status.load_state == "ready":
-            return
-        assert status.load_state != "error", status.error
-        time.sleep(0.1)
-    raise AssertionError(f"engine not ready after {timeout_s} s: {engine.status()}")
-
-
-def photo(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
-    """A random RGB picture."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
-def tone(seconds: float, rate: int = 16_000, hz: float = 440.0, channels: int = 1) -> np.ndarray:
-    """A sine tone, float32, shape (samples,) or (samples, channels)."""
-    t = np.arange(int(seconds * rate)) / rate
-    wave = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
-    return wave if channels == 1 else np.repeat(wave[:, None], channels, axis=1)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from app.page.scripts import page_js
 from app.tasks.describe import AI_NOTICE, LEVELS
-from tests.conftest import ROOT, photo
+from bench.samples import photo
+from tests.conftest import ROOT
 from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
     REPLY_TIMEOUT_MS,
     browser,

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from bench.samples import photo
 from model.asr import AsrError, SpeechRecognizer
-from tests.conftest import MAX_WER, QUESTION, photo, word_error_rate
+from tests.conftest import MAX_WER, QUESTION, word_error_rate
 
 LOAD_TIMEOUT_S = 60
 FILES = ("22k-mono.wav", "44k-stereo.wav", "8k.wav", "speech.mp3", "speech.ogg")

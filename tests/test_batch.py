@@ -23,8 +23,10 @@ from app.tasks.batch_rows import ItemResult, Journal
 from app.tasks.batch_writes import writes_problem
 from app.tasks.describe import description_messages
 from app.tasks.metadata import sidecar_path, write_description
+from bench.samples import photo
+from bench.serving import wait_until_ready
 from model import RemoteEngine, RemoteEngineConfig
-from tests.conftest import ROOT, ModelServer, photo, wait_until_ready
+from tests.conftest import ROOT, ModelServer
 
 RUN_S = 240
 

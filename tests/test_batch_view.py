@@ -31,7 +31,7 @@ from app.intake.archive import (
     remove_old_runs,
     unpack,
 )
-from tests.conftest import photo
+from bench.samples import photo
 from tests.test_accessibility import assert_no_blocking_violations
 from tests.test_batch import chart, screenshot
 from tests.test_browser import browser, shoot, wait_until_idle  # noqa: F401 (browser: fixture)

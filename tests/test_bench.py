@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import ROOT, photo
+from bench.samples import photo
+from tests.conftest import ROOT
 
 QUICK_RUN_S = 600
 

@@ -14,6 +14,8 @@ from app.history import History, StoredMessage
 from app.page.chat_events import ChatHandlers
 from app.page.voice import Voice
 from app.tasks.reply import dropped_note
+from bench.samples import photo
+from bench.serving import wait_until_ready
 from model import (
     ChatRequest,
     ContextTrimmed,
@@ -24,7 +26,6 @@ from model import (
     TextChunk,
 )
 from model.prompts import ContextOverflow, build_inputs, context_length, fit_to_context
-from tests.conftest import photo, wait_until_ready
 
 OPTIONS = GenerationOptions(max_new_tokens=8, image_tokens=280)
 SYSTEM = Message("system", "Please answer in one short sentence.")

@@ -13,7 +13,7 @@ from app.config import AppConfig
 from app.history import History, StoredMessage
 from app.page.chat_events import ChatHandlers
 from app.page.voice import SEND_AUDIO, Voice
-from tests.conftest import photo
+from bench.samples import photo
 
 # The settings panel: system prompt, temperature, top-p, top-k, max new tokens, thinking, detail.
 SETTINGS = ("", 1.0, 0.95, 64, 24, False, 280)

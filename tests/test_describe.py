@@ -22,9 +22,9 @@ from app.tasks.describe import (
     level_prompt,
 )
 from app.tasks.moderation import verdict_in_words
+from bench.samples import photo
 from model import GenerationOptions
 from model.prompts import render_prompt
-from tests.conftest import photo
 from tests.test_conversations import SETTINGS, handlers  # noqa: F401 (a fixture)
 
 

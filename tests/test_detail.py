@@ -21,6 +21,8 @@ from app.page.voice import Voice
 from app.tasks.describe import LEVELS, level_options, level_prompt
 from app.tasks.reply import Reply
 from app.v1.serving import ChatCall, ReplyWriter, new_completion
+from bench.samples import photo
+from bench.serving import wait_until_ready
 from model import (
     AUTO_IMAGE_TOKENS,
     IMAGE_TOKEN_BUDGETS,
@@ -36,7 +38,7 @@ from model import (
 )
 from model.detail import estimate_tokens, image_need, resolve, soft_tokens, text_lines
 from model.prompts import build_inputs
-from tests.conftest import ROOT, photo, wait_until_ready
+from tests.conftest import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 ASSETS = ROOT / "assets"

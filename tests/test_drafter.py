@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from bench.samples import photo, tone
 from model import ChatRequest, GenerationOptions, Message, ModelConfig
 from model.messages import AudioClip
 from model.prompts import context_length
-from tests.conftest import photo, tone
 
 NEW_TOKENS = 64  # with each prompt below, past the miniature's 64-token sliding window
 

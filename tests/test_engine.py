@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+from bench.samples import photo, tone
 from model import (
     AudioClip,
     ChatRequest,
@@ -17,7 +18,6 @@ from model import (
     Message,
     TextChunk,
 )
-from tests.conftest import photo, tone
 
 CANCEL_DEADLINE_S = 2.0
 

@@ -19,11 +19,12 @@ from app.config import AppConfig
 from app.history import History, StoredMessage
 from app.page.chat_events import ChatHandlers
 from app.page.voice import Voice
+from bench.serving import wait_until_ready
 from model import Engine, Finished, GenerationOptions, LocalEngine, ModelConfig
 from model.config import FAULT_TRIGGER
 from model.local_engine import WORKER_CRASHED, WORKER_HUNG
 from model.worker_protocol import OUT_OF_MEMORY
-from tests.conftest import ROOT, wait_until_ready
+from tests.conftest import ROOT
 from tests.figures import record, spread_s
 
 # Each engine's own way of failing is the same worker code path: the llama.cpp worker is

@@ -27,7 +27,7 @@ from app.config import Limits
 from app.intake.files import file_kind
 from app.intake.probe import MediaError
 from app.intake.text import message_text
-from tests.conftest import photo, tone
+from bench.samples import photo, tone
 from tests.decoding import load_attachments
 
 EXAMPLES = int(os.environ.get("LOUPE_FUZZ_EXAMPLES", "0"))

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
+from bench.samples import photo
 from tests.conftest import (
     MAX_WER,
     QUESTION,
     ROOT,
     health_when_loaded,
-    photo,
     start_app,
     stop_app,
     word_error_rate,

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from llama_cpp import Llama
 
+from bench.samples import photo, tone
+from bench.serving import wait_until_ready
 from model import (
     AudioClip,
     ChatRequest,
@@ -30,14 +32,7 @@ from model import (
 from model.engine_choice import choose_backend
 from model.gguf_files import GgufError, _pick, locate_gguf, miniature_gguf
 from model.prompts import build_inputs
-from tests.conftest import (
-    health_when_loaded,
-    photo,
-    start_app,
-    stop_app,
-    tone,
-    wait_until_ready,
-)
+from tests.conftest import health_when_loaded, start_app, stop_app
 
 CANCEL_DEADLINE_S = 2.0
 

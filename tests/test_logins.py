@@ -35,8 +35,9 @@ from app.page.gradio_api import GONE
 from app.page.owners import user_of
 from app.page.side_list import Conversations
 from app.server import LOG_IN_FIRST
+from bench.samples import photo
 from launch import build_config, parse_args
-from tests.conftest import health_when_loaded, photo, start_app, stop_app
+from tests.conftest import health_when_loaded, start_app, stop_app
 from tests.test_browser import browser  # noqa: F401 (a fixture)
 
 ANA = ("ana", "correct-horse")

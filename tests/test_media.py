@@ -27,10 +27,10 @@ from app.intake.files import attachment_kinds, file_kind
 from app.intake.image import load_image
 from app.intake.probe import MediaError
 from app.intake.text import message_text
+from bench.samples import photo, tone
 from model import MAX_IMAGE_PIXELS, AudioClip, GenerationOptions, Message
 from model.detail import image_need
 from model.prompts import build_inputs
-from tests.conftest import photo, tone
 from tests.decoding import load_attachments
 from tests.test_detail import SCREEN, SMALL_TEXT_PAGE
 

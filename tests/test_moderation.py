@@ -25,6 +25,7 @@ from app.tasks.moderation import (
     verdict_in_words,
     verdict_of,
 )
+from bench.samples import photo
 from model import (
     ChatRequest,
     EngineStatus,
@@ -34,7 +35,7 @@ from model import (
     TextChunk,
     Timing,
 )
-from tests.conftest import ROOT, photo
+from tests.conftest import ROOT
 
 SCORES = {
     "self-harm": 0.01,

@@ -28,6 +28,7 @@ from app.config import AppConfig, Limits
 from app.server import ApiKeyGuard, api_closed_reason
 from app.v1.routes import OpenAiApi
 from app.v1.serving import ChatCall, ReplyWriter, new_completion
+from bench.samples import photo, tone
 from model import (
     ChatRequest,
     ContextTrimmed,
@@ -47,10 +48,8 @@ from tests.conftest import (
     QUESTION,
     console_text,
     health_when_loaded,
-    photo,
     start_app,
     stop_app,
-    tone,
     word_error_rate,
 )
 

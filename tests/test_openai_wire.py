@@ -14,6 +14,8 @@ import pytest
 import soundfile
 from PIL import Image
 
+from bench.samples import photo, tone
+from bench.serving import wait_until_ready
 from model import (
     AudioClip,
     ChatRequest,
@@ -38,7 +40,7 @@ from model.openai_wire import (
     sse,
     sse_data,
 )
-from tests.conftest import ROOT, photo, tone, wait_until_ready
+from tests.conftest import ROOT
 
 URL = "http://gpu-box:8000/v1"
 ASSETS = ROOT / "assets"

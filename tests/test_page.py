@@ -12,7 +12,8 @@ import httpx
 from gradio_client import Client, handle_file
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, photo
+from bench.samples import photo
+from tests.conftest import ROOT
 from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
     REPLY_TIMEOUT_MS,
     browser,

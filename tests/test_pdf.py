@@ -35,10 +35,10 @@ from app.page.chat_events import ChatHandlers
 from app.page.display import shown_conversation
 from app.page.voice import SEND_AUDIO, Voice
 from app.tasks.describe import is_description
+from bench.samples import photo
 from model import GenerationOptions, SpeechRecognizer
 from model.prompts import build_inputs
 from tests import test_browser
-from tests.conftest import photo
 from tests.decoding import load_attachments
 from tests.test_fuzz import FUZZ, mutated
 from tests.test_media import PeakMemory
@@ -422,7 +422,7 @@ def test_pdf_bytes_give_page_images_or_one_sentence(tmp_path: Path, data: bytes)
 
 
 def test_a_pdf_is_kept_shown_exported_and_reopened(engine, pdfs, tmp_path: Path):
-    from tests.conftest import wait_until_ready
+    from bench.serving import wait_until_ready
 
     wait_until_ready(engine)
     data = tmp_path / "data"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.samples import photo, tone
 from model import AudioClip, GenerationOptions, Message
 from model.audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S
 from model.prompts import build_inputs, normalise_audio, render_prompt
-from tests.conftest import photo, tone
 
 
 def _history() -> list[Message]:

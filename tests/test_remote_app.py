@@ -12,13 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (
-    ModelServer,
-    console_text,
-    health_when_loaded,
-    start_app,
-    stop_app,
-)
+from tests.conftest import ModelServer, console_text, health_when_loaded, start_app, stop_app
 from tests.test_browser import REPLY_TIMEOUT_MS, browser, open_settings, shoot, wait_until_idle
 
 SECRET = "sk-loupe-test-never-shown"

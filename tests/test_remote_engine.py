@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bench.samples import photo, tone
+from bench.serving import wait_until_ready
 from model import (
     AudioClip,
     ChatRequest,
@@ -23,7 +25,7 @@ from model import (
     TextChunk,
 )
 from model.remote_engine import LOADING_POLL_S
-from tests.conftest import ModelServer, free_port, photo, tone, wait_until_ready
+from tests.conftest import ModelServer, free_port
 
 SHORT = GenerationOptions(max_new_tokens=8)
 # Replies of the served miniature never end early: this one runs about a minute on this CPU.

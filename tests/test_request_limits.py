@@ -25,8 +25,8 @@ from app.intake.speech import Speech
 from app.intake.totals import Totals
 from app.page.voice import Voice
 from app.tasks.describe import is_description
+from bench.samples import photo
 from model import SpeechRecognizer
-from tests.conftest import photo
 
 # Held to their full length, so that the model stays busy while the queue fills behind it.
 ENDLESS = {"max_tokens": 3000, "min_tokens": 3000, "temperature": 0.0}

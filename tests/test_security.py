@@ -23,8 +23,9 @@ from starlette.datastructures import Headers
 
 from app.config import AppConfig, Limits
 from app.server import FOREIGN_HOST, FOREIGN_ORIGIN, HostGuard, allowed_hosts
+from bench.samples import photo
 from launch import build_config, parse_args
-from tests.conftest import ROOT, console_text, health_when_loaded, photo, start_app, stop_app
+from tests.conftest import ROOT, console_text, health_when_loaded, start_app, stop_app
 from tests.test_media import png_declaring
 from tests.test_pdf import ONE_PAGE, handmade_pdf
 

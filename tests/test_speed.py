@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from bench.samples import photo
 from model import ChatRequest, Finished, GenerationOptions, Message, TextChunk
 from model.engine import ReplyStream
 from model.messages import IMAGE_TOKEN_BUDGETS
 from model.prompts import context_length
 from model.streaming import ReplyStreamer
-from tests.conftest import photo
 
 
 @pytest.fixture(scope="module")

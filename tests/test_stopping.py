@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from app.tasks.batch_rows import Journal
+from bench.samples import photo
 from model.local_engine import WORKER_EXIT_S
-from tests.conftest import ROOT, photo
+from tests.conftest import ROOT
 
 RUN_S = 240
 

@@ -24,10 +24,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import soundfile
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from app.config import Limits
 from app.history import Conversation, History, StoredMessage, export_markdown
@@ -40,11 +39,12 @@ from app.page.display import shown_conversation
 from app.page.voice import Voice
 from app.tasks.describe import is_description
 from app.tasks.settings import Settings
+from bench.samples import FPS, RED_STEP, speak, write_video
 from model import GenerationOptions, Message, SpeechRecognizer, VideoClip
 from model.openai_wire.requests import message_to_wire
 from model.prompts import build_inputs
 from tests import test_browser, test_desktop
-from tests.conftest import MAX_WER, QUESTION, speak, word_error_rate
+from tests.conftest import MAX_WER, QUESTION, word_error_rate
 from tests.decoding import load_attachments
 from tests.test_fuzz import FUZZ, mutated
 
@@ -54,60 +54,7 @@ x_display = test_desktop.x_display  # an X server (Xvfb) for Record screen
 
 LIMITS = Limits()
 SPOKEN = "Open the settings menu, then press the blue button to save the file."
-FPS = 4
-# Each frame's red channel counts its frames: RED_STEP per frame (H.264 keeps a flat colour to
-# within a few levels), so a decoded picture says which frame it is.
-RED_STEP = 8
 RECORD_MS = 5000
-
-
-def write_video(
-    path: Path,
-    seconds: float,
-    fps: int = FPS,
-    size: tuple[int, int] = (320, 180),
-    speech: Path | None = None,
-    container: str | None = None,
-    faststart: bool = False,
-) -> Path:
-    """An H.264 (or, for WebM, VP8) video whose frame i is red 8*i with "frame i" written on
-    it; with `speech` (a WAV), that as its soundtrack (AAC, or Opus in WebM). `faststart`
-    puts an MP4's index first, as phones and web servers do."""
-    webm = container == "webm"
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", format=container, options=options) as out:
-        pictures = out.add_stream("libvpx" if webm else "libx264", rate=fps)
-        pictures.width, pictures.height = size
-        pictures.pix_fmt = "yuv420p"
-        sound = None
-        if speech is not None:
-            samples, rate = soundfile.read(speech, dtype="float32")
-            if webm:  # Opus takes 48 kHz
-                from scipy.signal import resample_poly
-
-                samples, rate = resample_poly(samples, 48_000, rate).astype(np.float32), 48_000
-            sound = out.add_stream("libopus" if webm else "aac", rate=rate)
-            sound.layout = "mono"
-        for index in range(int(seconds * fps)):
-            picture = Image.new("RGB", size, ((index * RED_STEP) % 256, 60, 120))
-            ImageDraw.Draw(picture).text((8, 8), f"frame {index}", fill="white")
-            for packet in pictures.encode(av.VideoFrame.from_image(picture)):
-                out.mux(packet)
-        for packet in pictures.encode():
-            out.mux(packet)
-        if sound is not None:
-            for start in range(0, len(samples), 960):
-                frame = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(samples[None, start : start + 960]),
-                    format="flt",
-                    layout="mono",
-                )
-                frame.sample_rate, frame.pts = rate, start
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
-    return path
 
 
 def write_long_sound(
@@ -815,8 +762,8 @@ def test_a_model_server_that_cannot_read_video_says_so_in_one_sentence(model_ser
     """`transformers serve` reads video_url only with torchcodec, which is not installed here:
     its failure comes back as one sentence that names the video (a server with torchcodec
     answers)."""
+    from bench.serving import wait_until_ready
     from model import ChatRequest, EngineError, Finished, RemoteEngine, RemoteEngineConfig
-    from tests.conftest import wait_until_ready
 
     config = RemoteEngineConfig(model_server.url, model=model_server.model)
     engine = RemoteEngine(config, queue_size=2)

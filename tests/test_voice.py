@@ -14,10 +14,11 @@ from app.history import Conversation, History
 from app.page.chat_events import ChatHandlers
 from app.page.push_to_talk import NO_MICROPHONE, NO_PORTAUDIO, MicrophoneUnavailable, PushToTalk
 from app.page.voice import SEND_AUDIO, TRANSCRIBE, Voice
+from bench.samples import speak
 from model import AudioClip, GenerationOptions, split_at_pauses
 from model.audio import AUDIO_SAMPLE_RATE_HZ, MAX_AUDIO_CLIP_S, to_model_rate
 from model.prompts import build_inputs, render_prompt
-from tests.conftest import MAX_WER, QUESTION, speak, word_error_rate
+from tests.conftest import MAX_WER, QUESTION, word_error_rate
 
 SENTENCES = [
     "the red car is parked next to the old stone bridge",
