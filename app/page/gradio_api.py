@@ -16,7 +16,7 @@ from ..intake.image import load_image
 from ..intake.message import display_name
 from ..intake.probe import MediaError
 from ..intake.text import message_text
-from ..tasks.describe import AI_NOTICE, DEFAULT_LEVEL, description_request
+from ..tasks.describe import AI_NOTICE, DEFAULT_LEVEL, LEVELS, description_request
 from ..tasks.replies import Replies
 from ..tasks.reply import Reply, with_dropped_note
 from ..tasks.settings import SETTING_NAMES, Settings
@@ -216,3 +216,40 @@ def _answers(replies: Iterator[Reply], with_note: bool = False) -> Iterator[str]
 def _length_only(max_new_tokens: int) -> GenerationOptions:
     """The API's regenerate and edit: the model's own defaults, the length asked for."""
     return GenerationOptions(max_new_tokens=whole_number(max_new_tokens, "max_new_tokens", 1))
+
+
+def render_api(api: GradioApi, settings: dict[str, gr.components.Component]) -> None:
+    """The named API: its hidden input and output components, and its endpoints. /chat takes the
+    page's settings components as inputs, so that its defaults are the page's."""
+    with gr.Column(visible=False):  # inputs and outputs of the API endpoints
+        api_message = gr.MultimodalTextbox(file_count="multiple")
+        api_conversation = gr.Textbox("")
+        api_reply = gr.Textbox()
+        api_audio = gr.Audio(type="filepath")
+        api_transcript = gr.Textbox()
+        # A plain file: gr.Image would decode (and re-encode) it before intake could check it.
+        api_image = gr.File(type="filepath")
+        # Any value reaches the handler, which refuses an unknown level in one sentence.
+        api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL, allow_custom_value=True)
+        api_description = gr.Textbox()
+        api_describe_conversation = gr.Textbox("")
+    # /chat's inputs stay as its callers know them (the HTTP API takes them by position):
+    # Video detail, a later setting, is the page's only; /chat uses its default.
+    chat_settings = [setting for name, setting in settings.items() if name in CHAT_SETTINGS]
+    api_message.submit(
+        api.chat,
+        [api_message, *chat_settings, api_conversation],
+        api_reply,
+        api_name="chat",
+    )
+    api_audio.upload(api.transcribe, api_audio, api_transcript, api_name="transcribe")
+    api_image.upload(
+        api.describe,
+        [api_image, api_level, api_describe_conversation],
+        api_description,
+        api_name="describe",
+    )
+    gr.api(api.new_conversation, api_name="new_conversation")
+    gr.api(api.regenerate, api_name="regenerate")
+    gr.api(api.edit, api_name="edit")
+    gr.api(api.export, api_name="export")
