@@ -20,7 +20,7 @@ from model.loader import LoadedModel
 from model.messages import AUTO_IMAGE_TOKENS, AudioClip, GenerationOptions, Message
 
 from .harness import Figure, figure, repeat, seconds
-from .samples import photo, tone
+from .samples import photo, speak, tone, write_video
 
 SCREENSHOT_PX = (1024, 768)
 DECODE_PROMPT = "Write a short poem about the sea, the wind and the light."
@@ -310,8 +310,6 @@ def screen_recording(seconds_long: int, size: tuple[int, int], folder: Path) -> 
 
     from app.config import Limits
     from app.intake.video import load_video
-    from tests.conftest import speak
-    from tests.test_video import write_video
 
     speech = speak(RECORDING_SPEECH * 4, folder / "speech.wav")
     samples, rate = soundfile.read(speech, dtype="float32")
