@@ -10,6 +10,7 @@ import math
 import os
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi.routing import APIRoute
@@ -23,6 +24,7 @@ from model.openai_wire import error_body
 
 from . import v1
 from .config import AppConfig
+from .health import health_document
 from .history import History
 from .login_throttle import LOGIN_NOTE, FailedLogins, refusal
 from .page.chat_events import ChatHandlers
@@ -259,6 +261,10 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     # No limit of Gradio's own: the engine's bounded queue is the one limit, so a request past
     # it is told "busy" at once instead of waiting unseen in Gradio's queue.
     page.queue(default_concurrency_limit=None)
+
+    def health() -> dict[str, Any]:
+        return health_document(handlers.engine.status(), config)
+
     hosts, open_to_network = allowed_hosts(config)
     if open_to_network and not config.auth:
         print(
@@ -300,7 +306,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             ],
             # Routed before Gradio's own, so /health and /v1 answer from the first request.
             "routes": [
-                APIRoute("/health", handlers.health, methods=["GET"]),
+                APIRoute("/health", health, methods=["GET"]),
                 *v1.routes(handlers.engine, handlers.voice, config.limits),
             ],
         },

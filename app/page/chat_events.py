@@ -24,7 +24,7 @@ from .display import shown_conversation, shown_reply
 from .gradio_api import GradioApi
 from .notices import noted
 from .side_list import GROUPS, Conversations, hidden_alt_text
-from .status import banner_text, health_document, status_text
+from .status import banner_text, status_text
 from .voice import TRANSCRIBE, Voice
 
 LISTING_OUTPUTS = len(GROUPS) + 1  # the side list's date groups, and its search box
@@ -186,10 +186,6 @@ class ChatHandlers:
     def stop(self, conversation_id: str, user: str = LOCAL_USER) -> None:
         """Stop: the model stops within one decoding step; the reply ends marked stopped."""
         self.replies.stop(conversation_id, user)
-
-    def health(self) -> dict[str, Any]:
-        """The /health document (see the README)."""
-        return health_document(self.engine.status(), self.config)
 
     def refresh(self) -> tuple[str, str]:
         """The banner and status line, as they stand now."""
