@@ -22,6 +22,7 @@ from bench.serving import wait_until_ready
 from model import LocalEngine, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
 APP_START_S = 240
 QUESTION = "What color is the car in this picture? Please describe it in a few words."
 # Measured on the development CPU: 0 for every fixture but the 8 kHz one, which hears "is" as
@@ -180,6 +181,16 @@ def health_when_loaded(process: subprocess.Popen, url: str) -> dict:
     raise AssertionError(f"no loaded model after {APP_START_S} s")
 
 
+def wait_until_idle(url: str, timeout_s: float = 60.0) -> float:
+    """Seconds until the app's model is idle, polled on /health; fails past `timeout_s`."""
+    started = time.monotonic()
+    while httpx.get(f"{url}/health", timeout=5).json()["engine"]["state"] != "idle":
+        waited = time.monotonic() - started
+        assert waited < timeout_s, f"the model was still generating after {timeout_s} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
 def console_text(process: subprocess.Popen) -> str:
     process.console.seek(0)
     return process.console.read()
@@ -264,3 +275,56 @@ def model_server(
     server = ModelServer(folder).start()
     yield server
     server.kill()
+
+
+def launch_chromium(playwright, heard: Path | None = None):
+    """Debian's Chromium with a fake camera and microphone. With `heard`, the microphone plays
+    that recording once from the start (a browser of its own for each recording), then silence."""
+    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+    ]
+    if heard is not None:
+        args.append(f"--use-file-for-fake-audio-capture={heard}%noloop")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright) -> Iterator:
+    """One Chromium for the session; each test opens a fresh context (and page) in it."""
+    browser = launch_chromium(playwright)
+    yield browser
+    browser.close()
+
+
+def open_page(browser, url: str):
+    """A page of a fresh browser context on `url`, once the page's script runs; close its
+    context when done (`page.context.close()`)."""
+    context = browser.new_context(
+        permissions=["microphone", "camera", "clipboard-read", "clipboard-write"],
+        viewport={"width": 1280, "height": 1000},
+    )
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#message textarea")
+    page.wait_for_function("!!window.loupe")  # the page's script is running
+    return page
+
+
+@pytest.fixture
+def page(browser, demo_app) -> Iterator:
+    """The session demo app's page, in a browser context of its own."""
+    page = open_page(browser, demo_app[0])
+    yield page
+    page.context.close()

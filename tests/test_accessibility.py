@@ -17,14 +17,12 @@ from app.page.scripts import page_js
 from app.tasks.describe import AI_NOTICE, LEVELS
 from bench.samples import photo
 from tests.conftest import ROOT
-from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
+from tests.test_browser import (
     REPLY_TIMEOUT_MS,
-    browser,
     long_greedy_question,
     open_settings,
-    page,
     shoot,
-    wait_until_idle,
+    wait_until_saved,
 )
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -99,7 +97,7 @@ def test_axe_finds_nothing_serious_on_any_part_of_the_page(page, demo_app, theme
     page.click("#message textarea")
     page.keyboard.press("Enter")
     wait_for_done(page)
-    wait_until_idle(url)
+    wait_until_saved(url)
     page.wait_for_selector("#chat img")
     assert page.get_by_role("button", name="Open the image you sent").count() == 1
     assert_no_blocking_violations(page, f"{theme}: conversation with an image and alt text")
@@ -170,7 +168,7 @@ def test_describe_stop_and_copy_alt_text_by_keyboard_alone(page, demo_app, tmp_p
         page.locator("#chat .bot", has_text=AI_NOTICE).last.wait_for(timeout=REPLY_TIMEOUT_MS)
         page.keyboard.press("Alt+Shift+S")  # stop
         wait_for_done(page, said)
-        wait_until_idle(url)
+        wait_until_saved(url)
         if "(stopped)" in reply.inner_text():
             break
     else:
@@ -242,7 +240,7 @@ def test_the_page_script_is_valid_javascript(desktop: bool, tmp_path: Path):
     assert ("push-to-talk-down" in script.read_text()) is desktop
 
 
-def test_the_page_works_at_200_percent_zoom(browser, demo_app):  # noqa: F811
+def test_the_page_works_at_200_percent_zoom(browser, demo_app):
     url, _ = demo_app
     # 200% zoom of a 1280 x 1000 window: half as many CSS pixels, each drawn twice as large.
     context = browser.new_context(viewport={"width": 640, "height": 500}, device_scale_factor=2)

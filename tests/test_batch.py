@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,13 +26,14 @@ from app.tasks.describe import description_messages
 from app.tasks.metadata import sidecar_path, write_description
 from bench.samples import photo
 from bench.serving import wait_until_ready
-from model import RemoteEngine, RemoteEngineConfig
+from model import Engine, RemoteEngine, RemoteEngineConfig
 from tests.conftest import ROOT, ModelServer
 
 RUN_S = 240
 
 
 def describe(*args: str) -> subprocess.CompletedProcess:
+    """`launch.py describe ... --demo` in a process of its own, as a person runs it."""
     return subprocess.run(
         [sys.executable, "launch.py", "describe", *args, "--demo"],
         cwd=ROOT,
@@ -39,6 +41,50 @@ def describe(*args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=RUN_S,
     )
+
+
+class SharedEngine:
+    """The session's engine, for runs that must leave it open for the tests after them."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+
+@pytest.fixture
+def describe_here(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., subprocess.CompletedProcess]:
+    """`launch.py describe ... --demo` as `describe` runs it (the same flags, checks, progress,
+    summary and exit code), in this process on the session's demo engine, which is loaded
+    already."""
+    monkeypatch.setattr(launch, "open_engine", lambda *_, **__: SharedEngine(engine))
+    monkeypatch.setattr(launch, "show_log", lambda: None)  # its handler would outlive capsys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # what came before
+        code = launch.main(["describe", *args, "--demo"])
+        said = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, said.out, said.err)
+
+    return run
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """`launch.py describe` run in this process, which must refuse before loading the model:
+    its one sentence."""
+    assert launch.main(["describe", *args, "--demo"]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "Traceback" not in said, said
+    return said.strip()
 
 
 def screenshot(path: Path) -> Path:
@@ -105,7 +151,7 @@ def test_every_file_gets_its_row_and_bad_ones_their_sentence(folder: Path, tmp_p
     assert oct(out.stat().st_mode & 0o777) == "0o644"
 
 
-def test_a_run_killed_midway_goes_on_where_it_stopped(tmp_path: Path):
+def test_a_run_killed_midway_goes_on_where_it_stopped(tmp_path: Path, describe_here):
     images = tmp_path / "photos"
     images.mkdir()
     for n in range(10):
@@ -128,7 +174,7 @@ def test_a_run_killed_midway_goes_on_where_it_stopped(tmp_path: Path):
     before = [json.loads(line) for line in out.read_text().splitlines()]  # whole, not torn
     assert 3 <= len(before) < 10
 
-    again = describe(str(images), "--out", str(out))
+    again = describe_here(str(images), "--out", str(out))
     assert again.returncode == 0, again.stderr
     after = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(row["path"] for row in after) == sorted(str(p) for p in images.iterdir())
@@ -137,7 +183,7 @@ def test_a_run_killed_midway_goes_on_where_it_stopped(tmp_path: Path):
     for row in before:  # what the first run finished was not described again
         assert row in after
 
-    forced = describe(str(images), "--out", str(out), "--force")
+    forced = describe_here(str(images), "--out", str(out), "--force")
     assert forced.returncode == 0 and "10 described, 0 already done" in forced.stderr
 
 
@@ -182,13 +228,15 @@ def test_a_model_server_describes_several_images_at_once(model_server: ModelServ
     assert all(row["text"] and row["model"] == model_server.model for row in rows)
 
 
-def test_alt_text_goes_into_copies_and_the_originals_stay(folder: Path, tmp_path: Path):
+def test_alt_text_goes_into_copies_and_the_originals_stay(
+    folder: Path, tmp_path: Path, describe_here
+):
     from tests.test_metadata import exiftool
 
     originals = {file: file.read_bytes() for file in folder.rglob("*") if file.is_file()}
     copies = tmp_path / "with-alt-text"
     out = tmp_path / "alt.jsonl"
-    run = describe(
+    run = describe_here(
         str(folder), "--level", "alt_text", "--out", str(out),
         "--write-metadata", "--out-dir", str(copies), "--sidecar",
     )  # fmt: skip
@@ -204,27 +252,22 @@ def test_alt_text_goes_into_copies_and_the_originals_stay(folder: Path, tmp_path
     assert {file: file.read_bytes() for file in originals} == originals  # untouched
 
 
-def test_writing_into_files_needs_somewhere_to_write(folder: Path, tmp_path: Path):
-    out = str(tmp_path / "out.csv")
-    run = describe(str(folder), "--level", "alt_text", "--out", out, "--write-metadata")
-    assert run.returncode == 2 and run.stderr.strip() == (
+def test_writing_into_files_needs_somewhere_to_write(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    args = (str(folder), "--out", str(tmp_path / "out.csv"))
+    assert refused(capsys, *args, "--level", "alt_text", "--write-metadata") == (
         "--write-metadata writes into copies in --out-dir DIR, or with --in-place into the "
         "files themselves; give one of them with it."
     )
-    run = describe(str(folder), "--level", "brief", "--out", out, "--sidecar")
-    assert run.stderr.strip() == "Writing into the files takes the alt text: add --level alt_text."
+    assert refused(capsys, *args, "--level", "brief", "--sidecar") == (
+        "Writing into the files takes the alt text: add --level alt_text."
+    )
 
 
-def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """`launch.py describe` run in this process, which must refuse before loading the model:
-    its one sentence."""
-    assert launch.main(["describe", *args, "--demo"]) == 2
-    said = capsys.readouterr().err
-    assert said.count("\n") == 1 and "Traceback" not in said, said
-    return said.strip()
-
-
-def test_sidecars_are_named_after_the_whole_file_and_a_persons_own_files_stay(tmp_path: Path):
+def test_sidecars_are_named_after_the_whole_file_and_a_persons_own_files_stay(
+    tmp_path: Path, describe_here
+):
     images = tmp_path / "images"
     images.mkdir()
     photo(64, 48, seed=1).save(images / "b.png")
@@ -234,7 +277,7 @@ def test_sidecars_are_named_after_the_whole_file_and_a_persons_own_files_stay(tm
     kept = {file: file.read_bytes() for file in images.iterdir()}
     out = tmp_path / "alt.jsonl"
     args = (str(images), "--level", "alt_text", "--out", str(out), "--sidecar")
-    run = describe(*args)
+    run = describe_here(*args)
     assert run.returncode == 1, run.stderr  # b.txt is not an image: its row says so
     rows = {Path(row["path"]).name: row for row in map(json.loads, out.read_text().splitlines())}
     assert {file: file.read_bytes() for file in kept} == kept  # nothing of the person's replaced
@@ -242,7 +285,7 @@ def test_sidecars_are_named_after_the_whole_file_and_a_persons_own_files_stay(tm
         assert (images / f"{name}.txt").read_text() == rows[name]["alt_text"]
     assert not (images / "b.txt.txt").exists()
 
-    again = describe(*args, "--force")  # Loupe's own sidecars: replaced when run again
+    again = describe_here(*args, "--force")  # Loupe's own sidecars: replaced when run again
     assert again.returncode == 1 and "3 described, 0 already done, 1 failed" in again.stderr
 
 

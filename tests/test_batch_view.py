@@ -34,7 +34,7 @@ from app.intake.archive import (
 from bench.samples import photo
 from tests.test_accessibility import assert_no_blocking_violations
 from tests.test_batch import chart, screenshot
-from tests.test_browser import browser, shoot, wait_until_idle  # noqa: F401 (browser: fixture)
+from tests.test_browser import shoot, wait_until_saved
 from tests.test_metadata import exiftool
 
 RUN_TIMEOUT_MS = 240_000
@@ -64,7 +64,7 @@ def uploads(tmp_path: Path) -> list[Path]:
 
 
 @pytest.fixture
-def batch_page(browser, demo_app):  # noqa: F811 (browser is the fixture)
+def batch_page(browser, demo_app):
     url, _ = demo_app
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
     page = context.new_page()
@@ -208,7 +208,7 @@ def test_drop_describe_edit_and_download(batch_page, demo_app, home, uploads, tm
     assert exiftool(unpacked / "tent.jpg")["AltTextAccessibility"] == EDITED_ALT
     with Image.open(unpacked / "tent.jpg") as written, Image.open(uploads[0]) as original:
         assert written.tobytes() == original.tobytes()
-    wait_until_idle(url)
+    wait_until_saved(url)
 
 
 def test_stop_ends_the_run_and_keeps_what_was_done(batch_page, demo_app, home, tmp_path):
@@ -232,7 +232,7 @@ def test_stop_ends_the_run_and_keeps_what_was_done(batch_page, demo_app, home, t
     assert page.locator("#batch-start").is_enabled()
     assert page.locator("#batch-stop").is_disabled()
     assert httpx.get(f"{url}/health").json()["engine"]["queue"] == 0
-    wait_until_idle(url)
+    wait_until_saved(url)
     assert gone(run / "images")  # no download of this level needs them
     page.context.close()  # the page is closed: its run's folder goes, results and all
     assert gone(run, FILES_GONE_S)

@@ -4,6 +4,7 @@ microphone. Screenshots go to test-artifacts/browser/ for a person to look at.""
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import MAX_WER, QUESTION, ROOT, word_error_rate
+from tests.conftest import (
+    MAX_WER,
+    QUESTION,
+    ROOT,
+    launch_chromium,
+    open_page,
+    wait_until_idle,
+    word_error_rate,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-artifacts" / "browser"
 RECORD_S = 6.0  # the spoken question lasts about 4.5 s
 REPLY_TIMEOUT_MS = 60_000
@@ -29,45 +37,14 @@ PROBE_TOKENS = 400
 
 
 @pytest.fixture
-def browser(spoken_question: Path) -> Iterator:
-    """A fresh Chromium per test: its fake microphone plays the recording only once."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright, spoken_question)
-        yield browser
+def heard_page(playwright, spoken_question: Path, demo_app) -> Iterator:
+    """The demo app's page in a Chromium of its own, whose fake microphone plays the spoken
+    question from the start, once."""
+    browser = launch_chromium(playwright, heard=spoken_question)
+    try:
+        yield open_page(browser, demo_app[0])
+    finally:
         browser.close()
-
-
-def launch_chromium(playwright, heard: Path):
-    """Debian's Chromium with a fake camera, and a fake microphone that plays `heard` once,
-    then silence."""
-    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM),
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={heard}%noloop",
-        ],
-    )
-
-
-@pytest.fixture
-def page(browser, demo_app):
-    url, _ = demo_app
-    context = browser.new_context(
-        permissions=["microphone", "camera", "clipboard-read", "clipboard-write"],
-        viewport={"width": 1280, "height": 1000},
-    )
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector("#message textarea")
-    page.wait_for_function("!!window.loupe")  # the page's script is running
-    yield page
-    context.close()
 
 
 def record(page) -> None:
@@ -81,7 +58,8 @@ def heard_the_question(text: str) -> bool:
     return word_error_rate(QUESTION, text) < MAX_WER
 
 
-def test_a_recording_is_transcribed_into_the_box_for_checking(page):
+def test_a_recording_is_transcribed_into_the_box_for_checking(heard_page):
+    page = heard_page
     record(page)
     page.wait_for_function(
         "document.querySelector('#message textarea').value.length > 0", timeout=REPLY_TIMEOUT_MS
@@ -90,7 +68,8 @@ def test_a_recording_is_transcribed_into_the_box_for_checking(page):
     assert page.locator("#chat .message").count() == 0  # nothing is sent until the person sends
 
 
-def test_a_recording_sent_as_audio_gets_a_caption_and_a_reply(page):
+def test_a_recording_sent_as_audio_gets_a_caption_and_a_reply(heard_page):
+    page = heard_page
     open_settings(page)
     page.get_by_label("Send audio to Gemma").check()
     record(page)
@@ -162,20 +141,19 @@ def test_watch_a_reply_grow_then_stop_it(page, demo_app):
     wait_until_idle(url, timeout_s=2.0)  # the model stopped, not just the page
 
 
-def wait_until_idle(url: str, timeout_s: float = REPLY_TIMEOUT_MS / 1000) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while httpx.get(f"{url}/health").json()["engine"]["state"] != "idle":
-        assert time.monotonic() < deadline, f"the model was still generating after {timeout_s} s"
-        time.sleep(0.05)
-    time.sleep(0.5)  # the page's handler saves the reply just after the model finishes
+def wait_until_saved(url: str) -> None:
+    """Until the model is idle and the page's handler has saved the reply, which it does just
+    after the model finishes."""
+    wait_until_idle(url)
+    time.sleep(0.5)
 
 
+@functools.cache
 def long_greedy_question(url: str) -> str:
     """A question the demo model answers at length: with greedy decoding its reply is the same
     every time, so one that has not ended after 400 tokens will not end within the page's 512.
-    Probed through the API, because which questions these are depends on the random weights."""
+    Probed through the API, because which questions these are depends on the random weights;
+    once per app, for the same weights give the same answer to every test that asks."""
     from gradio_client import Client
 
     client = Client(url, verbose=False)
@@ -202,7 +180,7 @@ def test_a_saved_conversation_opens_from_the_side_list(page, demo_app):
     page.keyboard.press("Enter")
     page.locator("#conversations-today", has_text="Remember this conversation").wait_for()
     page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
-    wait_until_idle(demo_app[0])
+    wait_until_saved(demo_app[0])
     page.click("#new-chat")
     page.wait_for_function("document.querySelectorAll('#chat .message').length === 0")
     page.get_by_label("Remember this conversation").first.check()

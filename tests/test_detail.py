@@ -40,7 +40,6 @@ from model.detail import estimate_tokens, image_need, resolve, soft_tokens, text
 from model.prompts import build_inputs
 from tests.conftest import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
 ASSETS = ROOT / "assets"
 SCREEN = {"width": 1920, "height": 1080}
 WORDS = (
@@ -61,19 +60,14 @@ SMALL_TEXT_PAGE = (
 
 
 @pytest.fixture(scope="module")
-def screenshot() -> Image.Image:
+def screenshot(browser) -> Image.Image:
     """A 1920 x 1080 screenshot of a page of 12 px text, taken by Chromium."""
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        try:
-            page = browser.new_page(viewport=SCREEN)
-            page.set_content(SMALL_TEXT_PAGE)
-            png = page.screenshot()
-        finally:
-            browser.close()
+    page = browser.new_page(viewport=SCREEN)
+    try:
+        page.set_content(SMALL_TEXT_PAGE)
+        png = page.screenshot()
+    finally:
+        page.close()
     image = Image.open(io.BytesIO(png))
     image.load()
     return image

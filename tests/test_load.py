@@ -14,7 +14,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from model.engine import BUSY
-from tests.conftest import health_when_loaded, start_app, stop_app
+from tests.conftest import health_when_loaded, start_app, stop_app, wait_until_idle
 from tests.figures import record, spread_s
 
 SESSIONS = 8
@@ -35,16 +35,6 @@ def _engine(url: str) -> dict:
     """/health's engine: its kind, state and queue (not which library runs the model)."""
     engine = httpx.get(f"{url}/health", timeout=5).json()["engine"]
     return {key: engine[key] for key in ("kind", "state", "queue")}
-
-
-def _seconds_to_idle(url: str) -> float:
-    """From now until the model is idle, polled; fails past IDLE_DEADLINE_S."""
-    stopped = time.monotonic()
-    while _engine(url)["state"] != "idle":
-        waited = time.monotonic() - stopped
-        assert waited < IDLE_DEADLINE_S, "the model kept generating after its client went"
-        time.sleep(0.02)
-    return time.monotonic() - stopped
 
 
 @pytest.mark.heavy
@@ -150,7 +140,7 @@ def _stop_mid_reply(url: str, stop) -> float:
     else:
         raise AssertionError(f"no reply was still streaming in {START_ATTEMPTS} attempts")
     stop()
-    return _seconds_to_idle(url)
+    return wait_until_idle(url, IDLE_DEADLINE_S)  # the model stops once its client goes
 
 
 @pytest.mark.heavy

@@ -38,7 +38,6 @@ from app.server import LOG_IN_FIRST
 from bench.samples import photo
 from launch import build_config, parse_args
 from tests.conftest import health_when_loaded, start_app, stop_app
-from tests.test_browser import browser  # noqa: F401 (a fixture)
 
 ANA = ("ana", "correct-horse")
 BEN = ("ben", "battery-staple")
@@ -229,7 +228,7 @@ def test_the_pages_own_events_act_for_their_user(team_app: str):
         Client(team_app, auth=BEN, verbose=False).predict(conversation_id, api_name="/export")
 
 
-def test_in_the_browser_each_user_sees_only_their_own(browser, team_app: str):  # noqa: F811
+def test_in_the_browser_each_user_sees_only_their_own(browser, team_app: str):
     """Real Chromium: the login page states the rule on wrong passwords; Ana's conversation
     stays in her list after a reload; Ben sees it neither in his list nor by its address."""
     ana = log_in_page(browser, team_app, ANA)

@@ -236,20 +236,16 @@ def test_a_25_megapixel_photo_is_scaled_to_what_the_model_can_use_as_it_is_decod
 
 
 @pytest.fixture(scope="module")
-def retina_screenshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def retina_screenshot(tmp_path_factory: pytest.TempPathFactory, browser) -> Path:
     """A 5760 x 3240 (18.7-megapixel) screenshot of a page of 12 px text at 3x zoom, as a
     high-density screen takes it, by Chromium."""
-    from playwright.sync_api import sync_playwright
-
     path = tmp_path_factory.mktemp("retina") / "screenshot.png"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
-        try:
-            page = browser.new_page(viewport=SCREEN, device_scale_factor=3)
-            page.set_content(SMALL_TEXT_PAGE)
-            page.screenshot(path=path)
-        finally:
-            browser.close()
+    page = browser.new_page(viewport=SCREEN, device_scale_factor=3)
+    try:
+        page.set_content(SMALL_TEXT_PAGE)
+        page.screenshot(path=path)
+    finally:
+        page.close()
     return path
 
 

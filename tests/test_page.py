@@ -14,14 +14,7 @@ from playwright.sync_api import expect
 
 from bench.samples import photo
 from tests.conftest import ROOT
-from tests.test_browser import (  # noqa: F401 (browser and page are fixtures)
-    REPLY_TIMEOUT_MS,
-    browser,
-    long_greedy_question,
-    page,
-    shoot,
-    wait_until_idle,
-)
+from tests.test_browser import REPLY_TIMEOUT_MS, long_greedy_question, shoot, wait_until_saved
 
 SHORT_REPLY_TOKENS = "24"
 # Records every text the banner shows from the first paint on, before Gradio's own script runs.
@@ -42,7 +35,7 @@ def send(page, text: str, url: str) -> None:
     page.fill("#message textarea", text)
     page.keyboard.press("Enter")
     page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
-    wait_until_idle(url)
+    wait_until_saved(url)
 
 
 def short_replies(page) -> None:
@@ -56,6 +49,13 @@ def short_replies(page) -> None:
 def attach(page, image: Path) -> None:
     page.set_input_files("#message input[type=file]", str(image))
     page.locator("#message .thumbnail-item").first.wait_for()
+
+
+def send_with(page, url: str, path: Path, text: str) -> None:
+    """Attach a file and send it with `text`, asking for a short reply; until it is saved."""
+    short_replies(page)
+    attach(page, path)
+    send(page, text, url)
 
 
 def open_this_conversation(page) -> None:
@@ -92,7 +92,7 @@ def test_the_alt_text_box_belongs_to_the_description_it_came_from(page, demo_app
     page.click("#message textarea")
     page.keyboard.press("Enter")
     page.locator("#alt-text textarea").wait_for(timeout=REPLY_TIMEOUT_MS)
-    wait_until_idle(url)
+    wait_until_saved(url)
     assert page.input_value("#alt-text textarea")
     page.click("#new-chat")
     expect(page.locator("#alt-text")).to_be_hidden()
@@ -101,7 +101,7 @@ def test_the_alt_text_box_belongs_to_the_description_it_came_from(page, demo_app
     page.click("#message textarea")
     page.keyboard.press("Enter")
     page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
-    wait_until_idle(url)
+    wait_until_saved(url)
     expect(page.locator("#alt-text")).to_be_hidden()  # no alt text of the first image here
     shoot(page, "page-diagram-after-alt-text")
 
@@ -193,7 +193,7 @@ def test_send_or_stop_one_at_a_time(page, demo_app):
     expect(stop_button).to_be_visible(timeout=REPLY_TIMEOUT_MS)
     expect(send_button).to_be_hidden()
     stop_button.click()
-    wait_until_idle(url)
+    wait_until_saved(url)
     expect(send_button).to_be_visible(timeout=REPLY_TIMEOUT_MS)
     expect(stop_button).to_be_hidden()
 

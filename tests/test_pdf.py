@@ -38,14 +38,10 @@ from app.tasks.describe import is_description
 from bench.samples import photo
 from model import GenerationOptions, SpeechRecognizer
 from model.prompts import build_inputs
-from tests import test_browser
 from tests.decoding import load_attachments
 from tests.test_fuzz import FUZZ, mutated
 from tests.test_media import PeakMemory
 
-# The page test's fixtures: a fresh Chromium, and the demo app's page open in it.
-browser, page = test_browser.browser, test_browser.page
-CHROMIUM = Path("/usr/bin/chromium")
 LIMITS = Limits()
 PAGES = 30
 # Each page of the 30-page report starts with a black bar 5 mm wide per page number, so a page
@@ -56,19 +52,21 @@ A4_WIDTH_MM = 210
 SETTINGS = ("", 1.0, 0.95, 64, 8, False, 280)
 
 
-def chromium_pdf(html: str, path: Path) -> Path:
+def chromium_pdf(browser, html: str, path: Path) -> Path:
     """`html` printed to A4 by Chromium, without margins, backgrounds included."""
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "Chromium is needed: ./test.sh installs Debian's chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        page = browser.new_page()
+    page = browser.new_page()
+    try:
         page.set_content(f"<html><body style='margin:0'>{html}</body></html>")
         margins = dict.fromkeys(("top", "bottom", "left", "right"), "0")
         path.write_bytes(page.pdf(format="A4", margin=margins, print_background=True))
-        browser.close()
+    finally:
+        page.close()
     return path
+
+
+def chat_handlers(engine, data: Path) -> ChatHandlers:
+    """The page's handlers on `engine`, keeping conversations in `data`."""
+    return ChatHandlers(engine, Voice(SpeechRecognizer()), History(data), AppConfig())
 
 
 def handmade_pdf(objects: list[bytes], trailer: bytes = b"") -> bytes:
@@ -100,7 +98,7 @@ FILE_ID = b"/ID [<00112233445566778899aabbccddeeff> <00112233445566778899aabbccd
 
 
 @pytest.fixture(scope="session")
-def pdfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def pdfs(tmp_path_factory: pytest.TempPathFactory, browser) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("pdfs")
     pages = "".join(
         f'<section style="break-after: page"><div style="height: 20mm; width: {n * BAR_MM}mm;'
@@ -109,8 +107,9 @@ def pdfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for n in range(1, PAGES + 1)
     )
     files = {
-        "report": chromium_pdf(pages, folder / "report.pdf"),
+        "report": chromium_pdf(browser, pages, folder / "report.pdf"),
         "letter": chromium_pdf(
+            browser,
             "<h1 style='font-size: 40pt'>Invoice 1234</h1><p>Total due: 56 euros.</p>",
             folder / "letter.pdf",
         ),
@@ -426,7 +425,7 @@ def test_a_pdf_is_kept_shown_exported_and_reopened(engine, pdfs, tmp_path: Path)
 
     wait_until_ready(engine)
     data = tmp_path / "data"
-    handlers = ChatHandlers(engine, Voice(SpeechRecognizer()), History(data), AppConfig())
+    handlers = chat_handlers(engine, data)
     value = {"text": "Summarise pages 3-5, please.", "files": [str(pdfs["report"])]}
     updates = list(handlers.respond(value, "", SEND_AUDIO, *SETTINGS))
     shown, _, conversation_id, *_ = updates[-2]
@@ -456,9 +455,7 @@ def test_a_pdf_is_kept_shown_exported_and_reopened(engine, pdfs, tmp_path: Path)
 
 
 def test_a_broken_pdf_loses_nothing(engine, pdfs, tmp_path: Path):
-    handlers = ChatHandlers(
-        engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), AppConfig()
-    )
+    handlers = chat_handlers(engine, tmp_path / "data")
     value = {"text": "Read this", "files": [str(pdfs["cut"])]}
     [(_, box, conversation_id, *_)] = list(handlers.respond(value, "", SEND_AUDIO, *SETTINGS))
     assert box == value and conversation_id == "" and handlers.history.list() == []
@@ -544,16 +541,9 @@ def test_v1_bodies_with_a_file_part_become_labelled_pages(pdfs):
 def test_the_page_sends_a_pdf_and_shows_it_with_the_note(page, demo_app, pdfs):
     from playwright.sync_api import expect
 
-    from tests.test_browser import REPLY_TIMEOUT_MS, wait_until_idle
-    from tests.test_page import attach, short_replies
+    from tests.test_page import send_with
 
-    url, _ = demo_app
-    short_replies(page)
-    attach(page, pdfs["report"])
-    page.fill("#message textarea", "Summarise this report")
-    page.keyboard.press("Enter")
-    page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
-    wait_until_idle(url)
+    send_with(page, demo_app[0], pdfs["report"], "Summarise this report")
     chat = page.locator("#chat")
     expect(chat.locator("a", has_text="report.pdf").first).to_be_visible()  # a file link
     expect(chat.get_by_text("Pages 1-10 of 30", exact=True)).to_be_visible()
@@ -565,9 +555,7 @@ def test_the_page_sends_a_pdf_and_shows_it_with_the_note(page, demo_app, pdfs):
 def test_describe_mode_reads_the_named_pages_one_at_a_time(engine, pdfs, tmp_path: Path):
     from app.tasks.describe import AI_NOTICE
 
-    handlers = ChatHandlers(
-        engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), AppConfig()
-    )
+    handlers = chat_handlers(engine, tmp_path / "data")
     value = {"text": "pages 2-3", "files": [str(pdfs["report"])]}
     updates = list(handlers.describe_page(value, "", "read_text", *SETTINGS))
     shown, box, conversation_id, *_ = updates[0]

@@ -12,11 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ModelServer, console_text, health_when_loaded, start_app, stop_app
-from tests.test_browser import REPLY_TIMEOUT_MS, browser, open_settings, shoot, wait_until_idle
+from tests.conftest import (
+    ModelServer,
+    console_text,
+    health_when_loaded,
+    open_page,
+    start_app,
+    stop_app,
+    wait_until_idle,
+)
+from tests.test_browser import REPLY_TIMEOUT_MS, open_settings, shoot
 
 SECRET = "sk-loupe-test-never-shown"
-__all__ = ["browser"]  # the Chromium fixture, used here too
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +46,9 @@ def remote_app(model_server: ModelServer) -> Iterator[tuple[object, str]]:
 
 @pytest.fixture
 def page(browser, remote_app):
-    _, url = remote_app
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_function("!!window.loupe")
+    page = open_page(browser, remote_app[1])
     yield page
-    context.close()
+    page.context.close()
 
 
 def test_health_names_the_server_and_never_the_key(remote_app, model_server: ModelServer):

@@ -36,20 +36,17 @@ from app.intake.probe import MediaError
 from app.intake.speech import Speech
 from app.intake.video import MAX_FRAMES, frame_times, load_video
 from app.page.display import shown_conversation
-from app.page.voice import Voice
 from app.tasks.describe import is_description
 from app.tasks.settings import Settings
 from bench.samples import FPS, RED_STEP, speak, write_video
 from model import GenerationOptions, Message, SpeechRecognizer, VideoClip
 from model.openai_wire.requests import message_to_wire
 from model.prompts import build_inputs
-from tests import test_browser, test_desktop
-from tests.conftest import MAX_WER, QUESTION, word_error_rate
+from tests import test_desktop
+from tests.conftest import MAX_WER, QUESTION, launch_chromium, word_error_rate
 from tests.decoding import load_attachments
 from tests.test_fuzz import FUZZ, mutated
 
-# The page test's fixtures: a fresh Chromium, and the demo app's page open in it.
-browser, page = test_browser.browser, test_browser.page
 x_display = test_desktop.x_display  # an X server (Xvfb) for Record screen
 
 LIMITS = Limits()
@@ -139,45 +136,40 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def chromium_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def chromium_webm(tmp_path_factory: pytest.TempPathFactory, playwright) -> Path:
     """A WebM that Chromium's MediaRecorder records from its fake camera and, on its fake
-    microphone, the spoken question."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_browser import launch_chromium
-
+    microphone (a Chromium of its own, so it plays from the start), the spoken question."""
     folder = tmp_path_factory.mktemp("recorded")
     question = speak(QUESTION, folder / "question.wav")
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright, question)
-        try:
-            page = browser.new_context(permissions=["microphone", "camera"]).new_page()
-            # An https page is a secure context, where getUserMedia exists; nothing is fetched.
-            page.route("https://recorder.test/", lambda route: route.fulfill(body="<p>rec</p>"))
-            page.goto("https://recorder.test/")
-            recorded = page.evaluate(
-                """async (ms) => {
-                    const stream = await navigator.mediaDevices.getUserMedia(
-                        {video: {width: 320, height: 240}, audio: true});
-                    const recorder = new MediaRecorder(stream);
-                    const chunks = [];
-                    recorder.ondataavailable = (event) => chunks.push(event.data);
-                    const stopped = new Promise((done) => { recorder.onstop = done; });
-                    recorder.start();
-                    await new Promise((done) => setTimeout(done, ms));
-                    recorder.stop();
-                    await stopped;
-                    const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
-                    let text = "";
-                    for (let i = 0; i < bytes.length; i += 0x8000) {
-                        text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-                    }
-                    return [recorder.mimeType, btoa(text)];
-                }""",
-                RECORD_MS,
-            )
-        finally:
-            browser.close()
+    browser = launch_chromium(playwright, heard=question)
+    try:
+        page = browser.new_context(permissions=["microphone", "camera"]).new_page()
+        # An https page is a secure context, where getUserMedia exists; nothing is fetched.
+        page.route("https://recorder.test/", lambda route: route.fulfill(body="<p>rec</p>"))
+        page.goto("https://recorder.test/")
+        recorded = page.evaluate(
+            """async (ms) => {
+                const stream = await navigator.mediaDevices.getUserMedia(
+                    {video: {width: 320, height: 240}, audio: true});
+                const recorder = new MediaRecorder(stream);
+                const chunks = [];
+                recorder.ondataavailable = (event) => chunks.push(event.data);
+                const stopped = new Promise((done) => { recorder.onstop = done; });
+                recorder.start();
+                await new Promise((done) => setTimeout(done, ms));
+                recorder.stop();
+                await stopped;
+                const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+                let text = "";
+                for (let i = 0; i < bytes.length; i += 0x8000) {
+                    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+                }
+                return [recorder.mimeType, btoa(text)];
+            }""",
+            RECORD_MS,
+        )
+    finally:
+        browser.close()
     mime, data = recorded
     assert mime.startswith("video/webm")
     path = folder / "recording.webm"
@@ -499,13 +491,10 @@ def test_describe_mode_on_a_video_asks_what_happens_and_what_is_said(videos):
 
 
 def test_describe_mode_on_the_page_describes_a_video(engine, videos, tmp_path: Path):
-    from app.config import AppConfig
-    from app.page.chat_events import ChatHandlers
     from app.tasks.describe import AI_NOTICE
+    from tests.test_pdf import chat_handlers
 
-    handlers = ChatHandlers(
-        engine, Voice(SpeechRecognizer()), History(tmp_path / "data"), AppConfig()
-    )
+    handlers = chat_handlers(engine, tmp_path / "data")
     value = {"text": "", "files": [str(videos["talk"])]}
     settings = ("", 1.0, 0.95, 64, 8, False, 0)
     updates = list(handlers.describe_page(value, "", "detailed", *settings))
@@ -695,16 +684,9 @@ def test_video_bytes_give_frames_and_sound_or_one_sentence(tmp_path: Path, data:
 def test_the_page_sends_a_video_and_shows_its_poster_length_and_speech(page, demo_app, videos):
     from playwright.sync_api import expect
 
-    from tests.test_browser import REPLY_TIMEOUT_MS, wait_until_idle
-    from tests.test_page import attach, short_replies
+    from tests.test_page import send_with
 
-    url, _ = demo_app
-    short_replies(page)
-    attach(page, videos["talk"])
-    page.fill("#message textarea", "What happens in this recording?")
-    page.keyboard.press("Enter")
-    page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
-    wait_until_idle(url)
+    send_with(page, demo_app[0], videos["talk"], "What happens in this recording?")
     chat = page.locator("#chat")
     expect(chat.locator("img[src$='.poster.jpg']")).to_be_visible()  # its first frame
     expect(chat.get_by_text("🎬 Video, 0:08", exact=True)).to_be_visible()

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from app.history import History
 from app.page.zoom import crop
-from tests.test_browser import browser, page, shoot, wait_until_idle  # noqa: F401 (fixtures)
+from tests.test_browser import shoot, wait_until_saved
 
 WIDTH, HEIGHT = 400, 300
 DRAG_TOLERANCE_PX = 6  # a drag lands on whole screen pixels
@@ -76,7 +76,7 @@ def send(page, url: str, text: str) -> None:
     page.press("#message textarea", "Enter")
     page.wait_for_function("() => new URL(location.href).searchParams.get('c')")
     time.sleep(1)
-    wait_until_idle(url)
+    wait_until_saved(url)
 
 
 def test_drag_over_an_attached_image_sends_the_region_beside_it(page, demo_app, home, tmp_path):
