@@ -179,7 +179,7 @@ def test_a_long_conversation_sends_its_newest_turns_within_the_totals(tmp_path: 
 def test_a_message_past_a_request_total_is_refused_before_decoding(tmp_path: Path):
     cut = tmp_path / "cut.png"
     cut.write_bytes(png(64, 64)[:-40])  # decoding would say "cut short"; counting comes first
-    intake = Intake(Limits(max_request_images=2), Voice(SpeechRecognizer()))
+    intake = Intake(Limits(max_request_images=2), Speech(SpeechRecognizer()), is_description)
     files = intake.message_files({"files": [str(cut)] * 3})
     with pytest.raises(MediaError) as refused:
         intake.stored_user_message("Compare.", files)
