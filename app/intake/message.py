@@ -57,7 +57,7 @@ class Intake:
 
     def message_files(self, value: dict[str, Any]) -> list[tuple[str, Kind]]:
         """A MultimodalTextbox value's files, each with its kind, after the checks that need no
-        decoding (media.attachment_kinds); MediaError names a file it can't use."""
+        decoding (files.attachment_kinds); MediaError names a file it can't use."""
         paths = [file_path(item) for item in value.get("files") or []]
         return list(zip(paths, attachment_kinds(paths, self.limits), strict=True))
 
@@ -127,7 +127,7 @@ class Intake:
         self, conversation: Conversation, system_prompt: str
     ) -> tuple[Conversation, int]:
         """The conversation as one request sends it: its newest whole turns (a turn starts at
-        one of the person's messages) within the per-request totals (app/request_totals.py),
+        one of the person's messages) within the per-request totals (totals.py),
         and how many older messages are left out. The newest turn always stays: its message
         was counted when it came. Counted from the files' headers, nothing decoded."""
         messages = conversation.messages
@@ -143,7 +143,7 @@ class Intake:
         return replace(conversation, messages=messages[start:]), start
 
     def _totals(self, stored: StoredMessage) -> Totals:
-        """What a kept message adds to a request (see request_totals). A file that can no
+        """What a kept message adds to a request (see totals.py). A file that can no
         longer be read adds nothing: `model_messages` leaves it out, or refuses the turn."""
         totals = message_totals(stored.text, [], self.limits)
         for attachment in stored.attachments:

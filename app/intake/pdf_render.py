@@ -1,5 +1,5 @@
-"""Opens PDFs and draws their pages in a process of its own, run by app/pdf.py, so that PDFium
-never runs inside the app.
+"""Opens PDFs and draws their pages in a process of its own, run by pdf.py, so that PDFium never
+runs inside the app.
 
 A PDF can be a decompression bomb: a page whose few compressed kilobytes unpack into gigabytes
 of drawing, or a few forms that draw each other thousands of times. This process sets a ceiling

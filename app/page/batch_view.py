@@ -5,7 +5,7 @@ Lines, or a zip of the images with their alt text written into them.
 Each start is a run in its own folder under the data folder (`batches/ID/`): the uploaded images
 (a zip unpacked), and the run's output and journal, as `launch.py describe` keeps them. The page
 holds its latest run: once the run ends, only the images its downloads need are kept; the folder
-goes when the page closes or starts another run (see batch_uploads for what is sent).
+goes when the page closes or starts another run (see intake/archive.py for what is sent).
 """
 
 from __future__ import annotations
