@@ -30,9 +30,10 @@ def _request(max_new_tokens: int = 24, text: str = "What do you see and hear?") 
 
 
 def _long_request() -> ChatRequest:
-    return ChatRequest(
-        (Message("user", "Talk for a long time."),), GenerationOptions(max_new_tokens=4000)
-    )
+    """A reply that runs until it is stopped: the random demo model may sample an end token
+    first, so end tokens are held back (min_new_tokens)."""
+    options = GenerationOptions(max_new_tokens=4000, min_new_tokens=4000)
+    return ChatRequest((Message("user", "Talk for a long time."),), options)
 
 
 def test_image_audio_text_request_streams_chunks_then_finishes(engine: Engine):
