@@ -95,8 +95,12 @@ def test_a_reply_streams_on_the_page_and_stop_ends_it(page, remote_app, image_fi
     reply = page.locator("#chat .bot").last
     reply.wait_for(timeout=REPLY_TIMEOUT_MS)
     first = len(reply.inner_text())
-    time.sleep(1.0)
-    assert len(reply.inner_text()) > first  # it grew
+    # It grows while it is written (on a busy machine a second can pass between two pieces).
+    page.wait_for_function(
+        "([reply, first]) => reply.innerText.length > first",
+        arg=[reply.element_handle(), first],
+        timeout=REPLY_TIMEOUT_MS,
+    )
     shoot(page, "remote-1-streaming")
     page.click("#message button[aria-label='Stop']")
     page.locator("#chat", has_text="(stopped)").wait_for(timeout=REPLY_TIMEOUT_MS)
