@@ -114,8 +114,8 @@ def test_an_upload_and_a_pasted_screenshot_go_with_the_question(page, image_file
     shoot(page, "1-question-with-two-images")
     page.keyboard.press("Enter")
     page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
-    assert page.locator("#chat img").count() == 2  # both pictures are in the conversation
-    assert page.locator("#chat", has_text="What does this error mean?").count() == 1
+    expect(page.locator("#chat img")).to_have_count(2)  # both pictures are in the conversation
+    expect(page.locator("#chat", has_text="What does this error mean?")).to_have_count(1)
 
 
 def test_watch_a_reply_grow_then_stop_it(page, demo_app):
