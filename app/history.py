@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS attachments (
 """
 NEW_TITLE = "New chat"
 TITLE_CHARS = 60
+# How the page and the exports mark a reply that was stopped (or cut off) before its end.
+STOPPED = "*(stopped)*"
 # The owner of every conversation when Loupe runs without --auth (and of those kept before
 # conversations had owners); with --auth, each login's user name owns its own.
 LOCAL_USER = ""
@@ -308,8 +310,8 @@ def export_markdown(conversation: Conversation) -> str:
                 lines.append(f"[🎬 {attachment.name}]({Path(attachment.path).as_uri()})")
             else:
                 lines.append(f"[🔊 {attachment.name}]({Path(attachment.path).as_uri()})")
-            if attachment.caption:
-                lines.append(f"> {attachment.caption}")
+            if attachment.caption:  # a quote of its own: the blank line ends it
+                lines += [f"> {attachment.caption}", ""]
         if message.thinking:
             lines += [
                 "<details><summary>Thinking</summary>",
@@ -318,8 +320,8 @@ def export_markdown(conversation: Conversation) -> str:
                 "",
                 "</details>",
             ]
-        text = message.text + (" *(interrupted)*" if message.status == "interrupted" else "")
-        lines += [text, ""]
+        stopped = message.status == "interrupted"
+        lines += [f"{message.text} {STOPPED}".strip() if stopped else message.text, ""]
     return "\n".join(lines)
 
 

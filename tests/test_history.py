@@ -6,6 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+
 from app.history import Attachment, History, StoredMessage, export_json, export_markdown
 
 
@@ -73,7 +75,7 @@ def test_exports_carry_the_text_and_reference_the_images(tmp_path: Path, image_f
     markdown = export_markdown(conversation)
     assert markdown.startswith("# Describe it\n")
     assert f"![photo.png]({Path(image).as_uri()})" in markdown
-    assert "## Loupe\n\nNoise. *(interrupted)*" in markdown
+    assert "## Loupe\n\nNoise. *(stopped)*" in markdown  # the word the page shows
 
     data = json.loads(export_json(conversation))
     assert data["id"] == conversation_id
@@ -120,3 +122,16 @@ def test_conversations_are_grouped_by_the_day_they_were_last_used():
         ("Same · 25 Nov 12:00 (2)", "d"),
     ]
     assert groups["Earlier"] == [("Old", "e")]
+
+
+def test_a_recordings_caption_stays_out_of_the_persons_words_in_a_markdown_viewer(
+    tmp_path: Path, spoken_question: Path
+):
+    history = History(tmp_path)
+    conversation_id = history.create()
+    caption = "🎤 Heard: “What is a loupe?”"
+    heard = Attachment("audio", str(spoken_question), "question.wav", caption)
+    history.append(conversation_id, StoredMessage("user", "And say it briefly.", (heard,)))
+    html = MarkdownIt().render(export_markdown(history.get(conversation_id)))
+    assert "<blockquote>\n<p>🎤 Heard: “What is a loupe?”</p>\n</blockquote>" in html
+    assert "<p>And say it briefly.</p>" in html  # a paragraph of its own, not in the quote

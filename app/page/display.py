@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from model import ImageDetail
 
-from ..history import Attachment, Conversation, StoredMessage
+from ..history import STOPPED, Attachment, Conversation, StoredMessage
 from ..intake.video import poster, video_label
 from ..tasks.describe import LEVELS, level_of
 from ..tasks.reply import Reply, with_dropped_note
 
 THINKING_TITLE = "Thinking"
 IMAGE_DETAIL_TITLE = "Image detail"
-INTERRUPTED = "*(stopped)*"
 
 
 def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], list[int]]:
@@ -83,7 +82,7 @@ def shown_reply(reply: Reply) -> list[dict]:
     if reply.error:
         answer = f"{answer}\n\n⚠️ {reply.error}".strip()
     elif reply.cancelled:
-        answer = f"{answer} {INTERRUPTED}".strip()
+        answer = f"{answer} {STOPPED}".strip()
     entries.append({"role": "assistant", "content": with_dropped_note(reply, answer or "…")})
     return entries
 
