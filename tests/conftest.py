@@ -33,6 +33,13 @@ QUESTION = "What color is the car in this picture? Please describe it in a few w
 MAX_WER = 0.25
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding `heavy` tests first: the two test processes take whole files in this order,
+    so the long ones start early and neither process is left running one alone at the end."""
+    heavy = {item.path for item in items if item.get_closest_marker("heavy")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: each file keeps its order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def home() -> Iterator[Path]:
     """A home folder of the tests' own, where the apps they start keep their conversations in

@@ -159,6 +159,7 @@ def test_every_file_gets_its_row_and_bad_ones_their_sentence(folder: Path, tmp_p
     assert oct(out.stat().st_mode & 0o777) == "0o644"
 
 
+@pytest.mark.heavy
 def test_a_run_killed_midway_goes_on_where_it_stopped(tmp_path: Path, describe_here):
     images = tmp_path / "photos"
     images.mkdir()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from bench.samples import photo
@@ -16,6 +17,7 @@ from tests.conftest import ROOT
 QUICK_RUN_S = 600
 
 
+@pytest.mark.heavy
 def test_quick_mode_writes_json_a_table_and_a_plot(tmp_path: Path):
     subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],

@@ -97,8 +97,11 @@ def test_a_reply_streams_on_the_page_and_stop_ends_it(page, remote_app, image_fi
     first = len(reply.inner_text())
     # It grows while it is written (on a busy machine a second can pass between two pieces).
     page.wait_for_function(
-        "([reply, first]) => reply.innerText.length > first",
-        arg=[reply.element_handle(), first],
+        """(first) => {
+            const replies = document.querySelectorAll("#chat .bot");
+            return replies.length && replies[replies.length - 1].innerText.length > first;
+        }""",
+        arg=first,
         timeout=REPLY_TIMEOUT_MS,
     )
     shoot(page, "remote-1-streaming")
