@@ -296,6 +296,9 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             str(batches_folder(handlers.history.data_dir)),  # the Batch view's images and results
         ],
         enable_monitoring=False,
+        # Gradio's own Settings (its PWA, screen recorder and run history) would sit beside
+        # Loupe's Settings; the footer keeps the API page and Gradio's credit.
+        footer_links=["api", "gradio"],
         max_file_size=config.limits.max_file_mb * 1024 * 1024,
         num_workers=0,  # Gradio's static file workers would serve outside the guard
         app_kwargs={

@@ -224,6 +224,12 @@ def test_at_1280_by_800_the_conversation_and_composer_fill_the_screen(browser, d
     # What used to fill the page is one click away, not on it.
     for hidden in ("#webcam", "#microphone", "#help-dialog"):
         expect(first.locator(hidden).first).to_be_hidden()
+    # One Settings on the page (Gradio's footer has none), and no Share, which only fails here.
+    expect(first.locator("footer")).not_to_contain_text("Settings")
+    expect(first.locator("footer")).to_contain_text("Use via API")
+    first.locator("#chat img").first.hover()
+    expect(first.locator("#chat button[aria-label='Download']").first).to_be_visible()
+    expect(first.locator("#chat button[aria-label='Share']").first).to_be_hidden()
     settings = first.locator("#settings").bounding_box()
     assert settings is None or settings["x"] >= 1280  # the settings panel is closed
     first.click("#help-button")
