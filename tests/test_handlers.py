@@ -33,6 +33,10 @@ def test_loading_and_failure_banners():
     assert "loading: Loading weights: 40%" in banner_text(
         EngineStatus("loading", "Loading weights: 40%", None, False, 0)
     )
+    memory = "Loading X in 4-bit needs about 1.0 GiB of RAM; 13.8 GiB is free."
+    assert banner_text(EngineStatus("loading", memory, None, False, 0)) == (
+        f"⏳ The model is loading: {memory} You can type your message meanwhile."
+    )
     assert "No model could be loaded. Out of disk." in banner_text(
         EngineStatus("error", "", None, False, 0, error="Out of disk.")
     )

@@ -138,9 +138,14 @@ def test_delete_asks_first_and_keep_it_keeps_it(page, demo_app):
     listed = page.locator(".conversation-group", has_text="Worth keeping")
     expect(listed).to_have_count(1)
     page.click("#delete")
+    address = page.url
     page.get_by_role("button", name="Delete it").click()
     expect(listed).to_have_count(0)
     expect(page.locator("#chat .message")).to_have_count(0)
+    # Its address, bookmarked or still in another tab, says it is gone and opens a new chat.
+    page.goto(address)
+    expect(page.locator(".toast-body")).to_contain_text("it was deleted")
+    page.wait_for_function("!new URL(location.href).searchParams.get('c')")
 
 
 def test_a_page_opened_after_loading_never_says_the_model_is_loading(browser, demo_app):

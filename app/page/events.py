@@ -49,7 +49,7 @@ def wire_page(page: gr.Blocks, handlers: ChatHandlers, parts: PageParts) -> None
         [*opened, *side.groups],
         api_visibility="private",
         show_progress="hidden",
-    )
+    ).then(None, parts.conversation_id, js=SET_ADDRESS_JS)  # a gone one's address is cleared
     timer = gr.Timer(STATUS_REFRESH_S)
     gr.on(
         [page.load, timer.tick],

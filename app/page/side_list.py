@@ -17,6 +17,8 @@ from .owners import user_of
 
 GROUPS = ("Today", "Yesterday", "Previous 7 days", "Earlier")
 ADDRESS_PARAMETER = "c"  # ?c=ID in the page's address opens that conversation
+# An address naming no conversation of this person's (deleted, or never theirs: not told apart).
+GONE = "The conversation this address named is no longer here (it was deleted); this is a new chat."
 
 
 def group_of(updated: float, today: date) -> str:
@@ -92,8 +94,12 @@ class Conversations:
         return shown, conversation.id, conversation.title, hidden_alt_text(), None, *groups
 
     def open_address(self, request: gr.Request) -> tuple:
-        """On page load: the conversation the address names (`?c=ID`), else a fresh chat."""
-        return self.open(request.query_params.get(ADDRESS_PARAMETER), user=user_of(request))
+        """On page load: the conversation the address names (`?c=ID`), else a fresh chat (and,
+        for an address whose conversation is gone, a word that it is)."""
+        named, user = request.query_params.get(ADDRESS_PARAMETER), user_of(request)
+        if named and self.history.get(named, user) is None:
+            gr.Warning(GONE)
+        return self.open(named, user=user)
 
     def new_chat(self, user: str = LOCAL_USER) -> tuple:
         """(chat, id, title, alt-text box, exports, message box, *listing) for a fresh chat; a

@@ -36,7 +36,8 @@ def status_text(status: EngineStatus, last: Timing | None) -> str:
 def banner_text(status: EngineStatus) -> str:
     """What the top of the page must say, if anything: loading, fallback or failure."""
     if status.load_state == "loading":
-        return f"⏳ The model is loading: {status.progress}. You can type your message meanwhile."
+        step = status.progress.rstrip(".")  # some steps are sentences with their own period
+        return f"⏳ The model is loading: {step}. You can type your message meanwhile."
     if status.load_state == "error" and status.kind == "remote":
         return f"⚠️ {status.error}"
     if status.load_state == "error":
