@@ -252,6 +252,11 @@
         box.setAttribute("aria-label", holdsFiles ? "Files added" : "Add files");
       }
     );
+    // A conversation's title, cut with an ellipsis in the side list (page.css), whole on hover.
+    document.querySelectorAll(".conversation-group label").forEach((choice) => {
+      const title = choice.textContent.trim();
+      if (choice.title !== title) choice.title = title;
+    });
     // An image whose alt repeats the text beside it is read twice: make it decorative.
     document.querySelectorAll("footer img[alt]").forEach((image) => {
       if (image.alt && image.parentElement?.textContent.includes(image.alt)) image.alt = "";

@@ -4,6 +4,7 @@ trash icon, delete, the banner, the address of a conversation, the composer and 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -246,6 +247,24 @@ def test_at_1280_by_800_the_conversation_and_composer_fill_the_screen(browser, d
     first.keyboard.press("Escape")
     shoot(first, "page-1280x800")
     context.close()
+
+
+def test_a_long_title_takes_one_line_of_the_side_list_and_shows_whole_on_hover(page, demo_app):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    question = "A question about the holiday photos from the mountains and the lake, all of them"
+    message = {"text": question, "files": []}
+    client.predict(message, max_new_tokens=16, conversation_id=conversation_id, api_name="/chat")
+    page.goto(f"{url}/?c={conversation_id}")
+    choice = page.locator(".conversation-group label", has_text="A question about the").first
+    expect(choice).to_have_attribute("title", re.compile(r"^A question about the holiday .{20,}…$"))
+    box, side = choice.bounding_box(), page.locator(".conversation-group").first.bounding_box()
+    assert box and side and box["x"] + box["width"] <= side["x"] + side["width"], (box, side)
+    text = choice.locator("span").last
+    assert text.evaluate("(span) => span.scrollWidth > span.clientWidth")  # cut, not wrapped
+    line = text.evaluate("(span) => parseFloat(getComputedStyle(span).lineHeight)")
+    assert box["height"] < 2 * line, (box, line)
 
 
 def test_an_example_in_the_empty_chat_goes_into_the_message_box(page):

@@ -175,7 +175,8 @@ class Batches:
             except BatchProblem as exc:
                 raise refused(exc) from None
         out = run.folder / f"results.{kind}"
-        Journal(out).write_output(rows)
+        # Each file named as it was uploaded (animals/x.jpg), as the table names it.
+        Journal(out).write_output([replace(row, path=run.name(row.path)) for row in rows])
         return [str(out)]
 
 def _table(run: Run) -> gr.Dataframe:
