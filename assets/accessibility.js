@@ -29,6 +29,23 @@
     while (announcer.children.length > KEEP_ANNOUNCEMENTS) announcer.firstElementChild.remove();
   };
 
+  // A sentence shown at the foot of the page for a while, and said through the live region.
+  const NOTICE_MS = 12000;
+  const notice = (text) => {
+    announce(text);
+    let box = $("#loupe-notice");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "loupe-notice";
+      box.setAttribute("aria-hidden", "true"); // the live region says it once already
+      document.body.appendChild(box);
+    }
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(box.hideTimer);
+    box.hideTimer = setTimeout(() => (box.hidden = true), NOTICE_MS);
+  };
+
   // The answer part of the chat's last reply (a reply may start with a Thinking section).
   const latestAnswer = () => {
     const replies = document.querySelectorAll("#chat .bot");
@@ -148,6 +165,27 @@
     speechSynthesis.speak(utterance);
   };
   const stopReading = () => window.speechSynthesis?.cancel();
+  // Browsers list the system's voices a moment after the page loads; none at all (headless
+  // browsers, some Linux desktops) and speak() would say nothing without a word.
+  const VOICES_WAIT_MS = 1000;
+  const NO_VOICE =
+    "No voice for reading aloud is installed on this system. On Linux, install espeak-ng and " +
+    "speech-dispatcher (sudo apt install espeak-ng speech-dispatcher), then restart the " +
+    "browser; on Windows or macOS, add a voice in the system's speech settings.";
+  const voices = () =>
+    new Promise((resolve) => {
+      if (!("speechSynthesis" in window)) return resolve([]);
+      if (speechSynthesis.getVoices().length) return resolve(speechSynthesis.getVoices());
+      const listed = () => resolve(speechSynthesis.getVoices());
+      speechSynthesis.addEventListener("voiceschanged", listed, { once: true });
+      setTimeout(listed, VOICES_WAIT_MS);
+    });
+  const readLatest = async () => {
+    const text = answerText(latestAnswer());
+    if (!text) return notice("There is no answer to read aloud yet.");
+    if (!(await voices()).length) return notice(NO_VOICE);
+    speak(text);
+  };
 
   // -- keyboard shortcuts (Alt+Shift+key; event.code, so that macOS's Option letters work) --
   const goToLatestAnswer = () => {
@@ -279,7 +317,7 @@
 
   window.loupe = {
     latestText: () => answerText(latestAnswer()),
-    readLatest: () => speak(answerText(latestAnswer())),
+    readLatest,
     stopReading,
     announce,
   };

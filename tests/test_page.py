@@ -267,6 +267,51 @@ def test_a_long_title_takes_one_line_of_the_side_list_and_shows_whole_on_hover(p
     assert box["height"] < 2 * line, (box, line)
 
 
+def test_search_follows_every_edit_of_its_field_backspace_delete_and_paste_too(page, demo_app):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    message = {"text": "Findable conversation", "files": []}
+    client.predict(message, max_new_tokens=16, conversation_id=conversation_id, api_name="/chat")
+    page.reload()
+    listed = page.locator(".conversation-group label", has_text="Findable conversation")
+    expect(listed).to_have_count(1)
+    page.click("#search input")
+    page.keyboard.type("nothing-matches")
+    expect(listed).to_have_count(0)
+    for _ in "nothing-matches":
+        page.keyboard.press("Backspace")
+    expect(listed).to_have_count(1)  # the field is empty again: the whole list
+    page.keyboard.type("Findable")
+    page.keyboard.press("Home")
+    page.keyboard.press("Delete")  # "indable" still matches
+    expect(listed).to_have_count(1)
+    page.keyboard.press("Control+A")
+    page.evaluate("navigator.clipboard.writeText('nothing-matches')")
+    page.keyboard.press("Control+V")
+    expect(listed).to_have_count(0)
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    expect(listed).to_have_count(1)
+
+
+def test_read_aloud_says_when_there_is_nothing_to_read_or_no_voice_to_read_with(page, demo_app):
+    url, _ = demo_app
+    page.get_by_role("button", name="Read aloud").click()
+    expect(page.locator("#loupe-notice")).to_have_text("There is no answer to read aloud yet.")
+    client = Client(url, verbose=False)
+    conversation_id = client.predict(api_name="/new_conversation")
+    message = {"text": "Something to read aloud", "files": []}
+    client.predict(message, max_new_tokens=16, conversation_id=conversation_id, api_name="/chat")
+    page.goto(f"{url}/?c={conversation_id}")
+    page.locator("#chat .bot").last.wait_for()
+    # Chromium without a speech service (as here, and on some Linux desktops) lists no voice.
+    assert page.evaluate("speechSynthesis.getVoices().length") == 0
+    page.get_by_role("button", name="Read aloud").click()
+    expect(page.locator("#loupe-notice")).to_contain_text("No voice for reading aloud is installed")
+    expect(page.locator("#announcer")).to_contain_text("No voice for reading aloud is installed")
+
+
 def test_an_example_in_the_empty_chat_goes_into_the_message_box(page):
     page.get_by_role("button", name="Select example 2: Describe this photo.").click()
     expect(page.locator("#message textarea")).to_have_value("Describe this photo.")

@@ -120,12 +120,15 @@ def _wire_side_list(
             cancels=replies,
             show_progress="hidden",  # instant; and the live region says Generating on progress
         )
-    side.search.input(
+    # On change, not input: Gradio's text box sends input for typed keys only, so Backspace,
+    # Delete and paste left the list filtered by what the field no longer held.
+    side.search.change(
         for_user(conversations.groups),
         [conversation_id, side.search],
         side.groups,
         api_visibility="private",
         show_progress="hidden",
+        trigger_mode="always_last",
     )
     # The chat's own trash icon clears the view: it starts a new chat, as New chat does, so
     # the model no longer sees what was cleared (the conversation stays in the list).
