@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..history import LOCAL_USER, History
+from ..history import LOCAL_USER, Conversation, History
 from .display import shown_conversation
 from .errors import refused
 from .owners import user_of
@@ -86,7 +86,9 @@ class Conversations:
     def open(self, conversation_id: str | None, query: str = "", user: str = LOCAL_USER) -> tuple:
         """A conversation picked in the list: (chat, id, title, alt-text box, exports, *groups);
         the alt text and exports of the one open before go."""
-        conversation = self.history.get(conversation_id or "", user)
+        return self._opened(self.history.get(conversation_id or "", user), query, user)
+
+    def _opened(self, conversation: Conversation | None, query: str, user: str) -> tuple:
         if conversation is None:
             return [], "", "", hidden_alt_text(), None, *self.groups(None, query, user=user)
         shown = shown_conversation(conversation)[0]
@@ -97,9 +99,10 @@ class Conversations:
         """On page load: the conversation the address names (`?c=ID`), else a fresh chat (and,
         for an address whose conversation is gone, a word that it is)."""
         named, user = request.query_params.get(ADDRESS_PARAMETER), user_of(request)
-        if named and self.history.get(named, user) is None:
+        conversation = self.history.get(named, user) if named else None
+        if named and conversation is None:
             gr.Warning(GONE)
-        return self.open(named, user=user)
+        return self._opened(conversation, "", user)
 
     def new_chat(self, user: str = LOCAL_USER) -> tuple:
         """(chat, id, title, alt-text box, exports, message box, *listing) for a fresh chat; a
