@@ -34,8 +34,9 @@ MAX_WER = 0.25
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files holding `heavy` tests first: the two test processes take whole files in this order,
-    so the long ones start early and neither process is left running one alone at the end."""
+    """Files holding `heavy` tests first: run in two processes (`-n 2 --dist loadfile
+    --no-loadscope-reorder`), each takes whole files in this order, so the long ones start early
+    and neither process is left running one alone at the end."""
     heavy = {item.path for item in items if item.get_closest_marker("heavy")}
     items.sort(key=lambda item: item.path not in heavy)  # stable: each file keeps its order
 
