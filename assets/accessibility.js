@@ -224,6 +224,31 @@
     }
   });
 
+  // -- the camera and zoom panels: Escape closes the open one; a closed camera is off -------
+  const shown = (selector) => !!$(selector)?.offsetParent;
+  const cameraOff = () =>
+    document.querySelectorAll("#webcam video").forEach((video) => {
+      video.srcObject?.getTracks().forEach((track) => track.stop());
+    });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.defaultPrevented || $("dialog[open]")) return;
+    const close = ["#camera-close", "#zoom-close"].find(shown);
+    if (close) {
+      event.preventDefault();
+      $(close).click();
+    }
+  });
+  document.addEventListener(
+    "click",
+    (event) => {
+      const closing =
+        event.target.closest("#camera-close") ||
+        (event.target.closest("#camera-button") && shown("#camera-panel"));
+      if (closing) cameraOff();
+    },
+    true // before Gradio's own handlers change the panel
+  );
+
   // -- Gradio's controls: names where they lack one, radio groups, roles ------------------
   function repairControls() {
     document.querySelectorAll("button, [role='button']").forEach((control) => {
@@ -282,12 +307,18 @@
     });
     // A file box that holds files is a button around their list, with links and buttons of
     // its own: a labelled group then (its Upload button adds more); empty, it says what it does.
-    document.querySelectorAll("button[aria-label='common.upload'], [data-upload-box]").forEach(
+    const boxes = "button[aria-label='common.upload'], [data-upload-box], " +
+      "button.upload-container:has(> [data-testid='upload-text'])";
+    document.querySelectorAll(boxes).forEach(
       (box) => {
         box.dataset.uploadBox = "";
         const holdsFiles = !!box.querySelector("a, button, input:not([type='file'])");
         box.setAttribute("role", holdsFiles ? "group" : "button");
-        box.setAttribute("aria-label", holdsFiles ? "Files added" : "Add files");
+        // Empty, its visible words ("Drop File Here - or - Click to Upload") are its name, so
+        // that speech control users can say what they see.
+        if (holdsFiles) box.setAttribute("aria-label", "Files added");
+        else if (box.textContent.trim()) box.removeAttribute("aria-label");
+        else box.setAttribute("aria-label", "Add files");
       }
     );
     // A conversation's title, cut with an ellipsis in the side list (page.css), whole on hover.

@@ -10,12 +10,20 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
+import pytest
 from gradio_client import Client, handle_file
 from playwright.sync_api import expect
 
+from app.page.kept_settings import SECRET_FILE, STORAGE_KEY, browser_secret
 from bench.samples import photo
 from tests.conftest import ROOT
-from tests.test_browser import REPLY_TIMEOUT_MS, long_greedy_question, shoot, wait_until_saved
+from tests.test_browser import (
+    REPLY_TIMEOUT_MS,
+    long_greedy_question,
+    open_settings,
+    shoot,
+    wait_until_saved,
+)
 
 SHORT_REPLY_TOKENS = "24"
 # Records every text the banner shows from the first paint on, before Gradio's own script runs.
@@ -107,9 +115,7 @@ def test_the_alt_text_box_belongs_to_the_description_it_came_from(page, demo_app
     shoot(page, "page-diagram-after-alt-text")
 
 
-def test_the_trash_icon_starts_afresh_and_the_model_no_longer_sees_what_it_cleared(
-    page, demo_app
-):
+def test_the_trash_icon_starts_afresh_and_the_model_no_longer_sees_what_it_cleared(page, demo_app):
     url, _ = demo_app
     short_replies(page)
     send(page, "A message to clear", url)
@@ -316,3 +322,119 @@ def test_an_example_in_the_empty_chat_goes_into_the_message_box(page):
     page.get_by_role("button", name="Select example 2: Describe this photo.").click()
     expect(page.locator("#message textarea")).to_have_value("Describe this photo.")
     expect(page.locator("#message .thumbnail-item")).to_have_count(1)
+
+
+RESTORE_S = 15  # a reloaded page puts its kept settings back within this, on a busy machine
+MIN_CHAT_PX = 150  # about five lines of a conversation, still readable beside an open panel
+# A control, a picture or a field of an open panel: each must be inside the window.
+PANEL_PARTS = "button:visible, input:visible, video:visible, img:visible, textarea:visible"
+
+
+def assert_fits(page, panel: str, width: int, height: int) -> None:
+    """Every part of the open `panel` inside the window, and the conversation usable beside it."""
+    parts = page.locator(panel).locator(PANEL_PARTS)
+    assert parts.count() >= 2, panel
+    for n in range(parts.count()):
+        box = parts.nth(n).bounding_box()
+        assert box and box["x"] >= 0 and box["y"] >= 0, (panel, n, box)
+        right, bottom = box["x"] + box["width"], box["y"] + box["height"]
+        assert right <= width and bottom <= height, (
+            panel,
+            parts.nth(n).evaluate("(e) => e.outerHTML.slice(0, 120)"),
+            box,
+        )
+    chat = page.locator("#chat").bounding_box()
+    assert chat and chat["height"] >= MIN_CHAT_PX, chat
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (1366, 768)])
+def test_the_camera_and_zoom_panels_fit_the_window_and_close(browser, demo_app, width, height):
+    context = browser.new_context(
+        permissions=["camera"], viewport={"width": width, "height": height}
+    )
+    page = context.new_page()
+    page.goto(demo_app[0])
+    page.wait_for_function("!!window.loupe")
+    live = "document.querySelector('#webcam video')?.readyState >= 2"
+    page.click("#camera-button")
+    page.wait_for_function(live)
+    # Chromium's fake camera gives what Gradio asks for: 1920 x 1440, as a good webcam does.
+    assert page.evaluate("document.querySelector('#webcam video').videoHeight") == 1440
+    assert_fits(page, "#camera-panel", width, height)
+    shoot(page, f"camera-{width}x{height}")
+    page.evaluate("window.camera = document.querySelector('#webcam video').srcObject")
+    page.click("#camera-button")  # Camera again closes it, and turns the camera off
+    expect(page.locator("#camera-panel")).to_be_hidden()
+    assert page.evaluate("window.camera.getTracks().every((t) => t.readyState === 'ended')")
+    page.click("#camera-button")
+    page.wait_for_function(live)
+    page.keyboard.press("Escape")
+    expect(page.locator("#camera-panel")).to_be_hidden()
+
+    attach(page, ROOT / "assets" / "example-photo.jpg")
+    page.click("#zoom-button")
+    page.locator("#zoom-image img").wait_for()
+    assert_fits(page, "#zoom-panel", width, height)
+    shoot(page, f"zoom-{width}x{height}")
+    page.keyboard.press("Escape")
+    expect(page.locator("#zoom-panel")).to_be_hidden()
+    context.close()
+
+
+def test_settings_stay_after_a_reload_until_reset_to_defaults(browser, demo_app, tmp_path):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(demo_app[0])
+    page.wait_for_function("!!window.loupe")
+    open_settings(page)
+    system = page.get_by_label("System prompt")
+    tokens = page.get_by_label("number input for Max new tokens")
+    rate = page.get_by_label("number input for Reading rate")
+    defaults = (system.input_value(), tokens.input_value(), rate.input_value())
+    system.fill("Answer in French.")
+    system.press("Tab")
+    tokens.fill("48")
+    tokens.press("Enter")
+    rate.fill("1.5")
+    rate.press("Enter")
+    page.get_by_label("Thinking").check()
+    kept = page.evaluate(f"localStorage.getItem('{STORAGE_KEY}')")
+    page.get_by_label("Brief", exact=True).check()
+    page.wait_for_function(  # each change is saved as it is made: the last one too
+        f"(before) => localStorage.getItem('{STORAGE_KEY}') !== before", arg=kept
+    )
+
+    def values() -> tuple:
+        return (
+            system.input_value(),
+            tokens.input_value(),
+            rate.input_value(),
+            page.get_by_label("Thinking").is_checked(),
+            page.get_by_label("Brief", exact=True).is_checked(),
+        )
+
+    def after_reload(expected: tuple) -> tuple:
+        """The values shown once the page, reloaded, has put its kept settings back (they may
+        come a moment after the page), and still a moment later."""
+        page.reload()
+        page.wait_for_function("!!window.loupe")
+        open_settings(page)
+        deadline = time.monotonic() + RESTORE_S
+        while values() != expected and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(1000)
+        return values()
+
+    expected = ("Answer in French.", "48", "1.5", True, True)
+    assert after_reload(expected) == expected
+    page.click("#reset-settings")
+    expect(system).to_have_value(defaults[0])
+    assert after_reload((*defaults, False, False)) == (*defaults, False, False)
+    context.close()
+
+
+def test_the_key_that_keeps_settings_outlives_a_restart(tmp_path):
+    first = browser_secret(tmp_path / "data")
+    assert browser_secret(tmp_path / "data") == first  # Loupe started again on the same folder
+    assert (tmp_path / "data" / SECRET_FILE).stat().st_mode & 0o077 == 0  # its owner's alone
+    assert browser_secret(tmp_path / "other") != first

@@ -89,43 +89,63 @@ class Batches:
     def start(
         self, uploads: list[str] | None, level: str, context: str, request: gr.Request
     ) -> Iterator[tuple]:
-        """Start: streams (progress, images, table, start button, stop button)."""
-        running = self._runs.get(_page(request))
-        if running is not None and not running.outcome:
+        """Start: goes on with the page's stopped run when nothing asked of it changed, or
+        starts a new one. Streams (progress, images, table, start, start over, stop)."""
+        yield from self._start(uploads, level, context, request, over=False)
+
+    def start_over(
+        self, uploads: list[str] | None, level: str, context: str, request: gr.Request
+    ) -> Iterator[tuple]:
+        """Start over: a new run of every image, what the stopped one did left behind."""
+        yield from self._start(uploads, level, context, request, over=True)
+
+    def _start(
+        self, uploads: list[str] | None, level: str, context: str, request: gr.Request, over: bool
+    ) -> Iterator[tuple]:
+        previous = self._runs.get(_page(request))
+        if previous is not None and previous.worker is not None and previous.worker.is_alive():
             yield _said("A batch is already running on this page; stop it first.")
             return
-        try:
-            run = new_run(
-                self.folder, uploads or [], level, context.strip(), self.limits, self._held()
-            )
-        except BatchProblem as exc:
-            yield _said(str(exc))
-            return
-        previous = self._runs.get(_page(request))
-        self._runs[_page(request)] = run
-        if previous is not None:
-            discard(previous)  # its results left the page with this run
+        asked = (tuple(uploads or ()), level, context.strip())
+        if previous is not None and not over and previous.goes_on_with(asked):
+            run = previous
+            run.go_on()
+        else:
+            try:
+                run = new_run(
+                    self.folder, uploads or [], level, context.strip(), self.limits, self._held()
+                )
+            except BatchProblem as exc:
+                yield _said(str(exc))
+                return
+            self._runs[_page(request)] = run
+            if previous is not None:
+                discard(previous)  # its results left the page with this run
         job = (run, self.engine, self.limits, self.remote)
         worker = threading.Thread(target=work, args=job, name="loupe-batch", daemon=True)
         run.worker = worker
-        started = time.monotonic()
+        started, before = time.monotonic(), len(run.rows)
         worker.start()
+        left = len(run.files) - before
         yield (
-            f"Describing {len(run.files)} images…",
+            f"Describing {left} images…" if not before else f"Describing the {left} images left…",
             _gallery(run),
             _table(run),
             gr.update(interactive=False),
+            gr.update(visible=False),
             gr.update(interactive=True),
         )
         try:
             while worker.is_alive() or not run.updates.empty():
                 if not wait_for_rows(run):
                     continue
-                done = len(run.rows)
                 yield (
-                    progress_sentence(done, len(run.files), time.monotonic() - started),
+                    progress_sentence(
+                        len(run.rows) - before, left, time.monotonic() - started
+                    ),
                     gr.skip(),
                     _table(run),
+                    gr.skip(),
                     gr.skip(),
                     gr.skip(),
                 )
@@ -136,6 +156,7 @@ class Batches:
             _gallery(run),
             _table(run),
             gr.update(interactive=True),
+            gr.update(visible=run.stopped),
             gr.update(interactive=False),
         )
         remove_images_no_download_needs(run)  # the gallery above shows Gradio's own copies
@@ -222,7 +243,7 @@ def _cell(value: object) -> str:
 
 
 def _said(sentence: str) -> tuple:
-    return sentence, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return sentence, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
 
 def render_batch_view(batches: Batches) -> None:
@@ -258,6 +279,8 @@ def render_batch_view(batches: Batches) -> None:
         )
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="batch-start")
+        # Shown once a run is stopped: Start goes on with the rest, this describes all again.
+        start_over = gr.Button("Start over", visible=False, elem_id="batch-start-over")
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="batch-stop")
     progress = gr.Markdown("", elem_id="batch-progress")
     images = gr.Gallery(
@@ -286,13 +309,14 @@ def render_batch_view(batches: Batches) -> None:
         label="Downloads", file_count="multiple", interactive=False, elem_id="batch-downloads"
     )
 
-    start.click(
-        batches.start,
-        [uploads, level, context],
-        [progress, images, table, start, stop],
-        api_visibility="private",
-        show_progress="hidden",  # the progress line says it, in words
-    )
+    for button, handler in ((start, batches.start), (start_over, batches.start_over)):
+        button.click(
+            handler,
+            [uploads, level, context],
+            [progress, images, table, start, start_over, stop],
+            api_visibility="private",
+            show_progress="hidden",  # the progress line says it, in words
+        )
     stop.click(batches.stop, None, None, api_visibility="private", queue=False)
     for button, kind in ((as_csv, "csv"), (as_jsonl, "jsonl"), (as_zip, "zip")):
         button.click(batches.downloader(kind), table, downloads, api_visibility="private")

@@ -177,9 +177,21 @@ def _wire_tools(handlers: ChatHandlers, parts: PageParts) -> None:
     tools, box = parts.composer, parts.composer.box
     open_settings = lambda: gr.Sidebar(open=True)  # noqa: E731
     tools.settings_button.click(open_settings, None, parts.settings_panel, queue=False)
+    # Camera opens the camera, and closes it when it is open (so does its Close button); the
+    # page's script turns the camera off as the panel closes.
+    camera_open = gr.State(False)
     tools.camera_button.click(
-        lambda: gr.update(visible=True), None, tools.camera_panel, queue=False
+        lambda shown: (gr.update(visible=not shown), not shown),
+        camera_open,
+        [tools.camera_panel, camera_open],
+        queue=False,
     ).then(None, js=START_WEBCAM_JS)
+    tools.close_camera.click(
+        lambda: (gr.update(visible=False), False),
+        None,
+        [tools.camera_panel, camera_open],
+        queue=False,
+    )
     tools.voice_button.click(lambda: gr.update(visible=True), None, tools.voice_panel, queue=False)
     tools.webcam.input(
         attach_snapshot, [box, tools.webcam], [box, tools.webcam], api_visibility="private"

@@ -13,6 +13,7 @@ from .chat_events import ChatHandlers
 from .desktop import RECORD_SCREEN
 from .events import wire_page
 from .gradio_api import render_api
+from .kept_settings import keep_settings
 from .regions import Composer, PageParts, SideList
 from .scripts import EXAMPLES, LATEX, PUSH_TO_TALK_KEY, help_dialog
 from .settings_panel import settings_sidebar
@@ -44,7 +45,7 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             conversation_id,
         )
         alt_text, status = render_answer_tools()
-        settings_panel, settings, voice_route = settings_sidebar()
+        panel = settings_sidebar()
         parts = PageParts(
             conversation_id,
             side,
@@ -53,12 +54,13 @@ def build_ui(handlers: ChatHandlers, desktop: bool = False) -> gr.Blocks:
             composer,
             alt_text,
             status,
-            settings_panel,
-            settings,
-            voice_route,
+            panel.panel,
+            panel.settings,
+            panel.voice_route,
         )
         wire_page(page, handlers, parts)
-        render_api(handlers.api, settings)
+        keep_settings(page, panel, composer.mode, handlers.history.data_dir)
+        render_api(handlers.api, panel.settings)
     batches = Batches(
         handlers.engine, handlers.config.limits, handlers.config.remote, handlers.history.data_dir
     )
@@ -183,10 +185,16 @@ def render_composer(desktop: bool) -> Composer:
     describe = gr.Button(visible="hidden", elem_id="describe-button")
     talk_down = gr.Button(visible="hidden", elem_id="push-to-talk-down")
     talk_up = gr.Button(visible="hidden", elem_id="push-to-talk-up")
-    with gr.Column(visible=False, elem_id="camera-panel") as camera_panel:
+    with gr.Row(visible=False, elem_id="camera-panel") as camera_panel:
         webcam = gr.Image(
-            sources=["webcam"], type="filepath", label="Webcam snapshot", elem_id="webcam"
+            sources=["webcam"],
+            type="filepath",
+            label="Webcam snapshot",
+            scale=1,
+            elem_id="webcam",
         )
+        # Camera again, and Escape, close it too (accessibility.js).
+        close_camera = gr.Button("Close the camera", size="sm", scale=0, elem_id="camera-close")
     with gr.Column(visible=False, elem_id="voice-panel") as voice_panel:
         microphone = gr.Audio(
             sources=["microphone"], type="filepath", label="Voice", elem_id="microphone"
@@ -208,6 +216,7 @@ def render_composer(desktop: bool) -> Composer:
         talk_up,
         camera_panel,
         webcam,
+        close_camera,
         voice_panel,
         microphone,
     )

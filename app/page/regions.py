@@ -46,8 +46,9 @@ class Composer:
     describe: gr.Button
     talk_down: gr.Button
     talk_up: gr.Button
-    camera_panel: gr.Column
+    camera_panel: gr.Row
     webcam: gr.Image
+    close_camera: gr.Button
     voice_panel: gr.Column
     microphone: gr.Audio
 

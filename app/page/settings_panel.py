@@ -1,7 +1,9 @@
 """The Settings panel: the generation settings (tasks.settings.Settings, in its order and with its
-defaults), where recordings go, and reading aloud."""
+defaults), where recordings go, reading aloud, and Reset to defaults."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -17,9 +19,22 @@ from .voice import DEFAULT_VOICE_ROUTE, VOICE_ROUTES
 DEFAULT = Settings()  # what the Settings panel starts with
 
 
-def settings_sidebar() -> tuple[gr.Sidebar, dict[str, gr.components.Component], gr.Radio]:
-    """The settings panel on the right, closed until asked for: (the panel, the generation
-    settings by name in tasks.settings.Settings' order, where recordings go)."""
+@dataclass
+class SettingsPanel:
+    """The panel's components: the generation settings by name, in tasks.settings.Settings'
+    order; where recordings go; the read-aloud controls (read by assets/accessibility.js in the
+    browser, never by Python); and Reset to defaults."""
+
+    panel: gr.Sidebar
+    settings: dict[str, gr.components.Component]
+    voice_route: gr.Radio
+    auto_read: gr.Checkbox
+    read_rate: gr.Slider
+    reset: gr.Button
+
+
+def settings_sidebar() -> SettingsPanel:
+    """The settings panel on the right, closed until asked for."""
     with gr.Sidebar(
         label="Settings", position="right", open=False, elem_id="settings"
     ) as panel:
@@ -51,15 +66,14 @@ def settings_sidebar() -> tuple[gr.Sidebar, dict[str, gr.components.Component], 
             label="Recordings and audio files",
             elem_id="voice-route",
         )
-        # Read by assets/accessibility.js in the browser, never by Python; `interactive`
-        # because Gradio disables a control that no event takes as an input.
-        gr.Checkbox(
+        # `interactive`: Gradio disables a control that no event takes as an input.
+        auto_read = gr.Checkbox(
             label="Auto-read answers aloud",
             value=False,
             interactive=True,
             elem_id="auto-read",
         )
-        gr.Slider(
+        read_rate = gr.Slider(
             0.5,
             2.0,
             value=1.0,
@@ -68,6 +82,7 @@ def settings_sidebar() -> tuple[gr.Sidebar, dict[str, gr.components.Component], 
             interactive=True,
             elem_id="read-rate",
         )
+        reset = gr.Button("Reset to defaults", size="sm", elem_id="reset-settings")
     made = {
         "system_prompt": system_prompt,
         "temperature": temperature,
@@ -78,4 +93,5 @@ def settings_sidebar() -> tuple[gr.Sidebar, dict[str, gr.components.Component], 
         "image_tokens": image_tokens,
         "video_frame_tokens": video_frame_tokens,
     }
-    return panel, {name: made[name] for name in SETTING_NAMES}, voice_route
+    settings = {name: made[name] for name in SETTING_NAMES}
+    return SettingsPanel(panel, settings, voice_route, auto_read, read_rate, reset)

@@ -110,28 +110,41 @@ def render_zoom_panel(
 ) -> None:
     """The Zoom panel (closed until `button` opens it) and its events: choose an image, drag
     over it or type the region's edges, attach the region to the message box."""
-    with gr.Column(visible=False, elem_id="zoom-panel") as panel:
-        source = gr.Dropdown(label="Image to zoom into", choices=[], elem_id="zoom-source")
+    # The image beside its controls, so that the panel fits a laptop's window with the
+    # conversation still in view (assets/page.css caps the image's height).
+    with gr.Row(visible=False, elem_id="zoom-panel") as panel:
         preview = gr.Image(
             type="filepath",
             interactive=False,
-            label="Drag over the part to zoom into, or type its edges below",
+            label="Drag over the part to zoom into, or type its edges",
+            buttons=["fullscreen"],
+            scale=3,
             elem_id="zoom-image",
         )
-        with gr.Row():
-            edges = [
-                gr.Number(
-                    value,
-                    label=f"{name} (% of the image)",
-                    minimum=0,
-                    maximum=100,
-                    elem_id=f"zoom-{name.lower()}",
+        with gr.Column(scale=2, min_width=320):
+            source = gr.Dropdown(
+                label="Image to zoom into",
+                choices=[],
+                container=False,  # its choices say what they are: "In the message box: x.png"
+                elem_id="zoom-source",
+            )
+            with gr.Row():
+                edges = [
+                    gr.Number(
+                        value,
+                        label=f"{name} (%)",
+                        minimum=0,
+                        maximum=100,
+                        min_width=70,
+                        elem_id=f"zoom-{name.lower()}",
+                    )
+                    for name, value in zip(EDGES, DEFAULT_REGION, strict=True)
+                ]
+            with gr.Row():
+                attach = gr.Button(
+                    "Attach this region", variant="primary", size="sm", elem_id="zoom-attach"
                 )
-                for name, value in zip(EDGES, DEFAULT_REGION, strict=True)
-            ]
-        with gr.Row():
-            attach = gr.Button("Attach this region", variant="primary", elem_id="zoom-attach")
-            close = gr.Button("Close", elem_id="zoom-close")
+                close = gr.Button("Close", size="sm", elem_id="zoom-close")  # and Escape
 
     button.click(
         for_user(zoom.sources), [box, conversation_id], source, api_visibility="private"

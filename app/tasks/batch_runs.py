@@ -41,6 +41,8 @@ class Run:
     rows: dict[str, ItemResult] = field(default_factory=dict)
     updates: queue.Queue = field(default_factory=queue.Queue)
     outcome: str = ""  # the sentence the run ended with
+    stopped: bool = False  # ended by Stop, with images left to describe
+    asked: tuple = ()  # what it was started with: (uploads, level, context)
     worker: threading.Thread | None = None
 
     @property
@@ -53,6 +55,15 @@ class Run:
 
     def finished(self) -> list[ItemResult]:
         return [self.rows[str(file)] for file in self.files if str(file) in self.rows]
+
+    def goes_on_with(self, asked: tuple) -> bool:
+        """Whether Start with `asked` continues this run: it was stopped, and nothing asked of
+        it changed. Its journal then skips the images already done, as `describe` does."""
+        return self.stopped and self.asked == asked
+
+    def go_on(self) -> None:
+        """Ready the stopped run to start again."""
+        self.stop, self.outcome, self.stopped = threading.Event(), "", False
 
 
 def batches_folder(data_dir: Path) -> Path:
@@ -86,7 +97,7 @@ def new_run(
         raise
     files = image_files((str(images),))
     job = DescribeJob((str(images),), level, folder / "results.jsonl", context)
-    return Run(folder, job, files)
+    return Run(folder, job, files, asked=(tuple(uploads), level, context))
 
 
 def discard(run: Run) -> None:
@@ -109,8 +120,10 @@ def work(run: Run, engine: Engine, limits: Limits, remote: RemoteEngineConfig | 
         summary = run_job(run.job, engine, limits, workers, finished, run.stop)
         run.outcome = f"Done: {summary.sentence()}"
     except Stopped:
+        run.stopped = True
         run.outcome = (
-            f"Stopped: {len(run.rows)} of {len(run.files)} images done; the rest were left."
+            f"Stopped: {len(run.rows)} of {len(run.files)} images done; "
+            "Start goes on with the rest."
         )
     except Exception:  # a fault, not a refusal: logged whole, said in one sentence
         log.exception("The batch in %s failed", run.folder)
@@ -147,10 +160,11 @@ def zip_of_copies(run: Run, rows: list[ItemResult]) -> Path:
     return archive
 
 
-
 def remove_images_no_download_needs(run: Run) -> None:
-    """Once a run has ended, only the zip of images with their alt text needs images: those
-    described, at that level."""
+    """Once a run has ended (not stopped: Start goes on with its images), only the zip of
+    images with their alt text needs images: those described, at that level."""
+    if run.stopped:
+        return
     kept = {path for path, row in run.rows.items() if not row.error}
     if run.job.level != "alt_text" or not kept:
         shutil.rmtree(run.images, ignore_errors=True)
