@@ -28,6 +28,7 @@ LIMIT_FLAGS = {
     "--max-audio-s": ("max_audio_s", S, "length of one recording"),
     "--max-message-chars": ("max_message_chars", "N", "characters in one message"),
     "--max-pdf-pages": ("max_pdf_pages", "N", "PDF pages read in one message"),
+    "--max-text-kb": ("max_text_kb", "KB", "size of one text file (notes, code, CSV, JSON)"),
     "--max-video-s": ("max_video_s", S, "length of one video, checked before decoding it"),
     "--max-request-messages": ("max_request_messages", "N", f"messages {SENT_AT_ONCE}"),
     "--max-request-chars": ("max_request_chars", "N", f"characters {SENT_AT_ONCE}"),

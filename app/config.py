@@ -43,6 +43,9 @@ class Limits:
     # Each page is an image of up to 1,120 tokens: ten pages are about 11,000 tokens, a report's
     # worth that leaves room for the conversation; a person names pages to read others.
     max_pdf_pages: int = 10
+    # A text file (notes, code, CSV, JSON, a log) goes to the model whole, as text: its
+    # characters count against max_request_chars below, which a larger file could not fit.
+    max_text_kb: int = 20
     # A video is at most 32 frames (about 2,100 tokens at 70 per frame) and its soundtrack 25
     # tokens a second: two minutes is about 5,100 tokens, and its sound four 30 s clips.
     max_video_s: float = 120.0

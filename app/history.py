@@ -55,7 +55,7 @@ LOCAL_USER = ""
 class Attachment:
     """A file kept with a message; `path` is absolute, inside the data folder."""
 
-    kind: str  # "image", "audio", "pdf" or "video"
+    kind: str  # "image", "audio", "pdf", "video" or "text"
     path: str
     name: str
     # For audio sent as audio (and a video's soundtrack): what the speech recogniser heard; for
@@ -308,6 +308,8 @@ def export_markdown(conversation: Conversation) -> str:
                 lines.append(f"[📄 {attachment.name}]({Path(attachment.path).as_uri()})")
             elif attachment.kind == "video":
                 lines.append(f"[🎬 {attachment.name}]({Path(attachment.path).as_uri()})")
+            elif attachment.kind == "text":
+                lines.append(f"[📝 {attachment.name}]({Path(attachment.path).as_uri()})")
             else:
                 lines.append(f"[🔊 {attachment.name}]({Path(attachment.path).as_uri()})")
             if attachment.caption:  # a quote of its own: the blank line ends it

@@ -60,9 +60,9 @@ def test_chat_with_an_image_streams_text(demo_app, image_file: Path):
 def test_chat_explains_a_file_it_cannot_read(demo_app, tmp_path: Path):
     url, _ = demo_app
     fake = tmp_path / "notes.txt"
-    fake.write_text("not media")
+    fake.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(64))  # a program, named as notes
     client = Client(url, verbose=False)
-    with pytest.raises(Exception, match="not an image, a PDF or an audio file"):
+    with pytest.raises(Exception, match="not an image, a PDF, a video, audio or a text file"):
         client.predict({"text": "Read this", "files": [handle_file(fake)]}, api_name="/chat")
 
 

@@ -122,7 +122,7 @@ def pdfs(tmp_path_factory: pytest.TempPathFactory, browser) -> dict[str, Path]:
         "encrypted": handmade_pdf([*ONE_PAGE, ENCRYPTION], b"/Encrypt 4 0 R " + FILE_ID),
         "no_pages": handmade_pdf([ONE_PAGE[0], b"<< /Type /Pages /Kids [] /Count 0 >>"]),
         "cut": report[: len(report) // 2],
-        "fake": b"Quarterly figures: not a PDF at all, only text named like one.\n",
+        "fake": b"\x00\x01Quarterly figures: not a PDF at all, but binary data named like one.",
         "blank": handmade_pdf(ONE_PAGE),
     }
     for name, data in written.items():
@@ -301,7 +301,7 @@ def test_the_page_limit_counts_every_pdf_of_a_message(pdfs):
         ("encrypted", "encrypted.pdf is protected by a password, so Loupe cannot open it."),
         ("no_pages", "no_pages.pdf has no pages."),
         ("cut", "cut.pdf is damaged or not a PDF Loupe can read."),
-        ("fake", "fake.pdf is not an image, a PDF or an audio file Loupe can use."),
+        ("fake", "fake.pdf is not an image, a PDF, a video, audio or a text file Loupe can use."),
     ],
 )
 def test_a_pdf_that_cannot_be_read_gives_one_sentence(pdfs, name: str, sentence: str):

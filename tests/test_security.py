@@ -260,12 +260,15 @@ def test_a_renamed_executable_is_refused(strict_app: str, tmp_path: Path):
     fake.write_bytes(Path(sys.executable).resolve().read_bytes()[:65_536])
     client = Client(strict_app, verbose=False)
     with pytest.raises(
-        Exception, match=r"holiday\.png is not an image, a PDF or an audio file Loupe can use\."
+        Exception,
+        match=r"holiday\.png is not an image, a PDF, a video, audio or a text file Loupe can use\.",
     ):
         client.predict({"text": "What is this?", "files": [handle_file(fake)]}, api_name="/chat")
     voice = tmp_path / "voice.wav"
     voice.write_bytes(fake.read_bytes())
-    with pytest.raises(Exception, match=r"voice\.wav is not an image, a PDF or an audio file"):
+    with pytest.raises(
+        Exception, match=r"voice\.wav is not an image, a PDF, a video, audio or a text file"
+    ):
         client.predict(handle_file(voice), api_name="/transcribe")
     with pytest.raises(Exception, match=r"holiday\.png is not an image Loupe can read\."):
         client.predict(handle_file(fake), "brief", api_name="/describe")

@@ -20,10 +20,17 @@ from .message import chosen_pages, model_message, with_pages
 from .pdf_pages import PdfPages, left_out_note
 from .probe import Kind, MediaError
 from .text import message_text, valid_text
+from .text_file import TextFile
 from .totals import Totals, file_totals
 from .video import Video
 
-KIND_NAMES = {"image": "an image", "audio": "audio", "pdf": "a PDF", "video": "a video"}
+KIND_NAMES = {
+    "image": "an image",
+    "audio": "audio",
+    "pdf": "a PDF",
+    "video": "a video",
+    "text": "a text file",
+}
 
 
 def model_messages(
@@ -49,6 +56,8 @@ def model_messages(
                     raise RequestError(str(exc), part.param) from None
                 if isinstance(decoded, Video):  # the file is gone after this: keep its bytes
                     decoded = replace(decoded, clip=replace(decoded.clip, path="", data=part.data))
+                if isinstance(decoded, TextFile):  # named as the client named it
+                    decoded = replace(decoded, name=_shown_name(part.name) or "a text file")
                 decoded_files.append(decoded)
             try:
                 files = list(zip(map(str, paths), decoded_files, strict=True))

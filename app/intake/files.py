@@ -1,5 +1,5 @@
-"""A file's kind, told by its content (image, PDF, video or audio), and the file decoded as that
-kind: the one dispatcher over the decoders, which never import it."""
+"""A file's kind, told by its content (image, PDF, video, audio or text), and the file decoded as
+that kind: the one dispatcher over the decoders, which never import it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from . import pdf, pdf_pages, video
 from .audio import load_audio, open_audio
 from .image import decoded_image, open_image
 from .probe import Kind, MediaError, audio_format, check_size
+from .text_file import load_text, looks_like_text
+
+# Said of a file that is none of the kinds Loupe takes.
+NOT_USABLE = "{} is not an image, a PDF, a video, audio or a text file Loupe can use."
 
 
 def attachment_kinds(paths: list[str], limits: Limits) -> list[Kind]:
@@ -36,9 +40,10 @@ def check_audio_file(path: str | Path, limits: Limits, name: str) -> None:
 
 
 def file_kind(path: str | Path, limits: Limits) -> Kind:
-    """What the file holds, "image", "pdf", "video" or "audio"; MediaError if none, or over a
-    limit (for a PDF: encrypted, damaged or without pages; for a video: its length, from the
-    header). An MP4 or WebM with pictures is a video; one with only sound is audio."""
+    """What the file holds, "image", "pdf", "video", "audio" or "text"; MediaError if none, or
+    over a limit (for a PDF: encrypted, damaged or without pages; for a video: its length, from
+    the header; for text: its size, or not UTF-8). An MP4 or WebM with pictures is a video; one
+    with only sound is audio."""
     path = Path(path)
     check_size(path, limits)
     try:
@@ -53,17 +58,21 @@ def file_kind(path: str | Path, limits: Limits) -> Kind:
     if video.is_video(path, limits):
         video.check_video(path, limits)
         return "video"
-    if audio_format(path) is None:
-        raise MediaError(f"{path.name} is not an image, a PDF or an audio file Loupe can use.")
-    with open_audio(path, limits):
-        return "audio"
-
+    if audio_format(path) is not None:
+        with open_audio(path, limits):
+            return "audio"
+    if looks_like_text(path):
+        load_text(path, limits)  # over the size limit, or not UTF-8: said now
+        return "text"
+    raise MediaError(NOT_USABLE.format(path.name))
 
 
 def load_file(path: str | Path, kind: Kind, limits: Limits) -> Image.Image | AudioClip | Any:
     """A file whose kind is known (from file_kind or attachment_kinds), decoded; for a PDF,
     which pages the model reads when the message names none (pdf.PdfPages, not rendered); for
-    a video, its frames and soundtrack (video.Video)."""
+    a video, its frames and soundtrack (video.Video); for text, text_file.TextFile."""
+    if kind == "text":
+        return load_text(path, limits)
     if kind == "video":
         return video.load_video(path, limits)
     if kind == "pdf":
@@ -79,5 +88,3 @@ def file_path(item: Any) -> str:
     if isinstance(item, dict):
         return item["path"]
     return item.path
-
-

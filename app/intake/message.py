@@ -29,6 +29,7 @@ from .pdf_pages import (
 from .probe import Kind, MediaError
 from .speech import Speech
 from .text import message_text
+from .text_file import TextFile
 from .totals import Totals, file_totals, message_totals
 from .video import Video
 
@@ -116,6 +117,8 @@ class Intake:
             return Attachment("image", path, display_name(path))
         if kind == "pdf":
             return Attachment("pdf", path, display_name(path), decoded.caption)
+        if kind == "text":
+            return Attachment("text", path, display_name(path))
         if kind == "video":  # what was heard in its soundtrack; a silent video has no caption
             sound = decoded.soundtrack
             caption = self.speech.caption(sound, clip_count(sound)) if sound else ""
@@ -191,6 +194,8 @@ class Intake:
             if kind == "pdf":
                 count = decoded.page_count
                 decoded = stored_pages(attachment.name, attachment.caption, count, self.limits)
+            if kind == "text":
+                decoded = replace(decoded, name=attachment.name)
             files.append((attachment.path, decoded))
         text = stored.text
         return model_message(stored.role, *with_pages(text, files, self.described(text)))
@@ -214,7 +219,8 @@ def with_pages(
     text: str, files: list[tuple[str, Any]], described: bool
 ) -> tuple[str, list[Image.Image], list[AudioClip], list[VideoClip]]:
     """A message's text, images, audio and videos from its decoded files (path, decoded), a
-    PDF's chosen pages rendered as images in their place, a video's soundtrack in the audio.
+    PDF's chosen pages rendered as images in their place, a video's soundtrack in the audio, a
+    text file fenced under its name before the person's text.
 
     The model sees a message's images before its text, so the text starts by saying which
     image is which page ("Image 3: page 5 of 30."); a description also asks for one page at a
@@ -223,8 +229,11 @@ def with_pages(
     audio: list[AudioClip] = []
     videos: list[VideoClip] = []
     labels: list[str] = []
+    texts: list[str] = []
     for path, decoded in files:
-        if isinstance(decoded, PdfPages):
+        if isinstance(decoded, TextFile):
+            texts.append(decoded.fenced())
+        elif isinstance(decoded, PdfPages):
             labels.append(page_labels(decoded, len(images) + 1))
             images += render_pages(path, decoded)
         elif isinstance(decoded, Video):
@@ -234,6 +243,8 @@ def with_pages(
             audio.append(decoded)
         else:
             images.append(decoded)
+    if texts:
+        text = "\n\n".join([*texts, text] if text else texts)
     if videos and described:
         text = f"{text}\n\n{VIDEO_BY_TIME}"
     if labels:

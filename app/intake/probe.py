@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ..config import Limits
 
-Kind = Literal["image", "audio", "pdf", "video"]
+Kind = Literal["image", "audio", "pdf", "video", "text"]
 
 # How much of a file is read to tell which audio container it is.
 SNIFF_BYTES = 64

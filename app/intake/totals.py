@@ -20,6 +20,7 @@ from .image import IMAGE_FORMATS
 from .pdf import PAGE_PIXELS
 from .pdf_pages import PdfPages
 from .probe import Kind, MediaError, duration
+from .text_file import load_text
 from .video import FRAME_PIXELS, FRAMES_PER_S, MAX_FRAMES, check_video
 
 
@@ -93,7 +94,7 @@ def message_totals(
 def file_totals(path: str | Path, kind: Kind, pages: PdfPages | None, limits: Limits) -> Totals:
     """What a file adds, known without decoding it: an image's size from its header, a PDF's
     pages read (`pages`), a video's length (and so its frames; VideoError past `limits`, as
-    when it came), a recording's length."""
+    when it came), a recording's length, a text file's characters."""
     if kind == "image":
         with Image.open(path, formats=IMAGE_FORMATS) as opened:  # the header only
             width, height = opened.size
@@ -106,4 +107,6 @@ def file_totals(path: str | Path, kind: Kind, pages: PdfPages | None, limits: Li
         frames = min(MAX_FRAMES, math.floor(seconds * FRAMES_PER_S) + 1)
         frames = max(frames, 2)  # under a second: its first and last frames
         return Totals(images=frames, megapixels=frames * FRAME_PIXELS / 1e6, video_s=seconds)
+    if kind == "text":  # read whole to count: at most Limits.max_text_kb
+        return Totals(chars=len(load_text(path, limits).text))
     return Totals(audio_s=audio_seconds(path))

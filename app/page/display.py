@@ -5,12 +5,15 @@ from __future__ import annotations
 from model import ImageDetail
 
 from ..history import STOPPED, Attachment, Conversation, StoredMessage
+from ..intake.text_file import text_label
 from ..intake.video import poster, video_label
 from ..tasks.describe import LEVELS, level_of
 from ..tasks.reply import Reply, with_dropped_note
 
 THINKING_TITLE = "Thinking"
 IMAGE_DETAIL_TITLE = "Image detail"
+# Files the chat shows as a link with their name and size (their MIME type, for the browser).
+LINKED = {"pdf": "application/pdf", "text": "text/plain"}
 
 
 def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], list[int]]:
@@ -28,10 +31,12 @@ def shown_user(message: StoredMessage) -> list[dict]:
     """What the person sent: each file (named for screen readers), the captions of audio, then
     the text; a description's long prompt is shown as the level that was asked for."""
     entries = [{"role": "user", "content": shown_file(a)} for a in message.attachments]
-    entries += [  # a video's length under its poster frame
+    entries += [  # a video's length under its poster frame, a text file's size under its name
         {"role": "user", "content": f"🎬 {video_label(a.path)}"}
-        for a in message.attachments
         if a.kind == "video"
+        else {"role": "user", "content": f"📝 {text_label(a.path)}"}
+        for a in message.attachments
+        if a.kind in ("video", "text")
     ]
     entries += [{"role": "user", "content": a.caption} for a in message.attachments if a.caption]
     level = level_of(message.text)
@@ -43,16 +48,18 @@ def shown_user(message: StoredMessage) -> list[dict]:
 
 def shown_file(attachment: Attachment) -> dict:
     """A file in the chat, with a text alternative (the page's images need one)."""
-    kind = {"image": "Image", "pdf": "PDF", "video": "Video"}.get(attachment.kind, "Recording")
+    kind = {"image": "Image", "pdf": "PDF", "video": "Video", "text": "Text file"}.get(
+        attachment.kind, "Recording"
+    )
     alt_text = f"{kind} you sent: {attachment.name}"
     if attachment.kind == "video":  # its first frame, as players show before playing
         shown = poster(attachment.path)
         if shown:
             alt_text = f"First frame of the video you sent: {attachment.name}"
             return {"path": shown, "alt_text": alt_text}
-    if attachment.kind == "pdf":  # shown as a link, named as the person named the file
+    if attachment.kind in LINKED:  # shown as a link, named as the person named the file
         file = {"path": attachment.path, "orig_name": attachment.name}
-        return {"file": file | {"mime_type": "application/pdf"}, "alt_text": alt_text}
+        return {"file": file | {"mime_type": LINKED[attachment.kind]}, "alt_text": alt_text}
     return {"path": attachment.path, "alt_text": alt_text}
 
 

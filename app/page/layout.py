@@ -147,9 +147,12 @@ def render_composer(desktop: bool) -> Composer:
     """The composer (see Composer); the desktop's tools are shown with `desktop`."""
     box = gr.MultimodalTextbox(
         file_count="multiple",
-        file_types=["image", "audio", "video", ".pdf", ".mkv"],
+        # Any file: its kind is told by its content (text files have countless extensions).
+        file_types=None,
         stop_btn=True,
-        placeholder="Type, attach, drop or paste images, PDFs, videos and audio; Enter sends.",
+        placeholder=(
+            "Type, attach, drop or paste images, PDFs, videos, audio and text files; Enter sends."
+        ),
         show_label=False,
         autofocus=True,
         elem_id="message",

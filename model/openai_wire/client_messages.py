@@ -30,6 +30,22 @@ def decode_data_url(url: str, what: str = "images") -> tuple[str, bytes]:
     return found["mime"] or "", _base64(found["data"], "The data URL's")
 
 
+# A file part of these types (and of any text/ type) is a text file: notes, code, data.
+TEXT_TYPES = frozenset(
+    {
+        "application/json",
+        "application/x-ndjson",
+        "application/xml",
+        "application/yaml",
+        "application/x-yaml",
+        "application/javascript",
+        "application/x-sh",
+        "application/sql",
+        "application/toml",
+    }
+)
+
+
 class RequestError(ValueError):
     """A request body Loupe cannot take; one sentence, and the field it is about (`param`)."""
 
@@ -42,8 +58,8 @@ class RequestError(ValueError):
 class MediaPart:
     """An image, video, audio or file part of a request's message, still undecoded: `kind` is
     what the part says it is ("image" for image_url, "video" for video_url, "audio" for
-    input_audio, "pdf" for file); `param` names it in errors; `name` is a file part's filename,
-    if it gives one."""
+    input_audio, "text" for a file of a text type (TEXT_TYPES), else "pdf" for a file); `param`
+    names it in errors; `name` is a file part's filename, if it gives one."""
 
     kind: str
     data: bytes
@@ -111,7 +127,8 @@ def _message_from_wire(message: Any, param: str) -> WireMessage:
         else:
             raise RequestError(
                 f"{where} is a part of type {kind!r}; Loupe takes text, image_url and video_url "
-                "(base64 data URLs), input_audio and file (PDFs as base64 data URLs) parts.",
+                "(base64 data URLs), input_audio and file (PDFs and text files as base64 data "
+                "URLs) parts.",
                 where,
             )
     return WireMessage(role, "\n".join(texts), tuple(media))
@@ -155,7 +172,9 @@ def _file_part(file: Any, where: str) -> MediaPart:
             "does not fetch web addresses or open file paths."
         )
     name = file.get("filename")
-    return MediaPart("pdf", decode_data_url(data)[1], where, name if isinstance(name, str) else "")
+    mime, content = decode_data_url(data)
+    kind = "text" if mime.startswith("text/") or mime in TEXT_TYPES else "pdf"
+    return MediaPart(kind, content, where, name if isinstance(name, str) else "")
 
 
 def _base64(data: str, whose: str) -> bytes:
