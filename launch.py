@@ -24,6 +24,7 @@ from app.config import (
     env_default,
 )
 from app.tasks import describe_command
+from app.v1.cors import origin_of
 from model import SpeechRecognizer, open_engine
 
 
@@ -103,6 +104,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a host name the page may also be reached by (repeatable); requests naming any "
         "other host are refused",
     )
+    parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[name for name in env_default("allowed_origins", "").split(",") if name],
+        metavar="ORIGIN",
+        help="a web app (such as https://app.example.com) whose pages may call /v1 from the "
+        "browser (repeatable; or LOUPE_ALLOWED_ORIGINS, comma-separated); the key still applies",
+    )
     add_limit_flags(parser)
     return parser.parse_args(argv)
 
@@ -124,7 +133,16 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         auth=auth,
         data_dir=args.data_dir,
         allowed_hosts=tuple(name.strip().lower() for name in args.allowed_host),
+        allowed_origins=allowed_origins(args.allowed_origin),
     )
+
+
+def allowed_origins(names: list[str]) -> tuple[str, ...]:
+    """Each --allowed-origin as browsers send it; SystemExit with one sentence for a bad one."""
+    try:
+        return tuple(origin_of(name) for name in names)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def logins(pairs: list[str], users_file: Path | None) -> tuple[tuple[str, str], ...]:

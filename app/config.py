@@ -87,6 +87,8 @@ class AppConfig:
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     # Host names the page may be reached by besides the bound host and localhost (see server.py).
     allowed_hosts: tuple[str, ...] = ()
+    # Web apps (origins such as https://app.example.com) whose pages may call /v1.
+    allowed_origins: tuple[str, ...] = ()
 
 
 def default_data_dir() -> Path:

@@ -1,49 +1,45 @@
-"""Serves the page with safe settings: /health, the OpenAI-compatible /v1 behind its key, upload
-limits, a guard on Host and Origin, and with --auth a login for every Gradio route and a slower
-answer to repeated wrong passwords."""
+"""Serves the page with safe settings: /health, the OpenAI-compatible /v1 behind its key (and
+CORS for the web apps --allowed-origin names), upload limits, a guard on Host and Origin, and
+with --auth the login guards of login_guards.py."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-import math
 import os
 import socket
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi.routing import APIRoute
+from gradio.route_utils import CustomCORSMiddleware
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
-from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model.openai_wire import error_body
 
 from . import v1
 from .config import AppConfig
 from .health import health_document
-from .history import History
-from .login_throttle import LOGIN_NOTE, FailedLogins, refusal
+from .login_guards import login_guards, route_path
+from .login_throttle import LOGIN_NOTE
 from .page.chat_events import ChatHandlers
 from .page.desktop import open_window
 from .page.layout import build_ui
 from .page.scripts import PAGE_CSS, page_js
 from .tasks.batch_runs import batches_folder
+from .v1.cors import api_cors
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."
 FOREIGN_ORIGIN = "Loupe does not take requests from other web sites."
+FOREIGN_API_ORIGIN = (
+    "Loupe's /v1 does not take requests from this web site; start Loupe with "
+    "--allowed-origin ORIGIN to let a web app there call it."
+)
 API_PREFIX = "/v1"
-GRADIO_API_PREFIX = "/gradio_api/"
-LOGIN_PATHS = ("/login", "/login/")
-# Gradio calls this route itself while it starts, with no login; it runs the startup events
-# once (they have run by the time anyone could call it) and says whether it did.
-OPEN_GRADIO_ROUTES = ("/gradio_api/startup-events",)
-LOG_IN_FIRST = "Log in to Loupe first."
-FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")  # Gradio's route, and its older name
 WRONG_KEY = (
     "Loupe's /v1 needs the key Loupe was started with (--api-key), sent as "
     "Authorization: Bearer KEY."
@@ -55,33 +51,47 @@ class HostGuard:
     how DNS rebinding reaches a local server, and requests a web page of another origin sends
     (cross-site request forgery). Gradio itself accepts any Host."""
 
-    def __init__(self, app: ASGIApp, hosts: set[str], any_ip: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        hosts: set[str],
+        any_ip: bool,
+        api_origins: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.hosts = hosts  # a live set: the share link's host joins it once it exists
         self.any_ip = any_ip
+        self.api_origins = api_origins  # web apps that may call /v1 (--allowed-origin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        problem = self.problem(Headers(scope=scope))
+        api = route_path(scope).startswith(API_PREFIX)
+        problem = self.problem(Headers(scope=scope), api)
         if problem is None:
             await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
+        elif api:  # in OpenAI's shape, as everything under /v1
+            status, body = error_body("forbidden", problem)
+            await JSONResponse(body, status)(scope, receive, send)
         else:
             await PlainTextResponse(problem, status_code=403)(scope, receive, send)
 
-    def problem(self, headers: Headers) -> str | None:
-        """Why the request is refused, or None."""
+    def problem(self, headers: Headers, api: bool = False) -> str | None:
+        """Why the request is refused, or None. `api`: a request to /v1, which the web apps
+        of --allowed-origin may send too."""
         host = headers.get("host", "")
         if not self.allows(_split(f"//{host}")[1]):
             return FOREIGN_HOST
         origin = headers.get("origin")
         # A browser names the page that sent a request; only Loupe's own page may.
-        if origin is not None and _split(origin)[0] != host.lower():
-            return FOREIGN_ORIGIN
-        return None
+        if origin is None or _split(origin)[0] == host.lower():
+            return None
+        if api and origin.lower() in self.api_origins:
+            return None
+        return FOREIGN_ORIGIN if not api else FOREIGN_API_ORIGIN
 
     def allows(self, name: str) -> bool:
         name = name.lower().rstrip(".")
@@ -104,7 +114,7 @@ class ApiKeyGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = None
-        if scope["type"] in ("http", "websocket") and _route_path(scope).startswith(API_PREFIX):
+        if scope["type"] in ("http", "websocket") and route_path(scope).startswith(API_PREFIX):
             problem = self.problem(Headers(scope=scope))
         if problem is None:
             await self.app(scope, receive, send)
@@ -132,90 +142,6 @@ class ApiKeyGuard:
         return WRONG_KEY
 
 
-class LoginRequired:
-    """ASGI middleware, with --auth: every Gradio route under /gradio_api/ needs a login.
-    Gradio guards most of them itself, but not all: POST /gradio_api/cancel, for one, would
-    stop anyone's reply for a caller who never logged in."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] not in ("http", "websocket")
-            or not _route_path(scope).startswith(GRADIO_API_PREFIX)
-            or _route_path(scope) in OPEN_GRADIO_ROUTES
-            or _logged_in(scope)
-        ):
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            await JSONResponse({"detail": LOG_IN_FIRST}, 401)(scope, receive, send)
-
-
-class OwnFilesOnly:
-    """ASGI middleware, with --auth: Gradio serves a saved conversation's files and exports by
-    their path (under files/ID/ and exports/ID/) to any login; these go to the conversation's
-    owner alone, others get 404 as for a file that is not there."""
-
-    def __init__(self, app: ASGIApp, history: History) -> None:
-        self.app = app
-        self.history = history
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope)
-        if scope["type"] == "http" and path.startswith(FILE_ROUTES):
-            # The path as Gradio's route reads it: the server has decoded it once already.
-            conversation_id = self._conversation_of(path[len(FILE_ROUTES[0]) :])
-            if conversation_id and not self.history.get(conversation_id, _user(scope) or ""):
-                await PlainTextResponse("Not found.", status_code=404)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def _conversation_of(self, file: str) -> str | None:
-        """The id of the conversation a served path belongs to, or None for other files."""
-        real = Path(os.path.realpath(file))
-        for folder in (self.history.files_dir, self.history.exports_dir):
-            if real.is_relative_to(folder.resolve()) and real != folder.resolve():
-                return real.relative_to(folder.resolve()).parts[0]
-        return None
-
-
-class LoginThrottle:
-    """ASGI middleware in front of Gradio's POST /login, which would check any number of
-    passwords as fast as they come: a try made before its client's wait is over (see
-    FailedLogins) gets 429, Retry-After and a sentence, and its password is not checked."""
-
-    def __init__(self, app: ASGIApp, failures: FailedLogins) -> None:
-        self.app = app
-        self.failures = failures
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or _route_path(scope) not in LOGIN_PATHS
-        ):
-            await self.app(scope, receive, send)
-            return
-        address = (scope.get("client") or ("",))[0]
-        wait_s = self.failures.wait_s(address)
-        if wait_s > 0:
-            headers = {"Retry-After": str(math.ceil(wait_s))}
-            response = JSONResponse({"detail": refusal(wait_s)}, 429, headers=headers)
-            await response(scope, receive, send)
-            return
-        self.failures.tried(address)
-
-        async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 200:
-                self.failures.succeeded(address)
-            await send(message)
-
-        await self.app(scope, receive, watch)
-
-
 def api_closed_reason(config: AppConfig) -> str | None:
     """Why /v1 refuses every request when no --api-key is set, or None where it is open: only
     on this machine alone (loopback), with no login and no public share link."""
@@ -241,22 +167,13 @@ def allowed_hosts(config: AppConfig) -> tuple[set[str], bool]:
     return hosts, open_to_network
 
 
-def login_guards(config: AppConfig, history: History) -> list[Middleware]:
-    """With --auth: the throttle on wrong passwords, a login for all of Gradio's API, and each
-    conversation's files for its owner alone."""
-    if not config.auth:
-        return []
-    return [
-        Middleware(LoginThrottle, failures=FailedLogins()),
-        Middleware(LoginRequired),
-        Middleware(OwnFilesOnly, history=history),
-    ]
-
-
 def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     """Serve until interrupted (the caller closes the engine). The model keeps loading in the
     background meanwhile."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio's CORS middleware sits outside Loupe's guards and answers any site's preflight
+    # itself; it steps aside when the app around it configures CORS, as Loupe does (v1/cors.py).
+    CustomCORSMiddleware.parent_configures_cors = lambda _self: True
     page = build_ui(handlers, desktop=config.desktop)
     # No limit of Gradio's own: the engine's bounded queue is the one limit, so a request past
     # it is told "busy" at once instead of waiting unseen in Gradio's queue.
@@ -303,7 +220,14 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
         num_workers=0,  # Gradio's static file workers would serve outside the guard
         app_kwargs={
             "middleware": [
-                Middleware(HostGuard, hosts=hosts, any_ip=open_to_network),
+                Middleware(
+                    HostGuard,
+                    hosts=hosts,
+                    any_ip=open_to_network,
+                    api_origins=frozenset(config.allowed_origins),
+                ),
+                # A browser's preflight carries no key: answered before the key guard.
+                api_cors(config.allowed_origins),
                 Middleware(ApiKeyGuard, key=config.api_key, closed_reason=closed),
                 *login_guards(config, handlers.history),
             ],
@@ -350,27 +274,6 @@ def _split(url: str) -> tuple[str, str]:
         return parts.netloc.lower(), parts.hostname or ""
     except ValueError:  # for example an unclosed IPv6 bracket
         return "", ""
-
-
-def _route_path(scope: Scope) -> str:
-    """The path as routes match it: without the root path a proxy may mount Loupe under."""
-    path, root = scope["path"], scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def _logged_in(scope: Scope) -> bool:
-    return _user(scope) is not None
-
-
-def _user(scope: Scope) -> str | None:
-    """The user name of the login whose cookie the request carries, or None (Starlette puts
-    the Gradio app, which keeps the logins, in the scope; the cookies are named as Gradio
-    names them)."""
-    app = scope.get("app")
-    cookies = HTTPConnection(scope).cookies
-    suffix = getattr(app, "cookie_id", None)
-    token = cookies.get(f"access-token-{suffix}") or cookies.get(f"access-token-unsecure-{suffix}")
-    return getattr(app, "tokens", {}).get(token) if token else None
 
 
 def _is_ip(name: str) -> bool:

@@ -23,6 +23,7 @@ from gradio_client.exceptions import AppError
 
 from app.config import AppConfig
 from app.history import LOCAL_USER, History, StoredMessage
+from app.login_guards import LOG_IN_FIRST
 from app.login_throttle import (
     FIRST_WAIT_S,
     FREE_FAILURES,
@@ -34,7 +35,6 @@ from app.login_throttle import (
 from app.page.gradio_api import GONE
 from app.page.owners import user_of
 from app.page.side_list import Conversations
-from app.server import LOG_IN_FIRST
 from bench.samples import photo
 from launch import build_config, parse_args
 from tests.conftest import health_when_loaded, start_app, stop_app

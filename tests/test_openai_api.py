@@ -25,7 +25,8 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from app.config import AppConfig, Limits
-from app.server import ApiKeyGuard, api_closed_reason
+from app.server import ApiKeyGuard, HostGuard, api_closed_reason
+from app.v1.cors import api_cors, origin_of
 from app.v1.routes import OpenAiApi
 from app.v1.serving import ChatCall, ReplyWriter, new_completion
 from bench.samples import photo, tone
@@ -215,6 +216,31 @@ def test_streamed_pieces_join_to_the_whole_reply(demo_app, messages, options):
     assert whole["content"] or whole["reasoning_content"]
 
 
+def test_every_path_under_v1_answers_in_openai_shape(demo_app):
+    url, health = demo_app
+    served = health["model"]
+    card = client(url).models.retrieve(served)
+    assert (card.id, card.object) == (served, "model")
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client(url).models.retrieve("gpt-4o")
+    assert unknown.value.body["code"] == "model_not_found"
+    missing = httpx.post(f"{url}/v1/embeddings", json={"input": "x"}, timeout=10)
+    assert missing.status_code == 404
+    error = missing.json()["error"]
+    assert error["message"].startswith("Invalid URL (POST /v1/embeddings): Loupe serves ")
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", None, None)
+    wrong = httpx.get(f"{url}/v1/chat/completions", timeout=10)
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["message"] == "/v1/chat/completions takes POST, not GET."
+    body = {"messages": TALK, "logprobs": True, "top_logprobs": 2}
+    logprobs = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
+    assert logprobs.status_code == 400 and logprobs.json()["error"]["param"] == "logprobs"
+    # A page of another web site gets no /v1 answer it could read (no --allowed-origin here).
+    foreign = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    preflight = httpx.options(f"{url}/v1/chat/completions", headers=foreign, timeout=10)
+    assert preflight.status_code == 403 and preflight.json()["error"]["type"] == "permission_error"
+
+
 def test_refusals_in_openai_shape(demo_app):
     url, _ = demo_app
     api = client(url)
@@ -223,7 +249,7 @@ def test_refusals_in_openai_shape(demo_app):
         api.chat.completions.create(model=SERVED, messages=ask(web_image), **SHORT)
     error = refused.value.body
     assert "data URL" in error["message"] and error["message"].endswith(".")
-    assert error["code"] == 400 and error["type"] == "invalid_request_error"
+    assert error["code"] is None and error["type"] == "invalid_request_error"  # as OpenAI's
     assert error["param"] == "messages[0].content[0]"
 
     with pytest.raises(openai.NotFoundError) as unknown:
@@ -426,6 +452,42 @@ def test_the_key_guard():
     assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
     assert "start Loupe with --api-key" in refused.json()["error"]["message"]
     assert guarded("", None).get("/v1/models").text == "ok"
+
+
+def test_a_web_app_of_an_allowed_origin_may_call_v1_and_others_may_not():
+    app = "https://notes.example"
+
+    async def answer(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    cors = api_cors((origin_of(app + "/"),))
+    stack = cors.cls(ApiKeyGuard(answer, key=KEY, closed_reason=None), *cors.args, **cors.kwargs)
+    client = TestClient(HostGuard(stack, {"testserver"}, False, frozenset({app})))
+    ask = {"Origin": app, "Access-Control-Request-Method": "POST"}
+    preflight = client.options("/v1/chat/completions", headers=ask)  # no key: browsers send none
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == app
+    assert "Authorization" in preflight.headers["access-control-allow-headers"]
+    call = client.post("/v1/models", headers={"Origin": app, "Authorization": f"Bearer {KEY}"})
+    assert call.text == "ok" and call.headers["access-control-allow-origin"] == app
+    keyless = client.post("/v1/models", headers={"Origin": app})
+    assert keyless.status_code == 401  # the key still applies
+    assert keyless.headers["access-control-allow-origin"] == app  # and the app can read why
+    # Another site: the preflight and the request alike are refused, in OpenAI's shape.
+    other = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    for refused in (
+        client.options("/v1/chat/completions", headers=other),
+        client.post("/v1/models", headers={**other, "Authorization": f"Bearer {KEY}"}),
+    ):
+        assert refused.status_code == 403
+        assert "access-control-allow-origin" not in refused.headers
+        assert refused.json()["error"]["code"] == "origin_not_allowed"
+        assert "--allowed-origin" in refused.json()["error"]["message"]
+    # The page's own routes never take a call from another origin, allowed or not.
+    assert client.post("/gradio_api/queue/join", headers={"Origin": app}).status_code == 403
+    with pytest.raises(ValueError, match="scheme, host and port, no path"):
+        origin_of("notes.example/app")
 
 
 def test_v1_is_open_without_a_key_only_on_this_machine_without_a_login():

@@ -32,6 +32,7 @@ from .serving import (
     ReplyWriter,
     chat_call,
     check_model,
+    model_card,
     model_list,
     new_completion,
     served_model,
@@ -44,6 +45,14 @@ MB = 1024 * 1024
 # Room beside the audio file for a multipart upload's other fields and boundaries.
 FORM_SLACK_BYTES = MB
 EVENT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# What /v1 serves, as an unknown path's answer lists it.
+ENDPOINTS = {
+    "/v1/chat/completions": "POST",
+    "/v1/models": "GET",
+    "/v1/models/{id}": "GET",
+    "/v1/audio/transcriptions": "POST",
+}
 
 
 class OpenAiApi:
@@ -60,10 +69,27 @@ class OpenAiApi:
             Route("/v1/chat/completions", _answering(self.chat_completions), methods=["POST"]),
             Route("/v1/models", _answering(self.models), methods=["GET"]),
             Route("/v1/audio/transcriptions", _answering(self.transcriptions), methods=["POST"]),
+            Route("/v1/models/{model:path}", _answering(self.model), methods=["GET"]),
+            # Last: any other path or method under /v1 is answered in OpenAI's error shape.
+            Route("/v1/{rest:path}", _answering(self.no_such_route), methods=ANY_METHOD),
         ]
 
     async def models(self, request: Request) -> Response:
         return JSONResponse(model_list(served_model(self.engine), self.created))
+
+    async def model(self, request: Request) -> Response:
+        served = served_model(self.engine)
+        check_model({"model": request.path_params["model"]}, served)
+        return JSONResponse(model_card(served, self.created))
+
+    async def no_such_route(self, request: Request) -> Response:
+        path, method = request.url.path.rstrip("/"), request.method
+        if path in ENDPOINTS or path.startswith("/v1/models/"):
+            raise ApiError(
+                "wrong_method", f"{path} takes {ENDPOINTS.get(path, 'GET')}, not {method}."
+            )
+        served = ", ".join(f"{verb} {name}" for name, verb in ENDPOINTS.items())
+        raise ApiError("no_such_path", f"Invalid URL ({method} {path}): Loupe serves {served}.")
 
     async def chat_completions(self, request: Request) -> Response:
         limit = self.limits.max_file_mb * self.limits.max_files_per_message * MB

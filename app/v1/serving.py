@@ -83,8 +83,12 @@ def served_model(engine: Engine) -> str:
 
 def model_list(name: str, created: int) -> dict[str, Any]:
     """GET /v1/models: the one model Loupe serves."""
-    card = {"id": name, "object": "model", "created": created, "owned_by": OWNER}
-    return {"object": "list", "data": [card]}
+    return {"object": "list", "data": [model_card(name, created)]}
+
+
+def model_card(name: str, created: int) -> dict[str, Any]:
+    """GET /v1/models/{id} of the served model (and its entry in the list)."""
+    return {"id": name, "object": "model", "created": created, "owned_by": OWNER}
 
 
 def check_model(body: dict[str, Any], served: str) -> None:
@@ -115,6 +119,11 @@ def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
     says in one sentence what is wrong. Decodes files: call it off the event loop."""
     if body.get("n") not in (None, 1):
         raise ApiError("bad_input", "Loupe writes one reply per request; n must be 1.", "n")
+    for name in ("logprobs", "top_logprobs"):
+        if body.get(name) not in (None, False, 0):
+            raise ApiError(
+                "bad_input", f"Loupe does not return log probabilities; leave out {name}.", name
+            )
     try:
         fields = chat_fields(body)
         options = fields.options()

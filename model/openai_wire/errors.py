@@ -12,7 +12,10 @@ from ..events import EngineError
 ERRORS: dict[str, tuple[int, str]] = {
     "bad_input": (400, "invalid_request_error"),
     "unauthorized": (401, "authentication_error"),
+    "forbidden": (403, "permission_error"),
     "not_found": (404, "not_found_error"),
+    "no_such_path": (404, "invalid_request_error"),
+    "wrong_method": (405, "invalid_request_error"),
     "too_large": (413, "invalid_request_error"),
     "busy": (429, "rate_limit_error"),
     "unavailable": (503, "service_unavailable"),
@@ -21,6 +24,17 @@ ERRORS: dict[str, tuple[int, str]] = {
     "worker_hung": (503, "service_unavailable"),
     "out_of_memory": (503, "service_unavailable"),
     "generation_failed": (500, "api_error"),
+}
+# The `code` of each kind, a string or null as OpenAI sends it (its own where it has one).
+CODES: dict[str, str | None] = {
+    "bad_input": None,
+    "unauthorized": "invalid_api_key",
+    "forbidden": "origin_not_allowed",
+    "not_found": "model_not_found",
+    "no_such_path": None,
+    "wrong_method": None,
+    "too_large": "request_too_large",
+    "busy": "rate_limit_exceeded",
 }
 RETRY_AFTER_S = 1
 
@@ -71,8 +85,10 @@ def _one_line(text: str) -> str:
 
 def error_body(kind: str, message: str, param: str | None = None) -> tuple[int, dict[str, Any]]:
     """(status, body) for an error of `kind` (a key of ERRORS) in OpenAI's shape."""
-    status, error_type = ERRORS.get(kind, ERRORS["generation_failed"])
-    error = {"message": message, "type": error_type, "param": param, "code": status}
+    kind = kind if kind in ERRORS else "generation_failed"
+    status, error_type = ERRORS[kind]
+    # Loupe's own kinds ("worker_crashed", "out_of_memory", ...) name the rest.
+    error = {"message": message, "type": error_type, "param": param, "code": CODES.get(kind, kind)}
     return status, {"error": error}
 
 
