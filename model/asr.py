@@ -101,10 +101,20 @@ class SpeechRecognizer:
     def load_seconds(self) -> float | None:
         return self._load_seconds
 
-    def transcribe(self, audio: str | Path | np.ndarray, sample_rate: int = 16_000) -> Transcript:
-        """The speech in a file or in samples shaped (samples,) or (samples, channels).
+    def transcribe(
+        self,
+        audio: str | Path | np.ndarray,
+        sample_rate: int = 16_000,
+        language: str | None = None,
+        task: str = "transcribe",
+    ) -> Transcript:
+        """The speech in a file (audio, or a video's sound) or in samples shaped (samples,) or
+        (samples, channels); in `language` (a code such as "en"; detected when None), or with
+        `task` "translate", in English from any language.
 
-        Loads the model first if needed. Silence and noise give an empty transcript.
+        Loads the model first if needed. Silence and noise give an empty transcript. A model
+        for English only (such as tiny.en) refuses other languages and translating, in one
+        sentence naming it.
         """
         if isinstance(audio, np.ndarray):
             name, samples = ARRAY_NAME, _from_array(audio, sample_rate)
@@ -120,10 +130,18 @@ class SpeechRecognizer:
         self._loaded.wait()
         if self._whisper is None:
             raise AsrError(self._error or f"The speech model '{self.model}' did not load.")
+        if not self._whisper.model.is_multilingual and (
+            task != "transcribe" or language not in (None, "en")
+        ):
+            asked = "translation" if task != "transcribe" else f"the language {language!r}"
+            raise AsrError(
+                f"The speech model '{self.model}' knows English only, so it cannot do {asked}; "
+                "start Loupe with --asr-model small (or another multilingual model) for that."
+            )
         try:
             with self._model_lock:
                 found, info = self._whisper.transcribe(
-                    samples, beam_size=BEAM_SIZE, vad_filter=True
+                    samples, beam_size=BEAM_SIZE, vad_filter=True, language=language, task=task
                 )
                 segments = tuple(  # the generator runs the model, so consume it under the lock
                     Segment(part.start, part.end, part.text.strip()) for part in found

@@ -29,7 +29,7 @@ from app.server import ApiKeyGuard, HostGuard, api_closed_reason
 from app.v1.cors import api_cors, origin_of
 from app.v1.routes import OpenAiApi
 from app.v1.serving import ChatCall, ReplyWriter, new_completion
-from bench.samples import photo, tone
+from bench.samples import photo, tone, write_video
 from model import (
     ChatRequest,
     ContextTrimmed,
@@ -288,8 +288,11 @@ def test_refusals_in_openai_shape(demo_app):
         ('"max_tokens": 2.5', "max_tokens", "a whole number of at least 1"),
         ('"chat_template_kwargs": 5', "chat_template_kwargs", "an object such as"),
         ('"stream_options": 5', "stream_options", "an object such as"),
-        ('"stream": true, "stream_options": {"include_usage": "yes"}',
-         "stream_options.include_usage", "true or false"),
+        (
+            '"stream": true, "stream_options": {"include_usage": "yes"}',
+            "stream_options.include_usage",
+            "true or false",
+        ),
         ('"stream": "no"', "stream", "true or false"),
         ('"temperature": NaN', "temperature", "a number between 0 and 2"),
         ('"top_p": true', "top_p", "a number between 0 and 1"),
@@ -357,13 +360,44 @@ def test_transcriptions(demo_app, spoken_question, response_format):
         assert " ".join(segment.text for segment in segments) == transcript.text
 
 
+def test_subtitles_a_video_s_sound_and_languages_the_model_cannot(
+    demo_app, spoken_question, tmp_path
+):
+    url, _ = demo_app
+    video = write_video(tmp_path / "clip.mp4", 7, speech=spoken_question)
+    api = client(url)
+    with video.open("rb") as file:  # the sound of a video, as OpenAI's endpoint takes it
+        srt = api.audio.transcriptions.create(model="whisper-1", file=file, response_format="srt")
+    cues = srt.strip().split("\n\n")
+    assert cues[0].startswith("1\n00:00:0") and " --> 00:00:0" in cues[0]
+    heard = " ".join(cue.split("\n", 2)[2] for cue in cues)
+    assert word_error_rate(QUESTION, heard) <= MAX_WER
+    with spoken_question.open("rb") as file:
+        vtt = api.audio.transcriptions.create(model="whisper-1", file=file, response_format="vtt")
+    assert vtt.startswith("WEBVTT\n\n00:00:0") and "." in vtt.split(" --> ")[1][:12]
+    with spoken_question.open("rb") as file:  # English named: as without it
+        english = api.audio.transcriptions.create(model="whisper-1", file=file, language="en")
+    assert word_error_rate(QUESTION, english.text) <= MAX_WER
+    for call, options in (
+        (api.audio.transcriptions.create, {"language": "fr"}),
+        (api.audio.translations.create, {}),
+    ):
+        with spoken_question.open("rb") as file, pytest.raises(openai.BadRequestError) as refused:
+            call(model="whisper-1", file=file, **options)
+        message = refused.value.body["message"]
+        assert message.startswith("The speech model 'tiny.en' knows English only"), message
+        assert "--asr-model small" in message
+
+
 def test_transcriptions_refuse_what_is_not_audio(demo_app, tmp_path):
     url, _ = demo_app
     picture = tmp_path / "speech.wav"  # an image, whatever its name says
     photo().save(picture, "PNG")
     with picture.open("rb") as file, pytest.raises(openai.BadRequestError) as refused:
         client(url).audio.transcriptions.create(model="whisper-1", file=file)
-    assert refused.value.body["message"] == "speech.wav is not an audio file Loupe can read."
+    assert (
+        refused.value.body["message"] == "speech.wav is not an audio or video file Loupe can read."
+    )
 
 
 # -- apps with other flags ------------------------------------------------------------------------

@@ -32,11 +32,13 @@ def attachment_kinds(paths: list[str], limits: Limits) -> list[Kind]:
     return [file_kind(path, limits) for path in paths]
 
 
-def check_audio_file(path: str | Path, limits: Limits, name: str) -> None:
+def check_audio_file(path: str | Path, limits: Limits, name: str, videos: bool = False) -> None:
     """MediaError, saying so of `name`, unless the file is audio Loupe can read (the checks
-    that need no decoding, as for any attachment)."""
-    if attachment_kinds([str(path)], limits) != ["audio"]:
-        raise MediaError(f"{name} is not an audio file Loupe can read.")
+    that need no decoding, as for any attachment), or with `videos` a video, for its sound."""
+    taken = ["audio", "video"] if videos else ["audio"]
+    if attachment_kinds([str(path)], limits)[0] not in taken:
+        what = "an audio or video file" if videos else "an audio file"
+        raise MediaError(f"{name} is not {what} Loupe can read.")
 
 
 def file_kind(path: str | Path, limits: Limits) -> Kind:

@@ -12,9 +12,12 @@ class Speech:
     def __init__(self, recognizer: SpeechRecognizer):
         self.recognizer = recognizer
 
-    def transcribe(self, path: str) -> Transcript:
-        """The transcript of an audio file (AsrError with one sentence if it cannot be read)."""
-        return self.recognizer.transcribe(path)
+    def transcribe(
+        self, path: str, language: str | None = None, task: str = "transcribe"
+    ) -> Transcript:
+        """The transcript of an audio file, or a video's sound (AsrError with one sentence if
+        it cannot be read); `language` and `task` as SpeechRecognizer.transcribe takes them."""
+        return self.recognizer.transcribe(path, language=language, task=task)
 
     def caption(self, path: str | AudioClip, clips: int = 1) -> str:
         """What was heard in audio sent to the model as audio (a file, or decoded audio such as

@@ -52,6 +52,7 @@ ENDPOINTS = {
     "/v1/models": "GET",
     "/v1/models/{id}": "GET",
     "/v1/audio/transcriptions": "POST",
+    "/v1/audio/translations": "POST",
 }
 
 
@@ -69,6 +70,7 @@ class OpenAiApi:
             Route("/v1/chat/completions", _answering(self.chat_completions), methods=["POST"]),
             Route("/v1/models", _answering(self.models), methods=["GET"]),
             Route("/v1/audio/transcriptions", _answering(self.transcriptions), methods=["POST"]),
+            Route("/v1/audio/translations", _answering(self.transcriptions), methods=["POST"]),
             Route("/v1/models/{model:path}", _answering(self.model), methods=["GET"]),
             # Last: any other path or method under /v1 is answered in OpenAI's error shape.
             Route("/v1/{rest:path}", _answering(self.no_such_route), methods=ANY_METHOD),
@@ -138,15 +140,19 @@ class OpenAiApi:
                 upload = form.get("file")
                 if not isinstance(upload, UploadFile):
                     raise ApiError(
-                        "bad_input", "Send the audio as a multipart upload named file.", "file"
+                        "bad_input",
+                        "Send the audio (or video) as a multipart upload named file.",
+                        "file",
                     )
                 audio = await upload.read()
                 name = upload.filename or "audio"
                 response_format = str(form.get("response_format") or "json")
+                language = str(form.get("language") or "") or None
         except HTTPException as exc:  # a malformed multipart body
             raise ApiError("bad_input", f"The upload could not be read: {exc.detail}") from None
+        task = "translate" if request.url.path.endswith("/translations") else "transcribe"
         body, media_type = await run_in_threadpool(
-            transcription, self.speech, self.limits, name, audio, response_format
+            transcription, self.speech, self.limits, name, audio, response_format, language, task
         )
         if isinstance(body, str):
             return PlainTextResponse(body, media_type=media_type)

@@ -46,7 +46,7 @@ from ..tasks.describe import is_description
 from ..tasks.reply import Reply
 
 OWNER = "loupe"
-TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
+TRANSCRIPT_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 
 
 class ApiError(Exception):
@@ -263,49 +263,75 @@ def stream_error(error: EngineError) -> dict[str, Any]:
 
 
 def transcription(
-    speech: Speech, limits: Limits, name: str, data: bytes, response_format: str
+    speech: Speech,
+    limits: Limits,
+    name: str,
+    data: bytes,
+    response_format: str,
+    language: str | None = None,
+    task: str = "transcribe",
 ) -> tuple[dict[str, Any] | str, str]:
-    """(body, media type) for POST /v1/audio/transcriptions: the upload through the intake's
-    checks, then the speech recognizer. Blocks for the transcription: call it off the loop."""
+    """(body, media type) for POST /v1/audio/transcriptions (and /translations, `task`
+    "translate"): the upload (audio, or a video for its sound) through the intake's checks,
+    then the speech recognizer. Blocks for the transcription: call it off the loop."""
     if response_format not in TRANSCRIPT_FORMATS:
         raise ApiError(
             "bad_input",
-            "Loupe writes transcripts as json, text or verbose_json.",
+            f"Loupe writes transcripts as {', '.join(TRANSCRIPT_FORMATS)}.",
             "response_format",
         )
     with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:
         path = Path(folder, _file_name(name))
         path.write_bytes(data)
         try:
-            check_audio_file(path, limits, path.name)
+            check_audio_file(path, limits, path.name, videos=True)
         except MediaError as exc:
             raise ApiError("bad_input", str(exc), "file") from None
         try:
-            transcript = speech.transcribe(str(path))
+            transcript = speech.transcribe(str(path), language or None, task)
         except AsrError as exc:
             kind = "unavailable" if speech.recognizer.state == "error" else "bad_input"
-            raise ApiError(kind, str(exc), "file") from None
-    return transcript_body(transcript, response_format)
+            param = "file" if "knows English only" not in str(exc) else "language"
+            raise ApiError(kind, str(exc), param) from None
+    return transcript_body(transcript, response_format, task)
 
 
 def transcript_body(
-    transcript: Transcript, response_format: str
+    transcript: Transcript, response_format: str, task: str = "transcribe"
 ) -> tuple[dict[str, Any] | str, str]:
     if response_format == "text":
         return transcript.text, "text/plain"
     if response_format == "json":
         return {"text": transcript.text}, "application/json"
+    if response_format in ("srt", "vtt"):
+        return subtitles(transcript, response_format), f"text/{response_format}"
     segments = [
         {"id": number, "start": part.start_s, "end": part.end_s, "text": part.text}
         for number, part in enumerate(transcript.segments)
     ]
     return {
-        "task": "transcribe",
+        "task": task,
         "language": transcript.language,
         "duration": transcript.duration_s,
         "text": transcript.text,
         "segments": segments,
     }, "application/json"
+
+
+def subtitles(transcript: Transcript, kind: str) -> str:
+    """The segments as SubRip (`srt`, times 00:00:01,500) or WebVTT (`vtt`, 00:00:01.500)."""
+    mark = "," if kind == "srt" else "."
+
+    def stamp(seconds: float) -> str:
+        whole, millis = divmod(round(seconds * 1000), 1000)
+        return f"{whole // 3600:02}:{whole // 60 % 60:02}:{whole % 60:02}{mark}{millis:03}"
+
+    cues = [
+        (f"{number}\n" if kind == "srt" else "")
+        + f"{stamp(part.start_s)} --> {stamp(part.end_s)}\n{part.text}\n"
+        for number, part in enumerate(transcript.segments, start=1)
+    ]
+    return ("WEBVTT\n\n" if kind == "vtt" else "") + "\n".join(cues)
 
 
 def _file_name(name: str) -> str:
