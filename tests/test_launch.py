@@ -66,6 +66,38 @@ def test_chat_explains_a_file_it_cannot_read(demo_app, tmp_path: Path):
         client.predict({"text": "Read this", "files": [handle_file(fake)]}, api_name="/chat")
 
 
+def test_the_named_api_lists_only_its_endpoints_and_takes_what_it_advertises(demo_app):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)
+    assert sorted(api["named_endpoints"]) == [
+        "/chat",
+        "/describe",
+        "/edit",
+        "/export",
+        "/new_conversation",
+        "/regenerate",
+        "/transcribe",
+    ]  # none of the page's own events (Gradio's /lambda_N) among them
+    assert not api["unnamed_endpoints"]
+    [image_tokens] = [
+        p
+        for p in api["named_endpoints"]["/chat"]["parameters"]
+        if p["parameter_name"] == "image_tokens"
+    ]
+    advertised = image_tokens["python_type"]["type"]  # Literal['0', '70', ..., '1120']
+    assert "'280'" in advertised
+    reply = client.predict(
+        {"text": "Hi", "files": []}, max_new_tokens=16, image_tokens="280", api_name="/chat"
+    )
+    assert reply
+    with pytest.raises(Exception, match=r"image_tokens must be 0 \(Auto\) or one of 70, 140"):
+        client.predict({"text": "Hi", "files": []}, image_tokens="lots", api_name="/chat")
+    conversation_id = client.predict(api_name="/new_conversation")
+    with pytest.raises(Exception, match="format must be markdown or json, not 'pdf'"):
+        client.predict(conversation_id, "pdf", api_name="/export")
+
+
 def test_a_missing_model_folder_is_one_sentence_and_no_traceback():
     result = subprocess.run(
         [sys.executable, "launch.py", "--model", "/no/such/path"],

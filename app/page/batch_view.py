@@ -140,9 +140,7 @@ class Batches:
                 if not wait_for_rows(run):
                     continue
                 yield (
-                    progress_sentence(
-                        len(run.rows) - before, left, time.monotonic() - started
-                    ),
+                    progress_sentence(len(run.rows) - before, left, time.monotonic() - started),
                     gr.skip(),
                     _table(run),
                     gr.skip(),
@@ -199,6 +197,7 @@ class Batches:
         # Each file named as it was uploaded (animals/x.jpg), as the table names it.
         Journal(out).write_output([replace(row, path=run.name(row.path)) for row in rows])
         return [str(out)]
+
 
 def _table(run: Run) -> gr.Dataframe:
     shown = columns(run.job.level)

@@ -161,7 +161,13 @@ def _wire_side_list(
         cancels=replies,
         show_progress="hidden",
     )
-    side.cancel.click(lambda: gr.update(visible=False), None, side.confirm_row, queue=False)
+    side.cancel.click(
+        lambda: gr.update(visible=False),
+        None,
+        side.confirm_row,
+        queue=False,
+        api_visibility="private",
+    )
     side.export.click(
         for_user(conversations.export_files),
         conversation_id,
@@ -176,7 +182,9 @@ def _wire_tools(handlers: ChatHandlers, parts: PageParts) -> None:
     """The composer's tools: Settings, the camera, voice, screen capture and push-to-talk."""
     tools, box = parts.composer, parts.composer.box
     open_settings = lambda: gr.Sidebar(open=True)  # noqa: E731
-    tools.settings_button.click(open_settings, None, parts.settings_panel, queue=False)
+    tools.settings_button.click(
+        open_settings, None, parts.settings_panel, queue=False, api_visibility="private"
+    )
     # Camera opens the camera, and closes it when it is open (so does its Close button); the
     # page's script turns the camera off as the panel closes.
     camera_open = gr.State(False)
@@ -185,14 +193,22 @@ def _wire_tools(handlers: ChatHandlers, parts: PageParts) -> None:
         camera_open,
         [tools.camera_panel, camera_open],
         queue=False,
+        api_visibility="private",
     ).then(None, js=START_WEBCAM_JS)
     tools.close_camera.click(
         lambda: (gr.update(visible=False), False),
         None,
         [tools.camera_panel, camera_open],
         queue=False,
+        api_visibility="private",
     )
-    tools.voice_button.click(lambda: gr.update(visible=True), None, tools.voice_panel, queue=False)
+    tools.voice_button.click(
+        lambda: gr.update(visible=True),
+        None,
+        tools.voice_panel,
+        queue=False,
+        api_visibility="private",
+    )
     tools.webcam.input(
         attach_snapshot, [box, tools.webcam], [box, tools.webcam], api_visibility="private"
     ).then(None, js=START_WEBCAM_JS)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from model import ChatRequest, GenerationOptions, QueueSlot
+from model import IMAGE_TOKEN_BUDGETS, ChatRequest, GenerationOptions, QueueSlot
 
 from ..history import Attachment, Conversation
 from ..intake.files import check_audio_file
@@ -27,6 +27,7 @@ from .owners import user_of
 from .voice import Voice
 
 GONE = "This conversation no longer exists; start a new chat."
+EXPORT_FORMATS = ("markdown", "json")
 # /chat's settings, which its callers pass by position: the page's, but for Video detail.
 CHAT_SETTINGS = tuple(name for name in SETTING_NAMES if name != "video_frame_tokens")
 
@@ -60,10 +61,18 @@ class GradioApi:
         conversation and earlier turns are part of the prompt; without one it stands alone.
         Videos are read at the default Video detail (the page's setting is the page's).
         """
+        try:  # a number, or the string view_api writes for one
+            image_tokens = int(image_tokens)
+        except (TypeError, ValueError):
+            budgets = ", ".join(map(str, IMAGE_TOKEN_BUDGETS))
+            raise refused(f"image_tokens must be 0 (Auto) or one of {budgets}.") from None
         settings = Settings(
             system_prompt, temperature, top_p, top_k, max_new_tokens, thinking, image_tokens
         )
-        system, options = settings.system, settings.options()
+        try:
+            system, options = settings.system, settings.options()
+        except (TypeError, ValueError) as exc:
+            raise refused(exc) from None
         try:
             slot = self.replies.queue_slot()  # a busy Loupe says so before reading any file
         except MediaError as exc:
@@ -197,6 +206,8 @@ class GradioApi:
         self, conversation_id: str, format: str = "markdown", request: gr.Request | None = None
     ) -> str:
         """The conversation as Markdown ("markdown") or JSON ("json")."""
+        if format not in EXPORT_FORMATS:
+            raise refused(f"format must be {' or '.join(EXPORT_FORMATS)}, not {format!r}.")
         user = user_of(request)
         if self.history.get(conversation_id, user) is None:
             raise refused(GONE)
@@ -233,9 +244,22 @@ def render_api(api: GradioApi, settings: dict[str, gr.components.Component]) -> 
         api_level = gr.Dropdown(list(LEVELS), value=DEFAULT_LEVEL, allow_custom_value=True)
         api_description = gr.Textbox()
         api_describe_conversation = gr.Textbox("")
+        # /chat's Image detail: the page's choices, taken as view_api writes them (strings)
+        # as well as numbers; the handler refuses others in one sentence.
+        image_detail = settings["image_tokens"]
+        api_image_tokens = gr.Dropdown(
+            image_detail.choices,
+            value=image_detail.value,
+            label=image_detail.label,
+            allow_custom_value=True,
+        )
     # /chat's inputs stay as its callers know them (the HTTP API takes them by position):
     # Video detail, a later setting, is the page's only; /chat uses its default.
-    chat_settings = [setting for name, setting in settings.items() if name in CHAT_SETTINGS]
+    chat_settings = [
+        api_image_tokens if name == "image_tokens" else setting
+        for name, setting in settings.items()
+        if name in CHAT_SETTINGS
+    ]
     api_message.submit(
         api.chat,
         [api_message, *chat_settings, api_conversation],

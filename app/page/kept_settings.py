@@ -54,9 +54,7 @@ def keep_settings(
         show_progress="hidden",
         queue=False,
     )
-    panel.reset.click(
-        lambda: defaults, None, components, api_visibility="private", queue=False
-    )
+    panel.reset.click(lambda: defaults, None, components, api_visibility="private", queue=False)
 
 
 def allowed(control: gr.components.Component, value: Any) -> Any:

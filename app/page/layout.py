@@ -74,9 +74,7 @@ def render_side_list() -> SideList:
     """The conversations on the left (see SideList)."""
     with gr.Sidebar(label="Conversations", elem_id="sidebar"):
         new_chat = gr.Button("New chat", variant="primary", elem_id="new-chat")
-        gr.HTML(
-            f'<a href="{BATCH_PATH}" id="batch-link">Describe many images</a>', padding=False
-        )
+        gr.HTML(f'<a href="{BATCH_PATH}" id="batch-link">Describe many images</a>', padding=False)
         search = gr.Textbox(
             label="Search conversations",
             placeholder="A word from a title or a message",
@@ -161,9 +159,7 @@ def render_composer(desktop: bool) -> Composer:
         camera_button = gr.Button("Camera", size="sm", elem_id="camera-button")
         voice_button = gr.Button("Voice", size="sm", elem_id="voice-button")
         zoom_button = gr.Button("Zoom", size="sm", elem_id="zoom-button")
-        capture = gr.Button(
-            "Capture screen", size="sm", visible=desktop, elem_id="capture-screen"
-        )
+        capture = gr.Button("Capture screen", size="sm", visible=desktop, elem_id="capture-screen")
         # Up to 30 s of the whole screen; pressed again (Stop recording), it is attached.
         record_screen = gr.Button(
             RECORD_SCREEN, size="sm", visible=desktop, elem_id="record-screen"

@@ -35,9 +35,7 @@ class Zoom:
     def __init__(self, history: History, limits: Limits):
         self.history, self.limits = history, limits
 
-    def sources(
-        self, value: dict | None, conversation_id: str, *, user: str = LOCAL_USER
-    ) -> dict:
+    def sources(self, value: dict | None, conversation_id: str, *, user: str = LOCAL_USER) -> dict:
         """The images to choose from, newest first: the message box's, then the conversation's
         (if it is `user`'s). Opens the panel on the first."""
         choices = [
@@ -149,10 +147,16 @@ def render_zoom_panel(
     button.click(
         for_user(zoom.sources), [box, conversation_id], source, api_visibility="private"
     ).success(
-        lambda: (gr.update(visible=True), *DEFAULT_REGION), None, [panel, *edges], queue=False
+        lambda: (gr.update(visible=True), *DEFAULT_REGION),
+        None,
+        [panel, *edges],
+        queue=False,
+        api_visibility="private",
     )
     source.change(lambda path: path, source, preview, api_visibility="private")
     attach.click(zoom.attach, [box, source, *edges], box, api_visibility="private").success(
-        lambda: gr.update(visible=False), None, panel, queue=False
+        lambda: gr.update(visible=False), None, panel, queue=False, api_visibility="private"
     )
-    close.click(lambda: gr.update(visible=False), None, panel, queue=False)
+    close.click(
+        lambda: gr.update(visible=False), None, panel, queue=False, api_visibility="private"
+    )
