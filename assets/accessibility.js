@@ -59,21 +59,34 @@
     return !!tracker && !tracker.classList.contains("hide");
   };
 
+  // A run of text in pieces of at most MAX_CHUNK_CHARS, each cut at a space where it can be.
+  const pieces = (run) => {
+    const cut = [];
+    while (run.length > MAX_CHUNK_CHARS) {
+      const space = run.lastIndexOf(" ", MAX_CHUNK_CHARS);
+      const end = space > 0 ? space : MAX_CHUNK_CHARS;
+      cut.push(run.slice(0, end));
+      run = run.slice(end);
+    }
+    return [...cut, run];
+  };
   // The finished sentences of `text` after `from`: [sentences, where the unread rest starts].
+  // A long sentence (the reply may grow by several hundred characters between two looks) is
+  // read in pieces, and so is a long run without a sentence end, all but its last piece.
   const finishedSentences = (text, from) => {
     const sentences = [];
     let start = from;
     SENTENCE_END.lastIndex = from;
     for (let match; (match = SENTENCE_END.exec(text)); ) {
       const end = match.index + match[0].length;
-      sentences.push(text.slice(start, end));
+      sentences.push(...pieces(text.slice(start, end)));
       start = end;
     }
-    while (text.length - start > MAX_CHUNK_CHARS) {
-      const space = text.lastIndexOf(" ", start + MAX_CHUNK_CHARS);
-      const end = space > start ? space : start + MAX_CHUNK_CHARS;
-      sentences.push(text.slice(start, end));
-      start = end;
+    const rest = pieces(text.slice(start));
+    rest.pop(); // unfinished: it waits for more
+    for (const piece of rest) {
+      sentences.push(piece);
+      start += piece.length;
     }
     return [sentences.map((s) => s.trim()).filter(Boolean), start];
   };

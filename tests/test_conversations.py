@@ -53,7 +53,7 @@ def test_send_streams_into_the_chat_and_keeps_the_conversation(
 
 def test_an_unreadable_file_loses_nothing(handlers: ChatHandlers, tmp_path: Path):
     broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not a png")
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(16))  # a PNG's signature, then nothing
     value = {"text": "Read this", "files": [str(broken)]}
     [(shown, box, conversation_id, *_)] = _send(handlers, value)
     assert shown == gr.skip() and box == value and conversation_id == ""

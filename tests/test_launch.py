@@ -91,7 +91,7 @@ def test_the_named_api_lists_only_its_endpoints_and_takes_what_it_advertises(dem
         {"text": "Hi", "files": []}, max_new_tokens=16, image_tokens="280", api_name="/chat"
     )
     assert reply
-    with pytest.raises(Exception, match=r"image_tokens must be 0 \(Auto\) or one of 70, 140"):
+    with pytest.raises(Exception, match=r"image_tokens input must be one of 0, 70, 140, 280"):
         client.predict({"text": "Hi", "files": []}, image_tokens="lots", api_name="/chat")
     conversation_id = client.predict(api_name="/new_conversation")
     with pytest.raises(Exception, match="format must be markdown or json, not 'pdf'"):

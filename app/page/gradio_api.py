@@ -8,7 +8,13 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from model import IMAGE_TOKEN_BUDGETS, ChatRequest, GenerationOptions, QueueSlot
+from model import (
+    AUTO_IMAGE_TOKENS,
+    IMAGE_TOKEN_BUDGETS,
+    ChatRequest,
+    GenerationOptions,
+    QueueSlot,
+)
 
 from ..history import Attachment, Conversation
 from ..intake.files import check_audio_file
@@ -61,11 +67,15 @@ class GradioApi:
         conversation and earlier turns are part of the prompt; without one it stands alone.
         Videos are read at the default Video detail (the page's setting is the page's).
         """
-        try:  # a number, or the string view_api writes for one
-            image_tokens = int(image_tokens)
-        except (TypeError, ValueError):
-            budgets = ", ".join(map(str, IMAGE_TOKEN_BUDGETS))
-            raise refused(f"image_tokens must be 0 (Auto) or one of {budgets}.") from None
+        # A number, or the string view_api writes for one ('280'): Gradio's own check of the
+        # choices is off for this input, so it is made here, in the same words.
+        allowed = (AUTO_IMAGE_TOKENS, *IMAGE_TOKEN_BUDGETS)
+        if str(image_tokens) not in map(str, allowed):
+            raise refused(
+                f"The image_tokens input must be one of {', '.join(map(str, allowed))}; "
+                f"got {image_tokens!r}."
+            )
+        image_tokens = int(image_tokens)
         settings = Settings(
             system_prompt, temperature, top_p, top_k, max_new_tokens, thinking, image_tokens
         )
