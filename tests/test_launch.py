@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
-from bench.samples import photo
+from bench.samples import photo, write_video
 from tests.conftest import (
     MAX_WER,
     QUESTION,
@@ -213,6 +214,28 @@ def test_describe_streams_a_description_that_says_it_is_ai_generated(demo_app, i
     assert all(update.startswith("AI description") for update in job.outputs())
     with pytest.raises(Exception, match="The level must be one of brief, .*, not 'poem'"):
         client.predict(handle_file(image_file), "poem", api_name="/describe")
+
+
+def test_describe_takes_a_pdf_and_a_video_as_the_page_does(demo_app, tmp_path: Path):
+    url, _ = demo_app
+    client = Client(url, verbose=False)
+    pages = [Image.new("RGB", (200, 280), (255, 255, 255 - n)) for n in range(3)]
+    pdf = tmp_path / "minutes.pdf"
+    pages[0].save(pdf, "PDF", save_all=True, append_images=pages[1:])
+    video = write_video(tmp_path / "clip.mp4", 2)
+    for file in (pdf, video):
+        description = client.predict(handle_file(file), "brief", api_name="/describe")
+        assert description.startswith("AI description, may be wrong: "), file.name
+    conversation = client.predict(api_name="/new_conversation")
+    client.predict(handle_file(pdf), "detailed", conversation, api_name="/describe")
+    exported = json.loads(client.predict(conversation, "json", api_name="/export"))
+    [attachment] = exported["messages"][0]["attachments"]
+    assert (attachment["kind"], attachment["name"]) == ("pdf", "minutes.pdf")
+    assert attachment["caption"] == "Pages 1-3 of 3"
+    with pytest.raises(Exception, match="Send one image, PDF or video to describe"):
+        notes = tmp_path / "notes.txt"
+        notes.write_text("Some notes.")
+        client.predict(handle_file(notes), "brief", api_name="/describe")
 
 
 def test_describe_in_a_conversation_takes_follow_up_questions(demo_app, image_file: Path):

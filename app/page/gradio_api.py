@@ -16,13 +16,12 @@ from model import (
     QueueSlot,
 )
 
-from ..history import Attachment, Conversation
+from ..history import Conversation
 from ..intake.files import check_audio_file
-from ..intake.image import load_image
 from ..intake.message import display_name
 from ..intake.probe import MediaError
 from ..intake.text import message_text
-from ..tasks.describe import AI_NOTICE, DEFAULT_LEVEL, LEVELS, description_request
+from ..tasks.describe import AI_NOTICE, DEFAULT_LEVEL, LEVELS, level_options, level_prompt
 from ..tasks.replies import Replies
 from ..tasks.reply import Reply, with_dropped_note
 from ..tasks.settings import SETTING_NAMES, Settings
@@ -138,34 +137,44 @@ class GradioApi:
         conversation_id: str = "",
         request: gr.Request | None = None,
     ) -> Iterator[str]:
-        """Describe an image at a level (brief, detailed, alt_text, read_text, diagram, or
-        check_content for a moderation verdict as JSON); streams the description, which always
-        starts by saying it is AI-generated.
+        """Describe an image, a PDF (its first pages) or a video (its frames and sound) at a
+        level (brief, detailed, alt_text, read_text, diagram, or check_content for a moderation
+        verdict as JSON); streams the description, which always starts by saying it is
+        AI-generated.
 
         With a `conversation_id` (from /new_conversation) the description is kept there, and
-        /chat with the same id asks follow-up questions about the image.
+        /chat with the same id asks follow-up questions about it.
         """
         if not image:
-            raise refused("Send an image to describe.")
+            raise refused("Send an image, a PDF or a video to describe.")
         try:
-            slot = self.replies.queue_slot()  # a busy Loupe says so before decoding the image
+            slot = self.replies.queue_slot()  # a busy Loupe says so before decoding the file
         except MediaError as exc:
             raise refused(exc) from None
         with slot:  # given back on leaving unless the reply took it
             try:
-                described = description_request(load_image(image, self.limits), level)
+                prompt = level_prompt(level)
+                files = self.intake.message_files({"files": [image]})
+                if [kind for _, kind in files] not in (["image"], ["pdf"], ["video"]):
+                    raise MediaError("Send one image, PDF or video to describe.")
+                stored = self.intake.stored_user_message(prompt, files, pages_from="")
+                if not conversation_id:  # decoded here, so a bad file is refused before
+                    alone = Conversation("", "", 0, 0, (stored,))
+                    messages = self.intake.model_messages(alone, "")
             except (MediaError, ValueError) as exc:
                 raise refused(exc) from None
             if conversation_id:
                 user = user_of(request)
                 if not self.history.get(conversation_id, user):
                     raise refused(GONE)
-                file = Attachment("image", image, display_name(image))
+                [file] = stored.attachments
                 self.replies.ask_for_description(conversation_id, level, file, user)
                 options = GenerationOptions()
                 replies = self.replies.answer(conversation_id, "", options, slot, user=user)
                 yield from _answers(replies, with_note=True)
                 return
+            options = level_options(level, GenerationOptions())
+            described = ChatRequest(tuple(messages), options)
             replies = self.replies.stream(described, prefix=f"{AI_NOTICE} ", slot=slot)
             yield from _answers(replies)
 
