@@ -214,6 +214,12 @@ def test_describe_streams_a_description_that_says_it_is_ai_generated(demo_app, i
     assert all(update.startswith("AI description") for update in job.outputs())
     with pytest.raises(Exception, match="The level must be one of brief, .*, not 'poem'"):
         client.predict(handle_file(image_file), "poem", api_name="/describe")
+    checked = json.loads(
+        client.predict(handle_file(image_file), "check_content", api_name="/describe")
+    )  # a document a program parses; the demo model's noise holds no verdict
+    assert checked["notice"] == "AI description, may be wrong:"
+    assert checked["verdict"] is None and checked["verdict_problem"].endswith(".")
+    assert isinstance(checked["answer"], str)
 
 
 def test_describe_takes_a_pdf_and_a_video_as_the_page_does(demo_app, tmp_path: Path):

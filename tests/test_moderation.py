@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Limits
+from app.page.gradio_api import verdict_document
 from app.tasks.batch import DescribeJob, job_problem, run_job
 from app.tasks.batch_rows import COLUMNS, VERDICT_COLUMNS, ItemResult, Journal, score_column
 from app.tasks.describe import AI_NOTICE, LEVELS
@@ -25,6 +26,7 @@ from app.tasks.moderation import (
     verdict_in_words,
     verdict_of,
 )
+from app.tasks.reply import Reply
 from bench.samples import photo
 from model import (
     ChatRequest,
@@ -430,3 +432,13 @@ def test_the_demo_model_random_answers_are_never_taken_for_a_verdict(tmp_path: P
             verdict_of(row["text"])
         assert row["verdict_problem"] == str(refused.value)
         assert all(row[column] == "" for column in VERDICT_COLUMNS[:-1])
+
+
+def test_describe_gives_check_content_as_a_document_a_program_parses():
+    found = json.loads(verdict_document(iter([Reply("Here:"), Reply(f"Here: {WELL_FORMED}")])))
+    assert found["notice"] == AI_NOTICE  # beside the verdict, not inside it
+    assert found["verdict"] == answer() and found["verdict_problem"] is None
+    assert found["answer"] == f"Here: {WELL_FORMED}"
+    none = json.loads(verdict_document(iter([Reply("It looks fine to me.")])))
+    assert none["verdict"] is None
+    assert none["verdict_problem"] == "The answer holds no JSON object."

@@ -4,7 +4,9 @@ endpoint acts for the logged-in user of its `request` and sees only that user's 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import gradio as gr
 
@@ -22,6 +24,7 @@ from ..intake.message import display_name
 from ..intake.probe import MediaError
 from ..intake.text import message_text
 from ..tasks.describe import AI_NOTICE, DEFAULT_LEVEL, LEVELS, level_options, level_prompt
+from ..tasks.moderation import NotAVerdict, verdict_of
 from ..tasks.replies import Replies
 from ..tasks.reply import Reply, with_dropped_note
 from ..tasks.settings import SETTING_NAMES, Settings
@@ -138,9 +141,10 @@ class GradioApi:
         request: gr.Request | None = None,
     ) -> Iterator[str]:
         """Describe an image, a PDF (its first pages) or a video (its frames and sound) at a
-        level (brief, detailed, alt_text, read_text, diagram, or check_content for a moderation
-        verdict as JSON); streams the description, which always starts by saying it is
-        AI-generated.
+        level (brief, detailed, alt_text, read_text, diagram); streams the description, which
+        always starts by saying it is AI-generated. check_content gives, once the answer is
+        whole, a JSON document: {"notice", "verdict" (null when the answer held none),
+        "verdict_problem", "answer"} (see verdict_document).
 
         With a `conversation_id` (from /new_conversation) the description is kept there, and
         /chat with the same id asks follow-up questions about it.
@@ -171,12 +175,15 @@ class GradioApi:
                 self.replies.ask_for_description(conversation_id, level, file, user)
                 options = GenerationOptions()
                 replies = self.replies.answer(conversation_id, "", options, slot, user=user)
-                yield from _answers(replies, with_note=True)
-                return
-            options = level_options(level, GenerationOptions())
-            described = ChatRequest(tuple(messages), options)
-            replies = self.replies.stream(described, prefix=f"{AI_NOTICE} ", slot=slot)
-            yield from _answers(replies)
+            else:
+                options = level_options(level, GenerationOptions())
+                described = ChatRequest(tuple(messages), options)
+                notice = "" if level == "check_content" else f"{AI_NOTICE} "
+                replies = self.replies.stream(described, prefix=notice, slot=slot)
+            if level == "check_content":
+                yield verdict_document(replies)
+            else:
+                yield from _answers(replies, with_note=bool(conversation_id))
 
     def new_conversation(self, request: gr.Request | None = None) -> str:
         """Start a conversation that /chat can continue; its id."""
@@ -241,6 +248,23 @@ def _answers(replies: Iterator[Reply], with_note: bool = False) -> Iterator[str]
         if reply.error:
             raise refused(reply.error)
         yield with_dropped_note(reply, reply.answer) if with_note else reply.answer
+
+
+def verdict_document(replies: Iterator[Reply]) -> str:
+    """/describe's Check content answer, once it is whole: a JSON document a program can parse,
+    the AI notice beside the verdict object (moderation.Verdict's fields), or a null verdict
+    with the sentence saying why the answer held none; the model's answer as it came."""
+    answer = ""
+    for reply in noted(replies):
+        if reply.error:
+            raise refused(reply.error)
+        answer = reply.answer
+    try:
+        verdict, problem = asdict(verdict_of(answer)), None
+    except NotAVerdict as exc:
+        verdict, problem = None, str(exc)
+    document = {"notice": AI_NOTICE, "verdict": verdict, "verdict_problem": problem}
+    return json.dumps(document | {"answer": answer}, ensure_ascii=False)
 
 
 def _length_only(max_new_tokens: int) -> GenerationOptions:
