@@ -111,9 +111,8 @@ def test_a_reply_streams_on_the_page_and_stop_ends_it(page, remote_app):
             arg=first,
             timeout=SERVER_BUSY_MS,
         )
-        shoot(page, "remote-1-streaming")
-        # Clicks are dispatched: a page redrawing a fast-growing reply may give Playwright no
-        # still frame to click in, and its wait for one can outlast the reply.
+        # Clicks are dispatched, and the screenshot waits for the end: a page redrawing a
+        # fast-growing reply may give Playwright no still frame to click in or to take.
         if stop.is_visible():
             stop.dispatch_event("click")
             break
@@ -124,6 +123,7 @@ def test_a_reply_streams_on_the_page_and_stop_ends_it(page, remote_app):
     else:
         raise AssertionError(f"each of {ATTEMPTS} replies ended before Stop")
     page.locator("#chat", has_text="(stopped)").wait_for(timeout=REPLY_TIMEOUT_MS)
+    shoot(page, "remote-1-stopped")
     wait_until_idle(url, timeout_s=5.0)
 
 
