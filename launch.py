@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allowed-host",
         action="append",
-        default=[name for name in env_default("allowed_hosts", "").split(",") if name],
+        default=env_list("allowed_hosts"),
         metavar="NAME",
         help="a host name the page may also be reached by (repeatable); requests naming any "
         "other host are refused",
@@ -107,13 +107,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allowed-origin",
         action="append",
-        default=[name for name in env_default("allowed_origins", "").split(",") if name],
+        default=env_list("allowed_origins"),
         metavar="ORIGIN",
         help="a web app (such as https://app.example.com) whose pages may call /v1 from the "
         "browser (repeatable; or LOUPE_ALLOWED_ORIGINS, comma-separated); the key still applies",
     )
     add_limit_flags(parser)
     return parser.parse_args(argv)
+
+
+def env_list(name: str) -> list[str]:
+    """A repeatable flag's default: LOUPE_<NAME>, comma-separated."""
+    return [item for item in env_default(name, "").split(",") if item]
 
 
 def build_config(args: argparse.Namespace) -> AppConfig:
