@@ -161,13 +161,7 @@ def _wire_side_list(
         cancels=replies,
         show_progress="hidden",
     )
-    side.cancel.click(
-        lambda: gr.update(visible=False),
-        None,
-        side.confirm_row,
-        queue=False,
-        api_visibility="private",
-    )
+    _shows(side.cancel, side.confirm_row, False)
     side.export.click(
         for_user(conversations.export_files),
         conversation_id,
@@ -202,13 +196,7 @@ def _wire_tools(handlers: ChatHandlers, parts: PageParts) -> None:
         queue=False,
         api_visibility="private",
     )
-    tools.voice_button.click(
-        lambda: gr.update(visible=True),
-        None,
-        tools.voice_panel,
-        queue=False,
-        api_visibility="private",
-    )
+    _shows(tools.voice_button, tools.voice_panel, True)
     tools.webcam.input(
         attach_snapshot, [box, tools.webcam], [box, tools.webcam], api_visibility="private"
     ).then(None, js=START_WEBCAM_JS)
@@ -230,6 +218,13 @@ def _wire_tools(handlers: ChatHandlers, parts: PageParts) -> None:
     tools.talk_down.click(handlers.voice.start_local, api_visibility="private")
     tools.talk_up.click(
         handlers.voice.stop_local, [box, parts.voice_route], box, api_visibility="private"
+    )
+
+
+def _shows(button: gr.Button, panel: gr.components.Component, shown: bool) -> None:
+    """`button` shows (or hides) `panel`: at once, and not an API endpoint."""
+    button.click(
+        lambda: gr.update(visible=shown), None, panel, queue=False, api_visibility="private"
     )
 
 
