@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from tests.conftest import (
@@ -135,9 +136,16 @@ def test_watch_a_reply_grow_then_stop_it(page, demo_app):
         lengths.append(len(reply.inner_text()))
         shoot(page, f"2-streaming-{frame}")
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1], lengths  # it grew
-    page.click("#message button[aria-label='Stop']")
-    page.locator("#chat", has_text="(stopped)").wait_for(timeout=REPLY_TIMEOUT_MS)
-    shoot(page, "3-stopped")
+    # Dispatched: a page redrawing a fast-growing reply may give Playwright no still frame.
+    stop = page.locator("#message button[aria-label='Stop']")
+    stop.dispatch_event("click")
+    try:
+        page.locator("#chat", has_text="(stopped)").wait_for(timeout=REPLY_TIMEOUT_MS)
+    except PlaywrightTimeoutError:
+        shown = f"Stop shown: {stop.is_visible()}; the reply ends {reply.inner_text()[-120:]!r}"
+        raise AssertionError(f"the reply was not marked stopped. {shown}") from None
+    finally:
+        shoot(page, "3-stopped")
     wait_until_idle(url, timeout_s=2.0)  # the model stopped, not just the page
 
 
