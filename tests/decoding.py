@@ -15,5 +15,5 @@ def load_attachments(paths: list[str], limits: Limits) -> tuple[list[Image.Image
     """The images (a video's frames among them) and audio the model gets from `paths`;
     MediaError names a file that cannot be used."""
     files = [(path, load_file(path, file_kind(path, limits), limits)) for path in paths]
-    _, images, audio, videos = with_pages("", files, described=False)
+    _, images, audio, videos = with_pages("", files, described=False, limits=limits)
     return images + [frame for video in videos for frame in video.frames], audio

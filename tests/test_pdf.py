@@ -14,6 +14,7 @@ import io
 import json
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.config import AppConfig, Limits
-from app.history import History, export_json, export_markdown
+from app.history import Conversation, History, StoredMessage, export_json, export_markdown
 from app.intake import pdf
 from app.intake.files import file_kind
 from app.intake.message import Intake
@@ -48,6 +49,11 @@ PAGES = 30
 # image says which page it is: bar width / 5 mm.
 BAR_MM = 5
 A4_WIDTH_MM = 210
+# A book whose text layer is longer than a message's PDFs may give: 60 pages of about 580
+# characters each.
+BOOK_PAGES = 60
+BOOK_SENTENCES = 12
+BOOK_PAGE_CHARS = 600
 # The settings panel: system prompt, temperature, top-p, top-k, max new tokens, thinking, detail.
 SETTINGS = ("", 1.0, 0.95, 64, 8, False, 280)
 
@@ -114,6 +120,13 @@ def pdfs(tmp_path_factory: pytest.TempPathFactory, browser) -> dict[str, Path]:
             folder / "letter.pdf",
         ),
     }
+    book = "".join(
+        f'<section style="break-after: page"><h1>Part {n}</h1><p>'
+        + " ".join([f"Page {n} tells how the ferry crossed the bay."] * BOOK_SENTENCES)
+        + "</p></section>"
+        for n in range(1, BOOK_PAGES + 1)
+    )
+    files["book"] = chromium_pdf(browser, book, folder / "book.pdf")
     scans = [scanned_page(seed) for seed in range(3)]
     scans[0].save(folder / "scan.pdf", "PDF", save_all=True, append_images=scans[1:])
     files["scan"] = folder / "scan.pdf"
@@ -225,8 +238,11 @@ def test_a_chromium_pdf_is_a_pdf_by_its_content_and_renders_its_text(pdfs, tmp_p
     assert file_kind(renamed, LIMITS) == "pdf"
     message = stored("What is the total?", renamed)
     [attachment] = message.attachments
-    assert (attachment.kind, attachment.caption) == ("pdf", "Page 1 of 1")
-    [image] = model_message(message).images
+    assert (attachment.kind, attachment.caption) == ("pdf", "Page 1 of 1, with text")
+    sent = model_message(message)
+    # The page's text layer comes too, exactly as the PDF holds it.
+    assert "Page 1:\n```\nInvoice 1234\nTotal due: 56 euros.\n```\n\nWhat is" in sent.text
+    [image] = sent.images
     # At the largest image budget's size (A4: about 1351x1911), not more.
     assert 0.95 * PAGE_PIXELS <= image.width * image.height <= 1.01 * PAGE_PIXELS
     assert abs(image.width / image.height - 210 / 297) < 0.01
@@ -234,28 +250,57 @@ def test_a_chromium_pdf_is_a_pdf_by_its_content_and_renders_its_text(pdfs, tmp_p
     assert 0.001 < ink.mean() < 0.2  # the heading and the line of text, on white
 
 
-def test_a_30_page_pdf_gives_the_first_10_pages_labelled_and_a_note(pdfs, processor):
+def test_a_30_page_pdf_gives_10_pages_labelled_and_the_text_of_all(pdfs, processor):
     message = stored("Summarise this report.", pdfs["report"])
-    assert message.attachments[0].caption == "Pages 1-10 of 30"
+    assert message.attachments[0].caption == "Pages 1-10 of 30, and the text of pages 1-30"
     sent = model_message(message)
     assert [page_number(image) for image in sent.images] == list(range(1, 11))
     assert sent.text.startswith("report.pdf is a PDF of 30 pages; images 1 to 10 are its pages")
     assert "Image 1: page 1 of 30.\n" in sent.text and "Image 10: page 10 of 30." in sent.text
-    assert sent.text.endswith("\n\nSummarise this report.")
+    layer = "The text of report.pdf, as the PDF holds it; pages 11-30 without an image:"
+    assert sent.text.index("Image 10: page 10 of 30.") < sent.text.index(layer)
+    assert "Page 30:\n```\nChapter 30\nThe harbour report, part 30: the ferry" in sent.text
+    assert sent.text.endswith("returns at five.\n```\n\nSummarise this report.")
     inputs = build_inputs(processor, [sent], GenerationOptions(image_tokens=70))
     begin_image = processor.tokenizer.convert_tokens_to_ids("<|image>")
     assert int((inputs["input_ids"] == begin_image).sum()) == 10  # ten images reach the model
-    note = intake().left_out_note(message)
-    assert note.startswith("report.pdf: pages 1-10 of 30 were read")
-    assert note.endswith(
-        "were read. Loupe reads at most 10 pages of a message: name the pages you want, as in"
-        ' "pages 11-20".'
+    assert intake().left_out_note(message) == (
+        "report.pdf: pages 1-10 of 30 were read as images, and pages 11-30 as text only."
     )
+
+
+def test_a_long_pdf_gives_text_up_to_half_a_request_and_follow_ups_still_fit(pdfs, processor):
+    budget = LIMITS.max_request_chars // 2
+    message = stored("Summarise this book.", pdfs["book"])
+    caption = message.attachments[0].caption
+    assert caption.startswith("Pages 1-10 of 60, and the text of pages 1-")
+    last = int(caption.rsplit("-", 1)[1])
+    assert 15 < last < 30  # whole pages: those that fit
+    sent = model_message(message)
+    layer = sent.text.split("Page 1:\n", 1)[1]
+    assert f"Page {last}:\n" in layer and f"Page {last + 1}:\n" not in layer
+    assert budget - BOOK_PAGE_CHARS < len(layer) < budget + 600  # the text, fences and headings
+    note = intake().left_out_note(message)
+    assert note == (
+        f"report.pdf: pages 1-10 of 60 were read as images, and pages 11-{last} as text only. "
+        "Loupe reads at most 10 pages of a message as images, and text up to 10,000 characters:"
+        ' name the pages you want, as in "pages 11-20".'
+    ).replace("report.pdf", "book.pdf")
+    # A follow-up question is sent with the book's turn: it fits beside the text.
+    conversation = Conversation("", "", 0, 0, (message, StoredMessage("assistant", "A book.")))
+    follow_up = StoredMessage("user", "Who wrote it? " * 300)
+    conversation = replace(conversation, messages=(*conversation.messages, follow_up))
+    sent_turns, left_out = intake().sent_turns(conversation, "")
+    assert left_out == 0 and len(sent_turns.messages) == 3
+    # Pages named past the image limit come as text.
+    named = stored("What happens on pages 41-60?", pdfs["book"])
+    assert named.attachments[0].caption.startswith("Pages 41-50 of 60, and the text of pages 41-")
+    assert "pages 51-" in intake().left_out_note(named)
 
 
 def test_named_pages_are_honoured(pdfs):
     message = stored("What changes on pages 3-5?", pdfs["report"])
-    assert message.attachments[0].caption == "Pages 3-5 of 30"
+    assert message.attachments[0].caption == "Pages 3-5 of 30, with text"
     sent = model_message(message)
     assert [page_number(image) for image in sent.images] == [3, 4, 5]
     assert "Image 1: page 3 of 30.\nImage 2: page 4 of 30.\nImage 3: page 5 of 30." in sent.text
@@ -283,16 +328,18 @@ def test_the_page_limit_counts_every_pdf_of_a_message(pdfs):
     message = stored("Both, please", pdfs["scan"], pdfs["report"], pdfs["letter"])
     captions = [attachment.caption for attachment in message.attachments]
     assert captions == [
-        "Pages 1-3 of 3",
-        "Pages 1-7 of 30",
-        "No pages of 1 read: the message's page limit was used up",
+        "Pages 1-3 of 3",  # a scan: no text layer
+        "Pages 1-7 of 30, and the text of pages 1-30",
+        "No pages of 1 read: the message's page limit was used up, and the text of page 1",
     ]
     sent = model_message(message)
     assert len(sent.images) == 10
     assert "letter.pdf is a PDF of 1 page; none of its pages are shown." in sent.text
-    note = intake().left_out_note(message)
-    assert "report.pdf: pages 1-7 of 30 were read" in note
-    assert "letter.pdf: none of its pages were read" in note
+    assert "The text of letter.pdf, as the PDF holds it; page 1 without an image:" in sent.text
+    assert intake().left_out_note(message) == (
+        "report.pdf: pages 1-7 of 30 were read as images, and pages 8-30 as text only; "
+        "letter.pdf: page 1 of 1 was read as text only."
+    )
 
 
 @pytest.mark.parametrize(
@@ -430,7 +477,7 @@ def test_a_pdf_is_kept_shown_exported_and_reopened(engine, pdfs, tmp_path: Path)
     updates = list(handlers.respond(value, "", SEND_AUDIO, *SETTINGS))
     shown, _, conversation_id, *_ = updates[-2]
     assert shown[0]["content"]["alt_text"] == "PDF you sent: report.pdf"
-    assert shown[1]["content"] == "Pages 3-5 of 30"  # the caption: which pages were read
+    assert shown[1]["content"] == "Pages 3-5 of 30, with text"  # the caption: what was read
     assert not shown[-1]["content"].startswith("*report.pdf")  # all it asked for was read
 
     reopened = History(data)  # as after a restart
@@ -441,11 +488,13 @@ def test_a_pdf_is_kept_shown_exported_and_reopened(engine, pdfs, tmp_path: Path)
     reopened_file = shown_conversation(conversation)[0][0]["content"]["file"]
     assert reopened_file["path"].endswith(".pdf") and reopened_file["orig_name"] == "report.pdf"
     markdown = export_markdown(conversation)
-    assert "[📄 report.pdf](file://" in markdown and "> Pages 3-5 of 30" in markdown
+    assert "[📄 report.pdf](file://" in markdown and "> Pages 3-5 of 30, with text" in markdown
     [kept] = json.loads(export_json(conversation))["messages"][0]["attachments"]
-    assert (kept["kind"], kept["name"], kept["caption"]) == ("pdf", "report.pdf", "Pages 3-5 of 30")
+    assert (kept["kind"], kept["name"]) == ("pdf", "report.pdf")
+    assert kept["caption"] == "Pages 3-5 of 30, with text"
     sent = handlers.intake.model_messages(conversation, "")[0]
     assert [page_number(image) for image in sent.images] == [3, 4, 5]
+    assert "Page 5:\n```\nChapter 5\n" in sent.text and "Page 6:" not in sent.text
 
     # The follow-up question sees the same pages again, and its reply has no note.
     follow = {"text": "And the ferry times?", "files": []}
@@ -497,7 +546,7 @@ def test_v1_takes_a_pdf_as_a_file_part(demo_app, pdfs):
         max_tokens=4,
     )
     assert completion.choices[0].message.content.startswith(
-        "*report.pdf: pages 1-10 of 30 were read. Loupe reads at most 10 pages"
+        "*report.pdf: pages 1-10 of 30 were read as images, and pages 11-30 as text only.*"
     )
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(
@@ -531,7 +580,9 @@ def test_v1_bodies_with_a_file_part_become_labelled_pages(pdfs):
     [sent] = call.request.messages
     assert [page_number(image) for image in sent.images] == [30]
     assert sent.text.startswith("report.pdf is a PDF of 30 pages; image 1 is one of its pages")
-    assert sent.text.endswith("Image 1: page 30 of 30.\n\nWhat is on page 30?")
+    assert "Image 1: page 30 of 30.\n\nThe text of report.pdf, as the PDF holds it:" in sent.text
+    assert sent.text.endswith("Chapter 30\nThe harbour report, part 30: the ferry leaves at nine"
+    " and returns at five.\n```\n\nWhat is on page 30?")
     assert call.note == ""  # the page asked for was read
     body["messages"][0]["content"][0]["text"] = "And page 31?"
     with pytest.raises(ApiError, match="report.pdf has 30 pages, so it has no page 31"):
@@ -546,9 +597,9 @@ def test_the_page_sends_a_pdf_and_shows_it_with_the_note(page, demo_app, pdfs):
     send_with(page, demo_app[0], pdfs["report"], "Summarise this report")
     chat = page.locator("#chat")
     expect(chat.locator("a", has_text="report.pdf").first).to_be_visible()  # a file link
-    expect(chat.get_by_text("Pages 1-10 of 30", exact=True)).to_be_visible()
+    expect(chat.get_by_text("Pages 1-10 of 30, and the text of pages 1-30")).to_be_visible()
     expect(page.locator("#chat .bot").last).to_contain_text(
-        "report.pdf: pages 1-10 of 30 were read. Loupe reads at most 10 pages of a message"
+        "report.pdf: pages 1-10 of 30 were read as images, and pages 11-30 as text only."
     )
 
 
@@ -560,7 +611,7 @@ def test_describe_mode_reads_the_named_pages_one_at_a_time(engine, pdfs, tmp_pat
     updates = list(handlers.describe_page(value, "", "read_text", *SETTINGS))
     shown, box, conversation_id, *_ = updates[0]
     assert box == {"text": "pages 2-3", "files": []}  # the typed text waits in the box
-    assert shown[1]["content"] == "Pages 2-3 of 30"
+    assert shown[1]["content"] == "Pages 2-3 of 30, with text"
     assert shown[2]["content"] == "Describe this PDF: Read all text"
     conversation = handlers.history.get(conversation_id)
     assert conversation.title == "Read all text: report.pdf"

@@ -21,7 +21,7 @@ from .pdf_pages import PdfPages, left_out_note
 from .probe import Kind, MediaError
 from .text import message_text, valid_text
 from .text_file import TextFile
-from .totals import Totals, file_totals
+from .totals import Totals, file_totals, message_totals
 from .video import Video
 
 KIND_NAMES = {
@@ -61,7 +61,7 @@ def model_messages(
                 decoded_files.append(decoded)
             try:
                 files = list(zip(map(str, paths), decoded_files, strict=True))
-                model_text, images, clips, videos = with_pages(text, files, described(text))
+                model_text, images, clips, videos = with_pages(text, files, described(text), limits)
             except MediaError as exc:
                 raise RequestError(str(exc), where) from None
             for path in paths:
@@ -112,14 +112,17 @@ def _pdf_pages(
     text: str, paths: list[Path], parts: tuple[Any, ...], kinds: list[Kind], limits: Limits
 ) -> list[PdfPages | None]:
     """For each file of a message, the pages the model reads if it is a PDF (chosen by the
-    message's text, named after its part's filename), else None."""
+    message's text, named after its part's filename), else None; their text layers within
+    what the message's text and other files leave."""
     pages: list[Any] = [
         replace(load_file(path, kind, limits), name=_shown_name(part.name) or path.name)
         if kind == "pdf"
         else None
         for path, part, kind in zip(paths, parts, kinds, strict=True)
     ]
-    return chosen_pages(text, pages, limits)
+    others = [(path, kind, None) for path, kind in zip(paths, kinds, strict=True) if kind != "pdf"]
+    chars = message_totals(text, others, limits).chars
+    return chosen_pages(text, list(zip(paths, pages, strict=True)), limits, chars)
 
 
 def _check_totals(totals: Totals, limits: Limits, param: str) -> None:

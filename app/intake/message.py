@@ -17,7 +17,7 @@ from model import AudioClip, Message, VideoClip, split_at_pauses
 from ..config import Limits
 from ..history import Attachment, Conversation, StoredMessage
 from .files import attachment_kinds, file_path, load_file
-from .pdf import page_count, render_pages
+from .pdf import page_count, page_texts, render_pages
 from .pdf_pages import (
     PdfPages,
     choose_pages,
@@ -25,6 +25,9 @@ from .pdf_pages import (
     page_labels,
     requested_pages,
     stored_pages,
+    text_budget,
+    text_candidates,
+    text_layer,
 )
 from .probe import Kind, MediaError
 from .speech import Speech
@@ -76,11 +79,16 @@ class Intake:
         """
         text = message_text(text, self.limits)
         # A PDF's pages are chosen without rendering them, so that the message is counted
-        # against what one request may send before anything is decoded.
+        # against what one request may send before anything is decoded; its text layer fills
+        # what the rest of the message leaves.
         pdfs = [
             load_file(path, kind, self.limits) if kind == "pdf" else None for path, kind in files
         ]
-        pdfs = self.chosen_pages(text if pages_from is None else pages_from, pdfs)
+        others = [(path, kind, None) for path, kind in files if kind != "pdf"]
+        chars = message_totals(text, others, self.limits).chars
+        named = text if pages_from is None else pages_from
+        paths = [path for path, _ in files]
+        pdfs = chosen_pages(named, list(zip(paths, pdfs, strict=True)), self.limits, chars)
         counted = [(*file, pages) for file, pages in zip(files, pdfs, strict=True)]
         totals = message_totals(text, counted, self.limits)
         totals.check(self.limits, "This message")
@@ -98,10 +106,6 @@ class Intake:
             for (path, kind), file in zip(files, decoded, strict=True)
         )
         return StoredMessage("user", text, attachments)
-
-    def chosen_pages(self, text: str, decoded: list[Any]) -> list[Any]:
-        """`decoded` with each PDF's pages chosen by `text` (see `chosen_pages`)."""
-        return chosen_pages(text, decoded, self.limits)
 
     def left_out_note(self, message: StoredMessage) -> str:
         """The note a reply to `message` starts with when pages of its PDFs were not read."""
@@ -198,33 +202,43 @@ class Intake:
                 decoded = replace(decoded, name=attachment.name)
             files.append((attachment.path, decoded))
         text = stored.text
-        return model_message(stored.role, *with_pages(text, files, self.described(text)))
+        laid_out = with_pages(text, files, self.described(text), self.limits)
+        return model_message(stored.role, *laid_out)
 
 
-def chosen_pages(text: str, decoded: list[Any], limits: Limits) -> list[Any]:
-    """`decoded` with each PDF's pages (pdf.PdfPages) chosen by `text`: those it names (PdfError
-    for a page a PDF does not have), else the first; Limits.max_pdf_pages in the message."""
+def chosen_pages(
+    text: str, files: list[tuple[str | Path, Any]], limits: Limits, chars: int
+) -> list[Any]:
+    """The decoded files (path, decoded) with each PDF's pages (pdf.PdfPages) chosen by `text`:
+    those it names (PdfError for a page a PDF does not have), else the first;
+    Limits.max_pdf_pages in the message. Their text layers come too, within what the rest of
+    the message (`chars` characters) leaves (see pdf_pages.text_budget)."""
     requested = requested_pages(text)
     budget = limits.max_pdf_pages
+    text_left = text_budget(limits, chars)
     chosen = []
-    for item in decoded:
+    for path, item in files:
         if isinstance(item, PdfPages):
             item = choose_pages(item.name, item.page_count, requested, budget)
             budget -= len(item.numbers)
+            texts = page_texts(path, text_candidates(item, requested), text_left)
+            text_left -= sum(len(text) for _, text in texts)
+            item = replace(item, text_numbers=tuple(sorted(number for number, _ in texts)))
         chosen.append(item)
     return chosen
 
 
 def with_pages(
-    text: str, files: list[tuple[str, Any]], described: bool
+    text: str, files: list[tuple[str, Any]], described: bool, limits: Limits
 ) -> tuple[str, list[Image.Image], list[AudioClip], list[VideoClip]]:
     """A message's text, images, audio and videos from its decoded files (path, decoded), a
     PDF's chosen pages rendered as images in their place, a video's soundtrack in the audio, a
     text file fenced under its name before the person's text.
 
     The model sees a message's images before its text, so the text starts by saying which
-    image is which page ("Image 3: page 5 of 30."); a description also asks for one page at a
-    time (`described`: the text is a description's prompt)."""
+    image is which page ("Image 3: page 5 of 30."), then gives a PDF's text layer page by page
+    (read again within `limits`); a description also asks for one page at a time
+    (`described`: the text is a description's prompt)."""
     images: list[Image.Image] = []
     audio: list[AudioClip] = []
     videos: list[VideoClip] = []
@@ -234,7 +248,10 @@ def with_pages(
         if isinstance(decoded, TextFile):
             texts.append(decoded.fenced())
         elif isinstance(decoded, PdfPages):
-            labels.append(page_labels(decoded, len(images) + 1))
+            layer = text_layer(
+                decoded, page_texts(path, decoded.text_numbers, limits.max_request_chars)
+            )
+            labels.append("\n\n".join(filter(None, [page_labels(decoded, len(images) + 1), layer])))
             images += render_pages(path, decoded)
         elif isinstance(decoded, Video):
             videos.append(decoded.clip)

@@ -73,6 +73,7 @@ OPEN_PROBLEMS = {
 # at every turn.
 _counts: DecodedFiles[int | str] = DecodedFiles(CACHED_COUNTS)
 _rendered: DecodedFiles[tuple[Image.Image, ...] | str] = DecodedFiles(CACHED_DOCUMENTS)
+_texts: DecodedFiles[tuple[tuple[int, str], ...] | str] = DecodedFiles(CACHED_DOCUMENTS)
 
 
 
@@ -109,6 +110,19 @@ def render_pages(path: str | Path, pages: PdfPages) -> tuple[Image.Image, ...]:
         lambda: _drawn(path, pages.name, pages.numbers)[1],
     )
 
+
+
+def page_texts(
+    path: str | Path, numbers: tuple[int, ...], budget: int
+) -> tuple[tuple[int, str], ...]:
+    """The text layers of pages `numbers` (page, text), in order, as long as they fit whole in
+    `budget` characters together; pages without text (a scan) are left out. Text is a help
+    beside the page images, so a PDF whose text PDFium cannot read (or not within the render
+    process's limits) gives what was read before."""
+    path = Path(path)
+    if not numbers or budget <= 0:
+        return ()
+    return _cached(_texts, path, path.name, (numbers, budget), lambda: _read(path, numbers, budget))
 
 
 def _cached(cache: DecodedFiles, path: Path, name: str, how: Hashable, work: Callable) -> Any:
@@ -161,6 +175,30 @@ def _drawn(path: Path, name: str, numbers: tuple[int, ...]) -> tuple[int, tuple[
             images.append(Image.frombytes("RGB", (width, height), data, "raw", "RGB", stride))
         process.done()
         return count, tuple(images)
+
+
+def _read(path: Path, numbers: tuple[int, ...], budget: int) -> tuple[tuple[int, str], ...]:
+    """Pages' text layers from the render process (see `page_texts`)."""
+    job = {"path": str(path.absolute()), "texts": list(numbers), "text_chars": budget}
+    job["page_cpu_s"] = PAGE_CPU_S
+    texts: list[tuple[int, str]] = []
+    left = budget
+    with _renderer.job(job, PAGE_WALL_S * (len(numbers) + 1)) as process:
+        header = process.line()
+        if not header.startswith("pages "):
+            process.failure(header)
+            return ()
+        while (header := process.line()).startswith("text "):
+            fields = header.split()
+            if len(fields) != 3 or not fields[2].isdigit() or int(fields[2]) > 4 * (budget + 1):
+                return tuple(texts)  # not what the process writes: it is replaced
+            text = process.read(int(fields[2])).decode("utf-8", "replace")
+            left -= len(text)
+            if text and left >= 0:  # the page past the budget is the last one written
+                texts.append((int(fields[1]), text))
+        if header.strip() == "end":
+            process.done()
+    return tuple(texts)
 
 
 def _refusal(name: str, header: str, number: int | None, failure: str) -> str:

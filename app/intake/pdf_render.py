@@ -11,10 +11,15 @@ and pypdfium2 (it runs with `python -I`, so nothing of the app is on its path).
 
 Its one argument is its memory ceiling in megabytes. It reads jobs from stdin, one JSON line
 each: `path`, `pages` (numbers from 1; none: only count them), `page_cpu_s`, `page_pixels` and
-`max_side_px`; and answers on stdout, one line each:
+`max_side_px`; or, for a text job, `path`, `texts` (page numbers), `text_chars` and
+`page_cpu_s`. It answers on stdout, one line each:
 
     pages N                        the PDF opened and has N pages
     page N WIDTH HEIGHT STRIDE     then STRIDE x HEIGHT bytes: page N, drawn, as rows of RGB
+    text N BYTES                   then BYTES bytes: page N's text layer, UTF-8 (a text job:
+                                   the pages in order until `text_chars` characters are
+                                   passed, the last one cut just past them)
+    end                            a text job is done
     refused REASON [N]             it cannot be used: password, security, file, damaged,
                                    no-pages, or page N (PDFium could not draw it); the job ends
 
@@ -57,6 +62,9 @@ def _do(job: dict, out: BinaryIO) -> None:
         return
     try:
         _say(out, f"pages {len(document)}")
+        if "texts" in job:
+            _write_texts(document, job, out)
+            return
         for number in job["pages"]:
             _allow_cpu(job["page_cpu_s"])
             if not _draw(document, number, job["page_pixels"], job["max_side_px"], out):
@@ -123,6 +131,33 @@ def _draw(document, number: int, page_pixels: int, max_side_px: int, out: Binary
     bitmap.close()
     page.close()
     return True
+
+
+def _write_texts(document, job: dict, out: BinaryIO) -> None:
+    """Write the text layers of pages `job["texts"]`, in order, until `job["text_chars"]`
+    characters are passed (the parent then knows the last page did not fit), then "end"."""
+    left = job["text_chars"]
+    for number in job["texts"]:
+        _allow_cpu(job["page_cpu_s"])
+        try:
+            page = document[number - 1]
+            text_page = page.get_textpage()
+            text = text_page.get_text_range()
+            text_page.close()
+            page.close()
+        except MemoryError:
+            raise
+        except Exception:  # a page PDFium cannot read: no more text
+            break
+        text = text.replace("\r\n", "\n").replace("\r", "\n").strip()[: left + 1]
+        data = text.encode("utf-8", "replace")
+        _say(out, f"text {number} {len(data)}")
+        out.write(data)
+        out.flush()
+        left -= len(text)
+        if left < 0:
+            break
+    _say(out, "end")
 
 
 def _say(out: BinaryIO, line: str) -> None:

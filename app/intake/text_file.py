@@ -25,10 +25,15 @@ class TextFile:
     text: str
 
     def fenced(self) -> str:
-        """The file under its name, in a fence longer than any run of backticks in it."""
-        longest = max((len(run) for run in re.findall(r"`+", self.text)), default=0)
-        fence = "`" * max(3, longest + 1)
-        return f"{self.name}:\n{fence}\n{self.text}\n{fence}"
+        """The file under its name, in a fence."""
+        return f"{self.name}:\n{fenced(self.text)}"
+
+
+def fenced(text: str) -> str:
+    """`text` in a fence longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
 
 
 def looks_like_text(path: Path) -> bool:

@@ -17,7 +17,7 @@ from PIL import Image
 from ..config import Limits
 from .audio import audio_seconds
 from .image import IMAGE_FORMATS
-from .pdf import PAGE_PIXELS
+from .pdf import PAGE_PIXELS, page_texts
 from .pdf_pages import PdfPages
 from .probe import Kind, MediaError, duration
 from .text_file import load_text
@@ -93,15 +93,20 @@ def message_totals(
 
 def file_totals(path: str | Path, kind: Kind, pages: PdfPages | None, limits: Limits) -> Totals:
     """What a file adds, known without decoding it: an image's size from its header, a PDF's
-    pages read (`pages`), a video's length (and so its frames; VideoError past `limits`, as
-    when it came), a recording's length, a text file's characters."""
+    pages read (`pages`) and the characters of their text layer, a video's length (and so its
+    frames; VideoError past `limits`, as when it came), a recording's length, a text file's
+    characters."""
     if kind == "image":
         with Image.open(path, formats=IMAGE_FORMATS) as opened:  # the header only
             width, height = opened.size
         return Totals(images=1, megapixels=width * height / 1e6)
     if kind == "pdf":
-        count = len(pages.numbers) if pages is not None else 0
-        return Totals(images=count, megapixels=count * PAGE_PIXELS / 1e6)
+        if pages is None:
+            return Totals()
+        count = len(pages.numbers)
+        texts = page_texts(path, pages.text_numbers, limits.max_request_chars)
+        chars = sum(len(text) for _, text in texts)
+        return Totals(chars=chars, images=count, megapixels=count * PAGE_PIXELS / 1e6)
     if kind == "video":
         seconds = check_video(path, limits)
         frames = min(MAX_FRAMES, math.floor(seconds * FRAMES_PER_S) + 1)
