@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     title TEXT NOT NULL,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    owner TEXT NOT NULL DEFAULT ''
+    owner TEXT NOT NULL DEFAULT '',
+    system_prompt TEXT
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,6 +81,9 @@ class Conversation:
     created: float
     updated: float
     messages: tuple[StoredMessage, ...] = field(default_factory=tuple)
+    # The system prompt it was started with, kept at its first reply (None before, and for
+    # conversations kept before Loupe remembered it, until their next reply).
+    system_prompt: str | None = None
 
 
 class History:
@@ -198,7 +202,8 @@ class History:
         """The conversation, or None when there is none of this id that `owner` owns."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, title, created, updated FROM conversations WHERE id = ? AND owner = ?",
+                "SELECT id, title, created, updated, system_prompt FROM conversations"
+                " WHERE id = ? AND owner = ?",
                 (conversation_id, owner),
             ).fetchone()
             if row is None:
@@ -229,7 +234,8 @@ class History:
             )
             for message_id, role, text, thinking, status, detail in messages
         )
-        return Conversation(*row, messages=stored)
+        conversation_id, title, created, updated, system_prompt = row
+        return Conversation(conversation_id, title, created, updated, stored, system_prompt)
 
     def list(self, query: str = "", owner: str = LOCAL_USER) -> list[tuple[str, str, float]]:
         """(id, title, last used) of every conversation of `owner`, the most recently used
@@ -254,6 +260,19 @@ class History:
                 (title.strip() or NEW_TITLE, conversation_id),
             )
 
+    def keep_system_prompt(self, conversation_id: str, system_prompt: str) -> str:
+        """The conversation's system prompt: the one it already keeps, else `system_prompt`,
+        kept from now on."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE conversations SET system_prompt = ? WHERE id = ? AND system_prompt IS NULL",
+                (system_prompt, conversation_id),
+            )
+            (kept,) = self._db.execute(
+                "SELECT system_prompt FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+        return kept
+
     def delete(self, conversation_id: str) -> None:
         with self._lock, self._db:
             self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
@@ -265,6 +284,7 @@ class History:
         added = (
             ("messages", "image_detail", "TEXT NOT NULL DEFAULT ''"),
             ("conversations", "owner", "TEXT NOT NULL DEFAULT ''"),
+            ("conversations", "system_prompt", "TEXT"),
         )
         with self._lock, self._db:
             for table, column, declaration in added:
@@ -298,6 +318,9 @@ class History:
 def export_markdown(conversation: Conversation) -> str:
     """The conversation as Markdown; files are linked by their path in the data folder."""
     lines = [f"# {conversation.title}", ""]
+    if conversation.system_prompt:  # a quote of its own, every line of it
+        quoted = [f"> {line}".rstrip() for line in conversation.system_prompt.splitlines()]
+        lines += ["> **System prompt**", ">", *quoted, ""]
     for message in conversation.messages:
         lines.append("## You" if message.role == "user" else "## Loupe")
         lines.append("")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import gradio as gr
 import pytest
 
 from app.config import AppConfig
-from app.history import History, StoredMessage
+from app.history import History, StoredMessage, export_json, export_markdown
 from app.page.chat_events import ChatHandlers
+from app.page.display import shown_conversation
 from app.page.voice import SEND_AUDIO, Voice
 from bench.samples import photo
 
@@ -159,3 +161,37 @@ def test_a_pasted_image_is_named_after_the_time_it_came(handlers: ChatHandlers, 
     conversation_id = _send(handlers, {"text": "What is this?", "files": [str(pasted)]})[-1][2]
     [attachment] = handlers.history.get(conversation_id).messages[0].attachments
     assert re.fullmatch(r"Pasted image \d{4}-\d\d-\d\d \d\d-\d\d-\d\d\.png", attachment.name)
+
+
+def test_a_conversation_keeps_the_system_prompt_it_started_with(
+    handlers: ChatHandlers, tmp_path: Path
+):
+    sent_prompts = []
+    model_messages = handlers.intake.model_messages
+
+    def spied(conversation, system_prompt):  # what each request is built with
+        sent_prompts.append(system_prompt)
+        return model_messages(conversation, system_prompt)
+
+    handlers.intake.model_messages = spied
+    french = ("Answer in French.\nBe brief.", *SETTINGS[1:])
+    first = _send(handlers, {"text": "Hello", "files": []}, settings=french)
+    conversation_id = first[-1][2]
+    shown = first[-2][0]
+    assert shown[0]["metadata"]["title"] == "System prompt"  # collapsed, at the top
+    assert shown[0]["content"] == "Answer in French.\nBe brief."
+    # Settings changed since: this conversation keeps its own, a new one takes the new one.
+    _send(handlers, {"text": "And now?", "files": []}, conversation_id, settings=SETTINGS)
+    _send(handlers, {"text": "A new chat", "files": []}, settings=("Be terse.", *SETTINGS[1:]))
+    assert sent_prompts == ["Answer in French.\nBe brief."] * 2 + ["Be terse."]
+
+    reopened = History(tmp_path / "data").get(conversation_id)  # as after a restart
+    assert reopened.system_prompt == "Answer in French.\nBe brief."
+    assert reopened.title == "Hello"
+    assert export_markdown(reopened).startswith(
+        "# Hello\n\n> **System prompt**\n>\n> Answer in French.\n> Be brief.\n\n## You\n"
+    )
+    assert json.loads(export_json(reopened))["system_prompt"] == "Answer in French.\nBe brief."
+    plain = _send(handlers, {"text": "No prompt", "files": []})[-1][2]
+    assert handlers.history.get(plain).system_prompt == ""  # kept as none
+    assert "System prompt" not in str(shown_conversation(handlers.history.get(plain))[0])

@@ -427,6 +427,15 @@ def test_settings_stay_after_a_reload_until_reset_to_defaults(browser, demo_app,
 
     expected = ("Answer in French.", "48", "1.5", True, True)
     assert after_reload(expected) == expected
+    # A conversation started now shows the system prompt it keeps, collapsed at its top.
+    page.fill("#message textarea", "Bonjour")
+    page.keyboard.press("Enter")
+    kept_prompt = page.locator("#chat").get_by_text("System prompt", exact=True)
+    expect(kept_prompt).to_be_visible(timeout=60_000)
+    expect(page.locator("#chat")).not_to_contain_text("Answer in French.")
+    kept_prompt.click()
+    expect(page.locator("#chat")).to_contain_text("Answer in French.")
+    shoot(page, "system-prompt-kept")
     page.click("#reset-settings")
     expect(system).to_have_value(defaults[0])
     assert after_reload((*defaults, False, False)) == (*defaults, False, False)

@@ -197,8 +197,10 @@ class ChatHandlers:
     ) -> Iterator[tuple[list, Reply]]:
         """The reply loop's answer to the stored conversation, as the chat shows it: yields (chat
         shown, reply) as it grows. Takes tasks.replies.Replies.answer's arguments."""
-        shown, _ = shown_conversation(self.history.get(conversation_id, user))
+        shown = None
         for reply in noted(self.replies.answer(conversation_id, *arguments, user=user)):
+            if shown is None:  # read once the reply starts: with the system prompt it keeps
+                shown, _ = shown_conversation(self.history.get(conversation_id, user))
             yield [*shown, *shown_reply(reply)], reply
 
     def _page_reply(

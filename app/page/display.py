@@ -11,6 +11,7 @@ from ..tasks.describe import LEVELS, level_of
 from ..tasks.reply import Reply, with_dropped_note
 
 THINKING_TITLE = "Thinking"
+SYSTEM_PROMPT_TITLE = "System prompt"
 IMAGE_DETAIL_TITLE = "Image detail"
 # Files the chat shows as a link with their name and size (their MIME type, for the browser).
 LINKED = {"pdf": "application/pdf", "text": "text/plain"}
@@ -20,6 +21,9 @@ def shown_conversation(conversation: Conversation | None) -> tuple[list[dict], l
     """The chatbot entries of a conversation, and for each entry its message's position."""
     entries: list[dict] = []
     positions: list[int] = []
+    if conversation and conversation.system_prompt:  # collapsed, above the first message
+        entries.append(system_entry(conversation.system_prompt))
+        positions.append(0)
     for position, message in enumerate(conversation.messages if conversation else ()):
         shown = shown_user(message) if message.role == "user" else shown_answer(message)
         entries += shown
@@ -92,6 +96,16 @@ def shown_reply(reply: Reply) -> list[dict]:
         answer = f"{answer} {STOPPED}".strip()
     entries.append({"role": "assistant", "content": with_dropped_note(reply, answer or "…")})
     return entries
+
+
+def system_entry(system_prompt: str) -> dict:
+    """The system prompt a conversation keeps, as a collapsed section titled "System prompt".
+    Not part of any answer: read aloud, copying and the live region leave it out."""
+    return {
+        "role": "assistant",
+        "content": system_prompt,
+        "metadata": {"title": SYSTEM_PROMPT_TITLE, "status": "done"},
+    }
 
 
 def detail_entry(detail: ImageDetail) -> dict:

@@ -36,7 +36,12 @@ class SettingsPanel:
 def settings_sidebar() -> SettingsPanel:
     """The settings panel on the right, closed until asked for."""
     with gr.Sidebar(label="Settings", position="right", open=False, elem_id="settings") as panel:
-        system_prompt = gr.Textbox(DEFAULT.system_prompt, label="System prompt", lines=2)
+        system_prompt = gr.Textbox(
+            DEFAULT.system_prompt,
+            label="System prompt",
+            info="For new chats: a conversation keeps the one it started with, shown at its top.",
+            lines=2,
+        )
         temperature = gr.Slider(0.0, 2.0, value=DEFAULT.temperature, step=0.05, label="Temperature")
         top_p = gr.Slider(0.0, 1.0, value=DEFAULT.top_p, step=0.01, label="Top-p")
         top_k = gr.Slider(0, 200, value=DEFAULT.top_k, step=1, label="Top-k")

@@ -82,8 +82,11 @@ class Replies:
         marked interrupted if it was stopped (also when the consumer goes away). A description
         (the last message is a level's prompt) starts with the AI notice, and its level may ask
         for an image detail (see describe.level_options). `slot` is a queue place reserved for
-        it; without one a place is reserved before any file is read."""
+        it; without one a place is reserved before any file is read. `system_prompt` is kept
+        with a conversation at its first reply; later replies use the one it keeps."""
         conversation = self.history.get(conversation_id, user)
+        # A conversation keeps the system prompt it was started with.
+        system_prompt = self.history.keep_system_prompt(conversation_id, system_prompt.strip())
         level = level_of(conversation.messages[-1].text)
         prefix = f"{AI_NOTICE} " if level else ""
         options = level_options(level, options)
