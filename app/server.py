@@ -1,6 +1,6 @@
-"""Serves the page with safe settings: /health, the OpenAI-compatible /v1 behind its key (and
-CORS for the web apps --allowed-origin names), upload limits, a guard on Host and Origin, and
-with --auth the login guards of login_guards.py."""
+"""Serves the page with safe settings: /health, the OpenAI-compatible /v1 and the MCP server
+/mcp behind their key (and CORS for the web apps --allowed-origin names), upload limits, a guard
+on Host and Origin, and with --auth the login guards of login_guards.py."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from .config import AppConfig
 from .health import health_document
 from .login_guards import login_guards, route_path
 from .login_throttle import LOGIN_NOTE
+from .mcp import mcp_routes
 from .page.chat_events import ChatHandlers
 from .page.desktop import open_window
 from .page.layout import build_ui
@@ -36,12 +37,12 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FOREIGN_HOST = "Loupe does not answer to this host name; start it with --allowed-host to add one."
 FOREIGN_ORIGIN = "Loupe does not take requests from other web sites."
 FOREIGN_API_ORIGIN = (
-    "Loupe's /v1 does not take requests from this web site; start Loupe with "
+    "Loupe's API does not take requests from this web site; start Loupe with "
     "--allowed-origin ORIGIN to let a web app there call it."
 )
-API_PREFIX = "/v1"
+API_PREFIXES = ("/v1", "/mcp")  # the programs' API: the OpenAI-compatible one, and MCP
 WRONG_KEY = (
-    "Loupe's /v1 needs the key Loupe was started with (--api-key), sent as "
+    "Loupe's API (/v1 and /mcp) needs the key Loupe was started with (--api-key), sent as "
     "Authorization: Bearer KEY."
 )
 
@@ -67,21 +68,21 @@ class HostGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        api = route_path(scope).startswith(API_PREFIX)
+        api = route_path(scope).startswith(API_PREFIXES)
         problem = self.problem(Headers(scope=scope), api)
         if problem is None:
             await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
-        elif api:  # in OpenAI's shape, as everything under /v1
+        elif api:  # in OpenAI's shape, as everything under /v1 (an MCP client shows it too)
             status, body = error_body("forbidden", problem)
             await JSONResponse(body, status)(scope, receive, send)
         else:
             await PlainTextResponse(problem, status_code=403)(scope, receive, send)
 
     def problem(self, headers: Headers, api: bool = False) -> str | None:
-        """Why the request is refused, or None. `api`: a request to /v1, which the web apps
-        of --allowed-origin may send too."""
+        """Why the request is refused, or None. `api`: a request to /v1 or /mcp, which the
+        web apps of --allowed-origin may send too."""
         host = headers.get("host", "")
         if not self.allows(_split(f"//{host}")[1]):
             return FOREIGN_HOST
@@ -102,7 +103,7 @@ class HostGuard:
 
 
 class ApiKeyGuard:
-    """ASGI middleware for the OpenAI-compatible API (paths under /v1): with --api-key, requests
+    """ASGI middleware for the programs' API (paths under /v1 and /mcp): with --api-key, requests
     must carry it as a Bearer token (compared in constant time); without one, /v1 answers only
     where the page itself needs no login, on this machine alone (see `api_closed_reason`).
     Gradio's --auth guards Gradio's own routes, not these, so /v1 is never a way around it."""
@@ -114,7 +115,7 @@ class ApiKeyGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = None
-        if scope["type"] in ("http", "websocket") and route_path(scope).startswith(API_PREFIX):
+        if scope["type"] in ("http", "websocket") and route_path(scope).startswith(API_PREFIXES):
             problem = self.problem(Headers(scope=scope))
         if problem is None:
             await self.app(scope, receive, send)
@@ -131,8 +132,8 @@ class ApiKeyGuard:
             if self.closed_reason is None:
                 return None
             return (
-                f"Loupe's /v1 is closed because {self.closed_reason}; start Loupe with "
-                "--api-key KEY (or LOUPE_API_KEY) and send Authorization: Bearer KEY."
+                f"Loupe's API (/v1 and /mcp) is closed because {self.closed_reason}; start "
+                "Loupe with --api-key KEY (or LOUPE_API_KEY) and send Authorization: Bearer KEY."
             )
         scheme, _, token = headers.get("authorization", "").partition(" ")
         # Starlette reads header bytes as Latin-1: encoded back, they are the bytes sent.
@@ -192,8 +193,8 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
     closed = api_closed_reason(config)
     if closed:
         print(
-            f"Loupe's OpenAI-compatible /v1 is closed: {closed}; start Loupe with --api-key "
-            "to use it.",
+            f"Loupe's API (the OpenAI-compatible /v1 and the MCP server /mcp) is closed: "
+            f"{closed}; start Loupe with --api-key to use it.",
             flush=True,
         )
     _, local_url, share_url = page.launch(
@@ -235,6 +236,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             "routes": [
                 APIRoute("/health", health, methods=["GET"]),
                 *v1.routes(handlers.engine, handlers.voice, config.limits),
+                *mcp_routes(handlers.replies, handlers.voice, config.limits),
             ],
         },
         prevent_thread_lock=True,

@@ -117,18 +117,19 @@ def test_default_model_unavailable_falls_back_to_demo_and_on_the_network_v1_is_c
     miniature: Path, tmp_path: Path
 ):
     # Also open to the network, as `--host 0.0.0.0` is: the console names the addresses, and
-    # /v1 is closed without --api-key.
+    # /v1 and /mcp are closed without --api-key.
     env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     process, url = start_app("--host", "0.0.0.0", env=env)
     try:
         health = health_when_loaded(process, url)
         response = httpx.get(f"{url}/v1/models", timeout=10)
+        mcp = httpx.post(f"{url}/mcp/", json={}, timeout=10)
     finally:
         output = stop_app(process)
-    assert response.status_code == 401
+    assert response.status_code == 401 and mcp.status_code == 401
     message = response.json()["error"]["message"]
     assert "network" in message and "--api-key" in message
-    closed = [line for line in output.splitlines() if "/v1 is closed" in line]
+    closed = [line for line in output.splitlines() if "/mcp) is closed" in line]
     assert len(closed) == 1 and "--api-key" in closed[0], output
     assert health["status"] == "ok" and health["demo"] is True
     # No GPU here: auto chose llama.cpp, whose files are the GGUF build's.

@@ -53,6 +53,8 @@ from tests.conftest import (
     wait_until_idle,
     word_error_rate,
 )
+from tests.test_mcp import TOOLS as MCP_TOOLS
+from tests.test_mcp import calls as mcp_calls
 
 KEY = "correct-horse-battery"
 SERVED = ""  # a request may leave the model unnamed: it means the one Loupe serves
@@ -426,6 +428,11 @@ def test_a_key_is_required_when_set(keyed_app):
     assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # not guarded
     reply = client(url, KEY).chat.completions.create(model=SERVED, messages=TALK, **SHORT)
     check_usage(reply.usage)
+    # The MCP server at /mcp takes the same key.
+    unkeyed = httpx.post(f"{url}/mcp/", json={}, timeout=10)
+    assert unkeyed.status_code == 401 and "--api-key" in unkeyed.json()["error"]["message"]
+    listed, _ = mcp_calls(url, key=KEY)
+    assert {tool.name for tool in listed} == MCP_TOOLS
 
 
 def test_a_full_queue_is_told_busy_with_retry_after(keyed_app):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
 
 import gradio as gr
 
@@ -23,8 +22,14 @@ from ..intake.files import check_audio_file
 from ..intake.message import display_name
 from ..intake.probe import MediaError
 from ..intake.text import message_text
-from ..tasks.describe import AI_NOTICE, DEFAULT_LEVEL, LEVELS, level_options, level_prompt
-from ..tasks.moderation import NotAVerdict, verdict_of
+from ..tasks.describe import (
+    AI_NOTICE,
+    DEFAULT_LEVEL,
+    LEVELS,
+    checked_content,
+    level_options,
+    level_prompt,
+)
 from ..tasks.replies import Replies
 from ..tasks.reply import Reply, with_dropped_note
 from ..tasks.settings import SETTING_NAMES, Settings
@@ -259,12 +264,7 @@ def verdict_document(replies: Iterator[Reply]) -> str:
         if reply.error:
             raise refused(reply.error)
         answer = reply.answer
-    try:
-        verdict, problem = asdict(verdict_of(answer)), None
-    except NotAVerdict as exc:
-        verdict, problem = None, str(exc)
-    document = {"notice": AI_NOTICE, "verdict": verdict, "verdict_problem": problem}
-    return json.dumps(document | {"answer": answer}, ensure_ascii=False)
+    return json.dumps(checked_content(answer), ensure_ascii=False)
 
 
 def _length_only(max_new_tokens: int) -> GenerationOptions:

@@ -8,7 +8,7 @@ the image), so follow-up questions about the same image simply continue the conv
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from PIL import Image
 
@@ -153,13 +153,29 @@ def description_request(
 def description_messages(image: Image.Image, level: str, context: str = "") -> list[Message]:
     """The conversation that asks for a description at `level` (ValueError if unknown); with
     `context`, what the image is for, so that alt text says its purpose there."""
+    return [Message("user", prompt_in_context(level, context), images=(image,))]
+
+
+def prompt_in_context(level: str, context: str = "") -> str:
+    """The prompt of `level` (ValueError if unknown); with `context`, what the image is for."""
     prompt = level_prompt(level)
     if context:
         prompt += (
             f"\n\nThe image is used here: {context}. Write for that purpose: say what the "
             "image means there, and call it decorative if it adds nothing there."
         )
-    return [Message("user", prompt, images=(image,))]
+    return prompt
+
+
+def checked_content(answer: str) -> dict:
+    """A Check content answer as a document a program can parse: the AI notice beside the
+    verdict object (moderation.Verdict's fields), or a null verdict with the sentence saying
+    why the answer held none; the model's answer as it came."""
+    try:
+        verdict, problem = asdict(moderation.verdict_of(answer)), None
+    except moderation.NotAVerdict as exc:
+        verdict, problem = None, str(exc)
+    return {"notice": AI_NOTICE, "verdict": verdict, "verdict_problem": problem, "answer": answer}
 
 
 @dataclass(frozen=True)
