@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import FAULT_TRIGGER, Fault, ModelConfig
+from .constrained import SchemaRules, llama_tokenizer
 from .engine import ModelInfo
 from .events import Timing
 from .gguf_files import GgufError, locate_gguf
@@ -279,7 +280,9 @@ def _generate(
     llm = model.llm
     room = llm.n_ctx() - prompt_tokens
     limit = min(options.max_new_tokens, room)
-    forbidden = list(model.forbidden)
+    schema = _schema_rules(model, options.response_schema)
+    # Under a schema the grammar alone decides what may come (see constrained.py).
+    forbidden = list(model.forbidden) if schema is None else []
     if not options.thinking and model.channel_open >= 0:
         forbidden.append(model.channel_open)  # see streaming.thinking_rules
     produced = 0
@@ -288,6 +291,9 @@ def _generate(
         scores[forbidden] = -np.inf
         if produced < options.min_new_tokens:
             scores[model.end_ids] = -np.inf
+        if schema is not None:
+            reply = input_ids[prompt_tokens:].tolist()
+            scores[~schema.allowed(reply, len(scores))] = -np.inf
         return scores
 
     sample = options.temperature >= SAMPLING_FLOOR
@@ -314,6 +320,19 @@ def _generate(
         if cancelled():
             return True
     return False
+
+
+def _schema_rules(model: LlamaModel, schema: str) -> SchemaRules | None:
+    """The rules that hold a reply to `schema` (None without one), over the model's vocabulary
+    as the grammar engine reads it (made at the first schema, then kept)."""
+    if not schema:
+        return None
+    if model.schema_tokenizer is None:
+        from llama_cpp import llama_cpp as lib
+
+        vocab = lib.llama_model_get_vocab(model.llm.model)
+        model.schema_tokenizer = llama_tokenizer(vocab, model.end_ids)
+    return SchemaRules(model.schema_tokenizer, schema)
 
 
 def _inject(fault: Fault) -> None:

@@ -89,6 +89,9 @@ class GenerationOptions:
     speculative: bool = True
     preferred_image_tokens: int = 0
     video_frame_tokens: int = DEFAULT_VIDEO_FRAME_TOKENS
+    # A JSON schema (JSON text) the reply must match, token by token ("" for free text); with
+    # one, thinking is off (see constrained.py).
+    response_schema: str = ""
 
     def __post_init__(self) -> None:
         if self.video_frame_tokens not in VIDEO_FRAME_TOKEN_BUDGETS:
@@ -101,6 +104,8 @@ class GenerationOptions:
             raise ValueError("max_new_tokens must be at least 1")
         if self.min_new_tokens < 0:
             raise ValueError("min_new_tokens must not be negative")
+        if self.response_schema and self.thinking:
+            raise ValueError("A reply held to a JSON schema cannot think first")
 
 
 @dataclass(frozen=True)

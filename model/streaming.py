@@ -10,7 +10,37 @@ from typing import Any
 from transformers.generation.logits_process import LogitsProcessor, LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
+from .constrained import SchemaRules
+
 THOUGHT_HEADER = "thought\n"  # what the model writes right after <|channel>
+
+
+def reply_rules(
+    tokenizer: Any, thinking: bool, schema: SchemaRules | None, prompt_tokens: int
+) -> LogitsProcessorList:
+    """The logits processors for `generate`: the thinking setting (see `thinking_rules`) and,
+    with a `schema`, the JSON schema the reply must match (its tokens after `prompt_tokens`)."""
+    rules = thinking_rules(tokenizer, thinking)
+    if schema is not None:
+        rules.append(_Schema(schema, prompt_tokens))
+    return rules
+
+
+class _Schema(LogitsProcessor):
+    """Only the tokens that keep the reply inside its JSON schema (constrained.SchemaRules)."""
+
+    def __init__(self, rules: SchemaRules, prompt_tokens: int):
+        self.rules = rules
+        self.prompt_tokens = prompt_tokens
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        reply = input_ids[0, self.prompt_tokens :].tolist()
+        allowed = torch.from_numpy(self.rules.allowed(reply, scores.shape[-1]))
+        scores = scores.clone()
+        scores[:, ~allowed.to(scores.device)] = -float("inf")
+        return scores
 
 
 def thinking_rules(tokenizer: Any, thinking: bool) -> LogitsProcessorList:

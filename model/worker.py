@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .config import FAULT_TRIGGER, Fault, ModelConfig
+from .constrained import SchemaRules, hf_tokenizer
 from .events import Timing
 from .loader import LoadError, first_line, load
 from .messages import ChatRequest, GenerationOptions, Message
@@ -185,7 +186,7 @@ def answer(
     from transformers import StoppingCriteriaList
 
     from .prompts import ContextOverflow
-    from .streaming import ReplyStreamer, thinking_rules
+    from .streaming import ReplyStreamer, reply_rules
 
     started = time.perf_counter()
     options = request.options
@@ -217,14 +218,20 @@ def answer(
     # Never past the end of the window, whatever length was asked for.
     room = prepared.context_tokens - int(inputs["input_ids"].shape[-1])
     sample = options.temperature >= SAMPLING_FLOOR
-    drafter = loaded.drafter if options.speculative else None
+    # The drafter proposes tokens the schema has not checked: a schema reply goes without it.
+    drafter = loaded.drafter if options.speculative and not options.response_schema else None
     try:
+        schema = _schema_rules(loaded, options.response_schema)
+        prompt_tokens = int(inputs["input_ids"].shape[-1])
+        rules = reply_rules(loaded.processor.tokenizer, options.thinking, schema, prompt_tokens)
         with torch.inference_mode():
             loaded.model.generate(
                 **inputs,
                 streamer=streamer,
-                logits_processor=thinking_rules(loaded.processor.tokenizer, options.thinking),
+                logits_processor=rules,
                 stopping_criteria=StoppingCriteriaList(criteria),
+                # Under a schema the grammar alone decides what may come (see constrained.py).
+                suppress_tokens=[] if schema is not None else None,
                 max_new_tokens=min(options.max_new_tokens, room),
                 min_new_tokens=options.min_new_tokens or None,
                 assistant_model=drafter,
@@ -238,6 +245,18 @@ def answer(
     prompt_tokens = int(inputs["input_ids"].shape[-1])
     conn.send(("done", request_id, _timing(started, streamer, prompt_tokens), cancel.cancelled))
     return True
+
+
+def _schema_rules(loaded: Any, schema: str) -> SchemaRules | None:
+    """The rules that hold a reply to `schema` (None without one), over the loaded model's
+    tokenizer as the grammar engine reads it (made at the first schema, then kept)."""
+    if not schema:
+        return None
+    if loaded.schema_tokenizer is None:
+        ends = loaded.model.generation_config.eos_token_id
+        ends = list(ends) if isinstance(ends, (list, tuple)) else [ends]
+        loaded.schema_tokenizer = hf_tokenizer(loaded.processor.tokenizer, ends)
+    return SchemaRules(loaded.schema_tokenizer, schema)
 
 
 def _timing(started: float, streamer: Any, prompt_tokens: int) -> Timing:

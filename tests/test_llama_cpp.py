@@ -3,6 +3,7 @@ converter, run by llama-cpp-python in the supervised worker, and a launched app 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from model.engine_choice import choose_backend
 from model.gguf_files import GgufError, _pick, locate_gguf, miniature_gguf
 from model.prompts import build_inputs
 from tests.conftest import health_when_loaded, start_app, stop_app
+from tests.test_structured_output import SCHEMA, matches
 
 CANCEL_DEADLINE_S = 2.0
 
@@ -292,3 +294,11 @@ def test_the_default_model_is_found_in_the_hugging_face_cache(
     qat = ModelConfig(backend="llama.cpp", quant="qat")  # not in the cache, and no hub
     with pytest.raises(GgufError, match=r"google/gemma-4-12B-it-qat-q4_0-gguf are not on this"):
         locate_gguf(qat, lambda sentence: None)
+
+
+def test_a_json_schema_holds_the_reply_on_llama_cpp_too(llama_engine: Engine):
+    options = GenerationOptions(max_new_tokens=80, response_schema=json.dumps(SCHEMA))
+    for seed in range(2):
+        request = ChatRequest((Message("user", f"Describe animal {seed}."),), options)
+        text, finished = _finished(llama_engine, request)
+        assert matches(text), text

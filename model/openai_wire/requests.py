@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from ..audio import AUDIO_SAMPLE_RATE_HZ
+from ..constrained import ANY_OBJECT, SchemaError, schema_grammar
 from ..detail import text_lines
 from ..messages import (
     IMAGE_TOKEN_BUDGETS,
@@ -38,6 +40,7 @@ AUDIO_SAMPLES_PER_TOKEN = 640
 JPEG_QUALITY = 92
 # Request fields not every server takes: learnt per server, dropped once refused.
 OPTIONAL_FIELDS = ("top_k", "mm_processor_kwargs", "stream_options", "reasoning_effort")
+JSON_SCHEMA_PARAM = "response_format.json_schema.schema"
 
 # -- to a server -----------------------------------------------------------------------------
 
@@ -118,7 +121,17 @@ def request_body(
         body["stream_options"] = {"include_usage": True}
     for name in refused:
         body.pop(name, None)
+    if options.response_schema:  # never dropped: a server that cannot honour it says so
+        body["response_format"] = response_format(options.response_schema)
     return body
+
+
+def response_format(schema: str) -> dict[str, Any]:
+    """OpenAI's `response_format` for a reply held to `schema` (JSON text)."""
+    if schema == ANY_OBJECT:
+        return {"type": "json_object"}
+    json_schema = {"name": "reply", "schema": json.loads(schema), "strict": True}
+    return {"type": "json_schema", "json_schema": json_schema}
 
 
 def refused_fields(status: int, message: str) -> set[str]:
@@ -150,6 +163,13 @@ FIELD_RULES = {
     "chat_template_kwargs.enable_thinking": "true or false",
     "mm_processor_kwargs": 'an object such as {"max_soft_tokens": 280}',
     "mm_processor_kwargs.max_soft_tokens": "one of " + ", ".join(map(str, IMAGE_TOKEN_BUDGETS)),
+    "response_format": 'an object such as {"type": "json_object"}',
+    "response_format.type": "one of text, json_object and json_schema",
+    "response_format.json_schema": 'an object such as {"name": "answer", "schema": {...}}',
+    "response_format.json_schema.name": "a string",
+    "response_format.json_schema.schema": "a JSON schema (an object)",
+    "response_format.json_schema.strict": "true or false",
+    "response_format.json_schema.description": "a string",
 }
 # Strict: a number is not a string or a bool, a whole number is not 2.5, and JSON's 1e400
 # (infinity to Python) is no number at all.
@@ -176,6 +196,36 @@ class MediaOptions(_Fields):
     max_soft_tokens: Literal[IMAGE_TOKEN_BUDGETS] | None = None  # type: ignore[valid-type]
 
 
+class JsonSchemaFormat(_Fields):
+    name: StrictStr = "reply"
+    description: StrictStr | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(_Fields):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def schema(self) -> str:
+        """The JSON schema the reply must match, as JSON text ("" for free text)."""
+        if self.type == "text":
+            return ""
+        if self.type == "json_object":
+            return ANY_OBJECT
+        if self.json_schema is None:
+            raise RequestError(
+                "response_format.json_schema must be given when its type is json_schema.",
+                "response_format.json_schema",
+            )
+        schema = json.dumps(self.json_schema.schema_)
+        try:
+            schema_grammar(schema)
+        except SchemaError as exc:
+            raise RequestError(f"{exc}.".replace("..", "."), JSON_SCHEMA_PARAM) from None
+        return schema
+
+
 class ChatFields(_Fields):
     """The fields of a chat-completions body that Loupe reads, besides `messages` and `stop`,
     each checked for its type and range; the fields Loupe does not read are ignored."""
@@ -193,6 +243,7 @@ class ChatFields(_Fields):
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     chat_template_kwargs: TemplateOptions | None = None
     mm_processor_kwargs: MediaOptions | None = None
+    response_format: ResponseFormat | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -212,15 +263,17 @@ class ChatFields(_Fields):
         if min_new_tokens > max_new_tokens:
             raise RequestError("min_tokens must not be more than max_tokens.", "min_tokens")
         budget = self.mm_processor_kwargs and self.mm_processor_kwargs.max_soft_tokens
+        schema = self.response_format.schema() if self.response_format else ""
         return GenerationOptions(
             temperature=_given(self.temperature, defaults.temperature),
             top_p=_given(self.top_p, defaults.top_p),
             top_k=_given(self.top_k, defaults.top_k),
             max_new_tokens=max_new_tokens,
-            thinking=thinking,
+            thinking=thinking and not schema,  # a schema is the whole reply: no thought first
             image_tokens=budget or defaults.image_tokens,
             # vLLM's extension: the end of the reply is held back until this many tokens are out.
             min_new_tokens=min_new_tokens,
+            response_schema=schema,
         )
 
 
