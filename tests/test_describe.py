@@ -25,7 +25,7 @@ from app.tasks.moderation import verdict_in_words
 from bench.samples import photo
 from model import GenerationOptions
 from model.prompts import render_prompt
-from tests.test_conversations import SETTINGS, handlers  # noqa: F401 (a fixture)
+from tests.test_conversations import LONG, SETTINGS, handlers  # noqa: F401 (a fixture)
 
 
 def test_each_level_renders_its_own_prompt_with_the_image(processor):
@@ -137,14 +137,19 @@ def test_a_content_check_says_its_verdict_in_words_in_the_box(
     handlers: ChatHandlers,  # noqa: F811
     image_file: Path,
 ):
-    updates = describe(handlers, image_file, "check_content")
+    value = {"text": "typed, not sent", "files": [str(image_file)]}
+    updates = list(handlers.describe_page(value, "", "check_content", *LONG))
     conversation_id = updates[0][2]
     assert handlers.history.get(conversation_id).title == f"Check content: {image_file.name}"
     answer = handlers.history.get(conversation_id).messages[-1].text
     box = updates[-1][-1]
     assert box["visible"] is True and box["label"].startswith("Content check")
-    # The miniature model's random text is no verdict, and the box says so rather than guess.
-    assert box["value"] == verdict_in_words(answer) and box["value"].startswith("No verdict: ")
+    # Held to the verdict's schema, even the miniature model's random answer is a verdict.
+    assert box["value"] == verdict_in_words(answer)
+    assert box["value"].startswith(("Flagged: ", "Not flagged ")), box["value"]
+    # Cut short by the length limit, it is none, and the box says so rather than guess.
+    short = describe(handlers, image_file, "check_content")[-1][-1]
+    assert short["value"].startswith("No verdict: ")
 
 
 def test_a_new_description_takes_the_alt_text_box_from_the_one_before(

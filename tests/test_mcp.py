@@ -84,6 +84,7 @@ def test_an_mcp_client_lists_the_tools_and_calls_each(demo_app, spoken_question:
     document_keys = {"notice", "verdict", "verdict_problem", "answer"}
     assert set(checked.structured_content) == document_keys
     assert checked.structured_content["notice"] == AI_NOTICE
+    assert checked.structured_content["verdict"] is not None  # held to its schema
 
 
 def test_mcp_refusals_are_one_sentence_each(demo_app, tmp_path: Path):

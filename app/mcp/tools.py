@@ -103,12 +103,14 @@ class Tools:
         """The model's content check of an image in OpenAI's moderation shape: {"notice",
         "verdict" ({"flagged", "categories", "category_scores", "rationale"}, or null when the
         answer held none), "verdict_problem" (why there is none), "answer"}."""
-        answer = self._answer([_part(image, "image")], prompt_in_context("check_content"))
+        prompt = prompt_in_context("check_content")
+        answer = self._answer([_part(image, "image")], prompt, "check_content")
         return checked_content(answer)
 
     def _answer(self, parts: list[dict[str, Any]], text: str, level: str | None = None) -> str:
-        """The whole answer to one message of `parts` and `text` (a description led by the AI
-        notice when `level` is one); ToolError in the sentence the page would show."""
+        """The whole answer to one message of `parts` and `text` (at a describe `level`: led by
+        the AI notice, but for Check content's, which a document carries); ToolError in the
+        sentence the page would show."""
         content = [*parts, {"type": "text", "text": text}]
         body = {"messages": [{"role": "user", "content": content}]}
         try:
@@ -122,7 +124,7 @@ class Tools:
                 raise ToolError(str(exc)) from None
             options = call.request.options
             options = level_options(level, options) if level else options
-            prefix = f"{AI_NOTICE} " if level else ""
+            prefix = f"{AI_NOTICE} " if level and level != "check_content" else ""
             prefix += f"*{call.note}*\n\n" if call.note else ""
             request = ChatRequest(call.request.messages, options)
             answer = ""

@@ -131,7 +131,11 @@ def is_description(text: str) -> bool:
 
 def level_options(level: str | None, options: GenerationOptions) -> GenerationOptions:
     """`options` for answering at `level`: with Image detail on Auto, the level's own budget
-    (Read all text and Diagram or chart ask for 1120); a budget the person chose stays."""
+    (Read all text and Diagram or chart ask for 1120); a budget the person chose stays. Check
+    content's answer is held to the verdict's schema (moderation.VERDICT_SCHEMA), so that an
+    in-process engine always gives a whole verdict, without thinking first."""
+    if level == "check_content":
+        options = replace(options, response_schema=moderation.VERDICT_SCHEMA, thinking=False)
     if level is None or options.image_tokens != AUTO_IMAGE_TOKENS:
         return options
     return replace(options, preferred_image_tokens=LEVELS[level].image_tokens)

@@ -8,6 +8,7 @@ box ever shows a verdict the model did not give.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -56,6 +57,45 @@ PROMPT = (
     "Answer with this JSON object only, every category in it, and nothing before or after it:\n"
     + _TEMPLATE
 )
+
+
+RATIONALE_CHARS = 300  # one sentence, as the prompt asks
+
+
+def _verdict_schema() -> str:
+    """The JSON schema of a whole, consistent verdict, for constrained decoding (so that on the
+    in-process engines every answer is a verdict `verdict_of` takes): one branch per way the
+    categories can be true, each with its scores on the matching side of FLAG_SCORE and
+    `flagged` saying whether any is true. 64 branches, compiled in well under a second."""
+
+    def score(true: bool) -> dict:
+        if true:
+            return {"type": "number", "minimum": FLAG_SCORE, "maximum": 1}
+        return {"type": "number", "minimum": 0, "exclusiveMaximum": FLAG_SCORE}
+
+    def fixed(properties: dict) -> dict:
+        names = list(properties)
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": names,
+            "additionalProperties": False,
+        }
+
+    def branch(found: tuple[bool, ...]) -> dict:
+        named = list(zip(CATEGORY_NAMES, found, strict=True))
+        return fixed({
+            "flagged": {"const": any(found)},
+            "categories": fixed({name: {"const": true} for name, true in named}),
+            "category_scores": fixed({name: score(true) for name, true in named}),
+            "rationale": {"type": "string", "minLength": 1, "maxLength": RATIONALE_CHARS},
+        })  # fmt: skip
+
+    ways = itertools.product((False, True), repeat=len(CATEGORY_NAMES))
+    return json.dumps({"anyOf": [branch(found) for found in ways]})
+
+
+VERDICT_SCHEMA = _verdict_schema()
 
 
 @dataclass(frozen=True)
