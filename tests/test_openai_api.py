@@ -405,10 +405,14 @@ def test_transcriptions_refuse_what_is_not_audio(demo_app, tmp_path):
 # -- apps with other flags ------------------------------------------------------------------------
 
 
+WEB_APP = "https://notes-app.test"  # a web app's origin, served by the browser's routing
+
+
 @pytest.fixture(scope="module")
 def keyed_app(miniature: Path) -> Iterator[str]:
-    """A --demo app with an API key and a queue of one; its URL."""
-    process, url = start_app("--demo", "--api-key", KEY, "--queue-size", "1")
+    """A --demo app with an API key, a queue of one and a web app's origin allowed; its URL."""
+    flags = ("--api-key", KEY, "--queue-size", "1", "--allowed-origin", WEB_APP)
+    process, url = start_app("--demo", *flags)
     try:
         health_when_loaded(process, url)
         yield url
@@ -433,6 +437,38 @@ def test_a_key_is_required_when_set(keyed_app):
     assert unkeyed.status_code == 401 and "--api-key" in unkeyed.json()["error"]["message"]
     listed, _ = mcp_calls(url, key=KEY)
     assert {tool.name for tool in listed} == MCP_TOOLS
+
+
+def test_a_web_app_in_a_real_browser_calls_v1_only_from_an_allowed_origin(keyed_app, browser):
+    """Chromium itself sends the preflight and enforces the answer: a page served from the
+    allowed origin reads the reply; a page of another origin never gets to. Both are https
+    pages whose person allowed Chrome's prompt to reach this machine (Local Network Access),
+    as a public web app needs: an http page of a public site is refused by Chrome itself."""
+    call = """async ([url, key]) => {
+        try {
+            const response = await fetch(url + "/v1/chat/completions", {
+                method: "POST",
+                headers: {"Authorization": "Bearer " + key, "Content-Type": "application/json"},
+                body: JSON.stringify(
+                    {model: "", messages: [{role: "user", content: "Hi"}], max_tokens: 2}),
+            });
+            return [response.status, (await response.json()).object];
+        } catch (error) {
+            return ["refused", String(error)];
+        }
+    }"""
+    outcomes = {}
+    for origin in (WEB_APP, "https://other-app.test"):
+        context = browser.new_context(permissions=["local-network-access"])
+        page = context.new_page()
+        page.route(  # the web app's own page, served from its origin
+            f"{origin}/**", lambda route: route.fulfill(body="Notes", content_type="text/html")
+        )  # fmt: skip
+        page.goto(f"{origin}/")
+        outcomes[origin] = page.evaluate(call, [keyed_app, KEY])
+        context.close()
+    assert outcomes[WEB_APP] == [200, "chat.completion"]
+    assert outcomes["https://other-app.test"] == ["refused", "TypeError: Failed to fetch"]
 
 
 def test_a_full_queue_is_told_busy_with_retry_after(keyed_app):

@@ -36,5 +36,8 @@ def api_cors(origins: tuple[str, ...]) -> Middleware:
         allow_origins=list(origins),
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=ALLOWED_HEADERS,
+        # Browsers ask before a public web site's page calls a server on this machine or this
+        # network (Private Network Access): allowed origins get a yes to that too.
+        allow_private_network=True,
         max_age=PREFLIGHT_MAX_AGE_S,
     )
