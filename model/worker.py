@@ -224,14 +224,15 @@ def answer(
         schema = _schema_rules(loaded, options.response_schema)
         prompt_tokens = int(inputs["input_ids"].shape[-1])
         rules = reply_rules(loaded.processor.tokenizer, options.thinking, schema, prompt_tokens)
+        # Under a schema the grammar alone decides what may come (see constrained.py); passed
+        # only then, as `generate` takes None as "suppress nothing" too.
+        unsuppressed = {"suppress_tokens": []} if schema is not None else {}
         with torch.inference_mode():
             loaded.model.generate(
                 **inputs,
                 streamer=streamer,
                 logits_processor=rules,
                 stopping_criteria=StoppingCriteriaList(criteria),
-                # Under a schema the grammar alone decides what may come (see constrained.py).
-                suppress_tokens=[] if schema is not None else None,
                 max_new_tokens=min(options.max_new_tokens, room),
                 min_new_tokens=options.min_new_tokens or None,
                 assistant_model=drafter,
@@ -239,6 +240,7 @@ def answer(
                 temperature=options.temperature if sample else None,
                 top_p=options.top_p if sample else None,
                 top_k=options.top_k if sample else None,
+                **unsuppressed,
             )
     except Exception as exc:
         return send_failure(conn, request_id, exc, isinstance(exc, torch.OutOfMemoryError))
