@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ def calls(url: str, *requests: tuple[str, dict], key: str = "") -> tuple[list, l
             results = [await client.call_tool(name, arguments) for name, arguments in requests]
         return listed, results
 
-    return asyncio.run(session())
+    # In a thread of its own: Playwright's sync API keeps an event loop in the main thread.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, session()).result()
 
 
 def text_of(result) -> str:
