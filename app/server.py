@@ -236,7 +236,7 @@ def serve(handlers: ChatHandlers, config: AppConfig) -> None:
             "routes": [
                 APIRoute("/health", health, methods=["GET"]),
                 *v1.routes(handlers.engine, handlers.voice, config.limits),
-                *mcp_routes(handlers.replies, handlers.voice, config.limits),
+                *mcp_routes(handlers.replies, handlers.voice, config.limits, config.desktop),
             ],
         },
         prevent_thread_lock=True,

@@ -11,9 +11,16 @@ from collections.abc import Iterator
 
 import gradio as gr
 import pytest
+from mcp.server.mcpserver.exceptions import ToolError
 from PIL import Image
 
+from app.config import AppConfig, Limits
+from app.history import History
+from app.intake.speech import Speech
+from app.mcp.endpoint import tools_offered
+from app.mcp.tools import Tools
 from app.page.desktop import capture_screen, open_window
+from app.tasks.replies import Replies
 from tests.conftest import ROOT
 
 SCREEN = (800, 600)
@@ -106,3 +113,22 @@ def test_a_toolkit_that_aborts_as_it_starts_leaves_loupe_serving_in_the_browser(
         "browser: http://127.0.0.1:7860",
         "serving",
     ]
+
+
+def test_an_agent_looks_at_the_screen_in_desktop_mode_only(
+    x_display: str, engine, recognizer, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    speech = Speech(recognizer)
+    replies = Replies(engine, speech, History(tmp_path / "data"), AppConfig())
+    tools = Tools(replies, speech, Limits())
+    assert tools.look_at_screen in tools_offered(tools, desktop=True)
+    assert tools.look_at_screen not in tools_offered(tools, desktop=False)
+    assert tools.look_at_screen("What is on my screen?")  # the demo model's random words
+    with_screen = replies.last_timing.prompt_tokens
+    tools._answer([], "What is on my screen?")  # the same question without the screen
+    assert with_screen >= replies.last_timing.prompt_tokens + 70  # the screen as an image
+    with pytest.raises(ToolError, match="^Ask a question about the screen"):
+        tools.look_at_screen("  ")
+    monkeypatch.delenv("DISPLAY")
+    with pytest.raises(ToolError, match="^The screen could not be captured"):
+        tools.look_at_screen("And now?")

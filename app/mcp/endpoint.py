@@ -35,17 +35,13 @@ INSTRUCTIONS = (
 )
 
 
-def mcp_routes(replies: Replies, speech: Speech, limits: Limits) -> list[BaseRoute]:
-    """The route that serves the MCP endpoint at /mcp."""
-    tools = Tools(replies, speech, limits)
+def mcp_routes(
+    replies: Replies, speech: Speech, limits: Limits, desktop: bool = False
+) -> list[BaseRoute]:
+    """The route that serves the MCP endpoint at /mcp; `desktop`: Loupe runs in desktop mode,
+    at the person's own screen, which one tool then looks at."""
     server = _quiet_server()
-    for tool in (
-        tools.describe_image,
-        tools.ask_about_image,
-        tools.read_text,
-        tools.transcribe,
-        tools.check_content,
-    ):
+    for tool in tools_offered(Tools(replies, speech, limits), desktop):
         server.add_tool(tool)
     # The files one message may send, as base64, with room for the rest of the request.
     body_limit = (limits.max_file_mb * limits.max_files_per_message * 4 // 3 + 1) * MB
@@ -58,6 +54,19 @@ def mcp_routes(replies: Replies, speech: Speech, limits: Limits) -> list[BaseRou
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     return [Mount(PATH, app=_Running(app, server))]
+
+
+def tools_offered(tools: Tools, desktop: bool) -> list:
+    """The tools an agent may call: look_at_screen in desktop mode only, where the screen is
+    the person's own and they started Loupe at it."""
+    offered = [
+        tools.describe_image,
+        tools.ask_about_image,
+        tools.read_text,
+        tools.transcribe,
+        tools.check_content,
+    ]
+    return [*offered, tools.look_at_screen] if desktop else offered
 
 
 def _quiet_server() -> MCPServer:

@@ -1,6 +1,6 @@
 """What Loupe does for an agent over the Model Context Protocol (endpoint.py serves it at /mcp):
 describe an image, answer questions about images, read the text of an image or a PDF, transcribe
-a recording, check an image's content.
+a recording, check an image's content, and in desktop mode look at the screen.
 
 Files come as base64 (or base64 data URLs), as MCP clients send them; Loupe never fetches a URL
 or opens a path for a client. Each request goes through /v1's reading of a request
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from typing import Annotated, Any, Literal, get_args
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -23,6 +24,7 @@ from model import ChatRequest
 from ..config import Limits
 from ..intake.pdf import HEADER, HEADER_WINDOW_BYTES
 from ..intake.probe import MediaError
+from ..intake.screen import grab_screen
 from ..intake.speech import Speech
 from ..tasks.describe import AI_NOTICE, checked_content, level_options, prompt_in_context
 from ..tasks.replies import Replies
@@ -106,6 +108,20 @@ class Tools:
         prompt = prompt_in_context("check_content")
         answer = self._answer([_part(image, "image")], prompt, "check_content")
         return checked_content(answer)
+
+    def look_at_screen(self, question: str) -> str:
+        """The model's answer to `question` about what is on this computer's screen now (the
+        whole screen, captured as the tool is called). Desktop mode only."""
+        if not question.strip():
+            raise ToolError("Ask a question about the screen.")
+        try:
+            shot = grab_screen(self.limits.max_image_mp)
+        except MediaError as exc:
+            raise ToolError(str(exc)) from None
+        buffer = io.BytesIO()
+        shot.save(buffer, format="PNG")
+        screen = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return self._answer([_part(screen, "screen")], question.strip())
 
     def _answer(self, parts: list[dict[str, Any]], text: str, level: str | None = None) -> str:
         """The whole answer to one message of `parts` and `text` (at a describe `level`: led by

@@ -3,7 +3,6 @@ message."""
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from ..intake.probe import MediaError
+from ..intake.screen import grab_screen
 from .box import with_file
 from .errors import refused
 
@@ -46,16 +47,11 @@ RECORD_MAX_SIDE_PX = 1920
 
 def capture_screen(value: dict | None, max_image_mp: float) -> Any:
     """Grab the whole screen into the message box (needs a desktop session); a screen larger
-    than the image limit (an 8K display is 33 megapixels) is scaled down to fit it."""
-    from PIL import ImageGrab
-
+    than the image limit is scaled down to fit it (intake.screen)."""
     try:
-        shot = ImageGrab.grab()
-    except OSError as exc:  # no display, or the platform's grabber is missing
-        raise refused(f"The screen could not be captured: {exc}.") from None
-    scale = math.sqrt(max_image_mp * 1e6 / (shot.width * shot.height))
-    if scale < 1:
-        shot = shot.resize((int(shot.width * scale), int(shot.height * scale)), Image.LANCZOS)
+        shot = grab_screen(max_image_mp)
+    except MediaError as exc:
+        raise refused(exc) from None
     with tempfile.NamedTemporaryFile(prefix="screen-", suffix=".png", delete=False) as file:
         shot.save(file, format="PNG")
     return with_file(value, file.name)
