@@ -21,7 +21,7 @@ from .pdf_pages import PdfPages, left_out_note
 from .probe import Kind, MediaError
 from .text import message_text, valid_text
 from .text_file import TextFile
-from .totals import Totals, file_totals, message_totals
+from .totals import Totals, file_totals
 from .video import Video
 
 KIND_NAMES = {
@@ -120,9 +120,7 @@ def _pdf_pages(
         else None
         for path, part, kind in zip(paths, parts, kinds, strict=True)
     ]
-    others = [(path, kind, None) for path, kind in zip(paths, kinds, strict=True) if kind != "pdf"]
-    chars = message_totals(text, others, limits).chars
-    return chosen_pages(text, list(zip(paths, pages, strict=True)), limits, chars)
+    return chosen_pages(text, text, list(zip(paths, kinds, pages, strict=True)), limits)
 
 
 def _check_totals(totals: Totals, limits: Limits, param: str) -> None:

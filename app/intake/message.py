@@ -84,11 +84,9 @@ class Intake:
         pdfs = [
             load_file(path, kind, self.limits) if kind == "pdf" else None for path, kind in files
         ]
-        others = [(path, kind, None) for path, kind in files if kind != "pdf"]
-        chars = message_totals(text, others, self.limits).chars
         named = text if pages_from is None else pages_from
-        paths = [path for path, _ in files]
-        pdfs = chosen_pages(named, list(zip(paths, pdfs, strict=True)), self.limits, chars)
+        decoded = [(path, kind, pdf) for (path, kind), pdf in zip(files, pdfs, strict=True)]
+        pdfs = chosen_pages(named, text, decoded, self.limits)
         counted = [(*file, pages) for file, pages in zip(files, pdfs, strict=True)]
         totals = message_totals(text, counted, self.limits)
         totals.check(self.limits, "This message")
@@ -207,17 +205,19 @@ class Intake:
 
 
 def chosen_pages(
-    text: str, files: list[tuple[str | Path, Any]], limits: Limits, chars: int
+    named: str, text: str, files: list[tuple[str | Path, Kind, Any]], limits: Limits
 ) -> list[Any]:
-    """The decoded files (path, decoded) with each PDF's pages (pdf.PdfPages) chosen by `text`:
-    those it names (PdfError for a page a PDF does not have), else the first;
-    Limits.max_pdf_pages in the message. Their text layers come too, within what the rest of
-    the message (`chars` characters) leaves (see pdf_pages.text_budget)."""
-    requested = requested_pages(text)
+    """The decoded files of a message (path, kind, decoded) with each PDF's pages
+    (pdf.PdfPages) chosen by `named` (the text that names pages): those it names (PdfError for
+    a page a PDF does not have), else the first; Limits.max_pdf_pages in the message. Their
+    text layers come too, within what the message's `text` and other files leave (see
+    pdf_pages.text_budget)."""
+    others = [(path, kind, None) for path, kind, _ in files if kind != "pdf"]
+    text_left = text_budget(limits, message_totals(text, others, limits).chars)
+    requested = requested_pages(named)
     budget = limits.max_pdf_pages
-    text_left = text_budget(limits, chars)
     chosen = []
-    for path, item in files:
+    for path, _, item in files:
         if isinstance(item, PdfPages):
             item = choose_pages(item.name, item.page_count, requested, budget)
             budget -= len(item.numbers)

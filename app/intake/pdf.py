@@ -78,15 +78,19 @@ _texts: DecodedFiles[tuple[tuple[int, str], ...] | str] = DecodedFiles(CACHED_DO
 
 
 def is_pdf(path: str | Path) -> bool:
-    """Whether the file starts like a PDF (its content, not its name): `%PDF-`, after at most
-    some white space. (PDFium would look further, but then an MP3 whose tag quotes a PDF
-    header would count as one.)"""
+    """Whether the file starts like a PDF (its content, not its name; see `starts_like_pdf`)."""
     try:
         with open(path, "rb") as file:
             head = file.read(HEADER_WINDOW_BYTES)
     except OSError:
         return False
-    return head.lstrip(LEADING_SPACE).startswith(HEADER)
+    return starts_like_pdf(head)
+
+
+def starts_like_pdf(data: bytes) -> bool:
+    """Whether `data` starts like a PDF: `%PDF-`, after at most some white space. (PDFium would
+    look further, but then an MP3 whose tag quotes a PDF header would count as one.)"""
+    return data[:HEADER_WINDOW_BYTES].lstrip(LEADING_SPACE).startswith(HEADER)
 
 
 def page_count(path: str | Path) -> int:

@@ -22,7 +22,7 @@ from pydantic import Field
 from model import ChatRequest
 
 from ..config import Limits
-from ..intake.pdf import HEADER, HEADER_WINDOW_BYTES
+from ..intake.pdf import starts_like_pdf
 from ..intake.probe import MediaError
 from ..intake.screen import grab_screen
 from ..intake.speech import Speech
@@ -156,7 +156,7 @@ def _part(data: str, name: str) -> dict[str, Any]:
     anything else as an image, which the intake then checks by its content."""
     raw = _decoded(data, name)
     url = "data:{};base64," + base64.b64encode(raw).decode("ascii")
-    if HEADER in raw[:HEADER_WINDOW_BYTES]:
+    if starts_like_pdf(raw):
         file = {"file_data": url.format("application/pdf"), "filename": "document.pdf"}
         return {"type": "file", "file": file}
     return {"type": "image_url", "image_url": {"url": url.format("image/png")}}
