@@ -85,8 +85,12 @@ class Replies:
         it; without one a place is reserved before any file is read. `system_prompt` is kept
         with a conversation at its first reply; later replies use the one it keeps."""
         conversation = self.history.get(conversation_id, user)
-        # A conversation keeps the system prompt it was started with.
-        system_prompt = self.history.keep_system_prompt(conversation_id, system_prompt.strip())
+        # A conversation keeps the system prompt it was started with (written once, at its
+        # first reply).
+        if conversation.system_prompt is None:
+            system_prompt = self.history.keep_system_prompt(conversation_id, system_prompt.strip())
+        else:
+            system_prompt = conversation.system_prompt
         level = level_of(conversation.messages[-1].text)
         prefix = f"{AI_NOTICE} " if level else ""
         options = level_options(level, options)
