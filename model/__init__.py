@@ -27,6 +27,8 @@ from .messages import (
     ChatRequest,
     GenerationOptions,
     Message,
+    Tool,
+    ToolCall,
     VideoClip,
 )
 from .remote_engine import RemoteEngine
@@ -62,6 +64,8 @@ __all__ = [
     "ImageDetail",
     "LocalEngine",
     "Message",
+    "Tool",
+    "ToolCall",
     "ModelConfig",
     "ModelInfo",
     "NO_SPEECH",

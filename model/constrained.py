@@ -1,5 +1,6 @@
 """Constrained decoding: a reply held to a JSON schema token by token, so that it always parses
-and matches (OpenAI's `response_format`), on both in-process engines.
+and matches (OpenAI's `response_format`), or to tool calls (`tool_choice` "required" or a named
+function, see tool_calls.py), on both in-process engines.
 
 llguidance (Microsoft's grammar engine, in Rust) computes which tokens may come next. It was
 picked over xgrammar and outlines-core because it reads both tokenizers Loupe samples with: a
@@ -23,6 +24,9 @@ from typing import Any
 import llguidance
 import numpy as np
 
+from .messages import GenerationOptions
+from .tool_calls import calls_grammar
+
 # A schema for "any JSON object" (response_format {"type": "json_object"}).
 ANY_OBJECT = json.dumps({"type": "object"})
 # How the JSON is written: compact, as json.dumps(separators=(",", ":")) writes it.
@@ -45,14 +49,24 @@ def schema_grammar(schema: str) -> str:
     return grammar
 
 
-class SchemaRules:
-    """The tokens a reply may take next, so that it matches a schema: `allowed(reply, size)`
+def reply_grammar(options: GenerationOptions) -> str:
+    """The grammar a reply is held to: its JSON schema's, or, where it must be tool calls,
+    theirs (tool_calls.calls_grammar); "" for a free reply."""
+    if options.response_schema:
+        return schema_grammar(options.response_schema)
+    if options.calls_only:
+        return calls_grammar(options.tools, options.named_tool)
+    return ""
+
+
+class GrammarRules:
+    """The tokens a reply may take next, so that it keeps to a grammar: `allowed(reply, size)`
     after each sampled token (`reply`: the tokens so far, from the first), as a boolean mask
     over a vocabulary of `size`. `tokenizer` is an llguidance tokenizer (see `hf_tokenizer`,
     `llama_tokenizer`)."""
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, schema: str):
-        self.matcher = llguidance.LLMatcher(tokenizer, schema_grammar(schema), log_level=0)
+    def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str):
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         self.consumed = 0
 
     def allowed(self, reply: list[int], size: int) -> np.ndarray:
@@ -61,7 +75,7 @@ class SchemaRules:
             self.matcher.consume_token(token)
         self.consumed = len(reply)
         if self.matcher.is_error():  # cannot happen to a reply sampled under these masks
-            raise SchemaError(f"The reply left its schema: {self.matcher.get_error()}")
+            raise SchemaError(f"The reply left its grammar: {self.matcher.get_error()}")
         bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
         allowed = np.unpackbits(bits, bitorder="little").astype(bool)
         mask = np.zeros(size, dtype=bool)

@@ -1,10 +1,12 @@
-"""What a reply stream yields: maybe a ContextTrimmed, text chunks, then one Finished or one
-EngineError."""
+"""What a reply stream yields: maybe a ContextTrimmed, text chunks and tool calls (a
+messages.ToolCall each), then one Finished or one EngineError."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from .messages import ToolCall
 
 ErrorKind = Literal[
     "busy",  # the waiting queue is full
@@ -79,4 +81,4 @@ class EngineError:
     message: str
 
 
-ReplyEvent = ContextTrimmed | TextChunk | Finished | EngineError
+ReplyEvent = ContextTrimmed | TextChunk | ToolCall | Finished | EngineError

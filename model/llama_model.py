@@ -21,4 +21,4 @@ class LlamaModel:
     end_ids: list[int]  # end a reply (held back until min_new_tokens)
     channel_open: int
     byte_ids: frozenset[int]  # the byte-fallback tokens <0x00>..<0xFF>
-    schema_tokenizer: Any = None  # the vocabulary as the grammar engine reads it, once needed
+    grammar_tokenizer: Any = None  # the vocabulary as the grammar engine reads it, once needed

@@ -22,7 +22,8 @@ import numpy as np
 from .detail import resized
 from .llama_model import LlamaModel
 from .messages import GenerationOptions, Message
-from .prompts import normalise_audio
+from .prompts import normalise_audio, with_tool_fields
+from .tool_calls import template_tools
 
 MARKER = "\x00{}\x00"  # stands for one piece of content while the template is rendered
 MARKER_PATTERN = re.compile("\x00(\\d+)\x00")
@@ -37,6 +38,16 @@ def _layout(model: LlamaModel, messages: tuple[Message, ...], options: Generatio
         pieces.append((kind, value))
         return {"type": "text", "text": MARKER.format(len(pieces) - 1)}
 
+    def marked(value: Any) -> Any:
+        """A call's arguments with every string a marker: read as plain text, as a message is."""
+        if isinstance(value, str):
+            return marker("text", value)["text"]
+        if isinstance(value, dict):
+            return {key: marked(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [marked(item) for item in value]
+        return value
+
     rendered = []
     for message in messages:
         content = [marker("image", image) for image in message.images]
@@ -44,9 +55,18 @@ def _layout(model: LlamaModel, messages: tuple[Message, ...], options: Generatio
         content += [marker("audio", clip) for clip in message.audio]
         if message.text:
             content.append(marker("text", message.text))
-        rendered.append({"role": message.role, "content": content})
+        entry = with_tool_fields({"role": message.role, "content": content}, message)
+        for call in entry.get("tool_calls", ()):  # the name stays: a tool's, checked
+            call["function"]["arguments"] = marked(call["function"]["arguments"])
+        rendered.append(entry)
+    # A tool's description is free text, a marker; its schema's words the template reads (types
+    # it compares), so they stay, as /v1 refuses control tokens in them (openai_wire.tools).
+    tools = template_tools(options.offered_tools) or []
+    for tool in tools:
+        tool["function"]["description"] = marked(tool["function"]["description"])
     text = model.template.render(
         messages=rendered,
+        tools=tools or None,
         add_generation_prompt=True,
         enable_thinking=options.thinking,
         bos_token=model.llm.detokenize([model.llm.token_bos()], special=True).decode(),

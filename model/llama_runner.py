@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import FAULT_TRIGGER, Fault, ModelConfig
-from .constrained import SchemaRules, llama_tokenizer
+from .constrained import GrammarRules, llama_tokenizer, reply_grammar
 from .engine import ModelInfo
 from .events import Timing
 from .gguf_files import GgufError, locate_gguf
@@ -243,6 +243,8 @@ def answer(
     streamer = ReplyStreamer(
         _Tokenizer(model),
         emit=lambda text, thinking: conn.send(("chunk", request_id, text, thinking, time.time())),
+        call=lambda call: conn.send(("call", request_id, call)),
+        tools=options.tools,
     )
 
     def cancelled() -> bool:
@@ -280,9 +282,9 @@ def _generate(
     llm = model.llm
     room = llm.n_ctx() - prompt_tokens
     limit = min(options.max_new_tokens, room)
-    schema = _schema_rules(model, options.response_schema)
-    # Under a schema the grammar alone decides what may come (see constrained.py).
-    forbidden = list(model.forbidden) if schema is None else []
+    grammar = _grammar_rules(model, options)
+    # Under a grammar it alone decides what may come (see constrained.py).
+    forbidden = list(model.forbidden) if grammar is None else []
     if not options.thinking and model.channel_open >= 0:
         forbidden.append(model.channel_open)  # see streaming.thinking_rules
     produced = 0
@@ -291,9 +293,9 @@ def _generate(
         scores[forbidden] = -np.inf
         if produced < options.min_new_tokens:
             scores[model.end_ids] = -np.inf
-        if schema is not None:
+        if grammar is not None:
             reply = input_ids[prompt_tokens:].tolist()
-            scores[~schema.allowed(reply, len(scores))] = -np.inf
+            scores[~grammar.allowed(reply, len(scores))] = -np.inf
         return scores
 
     sample = options.temperature >= SAMPLING_FLOOR
@@ -322,17 +324,18 @@ def _generate(
     return False
 
 
-def _schema_rules(model: LlamaModel, schema: str) -> SchemaRules | None:
-    """The rules that hold a reply to `schema` (None without one), over the model's vocabulary
-    as the grammar engine reads it (made at the first schema, then kept)."""
-    if not schema:
+def _grammar_rules(model: LlamaModel, options: GenerationOptions) -> GrammarRules | None:
+    """The rules that hold a reply to its grammar (None for a free reply), over the model's
+    vocabulary as the grammar engine reads it (made at the first grammar, then kept)."""
+    grammar = reply_grammar(options)
+    if not grammar:
         return None
-    if model.schema_tokenizer is None:
+    if model.grammar_tokenizer is None:
         from llama_cpp import llama_cpp as lib
 
         vocab = lib.llama_model_get_vocab(model.llm.model)
-        model.schema_tokenizer = llama_tokenizer(vocab, model.end_ids)
-    return SchemaRules(model.schema_tokenizer, schema)
+        model.grammar_tokenizer = llama_tokenizer(vocab, model.end_ids)
+    return GrammarRules(model.grammar_tokenizer, grammar)
 
 
 def _inject(fault: Fault) -> None:

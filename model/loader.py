@@ -50,7 +50,7 @@ class LoadedModel:
     processor: Any
     info: ModelInfo
     drafter: Any = None
-    schema_tokenizer: Any = None  # the tokenizer as the grammar engine reads it, once needed
+    grammar_tokenizer: Any = None  # the tokenizer as the grammar engine reads it, once needed
 
 
 def first_line(exc: BaseException) -> str:

@@ -258,6 +258,9 @@ class LocalEngine:
         if kind == "chunk":
             stream.put(TextChunk(message[2], thinking=message[3], sent_at=message[4]))
             return False
+        if kind == "call":
+            stream.put(message[2])  # a ToolCall
+            return False
         if kind == "trimmed":
             stream.put(ContextTrimmed(message[2]))
             return False

@@ -12,7 +12,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+ToolChoice = Literal["auto", "none", "required"]
 IMAGE_TOKEN_BUDGETS = (70, 140, 280, 560, 1120)
 DEFAULT_IMAGE_TOKENS = 280  # the model's own default
 AUTO_IMAGE_TOKENS = 0  # Auto: the engine chooses per request (model/detail.py)
@@ -55,15 +56,40 @@ class VideoClip:
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its name, what it does, and its parameters (a JSON
+    schema of an object, as JSON text)."""
+
+    name: str
+    description: str = ""
+    parameters: str = '{"type": "object", "properties": {}}'
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call of a tool: its name and arguments (a JSON object, as JSON text). `id` is what
+    the reply names it by, for the result that answers it ("" until one is given)."""
+
+    name: str
+    arguments: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
 class Message:
     """One turn of a conversation. Media are shown to the model before the text: images, then
-    videos (frames), then audio (a video's soundtrack among it)."""
+    videos (frames), then audio (a video's soundtrack among it).
+
+    An assistant's turn may carry `tool_calls`; a "tool" turn is the result of one of them
+    (`tool_call_id`), as text."""
 
     role: Role
     text: str = ""
     images: tuple[Image.Image, ...] = ()
     audio: tuple[AudioClip, ...] = ()
     video: tuple[VideoClip, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,11 @@ class GenerationOptions:
     # A JSON schema (JSON text) the reply must match, token by token ("" for free text); with
     # one, thinking is off (see constrained.py).
     response_schema: str = ""
+    # Functions the model may call (model/tool_calls.py): "auto" lets it choose, "none" keeps
+    # them from it, "required" makes the reply calls only; `named_tool`: calls of that one only.
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    named_tool: str = ""
 
     def __post_init__(self) -> None:
         if self.video_frame_tokens not in VIDEO_FRAME_TOKEN_BUDGETS:
@@ -106,6 +137,20 @@ class GenerationOptions:
             raise ValueError("min_new_tokens must not be negative")
         if self.response_schema and self.thinking:
             raise ValueError("A reply held to a JSON schema cannot think first")
+        if self.named_tool and self.named_tool not in {tool.name for tool in self.tools}:
+            raise ValueError(f"No tool is named {self.named_tool}")
+        if self.calls_only and (self.thinking or self.response_schema):
+            raise ValueError("A reply made only of tool calls has no thought and no schema")
+
+    @property
+    def calls_only(self) -> bool:
+        """Whether the reply must be tool calls, held to them token by token."""
+        return bool(self.tools) and (self.tool_choice == "required" or bool(self.named_tool))
+
+    @property
+    def offered_tools(self) -> tuple[Tool, ...]:
+        """The tools the prompt declares: none when the model may not call them."""
+        return () if self.tool_choice == "none" else self.tools
 
 
 @dataclass(frozen=True)

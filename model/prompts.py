@@ -18,6 +18,7 @@ from .messages import (
     VideoClip,
     turn_starts,
 )
+from .tool_calls import template_call, template_tools
 
 
 def normalise_audio(clip: AudioClip) -> np.ndarray:
@@ -37,7 +38,8 @@ VIDEO_CLOCK_HZ = 1000
 
 def template_messages(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
     """The chat-template form: a content list per turn, images, videos (their frames as an
-    array (frames, height, width, 3)), audio, then text."""
+    array (frames, height, width, 3)), audio, then text; an assistant's tool calls, and the
+    id of the call a tool's result answers."""
     rendered = []
     for message in messages:
         content: list[dict[str, Any]] = [
@@ -47,7 +49,16 @@ def template_messages(messages: tuple[Message, ...] | list[Message]) -> list[dic
         content += [{"type": "audio", "audio": normalise_audio(clip)} for clip in message.audio]
         if message.text:
             content.append({"type": "text", "text": message.text})
-        rendered.append({"role": message.role, "content": content})
+        rendered.append(with_tool_fields({"role": message.role, "content": content}, message))
+    return rendered
+
+
+def with_tool_fields(rendered: dict[str, Any], message: Message) -> dict[str, Any]:
+    """A rendered message with its tool calls, or the id of the call it answers, if any."""
+    if message.tool_calls:
+        rendered["tool_calls"] = [template_call(call) for call in message.tool_calls]
+    if message.role == "tool":
+        rendered["tool_call_id"] = message.tool_call_id
     return rendered
 
 
@@ -93,6 +104,7 @@ def _template_kwargs(
         "add_generation_prompt": True,
         "enable_thinking": options.thinking,
         "processor_kwargs": processor_kwargs,
+        "tools": template_tools(options.offered_tools),
     }
 
 

@@ -10,26 +10,28 @@ from typing import Any
 from transformers.generation.logits_process import LogitsProcessor, LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
-from .constrained import SchemaRules
+from .constrained import GrammarRules
+from .messages import Tool, ToolCall
+from .tool_calls import QUOTE, read_call
 
 THOUGHT_HEADER = "thought\n"  # what the model writes right after <|channel>
 
 
 def reply_rules(
-    tokenizer: Any, thinking: bool, schema: SchemaRules | None, prompt_tokens: int
+    tokenizer: Any, thinking: bool, grammar: GrammarRules | None, prompt_tokens: int
 ) -> LogitsProcessorList:
     """The logits processors for `generate`: the thinking setting (see `thinking_rules`) and,
-    with a `schema`, the JSON schema the reply must match (its tokens after `prompt_tokens`)."""
+    with a `grammar`, the one the reply must keep to (its tokens after `prompt_tokens`)."""
     rules = thinking_rules(tokenizer, thinking)
-    if schema is not None:
-        rules.append(_Schema(schema, prompt_tokens))
+    if grammar is not None:
+        rules.append(_Grammar(grammar, prompt_tokens))
     return rules
 
 
-class _Schema(LogitsProcessor):
-    """Only the tokens that keep the reply inside its JSON schema (constrained.SchemaRules)."""
+class _Grammar(LogitsProcessor):
+    """Only the tokens that keep the reply to its grammar (constrained.GrammarRules)."""
 
-    def __init__(self, rules: SchemaRules, prompt_tokens: int):
+    def __init__(self, rules: GrammarRules, prompt_tokens: int):
         self.rules = rules
         self.prompt_tokens = prompt_tokens
 
@@ -83,13 +85,28 @@ class ReplyStreamer(BaseStreamer):
     only the ids since the previous step's (with that step's for context), so a token costs the
     same at the end of a long reply as at its start. Counts tokens and notes when the first one
     arrived, for timing.
+
+    A tool call (between `<|tool_call>` and `<tool_call|>`) is read whole, its control tokens
+    kept, and passed to `call` as a ToolCall of one of `tools` (tool_calls.read_call); one that
+    is not a valid call of them stays in the answer as the text the model wrote.
     """
 
-    def __init__(self, tokenizer: Any, emit: Callable[[str, bool], None]):
+    def __init__(
+        self,
+        tokenizer: Any,
+        emit: Callable[[str, bool], None],
+        call: Callable[[ToolCall], None] | None = None,
+        tools: tuple[Tool, ...] = (),
+    ):
         self.tokenizer = tokenizer
         self.emit = emit
+        self.call = call
+        self.tools = tools
         self.channel_open_id = tokenizer.convert_tokens_to_ids("<|channel>")
         self.channel_close_id = tokenizer.convert_tokens_to_ids("<channel|>")
+        self.call_open_id = tokenizer.convert_tokens_to_ids("<|tool_call>")
+        self.call_close_id = tokenizer.convert_tokens_to_ids("<tool_call|>")
+        self.call_ids: list[int] | None = None  # a call's tokens while one is being written
         self.byte_ids = byte_token_ids(tokenizer)
         self.thinking = False
         self.ids: dict[bool, list[int]] = {False: [], True: []}
@@ -113,7 +130,15 @@ class ReplyStreamer(BaseStreamer):
             self.first_token_at = time.perf_counter()
         for token in tokens:
             self.tokens += 1
-            if token == self.channel_open_id:
+            if self.call_ids is not None:
+                if token == self.call_close_id:
+                    self._end_call()
+                else:
+                    self.call_ids.append(token)
+            elif token == self.call_open_id:
+                self._flush(self.thinking, final=True)
+                self.call_ids = []
+            elif token == self.channel_open_id:
                 self.thinking = True
             elif token == self.channel_close_id:
                 self.thinking = False
@@ -122,8 +147,19 @@ class ReplyStreamer(BaseStreamer):
                 self._flush(self.thinking)
 
     def end(self) -> None:
+        if self.call_ids is not None:  # the reply ended inside a call
+            self._end_call()
         for thinking in (False, True):
             self._flush(thinking, final=True)
+
+    def _end_call(self) -> None:
+        text = self.tokenizer.decode(self.call_ids, skip_special_tokens=False)
+        self.call_ids = None
+        call = read_call(text, self.tools)
+        if call is not None and self.call is not None:
+            self.call(call)
+        else:
+            self.emit(text.replace(QUOTE, '"'), False)
 
     def _flush(self, thinking: bool, final: bool = False) -> None:
         ids = self.ids[thinking]

@@ -7,6 +7,7 @@ parent -> worker: (request_id, ChatRequest)
 worker -> parent: ("progress", sentence) | ("loaded", ModelInfo) | ("load_failed", sentence)
                   | ("trimmed", request_id, dropped_messages)
                   | ("chunk", request_id, text, thinking, sent_at)
+                  | ("call", request_id, ToolCall)
                   | ("done", request_id, Timing, cancelled)
                   | ("error", request_id, kind, sentence)
 
@@ -25,7 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .config import FAULT_TRIGGER, Fault, ModelConfig
-from .constrained import SchemaRules, hf_tokenizer
+from .constrained import GrammarRules, hf_tokenizer, reply_grammar
 from .events import Timing
 from .loader import LoadError, first_line, load
 from .messages import ChatRequest, GenerationOptions, Message
@@ -122,7 +123,14 @@ class PreparedInputs:
         room = reply_room(options, self.context_tokens)
         key = hashlib.sha256(
             pickle.dumps(
-                (messages, options.thinking, options.image_tokens, options.video_frame_tokens, room)
+                (
+                    messages,
+                    options.thinking,
+                    options.image_tokens,
+                    options.video_frame_tokens,
+                    options.offered_tools,
+                    room,
+                )
             )
         ).digest()
         if key in self.entries:
@@ -210,6 +218,8 @@ def answer(
     streamer = ReplyStreamer(
         loaded.processor.tokenizer,
         emit=lambda text, thinking: conn.send(("chunk", request_id, text, thinking, time.time())),
+        call=lambda call: conn.send(("call", request_id, call)),
+        tools=options.tools,
     )
     cancel = _CancelCheck(cancel_id, request_id)
     criteria = [cancel]
@@ -218,15 +228,15 @@ def answer(
     # Never past the end of the window, whatever length was asked for.
     room = prepared.context_tokens - int(inputs["input_ids"].shape[-1])
     sample = options.temperature >= SAMPLING_FLOOR
-    # The drafter proposes tokens the schema has not checked: a schema reply goes without it.
-    drafter = loaded.drafter if options.speculative and not options.response_schema else None
     try:
-        schema = _schema_rules(loaded, options.response_schema)
+        grammar = _grammar_rules(loaded, options)
+        # The drafter proposes tokens the grammar has not checked: such a reply goes without it.
+        drafter = loaded.drafter if options.speculative and grammar is None else None
         prompt_tokens = int(inputs["input_ids"].shape[-1])
-        rules = reply_rules(loaded.processor.tokenizer, options.thinking, schema, prompt_tokens)
-        # Under a schema the grammar alone decides what may come (see constrained.py); passed
-        # only then, as `generate` takes None as "suppress nothing" too.
-        unsuppressed = {"suppress_tokens": []} if schema is not None else {}
+        rules = reply_rules(loaded.processor.tokenizer, options.thinking, grammar, prompt_tokens)
+        # Under a grammar it alone decides what may come (see constrained.py); passed only
+        # then, as `generate` takes None as "suppress nothing" too.
+        unsuppressed = {"suppress_tokens": []} if grammar is not None else {}
         with torch.inference_mode():
             loaded.model.generate(
                 **inputs,
@@ -249,16 +259,17 @@ def answer(
     return True
 
 
-def _schema_rules(loaded: Any, schema: str) -> SchemaRules | None:
-    """The rules that hold a reply to `schema` (None without one), over the loaded model's
-    tokenizer as the grammar engine reads it (made at the first schema, then kept)."""
-    if not schema:
+def _grammar_rules(loaded: Any, options: GenerationOptions) -> GrammarRules | None:
+    """The rules that hold a reply to its grammar (None for a free reply), over the loaded
+    model's tokenizer as the grammar engine reads it (made at the first grammar, then kept)."""
+    grammar = reply_grammar(options)
+    if not grammar:
         return None
-    if loaded.schema_tokenizer is None:
+    if loaded.grammar_tokenizer is None:
         ends = loaded.model.generation_config.eos_token_id
         ends = list(ends) if isinstance(ends, (list, tuple)) else [ends]
-        loaded.schema_tokenizer = hf_tokenizer(loaded.processor.tokenizer, ends)
-    return SchemaRules(loaded.schema_tokenizer, schema)
+        loaded.grammar_tokenizer = hf_tokenizer(loaded.processor.tokenizer, ends)
+    return GrammarRules(loaded.grammar_tokenizer, grammar)
 
 
 def _timing(started: float, streamer: Any, prompt_tokens: int) -> Timing:

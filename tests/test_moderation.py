@@ -39,7 +39,7 @@ from model import (
     TextChunk,
     Timing,
 )
-from model.constrained import SchemaRules, hf_tokenizer
+from model.constrained import GrammarRules, hf_tokenizer, schema_grammar
 from tests.conftest import ROOT
 
 SCORES = {
@@ -462,7 +462,7 @@ def test_every_reply_the_verdict_schema_allows_is_a_verdict(processor):
     draws = np.random.default_rng(0)
     flagged = set()
     for _ in range(20):
-        rules, reply = SchemaRules(schema_tokenizer, VERDICT_SCHEMA), []
+        rules, reply = GrammarRules(schema_tokenizer, schema_grammar(VERDICT_SCHEMA)), []
         while (token := int(draws.choice(np.flatnonzero(rules.allowed(reply, 1024))))) not in ends:
             reply.append(token)
         verdict = verdict_of(tokenizer.decode(reply))

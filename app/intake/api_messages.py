@@ -66,7 +66,9 @@ def model_messages(
                 raise RequestError(str(exc), where) from None
             for path in paths:
                 path.unlink()
-            messages.append(model_message(message.role, model_text, images, clips, videos))
+            made = model_message(message.role, model_text, images, clips, videos)
+            calls, answered = message.tool_calls, message.tool_call_id
+            messages.append(replace(made, tool_calls=calls, tool_call_id=answered))
             note = left_out_note([pages for pages in pdfs if pages], limits, text)
     return tuple(messages), note
 

@@ -3,9 +3,18 @@ describe, batch runs and /v1 all read a reply's events through `Reply.take`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from model import ContextTrimmed, EngineError, Finished, ImageDetail, ReplyEvent, TextChunk, Timing
+from model import (
+    ContextTrimmed,
+    EngineError,
+    Finished,
+    ImageDetail,
+    ReplyEvent,
+    TextChunk,
+    Timing,
+    ToolCall,
+)
 
 
 @dataclass
@@ -19,11 +28,15 @@ class Reply:
     cancelled: bool = False
     dropped: int = 0  # oldest messages left out: the conversation outgrew the context window
     image_detail: ImageDetail | None = None  # the image budget its prompt was built with
+    tool_calls: list[ToolCall] = field(default_factory=list)  # where the request offered tools
 
     def take(self, event: ReplyEvent) -> None:
         """The reply with one more of the engine's events: text (the answer's, or its thinking),
-        the oldest messages the engine left out, the end (its timing, or cancelled), a failure."""
-        if isinstance(event, TextChunk):
+        the oldest messages the engine left out, a tool call, the end (its timing, or
+        cancelled), a failure."""
+        if isinstance(event, ToolCall):
+            self.tool_calls.append(event)
+        elif isinstance(event, TextChunk):
             if event.thinking:
                 self.thinking += event.text
             else:

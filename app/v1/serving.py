@@ -8,7 +8,7 @@ import re
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ from model import (
     ImageDetail,
     ReplyEvent,
     TextChunk,
+    ToolCall,
     Transcript,
 )
 from model.openai_wire import (
     RETRY_AFTER_S,
     Completion,
     RequestError,
+    call_to_wire,
     chat_fields,
     delta_of,
     engine_error_body,
@@ -206,8 +208,13 @@ class ReplyWriter:
         self._chunks = []
         if self.stopped and isinstance(event, TextChunk):
             return self._chunks  # past a stop string: the reply has ended
+        if isinstance(event, ToolCall) and not event.id:  # named as OpenAI names calls
+            event = replace(event, id=f"call_{uuid.uuid4().hex[:24]}")
         self.reply.take(event)
-        if isinstance(event, TextChunk):
+        if isinstance(event, ToolCall):
+            index = len(self.reply.tool_calls) - 1
+            self._send({"tool_calls": [call_to_wire(event, index)]})
+        elif isinstance(event, TextChunk):
             if event.thinking:
                 self._send(delta_of(event))
             else:
@@ -218,6 +225,8 @@ class ReplyWriter:
             timing = event.timing
             length = timing.tokens >= self.call.request.options.max_new_tokens
             self.finish_reason = "length" if length and not self.stopped else "stop"
+            if self.reply.tool_calls:
+                self.finish_reason = "tool_calls"
             self.usage = usage(timing.prompt_tokens, timing.tokens)
             self._chunks.append(self.completion.chunk({}, self.finish_reason))
             if self.call.include_usage:
@@ -229,7 +238,10 @@ class ReplyWriter:
     def whole(self) -> dict[str, Any]:
         """The finished reply as one chat.completion."""
         finish_reason, used = self.finish_reason or "stop", self.usage or usage(0, 0)
-        body = self.completion.whole(self.content, self.reply.thinking, finish_reason, used)
+        calls = [call_to_wire(call) for call in self.reply.tool_calls]
+        body = self.completion.whole(
+            self.content, self.reply.thinking, finish_reason, used, calls
+        )
         if self.extension():
             body["x_loupe"] = self.extension()
         return body
@@ -250,7 +262,7 @@ class ReplyWriter:
             self.content += text
             self._send({"content": text})
 
-    def _send(self, delta: dict[str, str]) -> None:
+    def _send(self, delta: dict[str, Any]) -> None:
         self._chunks.append(self.completion.chunk(delta))
 
 

@@ -8,7 +8,6 @@ shapes. No HTTP library here: only dicts.
 """
 
 from .client_messages import (
-    RequestError,
     WireMessage,
     decode_data_url,
     messages_from_body,
@@ -17,6 +16,7 @@ from .client_messages import (
 from .errors import (
     ERRORS,
     RETRY_AFTER_S,
+    RequestError,
     WireError,
     engine_error_body,
     error_body,
@@ -32,9 +32,13 @@ from .requests import (
     refused_fields,
     request_body,
 )
+from .tools import CallReader, call_to_wire, calls_to_wire
 
 __all__ = [
+    "CallReader",
     "ChatFields",
+    "call_to_wire",
+    "calls_to_wire",
     "chat_fields",
     "ERRORS",
     "RETRY_AFTER_S",

@@ -10,6 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..messages import ToolCall
+from .errors import RequestError
+from .tools import calls_from_wire
+
 DATA_URL = re.compile(
     r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)", re.S
 )
@@ -46,14 +50,6 @@ TEXT_TYPES = frozenset(
 )
 
 
-class RequestError(ValueError):
-    """A request body Loupe cannot take; one sentence, and the field it is about (`param`)."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
-
-
 @dataclass(frozen=True)
 class MediaPart:
     """An image, video, audio or file part of a request's message, still undecoded: `kind` is
@@ -69,22 +65,31 @@ class MediaPart:
 
 @dataclass(frozen=True)
 class WireMessage:
-    """A request's message as the server reads it: role, its text parts joined, its media."""
+    """A request's message as the server reads it: role, its text parts joined, its media; an
+    assistant's tool calls, or the id of the call a tool's result answers."""
 
     role: str
     text: str
     media: tuple[MediaPart, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
 
 # Roles as Loupe's model takes them; OpenAI's "developer" is the system prompt by a newer name.
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 MAX_STOPS = 16
 
 
 def messages_from_body(body: dict[str, Any]) -> list[WireMessage]:
     """The messages of a chat-completions body, media decoded from base64 but not yet checked
     (that is the intake's work). Raises RequestError for anything Loupe does not take: other
-    roles (tools), other part types, media outside the person's messages, URLs and paths."""
+    roles, other part types, media outside the person's messages, URLs and paths."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a list of at least one message.", "messages")
@@ -100,12 +105,26 @@ def _message_from_wire(message: Any, param: str) -> WireMessage:
     role = ROLES.get(role) if isinstance(role, str) else None
     if role is None:
         raise RequestError(
-            f"{param}.role must be system, user or assistant; Loupe's model has no tools.",
-            f"{param}.role",
+            f"{param}.role must be system, developer, user, assistant or tool.", f"{param}.role"
         )
-    content = message.get("content")
+    calls, call_id = (), ""
+    if role == "assistant" and message.get("tool_calls"):
+        calls = calls_from_wire(message["tool_calls"], f"{param}.tool_calls")
+    if role == "tool":
+        call_id = message.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise RequestError(
+                f"{param}.tool_call_id must name the call this result answers.",
+                f"{param}.tool_call_id",
+            )
+    text, media = _content(message.get("content"), role, param)
+    return WireMessage(role, text, media, calls, call_id)
+
+
+def _content(content: Any, role: str, param: str) -> tuple[str, tuple[MediaPart, ...]]:
+    """A message's text parts joined, and its media parts."""
     if content is None or isinstance(content, str):
-        return WireMessage(role, content or "")
+        return content or "", ()
     if not isinstance(content, list):
         raise RequestError(f"{param}.content must be a string or a list of parts.", param)
     texts: list[str] = []
@@ -131,7 +150,7 @@ def _message_from_wire(message: Any, param: str) -> WireMessage:
                 "URLs) parts.",
                 where,
             )
-    return WireMessage(role, "\n".join(texts), tuple(media))
+    return "\n".join(texts), tuple(media)
 
 
 def _media_part(part: dict[str, Any], kind: str, where: str) -> MediaPart:

@@ -39,6 +39,14 @@ CODES: dict[str, str | None] = {
 RETRY_AFTER_S = 1
 
 
+class RequestError(ValueError):
+    """A request body Loupe cannot take; one sentence, and the field it is about (`param`)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
 class WireError(Exception):
     """What came over the wire is not what the protocol promises; one sentence."""
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import TextChunk
+from ..messages import ToolCall
 from .errors import WireError, error_message
+from .tools import CallReader
 
 THOUGHT_OPEN, THOUGHT_CLOSE, THOUGHT_LABEL = "<|channel>", "<channel|>", "thought\n"
 
@@ -42,7 +44,8 @@ def sse_data(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 @dataclass
 class EventReader:
     """Turns chunks into text events: reasoning from `reasoning` or `reasoning_content`, or
-    from `<|channel>thought ... <channel|>` left inside `content`; counts from `usage`."""
+    from `<|channel>thought ... <channel|>` left inside `content`; tool calls, whole, once the
+    server says why the reply ended; counts from `usage`."""
 
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
@@ -50,9 +53,10 @@ class EventReader:
     text_chunks: int = 0
     _in_thought: bool = False
     _pending: str = ""
-    _events: list[TextChunk] = field(default_factory=list)
+    _events: list[TextChunk | ToolCall] = field(default_factory=list)
+    _calls: CallReader = field(default_factory=CallReader)
 
-    def read(self, chunk: dict[str, Any], sent_at: float = 0.0) -> list[TextChunk]:
+    def read(self, chunk: dict[str, Any], sent_at: float = 0.0) -> list[TextChunk | ToolCall]:
         usage = chunk.get("usage") or {}
         if usage.get("completion_tokens") is not None:
             self.completion_tokens = int(usage["completion_tokens"])
@@ -66,15 +70,19 @@ class EventReader:
                 self._emit(reasoning, True, sent_at)
             if delta.get("content"):
                 self._split(delta["content"], sent_at)
+            self._calls.read(delta.get("tool_calls"))
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
+            if choice.get("finish_reason"):
+                self._events += self._calls.finished()
         return self._events
 
-    def end(self, sent_at: float = 0.0) -> list[TextChunk]:
-        """What a marker-looking tail held back turned out to be."""
+    def end(self, sent_at: float = 0.0) -> list[TextChunk | ToolCall]:
+        """What a marker-looking tail held back turned out to be, and calls not yet passed on."""
         self._events = []
         if self._pending:
             self._emit(self._pending, self._in_thought, sent_at)
             self._pending = ""
+        self._events += self._calls.finished()
         return self._events
 
     def _split(self, text: str, sent_at: float) -> None:
@@ -139,11 +147,19 @@ class Completion:
         return chunk
 
     def whole(
-        self, content: str, reasoning: str, finish_reason: str, usage: dict[str, int]
+        self,
+        content: str,
+        reasoning: str,
+        finish_reason: str,
+        usage: dict[str, int],
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reasoning:
             message["reasoning_content"] = reasoning
+        if tool_calls:  # as OpenAI answers: no content (null) where the reply is calls alone
+            message["tool_calls"] = tool_calls
+            message["content"] = content or None
         return {
             "id": self.id,
             "object": "chat.completion",

@@ -32,7 +32,8 @@ from ..messages import (
     VideoClip,
 )
 from ..prompts import concrete_options, normalise_audio
-from .client_messages import RequestError
+from .errors import RequestError
+from .tools import calls_to_wire, choice_to_wire, tool_fields, tools_to_wire
 
 # Engines count audio tokens per 40 ms (640 samples); a clip of a whole number of them is
 # counted alike by vLLM and transformers.
@@ -84,7 +85,13 @@ def video_url(clip: VideoClip) -> str:
 
 def message_to_wire(message: Message) -> dict[str, Any]:
     """One message; media first, as Loupe shows them to the model: images, videos (the file;
-    their sound goes as the message's audio, as servers do not take it from the video), audio."""
+    their sound goes as the message's audio, as servers do not take it from the video), audio;
+    a tool's result with the id of its call, an assistant's calls."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text}
+    if message.tool_calls:
+        calls = calls_to_wire(message.tool_calls)
+        return {"role": "assistant", "content": message.text or None, "tool_calls": calls}
     if message.role != "user" or not (message.images or message.audio or message.video):
         return {"role": message.role, "content": message.text}
     content: list[dict[str, Any]] = [
@@ -121,8 +128,12 @@ def request_body(
         body["stream_options"] = {"include_usage": True}
     for name in refused:
         body.pop(name, None)
-    if options.response_schema:  # never dropped: a server that cannot honour it says so
+    # Never dropped: a server that cannot honour these says so.
+    if options.response_schema:
         body["response_format"] = response_format(options.response_schema)
+    if options.tools:
+        body["tools"] = tools_to_wire(options.tools)
+        body["tool_choice"] = choice_to_wire(options.tool_choice, options.named_tool)
     return body
 
 
@@ -244,6 +255,8 @@ class ChatFields(_Fields):
     chat_template_kwargs: TemplateOptions | None = None
     mm_processor_kwargs: MediaOptions | None = None
     response_format: ResponseFormat | None = None
+    tools: Any = None  # checked by tools.tool_fields
+    tool_choice: Any = None
 
     @property
     def include_usage(self) -> bool:
@@ -264,16 +277,27 @@ class ChatFields(_Fields):
             raise RequestError("min_tokens must not be more than max_tokens.", "min_tokens")
         budget = self.mm_processor_kwargs and self.mm_processor_kwargs.max_soft_tokens
         schema = self.response_format.schema() if self.response_format else ""
+        tools = tool_fields({"tools": self.tools, "tool_choice": self.tool_choice})
+        calls_only = bool(tools.tools) and (tools.choice == "required" or bool(tools.named))
+        if calls_only and schema:
+            raise RequestError(
+                "A reply cannot be both tool calls (tool_choice) and JSON (response_format).",
+                "tool_choice",
+            )
         return GenerationOptions(
             temperature=_given(self.temperature, defaults.temperature),
             top_p=_given(self.top_p, defaults.top_p),
             top_k=_given(self.top_k, defaults.top_k),
             max_new_tokens=max_new_tokens,
-            thinking=thinking and not schema,  # a schema is the whole reply: no thought first
+            # A schema, or calls alone, are the whole reply: no thought first.
+            thinking=thinking and not schema and not calls_only,
             image_tokens=budget or defaults.image_tokens,
             # vLLM's extension: the end of the reply is held back until this many tokens are out.
             min_new_tokens=min_new_tokens,
             response_schema=schema,
+            tools=tools.tools,
+            tool_choice=tools.choice,
+            named_tool=tools.named,
         )
 
 
