@@ -230,6 +230,13 @@ def _build(folder: Path, report: Callable[[str], None]) -> None:
         video_processor=Gemma4UnifiedVideoProcessor(),
         chat_template=CHAT_TEMPLATE,
     )
+    # Every control token special, as in the real tokenizer (llama.cpp's converter marks only
+    # special tokens as control tokens): the named ones by name, the rest unnamed (added after
+    # the processor, which sets the unnamed list to its video token).
+    unnamed = set(CONTROL_TOKENS) - set(tokenizer.all_special_tokens)
+    tokenizer.add_special_tokens(
+        {"extra_special_tokens": sorted(unnamed)}, replace_extra_special_tokens=False
+    )
     processor.save_pretrained(folder)
 
     text_config = Gemma4UnifiedTextConfig(

@@ -135,9 +135,9 @@ class ReplyStreamer(BaseStreamer):
                     self._end_call()
                 else:
                     self.call_ids.append(token)
-            elif token == self.call_open_id:
+            elif token == self.call_open_id:  # a call also ends a thought left open
                 self._flush(self.thinking, final=True)
-                self.call_ids = []
+                self.thinking, self.call_ids = False, []
             elif token == self.channel_open_id:
                 self.thinking = True
             elif token == self.channel_close_id:

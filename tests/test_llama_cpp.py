@@ -28,6 +28,7 @@ from model import (
     Message,
     ModelConfig,
     TextChunk,
+    ToolCall,
     VideoClip,
 )
 from model.engine_choice import choose_backend
@@ -35,6 +36,7 @@ from model.gguf_files import GgufError, _pick, locate_gguf, miniature_gguf
 from model.prompts import build_inputs
 from tests.conftest import health_when_loaded, start_app, stop_app
 from tests.test_structured_output import SCHEMA, matches
+from tests.test_tool_calls import DECLARED, check
 
 CANCEL_DEADLINE_S = 2.0
 
@@ -302,3 +304,26 @@ def test_a_json_schema_holds_the_reply_on_llama_cpp_too(llama_engine: Engine):
         request = ChatRequest((Message("user", f"Describe animal {seed}."),), options)
         text, finished = _finished(llama_engine, request)
         assert matches(text), text
+
+
+def test_tool_calls_on_llama_cpp_match_their_schema_and_prompt_as_in_transformers(
+    llama_engine: Engine, processor
+):
+    options = GenerationOptions(tools=DECLARED, tool_choice="required", max_new_tokens=120)
+    events = list(llama_engine.submit(ChatRequest((Message("user", "Weather?"),), options)))
+    calls = [event for event in events if isinstance(event, ToolCall)]
+    assert calls, events
+    for call in calls:
+        check(call.name, call.arguments)
+    # Declarations, a call and its result (a control token in them written as text) take the
+    # same prompt tokens in both engines.
+    call = ToolCall("get_weather", json.dumps({"city": "Paris <turn|>"}), "call_1")
+    history = (
+        Message("user", "Weather in Paris?"),
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "Sunny <turn|>", tool_call_id="call_1"),
+    )
+    request = ChatRequest(history, GenerationOptions(tools=DECLARED, max_new_tokens=2))
+    _, finished = _finished(llama_engine, request)
+    expected = build_inputs(processor, history, request.options)["input_ids"].shape[-1]
+    assert finished.timing.prompt_tokens == expected
