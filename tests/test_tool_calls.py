@@ -29,6 +29,7 @@ from model.constrained import hf_tokenizer
 from model.openai_wire.replies import EventReader
 from model.openai_wire.requests import request_body
 from model.prompts import build_inputs, render_prompt
+from model.streaming import ReplyStreamer
 from model.tool_calls import calls_grammar, gemma_value, parse_value, read_call
 from tests.conftest import wait_until_ready
 
@@ -377,3 +378,29 @@ def test_streamed_call_pieces_from_a_server_are_put_together():
         ToolCall("get_time", '{"zone": "UTC"}', "a1"),
         ToolCall("get_weather", '{"city": "Oslo"}', "b2"),
     ]
+
+
+def test_the_streamer_passes_calls_on_and_keeps_a_call_it_cannot_read_as_text(processor):
+    tokenizer = processor.tokenizer
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def token(name: str) -> list[int]:
+        return [tokenizer.convert_tokens_to_ids(name)]
+
+    texts, calls = [], []
+    streamer = ReplyStreamer(
+        tokenizer, lambda text, thinking: texts.append((text, thinking)), calls.append, DECLARED
+    )
+    quote = token(Q)
+    streamer.add(token("<|channel>") + ids("thought\nThe time, then."))  # a thought left open
+    streamer.add(token("<|tool_call>") + ids("call:get_time{zone:") + quote + ids("UTC"))
+    streamer.add(quote + ids("}") + token("<tool_call|>") + ids("Asked."))
+    streamer.add(token("<|tool_call>") + ids("call:get_time{zone:") + quote + ids("PST") + quote)
+    streamer.add(ids("}") + token("<tool_call|>"))
+    streamer.end()
+    assert calls == [ToolCall("get_time", '{"zone": "UTC"}')]
+    assert "".join(text for text, thinking in texts if thinking) == "The time, then."
+    answer = "".join(text for text, thinking in texts if not thinking)
+    assert answer == 'Asked.call:get_time{zone:"PST"}'  # not in the enum: shown, not called
