@@ -10,7 +10,7 @@ here with numpy. Computing a mask takes tens of microseconds; bench/ measures wh
 costs a reply in tokens per second.
 
 JSON is written compact (no free whitespace), so that a model cannot wander in blank space.
-Thinking is off while a schema holds: the schema is the whole reply. The grammar alone decides
+Thinking is off while a grammar holds: it is the whole reply. The grammar alone decides
 which tokens may come: the tokens a model's generation config suppresses are not suppressed
 again (Gemma 4's are media markers, never JSON text; the demo model's are the byte tokens it
 spells "{" and quotes with).
@@ -50,10 +50,12 @@ def schema_grammar(schema: str) -> str:
 
 
 def reply_grammar(options: GenerationOptions) -> str:
-    """The grammar a reply is held to: its JSON schema's, or, where it must be tool calls,
-    theirs (tool_calls.calls_grammar); "" for a free reply."""
+    """The grammar a reply is held to: its JSON schema's, its own, or, where it must be tool
+    calls, theirs (tool_calls.calls_grammar); "" for a free reply."""
     if options.response_schema:
         return schema_grammar(options.response_schema)
+    if options.response_grammar:
+        return options.response_grammar
     if options.calls_only:
         return calls_grammar(options.tools, options.named_tool)
     return ""

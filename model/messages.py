@@ -118,6 +118,10 @@ class GenerationOptions:
     # A JSON schema (JSON text) the reply must match, token by token ("" for free text); with
     # one, thinking is off (see constrained.py).
     response_schema: str = ""
+    # A grammar (llguidance's Lark) the reply must keep to, for answers of Loupe's own in a form
+    # of their own ("" for none); with one, thinking is off. Engines that take no grammar (model
+    # servers) answer freely.
+    response_grammar: str = ""
     # Functions the model may call (model/tool_calls.py): "auto" lets it choose, "none" keeps
     # them from it, "required" makes the reply calls only; `named_tool`: calls of that one only.
     tools: tuple[Tool, ...] = ()
@@ -137,6 +141,8 @@ class GenerationOptions:
             raise ValueError("min_new_tokens must not be negative")
         if self.response_schema and self.thinking:
             raise ValueError("A reply held to a JSON schema cannot think first")
+        if self.response_grammar and (self.thinking or self.response_schema):
+            raise ValueError("A reply held to a grammar has no thought first and no schema")
         if self.named_tool and self.named_tool not in {tool.name for tool in self.tools}:
             raise ValueError(f"No tool is named {self.named_tool}")
         if self.calls_only and (self.thinking or self.response_schema):

@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
-from app.tasks.describe import AI_NOTICE
+from app.tasks.describe import AI_NOTICE, alt_text_of
 from bench.samples import photo
 from tests.conftest import MAX_WER, QUESTION, word_error_rate
 
@@ -75,6 +75,7 @@ def test_an_mcp_client_lists_the_tools_and_calls_each(demo_app, spoken_question:
     assert describe.description.startswith("A description of the image for someone who cannot")
     described, asked, first_pages, named_pages, heard, checked = results
     assert text_of(described).startswith(f"{AI_NOTICE} ")
+    assert alt_text_of(text_of(described)).kind in ("decorative", "informative", "complex")
     assert text_of(asked) and not text_of(asked).startswith(AI_NOTICE)
     # The PDF went through the page's intake: ten of its twelve pages, and a note that says so.
     assert text_of(first_pages).startswith(

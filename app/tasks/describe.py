@@ -37,6 +37,17 @@ FOR_WHOM = (
     "'This image shows' or 'The image is'."
 )
 ALT_TEXT_MAX_CHARS = 125  # what screen readers read comfortably in one go
+# The Alt text level's answer, in the form its prompt asks for (read back by alt_text_of): a
+# decorative image's alt text is empty, an informative one's a line, a complex one's a line and
+# a long description. Printable text only: nothing an alt attribute cannot hold.
+ALT_TEXT_GRAMMAR = rf"""%llguidance {{}}
+start: decorative | informative | complex
+decorative: "Kind: decorative\nAlt text: "
+informative: "Kind: informative\nAlt text: " ALT
+complex: "Kind: complex\nAlt text: " ALT "\nLong description: " LONG
+ALT: /[^\x00-\x1f\x7f-\x9f]{{1,{ALT_TEXT_MAX_CHARS}}}/
+LONG: /[^\x00-\x08\x0b-\x1f\x7f-\x9f]+/
+"""
 LEVELS: dict[str, Level] = {
     "brief": Level(
         "Brief",
@@ -132,10 +143,13 @@ def is_description(text: str) -> bool:
 def level_options(level: str | None, options: GenerationOptions) -> GenerationOptions:
     """`options` for answering at `level`: with Image detail on Auto, the level's own budget
     (Read all text and Diagram or chart ask for 1120); a budget the person chose stays. Check
-    content's answer is held to the verdict's schema (moderation.VERDICT_SCHEMA), so that an
-    in-process engine always gives a whole verdict, without thinking first."""
+    content's answer is held to the verdict's schema (moderation.VERDICT_SCHEMA), and Alt
+    text's to its form (ALT_TEXT_GRAMMAR), so that an in-process engine always gives a whole
+    verdict, and alt text of a kind, without thinking first."""
     if level == "check_content":
         options = replace(options, response_schema=moderation.VERDICT_SCHEMA, thinking=False)
+    if level == "alt_text":
+        options = replace(options, response_grammar=ALT_TEXT_GRAMMAR, thinking=False)
     if level is None or options.image_tokens != AUTO_IMAGE_TOKENS:
         return options
     return replace(options, preferred_image_tokens=LEVELS[level].image_tokens)
