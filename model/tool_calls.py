@@ -233,7 +233,7 @@ class _Rules:
         properties = schema.get("properties") or {}
         required = set(schema.get("required") or ())
         pairs = [
-            (f'"{key}:" {self.schema(properties[key])}', key in required)
+            (f"{json.dumps(key + ':')} {self.schema(properties[key])}", key in required)
             for key in sorted(properties)
             if re.fullmatch(BARE_KEY, key)
         ]

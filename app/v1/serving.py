@@ -225,8 +225,8 @@ class ReplyWriter:
             timing = event.timing
             length = timing.tokens >= self.call.request.options.max_new_tokens
             self.finish_reason = "length" if length and not self.stopped else "stop"
-            if self.reply.tool_calls:
-                self.finish_reason = "tool_calls"
+            if self.reply.tool_calls and self.finish_reason == "stop":
+                self.finish_reason = "tool_calls"  # as OpenAI says it; "length" if cut short
             self.usage = usage(timing.prompt_tokens, timing.tokens)
             self._chunks.append(self.completion.chunk({}, self.finish_reason))
             if self.call.include_usage:
