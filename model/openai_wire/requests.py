@@ -32,8 +32,9 @@ from ..messages import (
     VideoClip,
 )
 from ..prompts import concrete_options, normalise_audio
+from ..tool_calls import template_tools
 from .errors import RequestError
-from .tools import calls_to_wire, choice_to_wire, tool_fields, tools_to_wire
+from .tools import calls_to_wire, choice_to_wire, tool_fields
 
 # Engines count audio tokens per 40 ms (640 samples); a clip of a whole number of them is
 # counted alike by vLLM and transformers.
@@ -132,7 +133,7 @@ def request_body(
     if options.response_schema:
         body["response_format"] = response_format(options.response_schema)
     if options.tools:
-        body["tools"] = tools_to_wire(options.tools)
+        body["tools"] = template_tools(options.tools)  # OpenAI's shape, as templates take
         body["tool_choice"] = choice_to_wire(options.tool_choice, options.named_tool)
     return body
 

@@ -141,21 +141,6 @@ def call_to_wire(call: ToolCall, index: int | None = None) -> dict[str, Any]:
     return wired | {"id": call.id, "type": "function", "function": function}
 
 
-def tools_to_wire(tools: tuple[Tool, ...]) -> list[dict[str, Any]]:
-    """Tools as a body's `tools`."""
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": json.loads(tool.parameters),
-            },
-        }
-        for tool in tools
-    ]
-
-
 def choice_to_wire(choice: ToolChoice, named: str) -> Any:
     """A body's `tool_choice`."""
     return {"type": "function", "function": {"name": named}} if named else choice
