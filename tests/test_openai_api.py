@@ -258,9 +258,9 @@ def test_refusals_in_openai_shape(demo_app):
         api.chat.completions.create(model="gpt-4o", messages=TALK, **SHORT)
     assert "gpt-4o" in unknown.value.body["message"] and unknown.value.body["param"] == "model"
 
-    tool = [{"role": "tool", "content": "42", "tool_call_id": "x"}]
-    with pytest.raises(openai.BadRequestError, match="no tools"):
-        api.chat.completions.create(model=SERVED, messages=tool, **SHORT)
+    legacy = [{"role": "function", "content": "42", "name": "answer"}]  # OpenAI's old role
+    with pytest.raises(openai.BadRequestError, match="user, assistant or tool"):
+        api.chat.completions.create(model=SERVED, messages=legacy, **SHORT)
     with pytest.raises(openai.BadRequestError, match="min_tokens"):
         api.chat.completions.create(
             model=SERVED, messages=TALK, max_tokens=4, extra_body={"min_tokens": 5}

@@ -12,6 +12,7 @@ from bench.samples import photo
 from model import ChatRequest, Finished, GenerationOptions, Message, TextChunk
 from model.engine import ReplyStream
 from model.messages import IMAGE_TOKEN_BUDGETS
+from model.miniature import CONTROL_TOKENS
 from model.prompts import context_length
 from model.streaming import ReplyStreamer
 
@@ -88,7 +89,8 @@ def test_images_are_prepared_at_the_chosen_budget_only(processor):
 
 def test_streamed_text_equals_the_whole_decode_however_long_the_reply(processor):
     tokenizer = processor.tokenizer
-    ids = torch.randint(20, len(tokenizer), (1500,), generator=torch.Generator().manual_seed(0))
+    first = len(CONTROL_TOKENS)  # text and byte tokens only
+    ids = torch.randint(first, len(tokenizer), (1500,), generator=torch.Generator().manual_seed(0))
     emoji = tokenizer("😀 é", add_special_tokens=False)["input_ids"]  # multi-byte pieces
     generated = [*ids[:700].tolist(), *emoji, *ids[700:].tolist(), *emoji]
     received = []
