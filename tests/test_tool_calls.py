@@ -257,6 +257,15 @@ def test_v1_returns_tool_calls_whole_and_streamed_and_takes_their_results_back(d
         ),
         ({"tools": TOOLS + TOOLS[:1]}, "tools[2].function.name", "Two tools are named get_weather"),
         ({"tool_choice": "required"}, "tool_choice", "no tools were given"),
+        (  # a tool's text counts against the request's, as a message's does
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "description": "x" * 30_000}}
+                ]
+            },
+            "messages",
+            "characters of text",
+        ),
         (
             {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "send"}}},
             "tool_choice",

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from model import Message
+from model import Message, Tool
 from model.openai_wire import RequestError, WireMessage
 
 from ..config import Limits
@@ -34,7 +34,10 @@ KIND_NAMES = {
 
 
 def model_messages(
-    wire: list[WireMessage], limits: Limits, described: Callable[[str], bool]
+    wire: list[WireMessage],
+    limits: Limits,
+    described: Callable[[str], bool],
+    tools: tuple[Tool, ...] = (),
 ) -> tuple[tuple[Message, ...], str]:
     """The messages with their media through the upload intake (content sniffing, count, size,
     megapixel and length limits), audio split at pauses into the model's 30 s clips, PDFs'
@@ -42,10 +45,11 @@ def model_messages(
     message's PDFs were left out (see pdf_pages.py).
 
     Every file is checked and counted against the request's totals (totals.py)
-    before any is decoded, so a request over them costs no decoding."""
+    before any is decoded, so a request over them costs no decoding; the text of the `tools`
+    offered and of the calls made counts as the messages' text does."""
     messages, note = [], ""
     with tempfile.TemporaryDirectory(prefix="loupe-api-") as folder:  # private to this user
-        checked = _checked_messages(wire, Path(folder), limits)
+        checked = _checked_messages(wire, Path(folder), limits, tools)
         for index, (text, paths, kinds, pdfs) in enumerate(checked):
             message, where = wire[index], f"messages[{index}].content"
             decoded_files: list[Any] = []
@@ -74,14 +78,17 @@ def model_messages(
 
 
 def _checked_messages(
-    wire: list[WireMessage], folder: Path, limits: Limits
+    wire: list[WireMessage], folder: Path, limits: Limits, tools: tuple[Tool, ...]
 ) -> list[tuple[str, list[Path], list[Kind], list[PdfPages | None]]]:
     """Each message's text, files (written to `folder`, named after their parts so that a
     refusal says which one: "messages[0].content[1] is ..."), their kinds, and each PDF's pages
     to read: checked without decoding, and counted against the request's totals. RequestError
     names what is wrong, or the message where the request passes a total."""
     checked = []
-    totals = Totals(messages=len(wire), chars=sum(len(message.text) for message in wire))
+    chars = sum(len(tool.name + tool.description + tool.parameters) for tool in tools)
+    for message in wire:
+        chars += len(message.text) + sum(len(c.name + c.arguments) for c in message.tool_calls)
+    totals = Totals(messages=len(wire), chars=chars)
     _check_totals(totals, limits, "messages")  # before any file is written
     for index, message in enumerate(wire):
         where = f"messages[{index}].content"

@@ -131,7 +131,7 @@ def chat_call(body: dict[str, Any], limits: Limits) -> ChatCall:
         options = fields.options()
         stops = stop_strings(body)
         wire = messages_from_body(body)
-        messages, note = model_messages(wire, limits, is_description)
+        messages, note = model_messages(wire, limits, is_description, options.tools)
     except RequestError as exc:
         raise ApiError("bad_input", str(exc), exc.param) from None
     except ValueError as exc:  # options out of range; MediaError is one too
