@@ -74,6 +74,8 @@ def read_call(text: str, tools: tuple[Tool, ...]) -> ToolCall | None:
         jsonschema.validate(arguments, json.loads(tool.parameters))
     except (CallSyntaxError, jsonschema.ValidationError, jsonschema.SchemaError):
         return None
+    if not isinstance(arguments, dict):  # arguments are an object, whatever the schema says
+        return None
     return ToolCall(tool.name, json.dumps(arguments, ensure_ascii=False))
 
 
@@ -172,7 +174,7 @@ def calls_grammar(tools: tuple[Tool, ...], named: str = "") -> str:
     calls = " | ".join(
         rules.add(
             f'<|tool_call> "call:{tool.name}" '
-            f"{rules.schema(json.loads(tool.parameters))} <tool_call|>"
+            f"{rules.schema({'type': 'object'} | json.loads(tool.parameters))} <tool_call|>"
         )
         for tool in chosen
     )
@@ -230,6 +232,10 @@ class _Rules:
     def _object(self, schema: dict[str, Any]) -> str:
         """Keys in order (as the chat template writes them, sorted), the required ones always,
         commas between the present ones."""
+        if "properties" not in schema:  # any keys, any values (none declared: "{}" only)
+            key = '/[A-Za-z_][A-Za-z0-9_]{0,63}/'
+            value = self._any()
+            return self.add(f'"{{" ({key} ":" {value} ("," {key} ":" {value})*)? "}}"')
         properties = schema.get("properties") or {}
         required = set(schema.get("required") or ())
         pairs = [

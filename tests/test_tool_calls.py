@@ -75,6 +75,9 @@ def test_calls_are_read_from_gemmas_syntax_and_anything_else_is_not_a_call():
     assert call == ToolCall(
         "get_weather", json.dumps({"city": "Oslo, {N}:1", "days": 3, "unit": "C"})
     )
+    free = (Tool("free", "", "{}"),)  # a schema that allows anything: still an object
+    assert read_call("call:free{a:1}", free) == ToolCall("free", '{"a": 1}')
+    assert read_call("call:free[1,2]", free) is None
     value = {"a": [1, -2.5, True, None, {"b": "x"}], "c": "", "d": {}}
     assert parse_value(gemma_value(value)) == value
     for wrong in (
