@@ -151,12 +151,17 @@ class GenerationOptions:
     @property
     def calls_only(self) -> bool:
         """Whether the reply must be tool calls, held to them token by token."""
-        return bool(self.tools) and (self.tool_choice == "required" or bool(self.named_tool))
+        return only_calls(self.tools, self.tool_choice, self.named_tool)
 
     @property
     def offered_tools(self) -> tuple[Tool, ...]:
         """The tools the prompt declares: none when the model may not call them."""
         return () if self.tool_choice == "none" else self.tools
+
+
+def only_calls(tools: tuple[Tool, ...], choice: ToolChoice, named: str) -> bool:
+    """Whether a reply offered `tools` must be calls of them: `required`, or a named one."""
+    return bool(tools) and (choice == "required" or bool(named))
 
 
 @dataclass(frozen=True)

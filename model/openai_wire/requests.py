@@ -30,6 +30,7 @@ from ..messages import (
     GenerationOptions,
     Message,
     VideoClip,
+    only_calls,
 )
 from ..prompts import concrete_options, normalise_audio
 from ..tool_calls import template_tools
@@ -279,7 +280,7 @@ class ChatFields(_Fields):
         budget = self.mm_processor_kwargs and self.mm_processor_kwargs.max_soft_tokens
         schema = self.response_format.schema() if self.response_format else ""
         tools = tool_fields({"tools": self.tools, "tool_choice": self.tool_choice})
-        calls_only = bool(tools.tools) and (tools.choice == "required" or bool(tools.named))
+        calls_only = only_calls(tools.tools, tools.choice, tools.named)
         if calls_only and schema:
             raise RequestError(
                 "A reply cannot be both tool calls (tool_choice) and JSON (response_format).",
