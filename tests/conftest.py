@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -152,11 +153,18 @@ def audio_file(tmp_path: Path) -> Path:
     return path
 
 
+def ctrl_c_interrupts() -> None:
+    """Popen's `preexec_fn` for a process that gets Ctrl+C: SIGINT interrupts it, as in a
+    terminal. A child inherits an ignored SIGINT, and pytest-xdist's workers ignore it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_app(
     *flags: str, env: dict[str, str] | None = None, own_group: bool = False
 ) -> tuple[subprocess.Popen, str]:
     """`python launch.py` on a free port; its console goes to a file (see stop_app). With
-    `own_group` it leads a process group of its own, as in a terminal, for os.killpg."""
+    `own_group` it leads a process group of its own, as in a terminal, for os.killpg (and
+    Ctrl+C)."""
     port = free_port()
     console = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
@@ -167,6 +175,7 @@ def start_app(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=own_group,
+        preexec_fn=ctrl_c_interrupts if own_group else None,
     )
     process.console = console
     return process, f"http://127.0.0.1:{port}"

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 import launch
 from app.config import Limits
+from app.tasks import describe_command
 from app.tasks.batch import DescribeJob, image_files, job_problem, run_job
 from app.tasks.batch_rows import ItemResult, Journal
 from app.tasks.batch_writes import writes_problem
@@ -74,8 +75,9 @@ def describe_here(
     """`launch.py describe ... --demo` as `describe` runs it (the same flags, checks, progress,
     summary and exit code), in this process on the session's demo engine, which is loaded
     already."""
-    monkeypatch.setattr(launch, "open_engine", lambda *_, **__: SharedEngine(engine))
-    monkeypatch.setattr(launch, "show_log", lambda: None)  # its handler would outlive capsys
+    monkeypatch.setattr(describe_command, "open_engine", lambda *_, **__: SharedEngine(engine))
+    # Its log handler would outlive capsys.
+    monkeypatch.setattr(describe_command, "show_log", lambda: None)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         capsys.readouterr()  # what came before

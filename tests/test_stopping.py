@@ -13,7 +13,7 @@ from pathlib import Path
 from app.tasks.batch_rows import Journal
 from bench.samples import photo
 from model.local_engine import WORKER_EXIT_S
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ctrl_c_interrupts
 
 RUN_S = 240
 
@@ -31,6 +31,7 @@ def test_ctrl_c_stops_describe_quietly_without_reloading_the_model(miniature: Pa
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal gives it
+        preexec_fn=ctrl_c_interrupts,
     )
     journal = Journal(out).path
     deadline = time.monotonic() + RUN_S
@@ -55,6 +56,7 @@ def test_ctrl_c_while_the_model_loads_stops_describe_at_once(miniature: Path, tm
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=ctrl_c_interrupts,
     )
     said = []
     for line in process.stderr:  # the worker's first line: it has started loading
