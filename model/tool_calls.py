@@ -27,6 +27,7 @@ BARE_KEY = re.compile(r"[^:{}\[\],<>\s]+")
 # argument a person writes by hand, shorter than a reply's limit.
 STRING_CHARS = 2000
 NUMBER_DIGITS = 18
+KEY = "/[A-Za-z_][A-Za-z0-9_]{0,63}/"  # a key the grammar writes where the schema names none
 
 
 class CallSyntaxError(ValueError):
@@ -186,6 +187,7 @@ class _Rules:
 
     def __init__(self) -> None:
         self.rules: list[str] = []
+        self.any_value = ""  # the rule for any value, once a schema needs it
 
     def add(self, body: str) -> str:
         self.rules.append(body)
@@ -233,9 +235,8 @@ class _Rules:
         """Keys in order (as the chat template writes them, sorted), the required ones always,
         commas between the present ones."""
         if "properties" not in schema:  # any keys, any values (none declared: "{}" only)
-            key = '/[A-Za-z_][A-Za-z0-9_]{0,63}/'
             value = self._any()
-            return self.add(f'"{{" ({key} ":" {value} ("," {key} ":" {value})*)? "}}"')
+            return self.add(f'"{{" ({KEY} ":" {value} ("," {KEY} ":" {value})*)? "}}"')
         properties = schema.get("properties") or {}
         required = set(schema.get("required") or ())
         pairs = [
@@ -245,32 +246,30 @@ class _Rules:
         ]
         # first: the pairs from i on, none written yet; rest: the same after one was written.
         first, rest = "", ""
-        for pair, needed in reversed(pairs):
+        for index in reversed(range(len(pairs))):
+            pair, needed = pairs[index]
             with_rest = f"{pair} {rest}".strip()
-            new_rest = f'"," {with_rest}' if needed else f'("," {with_rest})?'
             if needed:
                 new_first = with_rest
             else:
                 new_first = f"({with_rest} | {first})" if first else f"({with_rest})?"
-            first = self.add(new_first) if new_first else ""
-            rest = self.add(new_rest)
+            first = self.add(new_first)
+            if index:  # the first pair is never after another
+                rest = self.add(f'"," {with_rest}' if needed else f'("," {with_rest})?')
         return self.add(f'"{{" {first} "}}"' if first else '"{" "}"')
 
     def _any(self) -> str:
         """Any value: a string, number, true, false, null, or an array or object of values."""
-        if not hasattr(self, "_any_rule"):
-            self._any_rule = f"r{len(self.rules)}"
-            self.rules.append("")  # filled below, as it refers to itself
+        if not self.any_value:
+            item = self.any_value = self.add("")  # filled below, as it refers to itself
             text = f"/[^\\x00-\\x08\\x0b-\\x1f]{{0,{STRING_CHARS}}}/"
             number = f"/-?(0|[1-9][0-9]{{0,{NUMBER_DIGITS - 1}}})(\\.[0-9]{{1,9}})?/"
-            key = '/[A-Za-z_][A-Za-z0-9_]{0,63}/'
-            item = self._any_rule
-            self.rules[int(item[1:])] = (
+            self.rules[-1] = (
                 f'<|"|> {text} <|"|> | {number} | "true" | "false" | "null" '
                 f'| "[" ({item} ("," {item})*)? "]" '
-                f'| "{{" ({key} ":" {item} ("," {key} ":" {item})*)? "}}"'
+                f'| "{{" ({KEY} ":" {item} ("," {KEY} ":" {item})*)? "}}"'
             )
-        return self._any_rule
+        return self.any_value
 
 
 def _literal(value: Any) -> str:
