@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
@@ -138,12 +139,17 @@ def test_watch_a_reply_grow_then_stop_it(page, demo_app):
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1], lengths  # it grew
     # Dispatched: a page redrawing a fast-growing reply may give Playwright no still frame.
     stop = page.locator("#message button[aria-label='Stop']")
+    model = httpx.get(f"{url}/health", timeout=5).json()["engine"]["state"]
+    shown = len(reply.inner_text())
     stop.dispatch_event("click")
     try:
         page.locator("#chat", has_text="(stopped)").wait_for(timeout=REPLY_TIMEOUT_MS)
     except PlaywrightTimeoutError:
-        shown = f"Stop shown: {stop.is_visible()}; the reply ends {reply.inner_text()[-120:]!r}"
-        raise AssertionError(f"the reply was not marked stopped. {shown}") from None
+        raise AssertionError(
+            f"the reply was not marked stopped. At Stop the model was {model} and the page "
+            f"showed {shown} characters; now Stop is shown: {stop.is_visible()}, and the "
+            f"reply ends {reply.inner_text()[-120:]!r}"
+        ) from None
     finally:
         shoot(page, "3-stopped")
     wait_until_idle(url, timeout_s=2.0)  # the model stopped, not just the page
