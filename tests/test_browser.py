@@ -137,6 +137,10 @@ def test_watch_a_reply_grow_then_stop_it(page, demo_app):
         lengths.append(len(reply.inner_text()))
         shoot(page, f"2-streaming-{frame}")
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1], lengths  # it grew
+    # What the person types meanwhile stays in the box as the reply goes on.
+    page.locator("#message textarea").press_sequentially("And then?")
+    time.sleep(0.3)
+    assert page.input_value("#message textarea") == "And then?"
     # Dispatched: a page redrawing a fast-growing reply may give Playwright no still frame.
     stop = page.locator("#message button[aria-label='Stop']")
     model = httpx.get(f"{url}/health", timeout=5).json()["engine"]["state"]

@@ -37,8 +37,10 @@ def test_send_streams_into_the_chat_and_keeps_the_conversation(
     updates = _send(handlers, {"text": "What is this?", "files": [str(image_file)]})
     assert len(updates) >= 3  # shown with the question, at least once more as it grew, then done
     assert updates[0][-1] == "What is this?"  # the title box names the new conversation
-    shown, box, conversation_id, *_ = updates[-2]
-    assert box is None and conversation_id
+    shown, _, conversation_id, *_ = updates[-2]
+    # The box empties as the reply starts, then is left alone: what is typed meanwhile stays.
+    assert updates[0][1] is None and conversation_id
+    assert all(update[1] == gr.skip() for update in updates[1:])
     assert shown[0]["content"]["path"].endswith(".png") and shown[1]["content"] == "What is this?"
     assert shown[-1]["role"] == "assistant"
     _, _, _, status, today, *_ = updates[-1]

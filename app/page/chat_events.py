@@ -212,13 +212,15 @@ class ChatHandlers:
         user: str = LOCAL_USER,
     ) -> Iterator[tuple]:
         """Streams (chat, message box, id, status line, *side list, title) as the reply grows.
-        The side list and the title box change at the start; the status line at the end."""
+        The box empties, the side list and the title box change at the start, so that what the
+        person types meanwhile stays; the status line changes at the end."""
         listed = self.conversations.listing(conversation_id, user=user)
         title = self.history.get(conversation_id, user).title
         options = settings.options()
+        box = None
         for shown, _ in self.answer(conversation_id, settings.system, options, slot, user=user):
-            yield shown, None, conversation_id, gr.skip(), *listed, title
-            listed, title = (gr.skip(),) * len(listed), gr.skip()
+            yield shown, box, conversation_id, gr.skip(), *listed, title
+            box, listed, title = gr.skip(), (gr.skip(),) * len(listed), gr.skip()
         status = status_text(self.engine.status(), self.replies.last_timing)
         listed = self.conversations.listing(conversation_id, user=user)
         yield gr.skip(), gr.skip(), conversation_id, status, *listed, gr.skip()
