@@ -72,12 +72,15 @@ def read_call(text: str, tools: tuple[Tool, ...]) -> ToolCall | None:
         return None
     try:
         arguments = parse_value(found["arguments"])
-        jsonschema.validate(arguments, json.loads(tool.parameters))
+        jsonschema.validate(arguments, arguments_schema(tool))
     except (CallSyntaxError, jsonschema.ValidationError, jsonschema.SchemaError):
         return None
-    if not isinstance(arguments, dict):  # arguments are an object, whatever the schema says
-        return None
     return ToolCall(tool.name, json.dumps(arguments, ensure_ascii=False))
+
+
+def arguments_schema(tool: Tool) -> dict[str, Any]:
+    """The schema a call's arguments must match: the tool's, and an object whatever it says."""
+    return {"type": "object"} | json.loads(tool.parameters)
 
 
 def call_text(call: ToolCall) -> str:
@@ -175,7 +178,7 @@ def calls_grammar(tools: tuple[Tool, ...], named: str = "") -> str:
     calls = " | ".join(
         rules.add(
             f'<|tool_call> "call:{tool.name}" '
-            f"{rules.schema({'type': 'object'} | json.loads(tool.parameters))} <tool_call|>"
+            f"{rules.schema(arguments_schema(tool))} <tool_call|>"
         )
         for tool in chosen
     )

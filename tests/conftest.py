@@ -153,10 +153,15 @@ def audio_file(tmp_path: Path) -> Path:
     return path
 
 
-def ctrl_c_interrupts() -> None:
-    """Popen's `preexec_fn` for a process that gets Ctrl+C: SIGINT interrupts it, as in a
-    terminal. A child inherits an ignored SIGINT, and pytest-xdist's workers ignore it."""
+def _ctrl_c_interrupts() -> None:
+    """SIGINT interrupts, as in a terminal: a child inherits an ignored SIGINT, and
+    pytest-xdist's workers ignore it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# Popen's arguments for a process started as a terminal starts it: leading a process group of
+# its own (for os.killpg), Ctrl+C interrupting it.
+AS_IN_A_TERMINAL = {"start_new_session": True, "preexec_fn": _ctrl_c_interrupts}
 
 
 def start_app(
@@ -174,8 +179,7 @@ def start_app(
         stdout=console,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=own_group,
-        preexec_fn=ctrl_c_interrupts if own_group else None,
+        **(AS_IN_A_TERMINAL if own_group else {}),
     )
     process.console = console
     return process, f"http://127.0.0.1:{port}"

@@ -13,7 +13,7 @@ from pathlib import Path
 from app.tasks.batch_rows import Journal
 from bench.samples import photo
 from model.local_engine import WORKER_EXIT_S
-from tests.conftest import ROOT, ctrl_c_interrupts
+from tests.conftest import AS_IN_A_TERMINAL, ROOT
 
 RUN_S = 240
 
@@ -30,8 +30,7 @@ def test_ctrl_c_stops_describe_quietly_without_reloading_the_model(miniature: Pa
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # its own process group, as a terminal gives it
-        preexec_fn=ctrl_c_interrupts,
+        **AS_IN_A_TERMINAL,
     )
     journal = Journal(out).path
     deadline = time.monotonic() + RUN_S
@@ -55,8 +54,7 @@ def test_ctrl_c_while_the_model_loads_stops_describe_at_once(miniature: Path, tm
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
-        preexec_fn=ctrl_c_interrupts,
+        **AS_IN_A_TERMINAL,
     )
     said = []
     for line in process.stderr:  # the worker's first line: it has started loading
