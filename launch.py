@@ -187,18 +187,18 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     show_log()
-    # The page's modules (and Gradio) load only to serve it: `describe` never needs them.
-    from app.history import History
-    from app.page.chat_events import ChatHandlers
-    from app.page.voice import Voice
-    from app.server import serve
-
     engine = open_engine(config.remote or config.model, queue_size=config.limits.queue_size)
-    engine.start()
-    recognizer = SpeechRecognizer(config.asr.model)
-    recognizer.start_loading()
-    history = History(config.data_dir)
+    engine.start()  # the model loads while the page's modules do
     try:
+        # The page's modules (and Gradio) load only to serve it: `describe` never needs them.
+        from app.history import History
+        from app.page.chat_events import ChatHandlers
+        from app.page.voice import Voice
+        from app.server import serve
+
+        recognizer = SpeechRecognizer(config.asr.model)
+        recognizer.start_loading()
+        history = History(config.data_dir)
         serve(ChatHandlers(engine, Voice(recognizer), history, config), config)
     except KeyboardInterrupt:
         pass
