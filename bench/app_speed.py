@@ -10,10 +10,13 @@ first text, tokens per second after it, and each chunk's delay from leaving the 
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
 
 from model import (
     ChatRequest,
@@ -29,6 +32,8 @@ from model import (
 from .harness import Figure, figure
 from .model_speed import IMAGE_PROMPT, screenshot
 from .serving import app, wait_until_ready
+
+IDLE_S = 5.0  # how long the app's idle use of the CPU is measured
 
 
 def request(run: int, new_tokens: int) -> ChatRequest:
@@ -84,7 +89,7 @@ def measure_app(flags: list[str], new_tokens: int, runs: int) -> list[Figure]:
     folder = Path(tempfile.mkdtemp(prefix="loupe-bench-app-"))
     log = folder / "sent.jsonl"
     first, rates, delays, handler_delays = [], [], [], []
-    with app(flags, folder / "data", log) as (url, _):
+    with app(flags, folder / "data", log) as (url, process):
         client = Client(url, verbose=False)
         for run in range(runs + 1):
             image = folder / f"screenshot-{run}.png"
@@ -103,12 +108,27 @@ def measure_app(flags: list[str], new_tokens: int, runs: int) -> list[Figure]:
                 rates.append((new_tokens - 1) / (arrivals[-1][1] - arrivals[0][1]))
                 delays.extend(_delays(sent, arrivals))
                 handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
+        idle = idle_cpu(process)
     return [
+        figure("app", f"idle for {IDLE_S:g} s, with its worker", "% of a core", idle),
         figure("app", "time to first text", "s", first),
         figure("app", f"{new_tokens} new tokens", "tokens/s", rates),
         figure("app", "worker to client, per chunk", "ms", delays),
         figure("app", "worker to the page's handler, per chunk", "ms", handler_delays),
     ]
+
+
+def idle_cpu(process: subprocess.Popen) -> float:
+    """How much of a core the app and its worker use while nobody asks anything."""
+    family = [psutil.Process(process.pid)]
+    family += family[0].children(recursive=True)
+
+    def used() -> float:
+        return sum(member.cpu_times().user + member.cpu_times().system for member in family)
+
+    before = used()
+    time.sleep(IDLE_S)
+    return 100 * (used() - before) / IDLE_S
 
 
 def measure_gradio_alone(new_tokens: int, rate: float, runs: int) -> list[Figure]:
