@@ -43,10 +43,12 @@ def test_health_reports_the_demo_model(demo_app):
 def test_chat_with_an_image_streams_text(demo_app, image_file: Path):
     url, _ = demo_app
     client = Client(url, verbose=False)
-    # Greedy: the demo model's reply to this picture and question runs past 128 tokens.
+    # Greedy: the demo model's reply to this picture and question runs past 128 tokens, so it
+    # is cut at 48, streamed in several updates.
     job = client.submit(
         {"text": "What is in this picture?", "files": [handle_file(image_file)]},
         temperature=0.0,
+        max_new_tokens=48,
         api_name="/chat",
     )
     final = job.result(timeout=120)
@@ -153,7 +155,9 @@ def test_two_images_and_text_stream_a_reply(demo_app, image_file: Path, tmp_path
     photo(200, 300, seed=7).save(second)
     client = Client(url, verbose=False)
     files = [handle_file(image_file), handle_file(second)]
-    job = client.submit({"text": "Compare these two.", "files": files}, api_name="/chat")
+    job = client.submit(
+        {"text": "Compare these two.", "files": files}, max_new_tokens=32, api_name="/chat"
+    )
     assert isinstance(job.result(timeout=120), str)  # a reply, whatever its length
 
 
@@ -255,6 +259,7 @@ def test_describe_in_a_conversation_takes_follow_up_questions(demo_app, image_fi
     client.predict(
         {"text": "Is there text in it?", "files": []},
         conversation_id=conversation,
+        max_new_tokens=16,
         api_name="/chat",
     )
     exported = json.loads(client.predict(conversation, "json", api_name="/export"))
