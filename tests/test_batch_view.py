@@ -211,9 +211,9 @@ def test_drop_describe_edit_and_download(batch_page, demo_app, home, uploads, tm
     wait_until_saved(url)
 
 
-def twelve_photos(folder: Path) -> list[Path]:
+def six_photos(folder: Path) -> list[Path]:
     """Enough images that Stop comes while some are still to describe."""
-    files = [folder / f"photo-{n:02}.jpg" for n in range(12)]
+    files = [folder / f"photo-{n:02}.jpg" for n in range(6)]
     for n, file in enumerate(files):
         photo(320, 240, seed=n).save(file)
     return files
@@ -223,33 +223,33 @@ def test_stop_keeps_what_was_done_and_start_goes_on_with_the_rest(
     batch_page, demo_app, home, tmp_path
 ):
     page, (url, _) = batch_page, demo_app
-    files = twelve_photos(tmp_path)
+    files = six_photos(tmp_path)
     before = runs(home)
-    start(page, files, "Detailed", r"^[1-9]\d*\/12 images")  # some done, not all
+    start(page, files, "Detailed", r"^[1-9]\d*\/6 images")  # some done, not all
     (run,) = runs(home) - before
     page.click("#batch-stop")
     started = time.monotonic()
     ended = wait_for_end(page)
     assert time.monotonic() - started < 20  # what ran is cancelled, not waited for
     assert ended.startswith("Stopped: ")
-    assert ended.endswith("of 12 images done; Start goes on with the rest.")
+    assert ended.endswith("of 6 images done; Start goes on with the rest.")
     done = int(ended.split()[1])
-    assert 1 <= done < 12
+    assert 1 <= done < 6
     assert len(table(page)) == done
     assert page.locator("#batch-start").is_enabled()
     assert page.locator("#batch-stop").is_disabled()
     assert page.locator("#batch-start-over").is_visible()
     assert httpx.get(f"{url}/health").json()["engine"]["queue"] == 0
-    assert len(list((run / "images").iterdir())) == 12  # kept for Start to go on with
+    assert len(list((run / "images").iterdir())) == 6  # kept for Start to go on with
 
     page.click("#batch-start")  # the same images, level and context: the run goes on
     page.wait_for_function(
         "() => !document.querySelector('#batch-progress').innerText.startsWith('Stopped')"
     )
     ended = wait_for_end(page)
-    assert ended.startswith(f"Done: {12 - done} described, {done} already done, 0 failed"), ended
+    assert ended.startswith(f"Done: {6 - done} described, {done} already done, 0 failed"), ended
     assert runs(home) - before == {run}  # the same run, not a new one
-    assert len(table(page)) == 12
+    assert len(table(page)) == 6
     assert not page.locator("#batch-start-over").is_visible()
     wait_until_saved(url)
     assert gone(run / "images")  # no download of this level needs them
@@ -259,15 +259,15 @@ def test_stop_keeps_what_was_done_and_start_goes_on_with_the_rest(
 
 def test_start_over_describes_every_image_again(batch_page, demo_app, home, tmp_path):
     page, (url, _) = batch_page, demo_app
-    files = twelve_photos(tmp_path)
+    files = six_photos(tmp_path)
     before = runs(home)
-    start(page, files, "Detailed", r"^[1-9]\d*\/12 images")
+    start(page, files, "Detailed", r"^[1-9]\d*\/6 images")
     (stopped,) = runs(home) - before
     page.click("#batch-stop")
     assert wait_for_end(page).startswith("Stopped: ")
     page.click("#batch-start-over")
-    page.wait_for_function(  # all twelve again, in a run of its own
-        "() => /^(Describing 12 |\\d+\\/12 )images/.test("
+    page.wait_for_function(  # all six again, in a run of its own
+        "() => /^(Describing 6 |\\d+\\/6 )images/.test("
         "document.querySelector('#batch-progress').innerText)"
     )
     (fresh,) = runs(home) - before - {stopped}
