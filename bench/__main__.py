@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from model.messages import IMAGE_TOKEN_BUDGETS
 
 from . import app_speed, asr_speed, batch_speed, model_speed, remote_speed, request_memory
 from .harness import Figure, device_label, figure, machine, repeat, write
+from .serving import Shared
 from .shapes import SHAPES
 
 STAGES = (
@@ -110,7 +112,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
     try:
         figures, details = checkpoint(cache_root)
         subject, app_config, app_flags = subjects(args, cache_root, device)
-        results = run(args, plan, device, subject, app_config, app_flags, figures, details)
+        with ExitStack() as stack:  # the forced app and the model server, once for all stages
+            shared = Shared(stack, cache_root)
+            results = run(
+                args, plan, device, subject, app_config, app_flags, figures, details, shared
+            )
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
     slug = subject.label.split(",")[0].lower().replace(" ", "-")
@@ -173,6 +179,7 @@ def run(
     app_flags: list[str],
     figures: list[Figure],
     details: dict[str, Any],
+    shared: Shared,
 ) -> dict[str, Any]:
     """Every chosen stage, appending to `figures`; the results document without them."""
     stages, notes = set(args.stages), []
@@ -209,15 +216,15 @@ def run(
         del loaded
         model_speed.release()
     if stages & {"engine", "app"}:
-        notes += overhead(stages, plan, app_config, app_flags, figures)
+        notes += overhead(stages, plan, app_config, app_flags, figures, shared)
     if "asr" in stages:
         figures += asr_speed.measure(plan.asr_s, plan.runs)
         details["speech recognition"] = asr_speed.SETTINGS
     if "remote" in stages:
-        notes += remote(plan, Path(details["miniature"]), app_config, app_flags, figures)
+        notes += remote(plan, Path(details["miniature"]), app_config, app_flags, figures, shared)
     if "batch" in stages:
         measured, batch_notes, batch_details = batch_speed.measure(
-            app_config, Path(details["miniature"]), plan.batch_images, plan.batch_tokens
+            shared, app_config, Path(details["miniature"]), plan.batch_images, plan.batch_tokens
         )
         figures += measured
         notes += batch_notes
@@ -244,7 +251,12 @@ def run(
 
 
 def overhead(
-    stages: set[str], plan: Plan, config: ModelConfig, flags: list[str], figures: list[Figure]
+    stages: set[str],
+    plan: Plan,
+    config: ModelConfig,
+    flags: list[str],
+    figures: list[Figure],
+    shared: Shared,
 ) -> list[str]:
     """Engine and app figures against raw `generate` of the same requests on the same model."""
     tokens = plan.app_tokens
@@ -260,7 +272,7 @@ def overhead(
     app_flags = [*flags, "--quant", config.quant]
     for stage, measure in (
         ("engine", lambda: app_speed.measure_engine(config, tokens, plan.runs)),
-        ("app", lambda: app_speed.measure_app(app_flags, tokens, plan.runs)),
+        ("app", lambda: app_speed.measure_app(shared, app_flags, tokens, plan.runs)),
     ):
         if stage not in stages:
             continue
@@ -287,15 +299,20 @@ def overhead(
 
 
 def remote(
-    plan: Plan, miniature: Path, config: ModelConfig, flags: list[str], figures: list[Figure]
+    plan: Plan,
+    miniature: Path,
+    config: ModelConfig,
+    flags: list[str],
+    figures: list[Figure],
+    shared: Shared,
 ) -> list[str]:
     """A real `transformers serve` straight and through RemoteEngine; Loupe's own /v1 stream."""
     measured, notes = remote_speed.measure(
-        miniature, plan.remote_tokens, plan.remote_concurrent_tokens, plan.runs
+        shared, miniature, plan.remote_tokens, plan.remote_concurrent_tokens, plan.runs
     )
     figures += measured
     app_flags = [*flags, "--quant", config.quant]
-    measured, v1_notes = remote_speed.measure_v1(app_flags, plan.remote_tokens, plan.runs)
+    measured, v1_notes = remote_speed.measure_v1(shared, app_flags, plan.remote_tokens, plan.runs)
     figures += measured
     return notes + v1_notes
 

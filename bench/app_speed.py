@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 
@@ -31,7 +29,7 @@ from model import (
 
 from .harness import Figure, figure
 from .model_speed import IMAGE_PROMPT, screenshot
-from .serving import app, wait_until_ready
+from .serving import Shared, wait_until_ready
 
 IDLE_S = 5.0  # how long the app's idle use of the CPU is measured
 
@@ -82,33 +80,32 @@ def _engine_reply(engine: Engine, chat: ChatRequest) -> tuple:
     raise RuntimeError("the reply ended without Finished")
 
 
-def measure_app(flags: list[str], new_tokens: int, runs: int) -> list[Figure]:
+def measure_app(shared: Shared, flags: list[str], new_tokens: int, runs: int) -> list[Figure]:
     """App figures through gradio_client against `python -m bench.forced_app FLAGS`."""
     from gradio_client import Client, handle_file
 
-    folder = Path(tempfile.mkdtemp(prefix="loupe-bench-app-"))
-    log = folder / "sent.jsonl"
+    url, process, log = shared.forced_app(flags)
+    folder = log.parent
     first, rates, delays, handler_delays = [], [], [], []
-    with app(flags, folder / "data", log) as (url, process):
-        client = Client(url, verbose=False)
-        for run in range(runs + 1):
-            image = folder / f"screenshot-{run}.png"
-            screenshot(seed=run).save(image)
-            started = time.time()
-            job = client.submit(
-                {"text": IMAGE_PROMPT, "files": [handle_file(image)]},
-                temperature=0.0,
-                max_new_tokens=new_tokens,
-                api_name="/chat",
-            )
-            arrivals = [(len(text), time.time()) for text in job if text]
-            sent = json.loads(log.read_text().splitlines()[-1])
-            if run:
-                first.append(arrivals[0][1] - started)
-                rates.append((new_tokens - 1) / (arrivals[-1][1] - arrivals[0][1]))
-                delays.extend(_delays(sent, arrivals))
-                handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
-        idle = idle_cpu(process)
+    client = Client(url, verbose=False)
+    for run in range(runs + 1):
+        image = folder / f"screenshot-{run}.png"
+        screenshot(seed=run).save(image)
+        started = time.time()
+        job = client.submit(
+            {"text": IMAGE_PROMPT, "files": [handle_file(image)]},
+            temperature=0.0,
+            max_new_tokens=new_tokens,
+            api_name="/chat",
+        )
+        arrivals = [(len(text), time.time()) for text in job if text]
+        sent = json.loads(log.read_text().splitlines()[-1])
+        if run:
+            first.append(arrivals[0][1] - started)
+            rates.append((new_tokens - 1) / (arrivals[-1][1] - arrivals[0][1]))
+            delays.extend(_delays(sent, arrivals))
+            handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
+    idle = idle_cpu(process)
     return [
         figure("app", f"idle for {IDLE_S:g} s, with its worker", "% of a core", idle),
         figure("app", "time to first text", "s", first),

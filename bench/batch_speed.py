@@ -57,7 +57,7 @@ from model.openai_wire import request_body, sse_data
 from .harness import Figure, figure
 from .remote_speed import SERVER_REFUSES
 from .samples import bar_chart, camera_photo, text_screenshot
-from .serving import START_S, FixedLength, model_server, wait_until_ready
+from .serving import START_S, FixedLength, Shared, wait_until_ready
 
 IN_PROCESS_WORKERS = 2  # as launch.py describe in process: one decodes while one runs
 RUN_GOAL = 0.95  # the job's images per minute over the model's own, the same requests
@@ -222,7 +222,7 @@ def _warm_up_request() -> ChatRequest:
 
 
 def measure(
-    config: ModelConfig, miniature: Path, count: int, tokens: int
+    shared: Shared, config: ModelConfig, miniature: Path, count: int, tokens: int
 ) -> tuple[list[Figure], list[str], dict[str, Any]]:
     """Both runs over `count` new image files, `tokens` tokens a reply: (figures, notes,
     details)."""
@@ -234,7 +234,9 @@ def measure(
         made = make_images(folder, count)
         figures = [figure("batch", f"making the {count} image files", "s", seconds_since(started))]
         local_figures, local_notes, local_details = _in_process(config, folder, work, tokens)
-        remote_figures, remote_notes, remote_details = _on_server(miniature, folder, work, tokens)
+        remote_figures, remote_notes, remote_details = _on_server(
+            shared, miniature, folder, work, tokens
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()[0]
@@ -330,39 +332,36 @@ def _in_process(
 
 
 def _on_server(
-    miniature: Path, folder: Path, work: Path, tokens: int
+    shared: Shared, miniature: Path, folder: Path, work: Path, tokens: int
 ) -> tuple[list[Figure], list[str], dict[str, Any]]:
-    (work / "server").mkdir()
-    with model_server(miniature, work / "server") as (url, model, _):
-        remote = RemoteEngineConfig(url, model=model)  # --engine-concurrency's default
-        workers = remote.concurrency  # as launch.py describe on a server
-        engine = FixedLength(
-            open_engine(remote, queue_size=max(workers, Limits().queue_size)), tokens
-        )
-        engine.start()
-        try:
-            wait_until_ready(engine, START_S)
-            _reply(engine, _warm_up_request())  # RemoteEngine learns what the server refuses
-            bodies, encoding = [], []
-            for request in [_warm_up_request(), *_requests(folder)[0]]:
-                started = time.perf_counter()
-                bodies.append(request_body(engine.forced(request), model, SERVER_REFUSES))
-                encoding.append(seconds_since(started))
-            limits = httpx.Limits(max_connections=workers + 2)
-            timeout = httpx.Timeout(300, connect=5)
-            with httpx.Client(base_url=url, timeout=timeout, limits=limits) as http:
-                _stream(http, bodies.pop(0))  # warms up
-                server = _server_process()
-                # cpu: this process (the client) and the server, straight
-                run, straight_s, counted, cpu = _around_the_job(
-                    lambda part: _straight(http, part, workers),
-                    bodies,
-                    lambda: _run_job(engine, folder, work / "on-server.jsonl", workers, server),
-                    psutil.Process(),
-                    server,
-                )
-        finally:
-            engine.close()
+    url, model, _ = shared.model_server(miniature)
+    remote = RemoteEngineConfig(url, model=model)  # --engine-concurrency's default
+    workers = remote.concurrency  # as launch.py describe on a server
+    engine = FixedLength(open_engine(remote, queue_size=max(workers, Limits().queue_size)), tokens)
+    engine.start()
+    try:
+        wait_until_ready(engine, START_S)
+        _reply(engine, _warm_up_request())  # RemoteEngine learns what the server refuses
+        bodies, encoding = [], []
+        for request in [_warm_up_request(), *_requests(folder)[0]]:
+            started = time.perf_counter()
+            bodies.append(request_body(engine.forced(request), model, SERVER_REFUSES))
+            encoding.append(seconds_since(started))
+        limits = httpx.Limits(max_connections=workers + 2)
+        timeout = httpx.Timeout(300, connect=5)
+        with httpx.Client(base_url=url, timeout=timeout, limits=limits) as http:
+            _stream(http, bodies.pop(0))  # warms up
+            server = _server_process()
+            # cpu: this process (the client) and the server, straight
+            run, straight_s, counted, cpu = _around_the_job(
+                lambda part: _straight(http, part, workers),
+                bodies,
+                lambda: _run_job(engine, folder, work / "on-server.jsonl", workers, server),
+                psutil.Process(),
+                server,
+            )
+    finally:
+        engine.close()
     count = len(bodies)
     straight_per_minute = 60 * count / straight_s
     ratio = run.per_minute / straight_per_minute

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from model.openai_wire import request_body, sse_data
 
 from .app_speed import _delays
 from .harness import Figure, figure
-from .serving import START_S, app, model_server, wait_until_ready
+from .serving import START_S, Shared, wait_until_ready
 
 CHATS_AT_ONCE = 8
 PROMPT = "Tell me a long story about a lighthouse keeper and the ships she watches."
@@ -133,23 +132,22 @@ def _at_once(reply, count: int) -> float:
 
 
 def measure(
-    miniature: Path, tokens: int, concurrent_tokens: int, runs: int
+    shared: Shared, miniature: Path, tokens: int, concurrent_tokens: int, runs: int
 ) -> tuple[list[Figure], list[str]]:
     """The remote figures and their notes; `tokens` for one reply at a time,
     `concurrent_tokens` for each of eight at once."""
-    work = Path(tempfile.mkdtemp(prefix="loupe-bench-remote-"))
-    with model_server(miniature, work) as (url, model, start_s):
-        direct = Direct(url, model)
-        engine = RemoteEngine(
-            RemoteEngineConfig(url, model=model, concurrency=CHATS_AT_ONCE), queue_size=16
-        )
-        engine.start()
-        try:
-            wait_until_ready(engine, START_S)
-            figures, notes = _measure(direct, engine, tokens, concurrent_tokens, runs)
-        finally:
-            engine.close()
-            direct.close()
+    url, model, start_s = shared.model_server(miniature)
+    direct = Direct(url, model)
+    engine = RemoteEngine(
+        RemoteEngineConfig(url, model=model, concurrency=CHATS_AT_ONCE), queue_size=16
+    )
+    engine.start()
+    try:
+        wait_until_ready(engine, START_S)
+        figures, notes = _measure(direct, engine, tokens, concurrent_tokens, runs)
+    finally:
+        engine.close()
+        direct.close()
     figures.insert(0, figure("remote", "transformers serve: start to /health", "s", start_s))
     return figures, notes
 
@@ -236,20 +234,19 @@ def _met(met: bool) -> str:
     return "met" if met else "not met"
 
 
-def measure_v1(flags: list[str], tokens: int, runs: int) -> tuple[list[Figure], list[str]]:
+def measure_v1(
+    shared: Shared, flags: list[str], tokens: int, runs: int
+) -> tuple[list[Figure], list[str]]:
     """Each chunk's delay from Loupe's worker to a client of the app's own /v1 stream.
 
     The forced app (`bench/forced_app.py`) logs each answer chunk's worker send time and when
     the serving code took it; the client notes when each content delta arrived. No figures
     (and a note saying why) when the app does not serve /v1/chat/completions.
     """
-    folder = Path(tempfile.mkdtemp(prefix="loupe-bench-v1-"))
-    log = folder / "sent.jsonl"
+    base, _, log = shared.forced_app(flags)
+    logged_before = len(log.read_text().splitlines()) if log.exists() else 0
     delays, handler_delays, rates = [], [], []
-    with (
-        app(flags, folder / "data", log) as (base, _),
-        httpx.Client(base_url=base, timeout=httpx.Timeout(300, connect=5)) as http,
-    ):
+    with httpx.Client(base_url=base, timeout=httpx.Timeout(300, connect=5)) as http:
         listed = http.get("/v1/models")
         if listed.status_code == 404:
             return [], ["app /v1: not measured, the app does not serve /v1/chat/completions"]
@@ -257,7 +254,7 @@ def measure_v1(flags: list[str], tokens: int, runs: int) -> tuple[list[Figure], 
         model = listed.json()["data"][0]["id"]
         for run in range(runs + 1):
             arrivals = _v1_reply(http, model, tokens)
-            sent = _logged(log, run)
+            sent = _logged(log, logged_before + run)
             if run:
                 delays.extend(_delays(sent, arrivals))
                 handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
@@ -275,14 +272,14 @@ def measure_v1(flags: list[str], tokens: int, runs: int) -> tuple[list[Figure], 
     return figures, [note]
 
 
-def _logged(log: Path, run: int) -> list[list[float]]:
-    """Run `run`'s line of the forced app's log: written when the handler's stream ends, which
-    can be just after the client has read the last chunk."""
+def _logged(log: Path, line: int) -> list[list[float]]:
+    """Line `line` of the forced app's log (one a reply): written when the handler's stream
+    ends, which can be just after the client has read the last chunk."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         lines = log.read_text().splitlines() if log.exists() else []
-        if len(lines) > run:
-            return json.loads(lines[run])
+        if len(lines) > line:
+            return json.loads(lines[line])
         time.sleep(0.02)
     raise RuntimeError("the forced app logged no send times for the reply")
 

@@ -1,6 +1,7 @@
 """What the benchmark's stages start and wait for, one way for all of them: the app (or the
 forced app of `bench/forced_app.py`) on a free port, a `transformers serve` model server, an
 engine waited on until its model is ready, and an engine that holds every reply to its length.
+`Shared` starts the forced app and the model server once a run, for every stage that uses them.
 
 `wait_until_ready` is the tests' too.
 """
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,35 @@ def model_server(miniature: Path, work: Path) -> Iterator[tuple[str, str, float]
     finally:
         server.kill()
         server.wait()
+
+
+class Shared:
+    """The forced app and the model server that several stages measure: each started by the
+    first stage that asks for it, kept until `stack` closes, in folders under `work`."""
+
+    def __init__(self, stack: ExitStack, work: Path):
+        self._stack, self._work = stack, work
+        self._apps: dict[tuple[str, ...], tuple[str, subprocess.Popen, Path]] = {}
+        self._server: tuple[str, str, float] | None = None
+
+    def forced_app(self, flags: list[str]) -> tuple[str, subprocess.Popen, Path]:
+        """`python -m bench.forced_app` with `flags`: (its base URL, its process, the log it
+        appends a line to after each reply)."""
+        if tuple(flags) not in self._apps:
+            folder = self._work / f"app-{len(self._apps)}"
+            folder.mkdir()
+            log = folder / "sent.jsonl"
+            base, process = self._stack.enter_context(app(flags, folder / "data", log))
+            self._apps[tuple(flags)] = (base, process, log)
+        return self._apps[tuple(flags)]
+
+    def model_server(self, miniature: Path) -> tuple[str, str, float]:
+        """`model_server(miniature)`'s (/v1 URL, model name, seconds its first start took)."""
+        if self._server is None:
+            folder = self._work / "server"
+            folder.mkdir()
+            self._server = self._stack.enter_context(model_server(miniature, folder))
+        return self._server
 
 
 class FixedLength:
