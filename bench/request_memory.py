@@ -116,8 +116,10 @@ def measure(flags: list[str], limits: Limits) -> tuple[list[Figure], list[str]]:
     """Peak RSS of the app and its worker for `worst_request(limits)`; the app is started with
     `flags` and `limits`' flags."""
     worst = worst_request(limits)
-    folder = Path(tempfile.mkdtemp(prefix="loupe-bench-memory-"))
-    with app([*flags, *limit_flags(limits)], folder) as (base, process):
+    with (
+        tempfile.TemporaryDirectory(prefix="loupe-bench-memory-") as folder,  # its data folder
+        app([*flags, *limit_flags(limits)], Path(folder)) as (base, process),
+    ):
         sampler = Sampler(process.pid)
         time.sleep(1.0)
         idle = sampler.now()
