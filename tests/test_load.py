@@ -219,3 +219,20 @@ def test_an_api_client_is_told_when_old_turns_no_longer_fit(small_app: str):
     assert len(saved) == 2 * len(replies)  # every turn kept on disk
     assert saved[0]["text"] == "Question 0: what colour is the car?"
     assert noted.endswith(saved[-1]["text"]) and not saved[-1]["text"].startswith("*The")
+
+
+def test_an_idle_app_looks_for_new_events_every_20_ms_not_every_millisecond():
+    """Gradio's queue looks every millisecond on Linux, which kept an idle Loupe at about 9%
+    of a core (the bench's app stage measures it); the attributes Gradio reads are set."""
+    import gradio as gr
+
+    from app.server import PROGRESS_POLL_S, QUEUE_POLL_S, quiet_when_idle
+
+    with gr.Blocks() as page:
+        gr.Markdown("Loupe")
+    page.queue()
+    queue = page._queue
+    assert queue.sleep_when_free < QUEUE_POLL_S  # Gradio's own (Linux), which it reads
+    assert queue.progress_update_sleep_when_free < PROGRESS_POLL_S
+    quiet_when_idle(page)
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (0.02, 0.1)
