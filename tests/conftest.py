@@ -202,10 +202,15 @@ def health_when_loaded(process: subprocess.Popen, url: str) -> dict:
     raise AssertionError(f"no loaded model after {APP_START_S} s")
 
 
+def model_state(url: str) -> str:
+    """The app's model, as /health says: "idle" or "busy"."""
+    return httpx.get(f"{url}/health", timeout=5).json()["engine"]["state"]
+
+
 def wait_until_idle(url: str, timeout_s: float = 60.0) -> float:
     """Seconds until the app's model is idle, polled on /health; fails past `timeout_s`."""
     started = time.monotonic()
-    while httpx.get(f"{url}/health", timeout=5).json()["engine"]["state"] != "idle":
+    while model_state(url) != "idle":
         waited = time.monotonic() - started
         assert waited < timeout_s, f"the model was still generating after {timeout_s} s"
         time.sleep(0.02)

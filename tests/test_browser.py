@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
@@ -19,6 +18,7 @@ from tests.conftest import (
     QUESTION,
     ROOT,
     launch_chromium,
+    model_state,
     open_page,
     wait_until_idle,
     word_error_rate,
@@ -133,7 +133,7 @@ def test_watch_a_reply_grow_then_stop_it(page, demo_app):
             page.click("#new-chat")
             page.wait_for_function("document.querySelectorAll('#chat .message').length === 0")
         reply, shown = watch_it_grow(page, question, attempt)
-        model = httpx.get(f"{url}/health", timeout=5).json()["engine"]["state"]
+        model = model_state(url)
         if model == "busy":
             break
         # The whole reply came before Stop could be pressed (a loaded machine): ask again.

@@ -10,12 +10,11 @@ import sqlite3
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.conftest import health_when_loaded, start_app, stop_app
+from tests.conftest import health_when_loaded, model_state, start_app, stop_app
 
 LONG = {"temperature": 0.0, "max_new_tokens": 4000}
 
@@ -53,7 +52,7 @@ def test_kill_9_mid_reply_loses_no_saved_conversation(miniature: Path, image_fil
             sent.append((question, []))
             while len(job.outputs()) < 3 and not job.done():
                 time.sleep(0.02)
-            if not job.done() and httpx.get(f"{url}/health").json()["engine"]["state"] == "busy":
+            if not job.done() and model_state(url) == "busy":
                 break
             replies.append(job.result())
         family = psutil.Process(process.pid).children(recursive=True)  # fork server, worker
