@@ -9,7 +9,6 @@ first text, tokens per second after it, and each chunk's delay from leaving the 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from model import (
 
 from .harness import Figure, figure
 from .model_speed import IMAGE_PROMPT, screenshot
-from .serving import Shared, wait_until_ready
+from .serving import Shared, logged, logged_count, wait_until_ready
 
 IDLE_S = 5.0  # how long the app's idle use of the CPU is measured
 
@@ -86,6 +85,7 @@ def measure_app(shared: Shared, flags: list[str], new_tokens: int, runs: int) ->
 
     url, process, log = shared.forced_app(flags)
     folder = log.parent
+    before = logged_count(log)
     first, rates, delays, handler_delays = [], [], [], []
     client = Client(url, verbose=False)
     for run in range(runs + 1):
@@ -99,7 +99,7 @@ def measure_app(shared: Shared, flags: list[str], new_tokens: int, runs: int) ->
             api_name="/chat",
         )
         arrivals = [(len(text), time.time()) for text in job if text]
-        sent = json.loads(log.read_text().splitlines()[-1])
+        sent = logged(log, before + run)
         if run:
             first.append(arrivals[0][1] - started)
             rates.append((new_tokens - 1) / (arrivals[-1][1] - arrivals[0][1]))

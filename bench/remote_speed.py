@@ -16,7 +16,6 @@ of that stream (the forced app of `bench/forced_app.py`, its log of worker send 
 
 from __future__ import annotations
 
-import json
 import statistics
 import threading
 import time
@@ -38,7 +37,7 @@ from model.openai_wire import request_body, sse_data
 
 from .app_speed import _delays
 from .harness import Figure, figure
-from .serving import START_S, Shared, wait_until_ready
+from .serving import START_S, Shared, logged, logged_count, wait_until_ready
 
 CHATS_AT_ONCE = 8
 PROMPT = "Tell me a long story about a lighthouse keeper and the ships she watches."
@@ -244,7 +243,7 @@ def measure_v1(
     (and a note saying why) when the app does not serve /v1/chat/completions.
     """
     base, _, log = shared.forced_app(flags)
-    logged_before = len(log.read_text().splitlines()) if log.exists() else 0
+    before = logged_count(log)
     delays, handler_delays, rates = [], [], []
     with httpx.Client(base_url=base, timeout=httpx.Timeout(300, connect=5)) as http:
         listed = http.get("/v1/models")
@@ -254,7 +253,7 @@ def measure_v1(
         model = listed.json()["data"][0]["id"]
         for run in range(runs + 1):
             arrivals = _v1_reply(http, model, tokens)
-            sent = _logged(log, logged_before + run)
+            sent = logged(log, before + run)
             if run:
                 delays.extend(_delays(sent, arrivals))
                 handler_delays.extend(1000 * (took - sent_at) for _, sent_at, took in sent)
@@ -270,18 +269,6 @@ def measure_v1(
         f"ms median (goal under {V1_DELAY_GOAL_MS:g} ms: {_met(median < V1_DELAY_GOAL_MS)})"
     )
     return figures, [note]
-
-
-def _logged(log: Path, line: int) -> list[list[float]]:
-    """Line `line` of the forced app's log (one a reply): written when the handler's stream
-    ends, which can be just after the client has read the last chunk."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        lines = log.read_text().splitlines() if log.exists() else []
-        if len(lines) > line:
-            return json.loads(lines[line])
-        time.sleep(0.02)
-    raise RuntimeError("the forced app logged no send times for the reply")
 
 
 def _v1_reply(http: httpx.Client, model: str, tokens: int) -> list[tuple[int, float]]:

@@ -160,6 +160,22 @@ class Shared:
         return self._server
 
 
+def logged_count(log: Path) -> int:
+    """How many replies the forced app has logged in `log` so far."""
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def logged(log: Path, line: int) -> list[list[float]]:
+    """Line `line` of the forced app's log (one a reply): written when the handler's stream
+    ends, which can be just after the client has read the last chunk."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if logged_count(log) > line:
+            return json.loads(log.read_text().splitlines()[line])
+        time.sleep(0.02)
+    raise RuntimeError("the forced app logged no send times for the reply")
+
+
 class FixedLength:
     """An engine whose replies all run to their length: `tokens` tokens each, or, with None,
     each request's own `max_new_tokens` (random weights stop at any token otherwise). Notes
