@@ -36,7 +36,7 @@ from model.gguf_files import GgufError, _pick, locate_gguf, miniature_gguf
 from model.prompts import build_inputs
 from tests.conftest import health_when_loaded, start_app, stop_app
 from tests.test_structured_output import SCHEMA, matches
-from tests.test_tool_calls import DECLARED, check
+from tests.test_tool_calls import CALLS_MAX_TOKENS, DECLARED, check
 
 CANCEL_DEADLINE_S = 2.0
 
@@ -309,7 +309,9 @@ def test_a_json_schema_holds_the_reply_on_llama_cpp_too(llama_engine: Engine):
 def test_tool_calls_on_llama_cpp_match_their_schema_and_prompt_as_in_transformers(
     llama_engine: Engine, processor
 ):
-    options = GenerationOptions(tools=DECLARED, tool_choice="required", max_new_tokens=120)
+    options = GenerationOptions(
+        tools=DECLARED, tool_choice="required", max_new_tokens=CALLS_MAX_TOKENS
+    )
     events = list(llama_engine.submit(ChatRequest((Message("user", "Weather?"),), options)))
     calls = [event for event in events if isinstance(event, ToolCall)]
     assert calls, events

@@ -33,8 +33,8 @@ from model.streaming import ReplyStreamer
 from model.tool_calls import calls_grammar, gemma_value, parse_value, read_call
 from tests.conftest import wait_until_ready
 
-# Bounded values (a short string, an enum), so that a random model's call ends well inside the
-# token limit.
+# Bounded values (a short string, an enum), so that a random model's call ends in a few dozen
+# tokens.
 WEATHER = {
     "type": "object",
     "properties": {
@@ -60,6 +60,9 @@ DECLARED = (
     Tool("get_time", "The time.", json.dumps(CLOCK)),
 )
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+# A sampled reply of calls holds one or more (22 to 40 tokens each; three took 109 of 120): a limit
+# far past that, so that a reply is never cut inside a call. It costs nothing: replies end sooner.
+CALLS_MAX_TOKENS = 600
 SCHEMAS = {"get_weather": WEATHER, "get_time": CLOCK}
 Q = '<|"|>'
 
@@ -160,7 +163,7 @@ def test_the_chat_template_declares_tools_and_lays_out_calls_and_results(process
 def test_required_and_named_calls_come_from_the_in_process_engine(engine):
     for choice, named in (("required", ""), ("auto", "get_time")):
         options = GenerationOptions(
-            tools=DECLARED, tool_choice=choice, named_tool=named, max_new_tokens=120
+            tools=DECLARED, tool_choice=choice, named_tool=named, max_new_tokens=CALLS_MAX_TOKENS
         )
         events = list(engine.submit(ChatRequest((Message("user", "Weather?"),), options)))
         calls = [event for event in events if isinstance(event, ToolCall)]
@@ -179,7 +182,7 @@ def client(url: str) -> openai.OpenAI:
 def test_v1_returns_tool_calls_whole_and_streamed_and_takes_their_results_back(demo_app):
     api = client(demo_app[0])
     reply = api.chat.completions.create(
-        model="", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=120
+        model="", messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=CALLS_MAX_TOKENS
     )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
@@ -195,7 +198,7 @@ def test_v1_returns_tool_calls_whole_and_streamed_and_takes_their_results_back(d
             messages=ASK,
             tools=TOOLS,
             tool_choice={"type": "function", "function": {"name": "get_time"}},
-            max_tokens=120,
+            max_tokens=CALLS_MAX_TOKENS,
             stream=True,
         )
     )
@@ -353,7 +356,9 @@ def test_a_model_server_gets_the_tools_and_its_calls_come_back_unchanged(demo_ap
     remote = RemoteEngine(RemoteEngineConfig(f"{demo_app[0]}/v1"))
     remote.start()
     wait_until_ready(remote)
-    options = GenerationOptions(tools=DECLARED, tool_choice="required", max_new_tokens=120)
+    options = GenerationOptions(
+        tools=DECLARED, tool_choice="required", max_new_tokens=CALLS_MAX_TOKENS
+    )
     events = list(remote.submit(ChatRequest((Message("user", "Time?"),), options)))
     remote.close()
     calls = [event for event in events if isinstance(event, ToolCall)]
