@@ -25,6 +25,7 @@ from model import LocalEngine, ModelConfig
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 APP_START_S = 240
+SHORT_REPLY_TOKENS = "24"  # Max new tokens where a test checks what is around a reply
 QUESTION = "What color is the car in this picture? Please describe it in a few words."
 # Measured on the development CPU: 0 for every fixture but the 8 kHz one, which hears "is" as
 # "in" (1 of 15 words, 0.067); the first sentence alone was fragile (up to 2 of 8 words wrong
@@ -346,6 +347,16 @@ def open_page(browser, url: str):
     page.wait_for_selector("#message textarea")
     page.wait_for_function("!!window.loupe")  # the page's script is running
     return page
+
+
+def short_replies(page) -> None:
+    """Set the page's Max new tokens to a few, as a person would in Settings: for tests of
+    what is around a reply, which need not wait for the demo model's 512 tokens."""
+    page.click("#settings-button")
+    field = page.get_by_label("number input for Max new tokens")
+    field.fill(SHORT_REPLY_TOKENS)
+    field.press("Enter")
+    page.locator("#settings button[aria-label='Toggle Sidebar']").click()
 
 
 @pytest.fixture

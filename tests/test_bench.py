@@ -101,9 +101,7 @@ def _repack_on_meta(outputs: int, inputs: int, blocksize: int) -> None:
 
     values = outputs * inputs
     scales = torch.empty(-(-values // blocksize), device="meta")
-    state = QuantState(
-        scales, torch.Size((outputs, inputs)), blocksize=blocksize, quant_type="nf4"
-    )
+    state = QuantState(scales, torch.Size((outputs, inputs)), blocksize=blocksize, quant_type="nf4")
     packed = torch.empty(values // 2, 1, dtype=torch.uint8, device="meta")
     _convert_weight_packed_for_cpu(packed, state)
 

@@ -20,6 +20,7 @@ from tests.conftest import (
     launch_chromium,
     model_state,
     open_page,
+    short_replies,
     wait_until_idle,
     word_error_rate,
 )
@@ -212,6 +213,7 @@ def long_greedy_question(url: str) -> str:
 
 
 def test_a_saved_conversation_opens_from_the_side_list(page, demo_app):
+    short_replies(page)
     page.fill("#message textarea", "Remember this conversation")
     page.keyboard.press("Enter")
     page.locator("#conversations-today", has_text="Remember this conversation").wait_for()

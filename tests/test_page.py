@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from app.page.kept_settings import SECRET_FILE, STORAGE_KEY, browser_secret
 from bench.samples import photo
-from tests.conftest import ROOT
+from tests.conftest import ROOT, short_replies
 from tests.test_browser import (
     REPLY_TIMEOUT_MS,
     long_greedy_question,
@@ -25,7 +25,6 @@ from tests.test_browser import (
     wait_until_saved,
 )
 
-SHORT_REPLY_TOKENS = "24"
 # Records every text the banner shows from the first paint on, before Gradio's own script runs.
 BANNER_SPY = """
 window.bannerTexts = [];
@@ -45,14 +44,6 @@ def send(page, text: str, url: str) -> None:
     page.keyboard.press("Enter")
     page.locator("#chat .bot").last.wait_for(timeout=REPLY_TIMEOUT_MS)
     wait_until_saved(url)
-
-
-def short_replies(page) -> None:
-    page.click("#settings-button")
-    field = page.get_by_label("number input for Max new tokens")
-    field.fill(SHORT_REPLY_TOKENS)
-    field.press("Enter")
-    page.locator("#settings button[aria-label='Toggle Sidebar']").click()
 
 
 def attach(page, image: Path) -> None:

@@ -581,8 +581,10 @@ def test_v1_bodies_with_a_file_part_become_labelled_pages(pdfs):
     assert [page_number(image) for image in sent.images] == [30]
     assert sent.text.startswith("report.pdf is a PDF of 30 pages; image 1 is one of its pages")
     assert "Image 1: page 30 of 30.\n\nThe text of report.pdf, as the PDF holds it:" in sent.text
-    assert sent.text.endswith("Chapter 30\nThe harbour report, part 30: the ferry leaves at nine"
-    " and returns at five.\n```\n\nWhat is on page 30?")
+    assert sent.text.endswith(
+        "Chapter 30\nThe harbour report, part 30: the ferry leaves at nine"
+        " and returns at five.\n```\n\nWhat is on page 30?"
+    )
     assert call.note == ""  # the page asked for was read
     body["messages"][0]["content"][0]["text"] = "And page 31?"
     with pytest.raises(ApiError, match="report.pdf has 30 pages, so it has no page 31"):

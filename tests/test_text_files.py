@@ -18,6 +18,7 @@ from app.config import Limits
 from app.intake.files import file_kind
 from app.intake.probe import MediaError
 from app.intake.text_file import TextFile
+from tests.conftest import short_replies
 from tests.test_browser import REPLY_TIMEOUT_MS, shoot, wait_until_saved
 from tests.test_pdf import model_message, stored
 
@@ -123,6 +124,7 @@ def test_v1_takes_a_text_file_part_and_the_model_reads_it(demo_app, files):
 
 def test_the_page_sends_a_text_file_and_shows_it_by_name(page, demo_app, files):
     url, _ = demo_app
+    short_replies(page)
     page.set_input_files("#message input[type=file]", str(files["greet.py"]))
     page.locator("#message .thumbnail-item").first.wait_for()
     page.fill("#message textarea", "What does this code do?")

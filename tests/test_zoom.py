@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from app.history import History
 from app.page.zoom import crop
+from tests.conftest import short_replies
 from tests.test_browser import shoot, wait_until_saved
 
 WIDTH, HEIGHT = 400, 300
@@ -81,6 +82,7 @@ def send(page, url: str, text: str) -> None:
 
 def test_drag_over_an_attached_image_sends_the_region_beside_it(page, demo_app, home, tmp_path):
     url, _ = demo_app
+    short_replies(page)
     page.set_input_files("#message input[type=file]", [str(picture(tmp_path / "shot.png"))])
     page.wait_for_function("() => document.querySelectorAll('#message img').length >= 1")
     open_zoom(page)
@@ -112,6 +114,7 @@ def test_a_region_typed_by_keyboard_from_an_image_earlier_in_the_conversation(
     page, demo_app, home, tmp_path
 ):
     url, _ = demo_app
+    short_replies(page)
     page.set_input_files("#message input[type=file]", [str(picture(tmp_path / "shot.png"))])
     page.wait_for_function("() => document.querySelectorAll('#message img').length >= 1")
     send(page, url, "What is this?")
