@@ -34,17 +34,6 @@ RUN_S = 240
 SHORT_DESCRIPTION = 24  # tokens, in runs on the session's engine
 
 
-def describe(*args: str) -> subprocess.CompletedProcess:
-    """`launch.py describe ... --demo` in a process of its own, as a person runs it."""
-    return subprocess.run(
-        [sys.executable, "launch.py", "describe", *args, "--demo"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=RUN_S,
-    )
-
-
 class SharedEngine:
     """The session's engine, for runs that must leave it open for the tests after them. Its
     descriptions are cut to SHORT_DESCRIPTION tokens: these tests check files, rows, journals and
@@ -136,9 +125,11 @@ def folder(tmp_path: Path) -> Path:
     return images
 
 
-def test_every_file_gets_its_row_and_bad_ones_their_sentence(folder: Path, tmp_path: Path):
+def test_every_file_gets_its_row_and_bad_ones_their_sentence(
+    folder: Path, tmp_path: Path, describe_here
+):
     out = tmp_path / "results" / "alt.csv"
-    run = describe(str(folder), "--level", "alt_text", "--out", str(out))
+    run = describe_here(str(folder), "--level", "alt_text", "--out", str(out))
     assert run.returncode == 1, run.stderr  # some files failed, and the run went on
     rows = {Path(row["path"]).name: row for row in csv.DictReader(out.open())}
     assert sorted(rows) == [
