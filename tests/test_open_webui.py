@@ -93,14 +93,12 @@ def test_open_webui_lists_chats_with_an_image_titles_and_transcribes(
     # Then its title for the chat: the same model, not streamed.
     title = httpx.post(
         f"{base}/chat/completions",
-        content=json.dumps(
-            {
-                "model": model["id"],
-                "messages": [{"role": "user", "content": f"### Task:\nTitle this chat.\n{text}"}],
-                "stream": False,
-                "max_tokens": 8,
-            }
-        ),  # fmt: skip
+        content=json.dumps({
+            "model": model["id"],
+            "messages": [{"role": "user", "content": f"### Task:\nTitle this chat.\n{text}"}],
+            "stream": False,
+            "max_tokens": 8,
+        }),  # fmt: skip
         headers=headers,
         timeout=120,
     ).json()
