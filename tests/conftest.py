@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ import soundfile
 
 from bench.samples import photo, speak, tone
 from bench.serving import wait_until_ready
-from model import LocalEngine, ModelConfig
+from model import ChatRequest, Engine, LocalEngine, ModelConfig, QueueSlot, ReplyStream
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -133,6 +134,33 @@ def engine(demo_config: ModelConfig):
     wait_until_ready(engine)
     yield engine
     engine.close()
+
+
+class SharedEngine:
+    """The session's engine, for code that would start and close an engine of its own (a
+    describe run, the MCP tools), which must leave it open for the tests after them. Its replies
+    are cut to SHORT_REPLY tokens: these tests check files, rows, prompts and sentences, which a
+    reply's length does not change, and the demo model's random words would otherwise run to
+    the default 512."""
+
+    SHORT_REPLY = 24
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> ReplyStream:
+        tokens = min(request.options.max_new_tokens, self.SHORT_REPLY)
+        options = replace(request.options, max_new_tokens=tokens)
+        return self.engine.submit(replace(request, options=options), slot)
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
 
 
 @pytest.fixture

@@ -27,34 +27,10 @@ from app.tasks.describe import description_messages
 from app.tasks.metadata import sidecar_path, write_description
 from bench.samples import photo
 from bench.serving import wait_until_ready
-from model import ChatRequest, Engine, QueueSlot, RemoteEngine, RemoteEngineConfig, ReplyStream
-from tests.conftest import ROOT, ModelServer
+from model import Engine, RemoteEngine, RemoteEngineConfig
+from tests.conftest import ROOT, ModelServer, SharedEngine
 
 RUN_S = 240
-SHORT_DESCRIPTION = 24  # tokens, in runs on the session's engine
-
-
-class SharedEngine:
-    """The session's engine, for runs that must leave it open for the tests after them. Its
-    descriptions are cut to SHORT_DESCRIPTION tokens: these tests check files, rows, journals and
-    metadata, which a description's length does not change, and the demo model's random words
-    would otherwise run to the default 512."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    def start(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> ReplyStream:
-        options = replace(request.options, max_new_tokens=SHORT_DESCRIPTION)
-        return self.engine.submit(replace(request, options=options), slot)
-
-    def __getattr__(self, name: str):
-        return getattr(self.engine, name)
 
 
 @pytest.fixture

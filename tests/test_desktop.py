@@ -21,7 +21,7 @@ from app.mcp.endpoint import tools_offered
 from app.mcp.tools import Tools
 from app.page.desktop import capture_screen, open_window
 from app.tasks.replies import Replies
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SharedEngine
 
 SCREEN = (800, 600)
 
@@ -119,7 +119,7 @@ def test_an_agent_looks_at_the_screen_in_desktop_mode_only(
     x_display: str, engine, recognizer, tmp_path, monkeypatch: pytest.MonkeyPatch
 ):
     speech = Speech(recognizer)
-    replies = Replies(engine, speech, History(tmp_path / "data"), AppConfig())
+    replies = Replies(SharedEngine(engine), speech, History(tmp_path / "data"), AppConfig())
     tools = Tools(replies, speech, Limits())
     assert tools.look_at_screen in tools_offered(tools, desktop=True)
     assert tools.look_at_screen not in tools_offered(tools, desktop=False)
