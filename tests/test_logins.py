@@ -38,7 +38,7 @@ from app.page.owners import user_of
 from app.page.side_list import Conversations
 from bench.samples import photo
 from launch import build_config, parse_args
-from tests.conftest import health_when_loaded, start_app, stop_app
+from tests.conftest import SHORT_REPLY_TOKENS, health_when_loaded, start_app, stop_app
 
 ANA = ("ana", "correct-horse")
 BEN = ("ben", "battery-staple")
@@ -299,10 +299,14 @@ def test_a_batch_is_fetched_only_by_its_own_user(team_app: str, tmp_path: Path):
 
 def page_events(session: httpx.Client) -> tuple[dict[tuple[str, str], dict], dict[int, object]]:
     """The page's events by their trigger (its component's elem_id, the event's name), and
-    each component's value as the page starts."""
+    each component's value as the page starts, but Max new tokens set short in Settings (the
+    tests check whose conversation a reply goes to, not its length)."""
     config = session.get("/config").json()
     ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
     values = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
+    for component in config["components"]:
+        if component.get("props", {}).get("label") == "Max new tokens":
+            values[component["id"]] = int(SHORT_REPLY_TOKENS)
     events = {
         (ids.get(target), name): dependency
         for dependency in config["dependencies"]
