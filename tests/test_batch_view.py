@@ -72,6 +72,7 @@ def batch_page(browser, demo_app):
     page.wait_for_selector("#message textarea")
     page.click("#batch-link")  # from the chat's sidebar
     page.wait_for_selector("#batch-start")
+    page.wait_for_function("!!window.loupe")  # the page's script runs here too, and repairs
     yield page
     context.close()
 
