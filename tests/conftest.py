@@ -26,7 +26,7 @@ from model import ChatRequest, Engine, LocalEngine, ModelConfig, QueueSlot, Repl
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 APP_START_S = 240
-SHORT_REPLY_TOKENS = "24"  # Max new tokens where a test checks what is around a reply
+SHORT_REPLY_TOKENS = 24  # Max new tokens where a test checks what is around a reply
 QUESTION = "What color is the car in this picture? Please describe it in a few words."
 # Measured on the development CPU: 0 for every fixture but the 8 kHz one, which hears "is" as
 # "in" (1 of 15 words, 0.067); the first sentence alone was fragile (up to 2 of 8 words wrong
@@ -139,11 +139,9 @@ def engine(demo_config: ModelConfig):
 class SharedEngine:
     """The session's engine, for code that would start and close an engine of its own (a
     describe run, the MCP tools), which must leave it open for the tests after them. Its replies
-    are cut to SHORT_REPLY tokens: these tests check files, rows, prompts and sentences, which a
+    are cut to SHORT_REPLY_TOKENS: these tests check files, rows, prompts and sentences, which a
     reply's length does not change, and the demo model's random words would otherwise run to
     the default 512."""
-
-    SHORT_REPLY = 24
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -155,7 +153,7 @@ class SharedEngine:
         pass
 
     def submit(self, request: ChatRequest, slot: QueueSlot | None = None) -> ReplyStream:
-        tokens = min(request.options.max_new_tokens, self.SHORT_REPLY)
+        tokens = min(request.options.max_new_tokens, SHORT_REPLY_TOKENS)
         options = replace(request.options, max_new_tokens=tokens)
         return self.engine.submit(replace(request, options=options), slot)
 
@@ -377,13 +375,18 @@ def open_page(browser, url: str):
     return page
 
 
+def set_reply_length(page, tokens: int) -> None:
+    """Type `tokens` into Settings' Max new tokens (the panel open)."""
+    field = page.get_by_label("number input for Max new tokens")
+    field.fill(str(tokens))
+    field.press("Enter")
+
+
 def short_replies(page) -> None:
     """Set the page's Max new tokens to a few, as a person would in Settings: for tests of
     what is around a reply, which need not wait for the demo model's 512 tokens."""
     page.click("#settings-button")
-    field = page.get_by_label("number input for Max new tokens")
-    field.fill(SHORT_REPLY_TOKENS)
-    field.press("Enter")
+    set_reply_length(page, SHORT_REPLY_TOKENS)
     page.locator("#settings button[aria-label='Toggle Sidebar']").click()
 
 

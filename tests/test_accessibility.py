@@ -16,7 +16,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from app.page.scripts import page_js
 from app.tasks.describe import AI_NOTICE, LEVELS
 from bench.samples import photo
-from tests.conftest import ROOT
+from tests.conftest import ROOT, set_reply_length
 from tests.test_browser import (
     REPLY_TIMEOUT_MS,
     long_greedy_question,
@@ -31,7 +31,7 @@ BLOCKING = ("serious", "critical")
 # words are not in its accessible name (speech control users say what they see).
 EXPERIMENTAL_RULES = ("label-content-name-mismatch",)
 MAX_CHUNK_CHARS = 200  # assets/accessibility.js reads a run this long without an end at a space
-SHORT_REPLY_TOKENS = "48"  # quick replies where only the page around them is checked
+AXE_REPLY_TOKENS = 48  # quick replies where only the page around them is checked
 KEY_PRESSES = 40  # Tab presses allowed to reach a control
 STOP_ATTEMPTS = 12
 FILE_CHOOSER_TRIES = 3
@@ -55,11 +55,6 @@ def axe_violations(page) -> list[dict]:
 def assert_no_blocking_violations(page, state: str) -> None:
     blocking = [v for v in axe_violations(page) if v["impact"] in BLOCKING]
     assert blocking == [], f"{state}: {blocking}"
-
-
-def set_reply_length(page, tokens: str) -> None:
-    page.get_by_label("number input for Max new tokens").fill(tokens)
-    page.get_by_label("number input for Max new tokens").press("Enter")
 
 
 def announced_so_far(page) -> int:
@@ -93,7 +88,7 @@ def test_axe_finds_nothing_serious_on_any_part_of_the_page(page, demo_app, theme
         page.click(panel)
     assert_no_blocking_violations(page, f"{theme}: camera and voice open")
     open_settings(page)
-    set_reply_length(page, SHORT_REPLY_TOKENS)
+    set_reply_length(page, AXE_REPLY_TOKENS)
     assert_no_blocking_violations(page, f"{theme}: settings open")
     page.set_input_files("#message input[type=file]", str(ROOT / "assets" / "example-photo.jpg"))
     page.locator("#message .thumbnail-item").first.wait_for()
@@ -204,7 +199,7 @@ def test_the_live_region_announces_a_streamed_reply_sentence_by_sentence(page, d
     question = long_greedy_question(url)  # a reply that runs to the length limit
     open_settings(page)
     page.get_by_label("number input for Temperature").fill("0")
-    set_reply_length(page, "400")  # the probed question runs at least this long
+    set_reply_length(page, 400)  # the probed question runs at least this long
     page.get_by_label("Auto-read answers aloud").check()
     page.get_by_label("number input for Reading rate").fill("1.5")
     page.evaluate(SPEECH_SPY)

@@ -235,4 +235,7 @@ def test_an_idle_app_looks_for_new_events_every_20_ms_not_every_millisecond():
     assert queue.sleep_when_free < QUEUE_POLL_S  # Gradio's own (Linux), which it reads
     assert queue.progress_update_sleep_when_free < PROGRESS_POLL_S
     quiet_when_idle(page)
-    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (0.02, 0.1)
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (
+        QUEUE_POLL_S,
+        PROGRESS_POLL_S,
+    )

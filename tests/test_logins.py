@@ -306,7 +306,7 @@ def page_events(session: httpx.Client) -> tuple[dict[tuple[str, str], dict], dic
     values = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
     for component in config["components"]:
         if component.get("props", {}).get("label") == "Max new tokens":
-            values[component["id"]] = int(SHORT_REPLY_TOKENS)
+            values[component["id"]] = SHORT_REPLY_TOKENS
     events = {
         (ids.get(target), name): dependency
         for dependency in config["dependencies"]
