@@ -138,7 +138,7 @@ class Shared:
     def __init__(self, stack: ExitStack, work: Path):
         self._stack, self._work = stack, work
         self._apps: dict[tuple[str, ...], tuple[str, subprocess.Popen, Path]] = {}
-        self._server: tuple[str, str, float] | None = None
+        self._servers: dict[Path, tuple[str, str, float]] = {}
 
     def forced_app(self, flags: list[str]) -> tuple[str, subprocess.Popen, Path]:
         """`python -m bench.forced_app` with `flags`: (its base URL, its process, the log it
@@ -152,17 +152,17 @@ class Shared:
         return self._apps[tuple(flags)]
 
     def model_server(self, miniature: Path) -> tuple[str, str, float]:
-        """`model_server(miniature)`'s (/v1 URL, model name, seconds its first start took)."""
-        if self._server is None:
-            folder = self._work / "server"
+        """`model_server(miniature)`'s (/v1 URL, model name, seconds its start took)."""
+        if miniature not in self._servers:
+            folder = self._work / f"server-{len(self._servers)}"
             folder.mkdir()
-            self._server = self._stack.enter_context(model_server(miniature, folder))
-        return self._server
+            self._servers[miniature] = self._stack.enter_context(model_server(miniature, folder))
+        return self._servers[miniature]
 
 
 def logged_count(log: Path) -> int:
     """How many replies the forced app has logged in `log` so far."""
-    return len(log.read_text().splitlines()) if log.exists() else 0
+    return len(_lines(log))
 
 
 def logged(log: Path, line: int) -> list[list[float]]:
@@ -170,10 +170,15 @@ def logged(log: Path, line: int) -> list[list[float]]:
     ends, which can be just after the client has read the last chunk."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if logged_count(log) > line:
-            return json.loads(log.read_text().splitlines()[line])
+        lines = _lines(log)
+        if len(lines) > line:
+            return json.loads(lines[line])
         time.sleep(0.02)
     raise RuntimeError("the forced app logged no send times for the reply")
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
 
 
 class FixedLength:
